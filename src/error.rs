@@ -1,0 +1,95 @@
+//! The library's one error type: structured fields, one user-facing message each, and an exit code.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a file a problem is, 1-based like editors show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Pos {
+    pub line: u64,
+    pub column: u64,
+}
+
+/// One problem found in an input file, naming the place and the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl Diagnostic {
+    pub fn at(pos: Option<Pos>, message: impl Into<String>) -> Self {
+        Self {
+            pos,
+            message: message.into(),
+        }
+    }
+}
+
+/// Every diagnostic of one file, printed one per line as `file:line:column: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostics {
+    pub file: PathBuf,
+    pub items: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.items.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match d.pos {
+                Some(p) => write!(
+                    f,
+                    "{}:{}:{}: {}",
+                    self.file.display(),
+                    p.line,
+                    p.column,
+                    d.message
+                )?,
+                None => write!(f, "{}: {}", self.file.display(), d.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The inventory is not valid YAML, has unknown fields, or breaks a rule.
+    #[error("{0}")]
+    Inventory(Diagnostics),
+
+    /// The lock file exists but cannot be used as it is.
+    #[error("{file}: {message}", file = .file.display())]
+    Lock { file: PathBuf, message: String },
+
+    #[error("cannot {action} `{path}`: {source}", path = .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("no node named `{name}` in the inventory (nodes: {known})")]
+    UnknownNode { name: String, known: String },
+
+    /// The address plan cannot be made: the cluster has no room left.
+    #[error("{0}")]
+    Exhausted(String),
+
+    /// A command that needs hosts was asked for in a build that cannot reach them yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// The process exit code: 1 for bad usage or input; 2 is reserved for host failures.
+    pub fn code(&self) -> i32 {
+        1
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,147 @@
+//! The validated inventory: every value parsed, defaulted and checked; what the rest of vxmesh works from.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use crate::error::Pos;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    #[serde(skip)]
+    pub path: PathBuf,
+    pub cluster: Cluster,
+    pub ssh: SshSettings,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cluster {
+    pub name: String,
+    pub cidr: Ipv4Net,
+    pub node_prefix: u8,
+    pub switch_cidr: Ipv4Net,
+    /// Blocks inside `cidr` never handed to a node (by default docker0's 172.17.0.0/16 when it lies inside).
+    pub exclude: Vec<Ipv4Net>,
+    pub vni: u32,
+    pub port: u16,
+    pub mtu: MtuSetting,
+    pub backend: Backend,
+    pub datapath: Datapath,
+    pub docker: DockerSettings,
+    pub nat: bool,
+    pub firewall: FirewallKind,
+    /// An address outside the cluster that `verify` reaches to prove NAT works.
+    pub outside: Option<Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MtuSetting {
+    /// Underlay MTU minus the VXLAN overhead, learnt from each host.
+    Auto,
+    #[serde(untagged)]
+    Fixed(u16),
+}
+
+/// Bytes VXLAN adds around each frame on IPv4: outer IP 20, UDP 8, VXLAN 8, inner Ethernet 14.
+pub const VXLAN_OVERHEAD: u16 = 50;
+pub const MTU_MIN: u16 = 576;
+pub const MTU_MAX: u16 = 9000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Ovs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Datapath {
+    /// The kernel datapath: what production hosts with the openvswitch module use.
+    System,
+    /// OVS's userspace datapath (DPDK-style hosts, and the lab).
+    Netdev,
+}
+
+impl Datapath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Datapath::System => "system",
+            Datapath::Netdev => "netdev",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DockerSettings {
+    pub mode: DockerMode,
+    pub network: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerMode {
+    /// A dedicated docker bridge network on each host.
+    Network,
+    /// docker's default bridge, renumbered with `bip` (the classic recipe).
+    Docker0,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallKind {
+    Auto,
+    Firewalld,
+    Nftables,
+    Iptables,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Become {
+    /// sudo when the SSH user is not root.
+    Auto,
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SshSettings {
+    pub user: String,
+    pub port: u16,
+    pub identity_file: Option<PathBuf>,
+    pub r#become: Become,
+    pub known_hosts: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    pub name: String,
+    /// SSH address or ~/.ssh/config alias.
+    pub host: String,
+    /// Tunnel endpoint: `underlay_ip`, or `host` when that is an address.
+    pub underlay_ip: Ipv4Addr,
+    /// The subnet the user pinned, if any.
+    pub subnet: Option<Ipv4Net>,
+    /// Where the node's entry starts in the inventory, for later messages.
+    #[serde(skip)]
+    pub pos: Option<Pos>,
+}
+
+impl Inventory {
+    pub fn node(&self, name: &str) -> Option<&Node> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    pub fn node_names(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
