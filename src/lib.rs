@@ -1,6 +1,11 @@
 //! vxmesh: connect docker hosts with a full mesh of VXLAN tunnels over Open vSwitch.
 
+pub mod diff;
+pub mod docker_daemon;
 pub mod error;
+pub mod facts;
 pub mod inventory;
 pub mod ipam;
 pub mod names;
+pub mod plan;
+pub mod render;

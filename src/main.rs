@@ -1,7 +1,7 @@
+//! The `vxmesh` binary: parses arguments, runs the command, prints, and picks the exit code.
+
+mod cli;
+
 fn main() {
-    let p = std::env::args().nth(1).unwrap();
-    match vxmesh::inventory::load(std::path::Path::new(&p)) {
-        Ok(i) => println!("{i:#?}"),
-        Err(e) => println!("{e}"),
-    }
+    std::process::exit(cli::run());
 }

@@ -1,0 +1,244 @@
+//! Command line: the only place that prints or picks exit codes (0 ok, 1 bad usage or input, 2 a host failed).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use vxmesh::diff::{self, Step};
+use vxmesh::error::Error;
+use vxmesh::facts::HostFacts;
+use vxmesh::inventory::{self, Inventory};
+use vxmesh::ipam::{self, Lock};
+use vxmesh::plan::{self, ClusterPlan, NodePlan};
+use vxmesh::render;
+
+#[derive(Parser)]
+#[command(
+    name = "vxmesh",
+    version,
+    about = "Connect docker hosts with a full mesh of VXLAN tunnels over Open vSwitch",
+    long_about = "vxmesh reads an inventory of docker hosts, computes every container subnet and every tunnel centrally, \
+and builds on each host: an OVS bridge `sw0`, one VXLAN tunnel port per peer (split horizon, BFD on), a docker \
+bridge network on the host's own subnet joined to sw0 by a veth pair, NAT only towards the outside world, and \
+VXLAN allowed only from the peers.\n\nStart with `vxmesh plan --offline` to read exactly what would be done.",
+    after_help = "Exit codes: 0 success, 1 bad usage or bad inventory, 2 some host failed.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
+)]
+struct Cli {
+    /// The inventory file (YAML). Its address plan is kept beside it, in the same name with `.lock`.
+    #[arg(short, long, global = true, default_value = inventory::DEFAULT_PATH, value_name = "FILE")]
+    inventory: PathBuf,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show what would be built: per node, the commands that make it match the plan.
+    ///
+    /// With --offline nothing is contacted: every node is shown as if empty, i.e. the full build script.
+    Plan {
+        /// Do not connect to hosts; show the from-scratch build of every node.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Print one node's build script: POSIX sh, safe to run again, runnable by hand on an air-gapped host.
+    Render {
+        /// The node's name in the inventory.
+        node: String,
+    },
+    /// Build the mesh on every host (only what is missing), then verify it.
+    Up(HostArgs),
+    /// Prove the mesh works: containers on every pair of hosts talk over the tunnels, without NAT.
+    Verify(HostArgs),
+    /// Per host: reachable, sw0 and tunnels present, tunnel liveness (BFD), drift from the plan.
+    Status(HostArgs),
+    /// Remove everything vxmesh created on every host; docker and OVS keep running.
+    Down(HostArgs),
+    /// Add a node to the inventory and the mesh, touching nothing else on the existing hosts.
+    AddNode {
+        name: String,
+        #[arg(long)]
+        host: String,
+        #[arg(long)]
+        underlay_ip: Option<String>,
+        #[arg(long)]
+        subnet: Option<String>,
+    },
+    /// Remove a node from the mesh and the inventory, and free its subnet.
+    RemoveNode {
+        name: String,
+        /// Remove it even when the node cannot be reached.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker).
+    Lab,
+    /// Print the read-only script that gathers a node's facts (used to record test fixtures).
+    #[command(hide = true)]
+    FactsScript { node: String },
+}
+
+#[derive(Args)]
+struct HostArgs {
+    /// Connect to at most this many hosts at once.
+    #[arg(long, default_value_t = 50)]
+    forks: usize,
+}
+
+pub fn run() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 1 } else { 0 };
+        }
+    };
+    match execute(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.code()
+        }
+    }
+}
+
+/// The inventory, validated, with the address plan kept in step with it.
+fn load(path: &Path) -> Result<(Inventory, ClusterPlan), Error> {
+    let inv = inventory::load(path)?;
+    let lock_file = ipam::lock_path(path);
+    let previous = Lock::load(&lock_file)?;
+    let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+    if previous.as_ref() != Some(&lock) {
+        lock.save(&lock_file)?;
+    }
+    let plan = plan::plan(&inv, &lock);
+    Ok((inv, plan))
+}
+
+fn execute(cli: &Cli) -> Result<i32, Error> {
+    match &cli.command {
+        Command::Plan { offline: true } => {
+            let (_, plan) = load(&cli.inventory)?;
+            let nodes: Vec<(&NodePlan, Vec<Step>)> = plan.nodes.iter().map(|n| (n, diff::diff(n, &HostFacts::default()))).collect();
+            if cli.json {
+                print_json(&plan_json(&plan, &nodes));
+            } else {
+                print_plan(&plan, &nodes);
+            }
+            Ok(0)
+        }
+        Command::Render { node } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            let n = plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
+            let steps = diff::diff(n, &HostFacts::default());
+            if cli.json {
+                print_json(&plan_json(&plan, &[(n, steps)]));
+            } else {
+                print!("{}", render::script(n, &plan.cluster, &steps));
+            }
+            Ok(0)
+        }
+        Command::FactsScript { node } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            let n = plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
+            print!("{}", vxmesh::facts::gather_script(n));
+            Ok(0)
+        }
+        Command::Plan { offline: false } | Command::Up(_) | Command::Verify(_) | Command::Status(_) | Command::Down(_) => {
+            // Validate first, so a bad inventory is reported as such whatever the command.
+            load(&cli.inventory)?;
+            Err(not_yet("connecting to hosts over SSH"))
+        }
+        Command::AddNode { .. } | Command::RemoveNode { .. } => {
+            load(&cli.inventory)?;
+            Err(not_yet("changing a running mesh"))
+        }
+        Command::Lab => Err(not_yet("the local lab")),
+    }
+}
+
+fn not_yet(what: &str) -> Error {
+    Error::Unsupported(format!(
+        "{what} is not in this build of vxmesh yet; `vxmesh plan --offline` and `vxmesh render NODE` show and script the whole build"
+    ))
+}
+
+#[derive(Serialize)]
+struct PlanJson<'a> {
+    cluster: &'a str,
+    cidr: ipnet::Ipv4Net,
+    tunnel_pairs: usize,
+    nodes: Vec<NodeJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct NodeJson<'a> {
+    desired: &'a NodePlan,
+    steps: Vec<StepJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct StepJson<'a> {
+    #[serde(flatten)]
+    step: &'a Step,
+    commands: Vec<String>,
+}
+
+fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) -> PlanJson<'a> {
+    PlanJson {
+        cluster: &plan.cluster,
+        cidr: plan.cidr,
+        tunnel_pairs: plan.tunnel_pairs,
+        nodes: nodes
+            .iter()
+            .map(|(n, steps)| NodeJson {
+                desired: n,
+                steps: steps
+                    .iter()
+                    .map(|s| StepJson { step: s, commands: render::commands(&s.change).iter().map(|c| c.to_shell()).collect() })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, v);
+    let _ = writeln!(out);
+}
+
+fn print_plan(plan: &ClusterPlan, nodes: &[(&NodePlan, Vec<Step>)]) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = writeln!(
+        out,
+        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}\n",
+        plan.cluster,
+        plan.nodes.len(),
+        plan.tunnel_pairs,
+        plan.cidr
+    );
+    let _ = writeln!(out, "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}", "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS");
+    for n in &plan.nodes {
+        let _ = writeln!(
+            out,
+            "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+            n.name,
+            n.host,
+            n.underlay_ip.to_string(),
+            n.subnet.to_string(),
+            n.switch.address.to_string(),
+            n.tunnels.len()
+        );
+    }
+    for (n, steps) in nodes {
+        let _ = writeln!(out, "\n=== {} ({}): {} steps ===", n.name, n.host, steps.len());
+        let _ = write!(out, "{}", render::script(n, &plan.cluster, steps));
+    }
+}
