@@ -1,0 +1,8 @@
+//! The one integration-test binary: every file here is a module (see ripgrep's tests/ layout).
+
+mod cli;
+mod facts_fixtures;
+mod inventory_corpus;
+mod properties;
+mod snapshots;
+mod util;
