@@ -125,7 +125,11 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Plan { offline: true } => {
             let (_, plan) = load(&cli.inventory)?;
-            let nodes: Vec<(&NodePlan, Vec<Step>)> = plan.nodes.iter().map(|n| (n, diff::diff(n, &HostFacts::default()))).collect();
+            let nodes: Vec<(&NodePlan, Vec<Step>)> = plan
+                .nodes
+                .iter()
+                .map(|n| (n, diff::diff(n, &HostFacts::default())))
+                .collect();
             if cli.json {
                 print_json(&plan_json(&plan, &nodes));
             } else {
@@ -135,7 +139,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Render { node } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let n = plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
+            let n = plan.node(node).ok_or_else(|| Error::UnknownNode {
+                name: node.clone(),
+                known: inv.node_names(),
+            })?;
             let steps = diff::diff(n, &HostFacts::default());
             if cli.json {
                 print_json(&plan_json(&plan, &[(n, steps)]));
@@ -146,11 +153,18 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::FactsScript { node } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let n = plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
+            let n = plan.node(node).ok_or_else(|| Error::UnknownNode {
+                name: node.clone(),
+                known: inv.node_names(),
+            })?;
             print!("{}", vxmesh::facts::gather_script(n));
             Ok(0)
         }
-        Command::Plan { offline: false } | Command::Up(_) | Command::Verify(_) | Command::Status(_) | Command::Down(_) => {
+        Command::Plan { offline: false }
+        | Command::Up(_)
+        | Command::Verify(_)
+        | Command::Status(_)
+        | Command::Down(_) => {
             // Validate first, so a bad inventory is reported as such whatever the command.
             load(&cli.inventory)?;
             Err(not_yet("connecting to hosts over SSH"))
@@ -201,7 +215,13 @@ fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) 
                 desired: n,
                 steps: steps
                     .iter()
-                    .map(|s| StepJson { step: s, commands: render::commands(&s.change).iter().map(|c| c.to_shell()).collect() })
+                    .map(|s| StepJson {
+                        step: s,
+                        commands: render::commands(&s.change)
+                            .iter()
+                            .map(|c| c.to_shell())
+                            .collect(),
+                    })
                     .collect(),
             })
             .collect(),
@@ -224,7 +244,11 @@ fn print_plan(plan: &ClusterPlan, nodes: &[(&NodePlan, Vec<Step>)]) {
         plan.tunnel_pairs,
         plan.cidr
     );
-    let _ = writeln!(out, "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}", "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS");
+    let _ = writeln!(
+        out,
+        "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+        "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS"
+    );
     for n in &plan.nodes {
         let _ = writeln!(
             out,
@@ -238,7 +262,13 @@ fn print_plan(plan: &ClusterPlan, nodes: &[(&NodePlan, Vec<Step>)]) {
         );
     }
     for (n, steps) in nodes {
-        let _ = writeln!(out, "\n=== {} ({}): {} steps ===", n.name, n.host, steps.len());
+        let _ = writeln!(
+            out,
+            "\n=== {} ({}): {} steps ===",
+            n.name,
+            n.host,
+            steps.len()
+        );
         let _ = write!(out, "{}", render::script(n, &plan.cluster, steps));
     }
 }

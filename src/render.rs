@@ -47,22 +47,48 @@ const EOF_MARK: &str = "VXMESH_EOF";
 pub fn commands(change: &Change) -> Vec<Command> {
     match change {
         Change::Sysctl(s) => vec![sh(format!("sysctl -qw {}={}", s.key, s.value))],
-        Change::CreateVeth { switch_end: a, docker_end: b, mtu: m } => vec![sh(format!(
+        Change::CreateVeth {
+            switch_end: a,
+            docker_end: b,
+            mtu: m,
+        } => vec![sh(format!(
             "if ! {{ ip link show dev {a} && ip link show dev {b}; }} >/dev/null 2>&1; then\n  ip link del {a} 2>/dev/null || true\n  ip link del {b} 2>/dev/null || true\n  ip link add {a} mtu {m} type veth peer name {b} mtu {m}\nfi",
             m = mtu(*m)
         ))],
-        Change::LinkMtu { dev, mtu: m } => vec![sh(format!("ip link set dev {dev} mtu {}", mtu(*m)))],
+        Change::LinkMtu { dev, mtu: m } => {
+            vec![sh(format!("ip link set dev {dev} mtu {}", mtu(*m)))]
+        }
         Change::LinkUp { dev } => vec![sh(format!("ip link set dev {dev} up"))],
         Change::TxOffloadOff { dev } => vec![sh(format!("ethtool -K {dev} tx off >/dev/null"))],
-        Change::Bridge { bridge, datapath, mtu: m } => {
+        Change::Bridge {
+            bridge,
+            datapath,
+            mtu: m,
+        } => {
             let mut v = vec![
                 ovs(&["--may-exist", "add-br", bridge]),
-                ovs(&["set", "bridge", bridge, &format!("datapath_type={}", datapath.as_str())]),
+                ovs(&[
+                    "set",
+                    "bridge",
+                    bridge,
+                    &format!("datapath_type={}", datapath.as_str()),
+                ]),
             ];
-            v.push(ovs(&["set", "interface", bridge, &format!("mtu_request={}", mtu(*m))]));
+            v.push(ovs(&[
+                "set",
+                "interface",
+                bridge,
+                &format!("mtu_request={}", mtu(*m)),
+            ]));
             v
         }
-        Change::Tunnel { bridge, tunnel: t, vni, port, repair } => {
+        Change::Tunnel {
+            bridge,
+            tunnel: t,
+            vni,
+            port,
+            repair,
+        } => {
             let mut v = vec![];
             if repair.is_empty() {
                 v.push(ovs(&["--may-exist", "add-port", bridge, &t.port]));
@@ -77,22 +103,45 @@ pub fn commands(change: &Change) -> Vec<Command> {
                 &format!("options:dst_port={port}"),
                 &format!("bfd:enable={}", t.bfd),
             ]));
-            v.push(ovs(&["set", "port", &t.port, &format!("protected={}", t.protected)]));
+            v.push(ovs(&[
+                "set",
+                "port",
+                &t.port,
+                &format!("protected={}", t.protected),
+            ]));
             v
         }
-        Change::RemoveTunnel { bridge, port } => vec![ovs(&["--if-exists", "del-port", bridge, port])],
-        Change::AttachPort { bridge, port } => vec![ovs(&["--may-exist", "add-port", bridge, port])],
-        Change::SwitchAddress { dev, address, stale } => {
-            let mut v: Vec<Command> = stale.iter().map(|s| sh(format!("ip addr del {s} dev {dev} 2>/dev/null || true"))).collect();
+        Change::RemoveTunnel { bridge, port } => {
+            vec![ovs(&["--if-exists", "del-port", bridge, port])]
+        }
+        Change::AttachPort { bridge, port } => {
+            vec![ovs(&["--may-exist", "add-port", bridge, port])]
+        }
+        Change::SwitchAddress {
+            dev,
+            address,
+            stale,
+        } => {
+            let mut v: Vec<Command> = stale
+                .iter()
+                .map(|s| sh(format!("ip addr del {s} dev {dev} 2>/dev/null || true")))
+                .collect();
             v.push(sh(format!("ip addr replace {address} dev {dev}")));
             v
         }
-        Change::DockerNetwork { spec, mtu: m, recreate } => {
+        Change::DockerNetwork {
+            spec,
+            mtu: m,
+            recreate,
+        } => {
             let mut v = vec![];
             if recreate.is_some() {
                 v.push(sh(format!("docker network rm {} >/dev/null", spec.network)));
             }
-            let opts: String = docker_options(spec, *m).iter().map(|(k, val)| format!(" \\\n    -o {k}={val}")).collect();
+            let opts: String = docker_options(spec, *m)
+                .iter()
+                .map(|(k, val)| format!(" \\\n    -o {k}={val}"))
+                .collect();
             let opts = opts.replace("=$MTU", "=\"$MTU\"");
             v.push(sh(format!(
                 "docker network inspect {n} >/dev/null 2>&1 || docker network create --driver bridge \\\n    --subnet {s} --gateway {g}{opts} \\\n    {n} >/dev/null",
@@ -102,8 +151,15 @@ pub fn commands(change: &Change) -> Vec<Command> {
             )));
             v
         }
-        Change::DockerDaemon { bip, mtu: m, content, guard_existing } => docker_daemon(*bip, *m, content, *guard_existing),
-        Change::Enslave { dev, master } => vec![sh(format!("ip link set dev {dev} master {master}"))],
+        Change::DockerDaemon {
+            bip,
+            mtu: m,
+            content,
+            guard_existing,
+        } => docker_daemon(*bip, *m, content, *guard_existing),
+        Change::Enslave { dev, master } => {
+            vec![sh(format!("ip link set dev {dev} master {master}"))]
+        }
         Change::IptablesChain(c) => iptables_chain(c),
         Change::NftTable { port, peers } => {
             let elements = if peers.is_empty() {
@@ -118,10 +174,24 @@ pub fn commands(change: &Change) -> Vec<Command> {
                 tag = crate::names::RULE_TAG
             ))]
         }
-        Change::Blocked { reason } => vec![sh(format!("echo {} >&2\nexit 1", shell_quote(&format!("vxmesh: {reason}"))))],
+        Change::Blocked { reason } => vec![sh(format!(
+            "echo {} >&2\nexit 1",
+            shell_quote(&format!("vxmesh: {reason}"))
+        ))],
         Change::Firewalld { add, remove } => {
-            let mut v: Vec<Command> = add.iter().map(|r| sh(format!("firewall-cmd --quiet --permanent --add-rich-rule='{r}'"))).collect();
-            v.extend(remove.iter().map(|r| sh(format!("firewall-cmd --quiet --permanent --remove-rich-rule='{r}'"))));
+            let mut v: Vec<Command> = add
+                .iter()
+                .map(|r| {
+                    sh(format!(
+                        "firewall-cmd --quiet --permanent --add-rich-rule='{r}'"
+                    ))
+                })
+                .collect();
+            v.extend(remove.iter().map(|r| {
+                sh(format!(
+                    "firewall-cmd --quiet --permanent --remove-rich-rule='{r}'"
+                ))
+            }));
             v.push(sh("firewall-cmd --quiet --reload"));
             v
         }
@@ -130,15 +200,26 @@ pub fn commands(change: &Change) -> Vec<Command> {
 
 /// The chain's content replaced in one iptables-restore transaction, then exactly one jump to it, placed first.
 fn iptables_chain(c: &OwnedChain) -> Vec<Command> {
-    let mut restore = format!("iptables-restore --noflush <<'{EOF_MARK}'\n*{}\n:{} - [0:0]\n", c.table, c.chain);
+    let mut restore = format!(
+        "iptables-restore --noflush <<'{EOF_MARK}'\n*{}\n:{} - [0:0]\n",
+        c.table, c.chain
+    );
     for r in &c.rules {
         let _ = writeln!(restore, "-A {} {r}", c.chain);
     }
     let _ = write!(restore, "COMMIT\n{EOF_MARK}");
     vec![
         sh(restore),
-        sh(format!("while iptables -w -t {t} -D {p} {j} 2>/dev/null; do :; done", t = c.table, p = c.parent, j = c.jump)),
-        sh(format!("iptables -w -t {} -I {} 1 {}", c.table, c.parent, c.jump)),
+        sh(format!(
+            "while iptables -w -t {t} -D {p} {j} 2>/dev/null; do :; done",
+            t = c.table,
+            p = c.parent,
+            j = c.jump
+        )),
+        sh(format!(
+            "iptables -w -t {} -I {} 1 {}",
+            c.table, c.parent, c.jump
+        )),
     ]
 }
 
@@ -153,7 +234,13 @@ fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: boo
     }
     // A quoted here-document keeps the admin's JSON literal; only the offline `mtu: auto` script needs expansion.
     let (quote, body) = match m {
-        Mtu::Detect => ("", content.replace(&format!("\"{}\"", crate::docker_daemon::MTU_PLACEHOLDER), "$MTU")),
+        Mtu::Detect => (
+            "",
+            content.replace(
+                &format!("\"{}\"", crate::docker_daemon::MTU_PLACEHOLDER),
+                "$MTU",
+            ),
+        ),
         Mtu::Value(_) => ("'", content.to_string()),
     };
     v.push(sh(format!("mkdir -p /etc/docker\ncat > {path}.vxmesh <<{quote}{EOF_MARK}{quote}\n{body}{EOF_MARK}\nmv {path}.vxmesh {path}")));
@@ -180,7 +267,10 @@ pub fn group(steps: &[Step]) -> Vec<ScriptGroup<'_>> {
                 g.steps.push(s);
                 g.commands.extend(cmds);
             }
-            _ => out.push(ScriptGroup { steps: vec![s], commands: cmds }),
+            _ => out.push(ScriptGroup {
+                steps: vec![s],
+                commands: cmds,
+            }),
         }
     }
     out
@@ -198,7 +288,10 @@ pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
         steps.len()
     );
     let _ = writeln!(out, "set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"");
-    let _ = writeln!(out, "step() {{ printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }}");
+    let _ = writeln!(
+        out,
+        "step() {{ printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }}"
+    );
     if steps.iter().any(|s| uses_detected_mtu(&s.change)) {
         let _ = writeln!(
             out,
@@ -222,7 +315,11 @@ pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
             for s in &g.steps {
                 let _ = writeln!(out, "#   - {}", s.description);
             }
-            let _ = writeln!(out, "step {n} {}", shell_quote(&format!("OVS transaction of {} changes", g.steps.len())));
+            let _ = writeln!(
+                out,
+                "step {n} {}",
+                shell_quote(&format!("OVS transaction of {} changes", g.steps.len()))
+            );
         }
         let mut ovs_args: Vec<&Vec<String>> = vec![];
         for c in &g.commands {
@@ -260,11 +357,22 @@ fn flush_ovs(out: &mut String, pending: &mut Vec<&Vec<String>>) {
 fn uses_detected_mtu(c: &Change) -> bool {
     matches!(
         c,
-        Change::CreateVeth { mtu: Mtu::Detect, .. }
-            | Change::LinkMtu { mtu: Mtu::Detect, .. }
-            | Change::Bridge { mtu: Mtu::Detect, .. }
-            | Change::DockerNetwork { mtu: Mtu::Detect, .. }
-            | Change::DockerDaemon { mtu: Mtu::Detect, .. }
+        Change::CreateVeth {
+            mtu: Mtu::Detect,
+            ..
+        } | Change::LinkMtu {
+            mtu: Mtu::Detect,
+            ..
+        } | Change::Bridge {
+            mtu: Mtu::Detect,
+            ..
+        } | Change::DockerNetwork {
+            mtu: Mtu::Detect,
+            ..
+        } | Change::DockerDaemon {
+            mtu: Mtu::Detect,
+            ..
+        }
     )
 }
 

@@ -29,7 +29,10 @@ pub struct FactsError {
 
 impl FactsError {
     pub fn new(section: &str, message: impl Into<String>) -> Self {
-        FactsError { section: section.to_string(), message: message.into() }
+        FactsError {
+            section: section.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -83,7 +86,12 @@ impl HostFacts {
             nft: nft::parse(get("nft"))?,
             firewalld: FirewalldFacts {
                 running: get("firewalld-state").trim() == "running",
-                rich_rules: get("firewalld-rich-rules").lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect(),
+                rich_rules: get("firewalld-rich-rules")
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect(),
             },
             sysctls: text::key_values(get("sysctl"), '='),
             tx_offload: text::offloads(get("tx-offload")),
@@ -92,6 +100,9 @@ impl HostFacts {
 
     /// The MTU of the device that holds `ip`: the underlay the tunnels ride on.
     pub fn mtu_of_device_with(&self, ip: std::net::Ipv4Addr) -> Option<u32> {
-        self.links.values().find(|l| l.addrs.iter().any(|a| a.addr() == ip)).map(|l| l.mtu)
+        self.links
+            .values()
+            .find(|l| l.addrs.iter().any(|a| a.addr() == ip))
+            .map(|l| l.mtu)
     }
 }

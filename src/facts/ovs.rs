@@ -44,14 +44,17 @@ type Row = BTreeMap<String, Value>;
 
 /// Rows of one `--format=json list` table, each as heading -> value.
 fn rows(section: &str, body: &str) -> Result<Vec<Row>, FactsError> {
-    let v: Value = serde_json::from_str(body).map_err(|e| FactsError::new(section, format!("not JSON: {e}")))?;
+    let v: Value = serde_json::from_str(body)
+        .map_err(|e| FactsError::new(section, format!("not JSON: {e}")))?;
     let headings: Vec<String> = v["headings"]
         .as_array()
         .ok_or_else(|| FactsError::new(section, "no `headings`"))?
         .iter()
         .map(|h| h.as_str().unwrap_or_default().to_string())
         .collect();
-    let data = v["data"].as_array().ok_or_else(|| FactsError::new(section, "no `data`"))?;
+    let data = v["data"]
+        .as_array()
+        .ok_or_else(|| FactsError::new(section, "no `data`"))?;
     Ok(data
         .iter()
         .filter_map(Value::as_array)
@@ -68,7 +71,9 @@ fn set(v: &Value) -> Vec<Value> {
 }
 
 fn map(v: Option<&Value>) -> BTreeMap<String, String> {
-    let Some(Value::Array(a)) = v else { return BTreeMap::new() };
+    let Some(Value::Array(a)) = v else {
+        return BTreeMap::new();
+    };
     match a.as_slice() {
         [tag, Value::Array(pairs)] if tag == "map" => pairs
             .iter()
@@ -105,10 +110,18 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
     let port_rows = rows("ovs-port", ports)?;
     let iface_rows = rows("ovs-interface", interfaces)?;
     let uuid_of = |r: &Row| r.get("_uuid").and_then(uuid).unwrap_or_default();
-    let iface_name: BTreeMap<String, String> = iface_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
-    let port_name: BTreeMap<String, String> = port_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
+    let iface_name: BTreeMap<String, String> =
+        iface_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
+    let port_name: BTreeMap<String, String> =
+        port_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
     let names_of = |v: Option<&Value>, table: &BTreeMap<String, String>| {
-        let mut names: Vec<String> = v.map(set).unwrap_or_default().iter().filter_map(uuid).filter_map(|u| table.get(&u).cloned()).collect();
+        let mut names: Vec<String> = v
+            .map(set)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(uuid)
+            .filter_map(|u| table.get(&u).cloned())
+            .collect();
         names.sort();
         names
     };
@@ -118,14 +131,26 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
             .iter()
             .map(|r| {
                 let datapath_type = r.get("datapath_type").map(scalar).unwrap_or_default();
-                (name(r), OvsBridge { datapath_type, ports: names_of(r.get("ports"), &port_name) })
+                (
+                    name(r),
+                    OvsBridge {
+                        datapath_type,
+                        ports: names_of(r.get("ports"), &port_name),
+                    },
+                )
             })
             .collect(),
         ports: port_rows
             .iter()
             .map(|r| {
                 let protected = r.get("protected").and_then(Value::as_bool).unwrap_or(false);
-                (name(r), OvsPort { protected, interfaces: names_of(r.get("interfaces"), &iface_name) })
+                (
+                    name(r),
+                    OvsPort {
+                        protected,
+                        interfaces: names_of(r.get("interfaces"), &iface_name),
+                    },
+                )
             })
             .collect(),
         interfaces: iface_rows
@@ -139,7 +164,9 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
                         options: map(r.get("options")),
                         bfd: map(r.get("bfd")),
                         bfd_status: map(r.get("bfd_status")),
-                        mtu_request: optional("mtu_request").and_then(|v| v.as_u64()).map(|m| m as u32),
+                        mtu_request: optional("mtu_request")
+                            .and_then(|v| v.as_u64())
+                            .map(|m| m as u32),
                         error: optional("error").map(|v| scalar(&v)),
                     },
                 )

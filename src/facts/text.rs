@@ -27,7 +27,10 @@ pub fn sections(output: &str) -> Result<BTreeMap<String, String>, FactsError> {
         }
     }
     if !ended {
-        return Err(FactsError::new("end", "the facts script stopped before its end marker (was its output cut?)"));
+        return Err(FactsError::new(
+            "end",
+            "the facts script stopped before its end marker (was its output cut?)",
+        ));
     }
     Ok(out)
 }
@@ -47,7 +50,15 @@ pub fn tools(body: &str) -> BTreeMap<String, Tool> {
         .filter_map(|l| {
             let mut f = l.splitn(3, '\t');
             let (name, path, version) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-            (!path.is_empty()).then(|| (name.to_string(), Tool { path: path.to_string(), version: version.trim().to_string() }))
+            (!path.is_empty()).then(|| {
+                (
+                    name.to_string(),
+                    Tool {
+                        path: path.to_string(),
+                        version: version.trim().to_string(),
+                    },
+                )
+            })
         })
         .collect()
 }
@@ -83,7 +94,7 @@ mod tests {
     #[test]
     fn offload_lines() {
         let o = offloads("vxm-sw0 tx-checksumming: off\nvxm-dkr tx-checksumming: on [fixed]\n");
-        assert_eq!(o["vxm-sw0"], false);
-        assert_eq!(o["vxm-dkr"], true);
+        assert!(!o["vxm-sw0"]);
+        assert!(o["vxm-dkr"]);
     }
 }

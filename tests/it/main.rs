@@ -4,5 +4,6 @@ mod cli;
 mod facts_fixtures;
 mod inventory_corpus;
 mod properties;
+mod simulate;
 mod snapshots;
 mod util;
