@@ -125,24 +125,19 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Plan { offline: true } => {
             let (_, plan) = load(&cli.inventory)?;
-            let nodes: Vec<(&NodePlan, Vec<Step>)> = plan
-                .nodes
-                .iter()
-                .map(|n| (n, diff::diff(n, &HostFacts::default())))
-                .collect();
             if cli.json {
+                let nodes: Vec<(&NodePlan, Vec<Step>)> =
+                    plan.nodes.iter().map(|n| (n, diff::diff(n, &HostFacts::default()))).collect();
                 print_json(&plan_json(&plan, &nodes));
             } else {
-                print_plan(&plan, &nodes);
+                print_offline_plan(&plan);
             }
             Ok(0)
         }
         Command::Render { node } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let n = plan.node(node).ok_or_else(|| Error::UnknownNode {
-                name: node.clone(),
-                known: inv.node_names(),
-            })?;
+            let n =
+                plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
             let steps = diff::diff(n, &HostFacts::default());
             if cli.json {
                 print_json(&plan_json(&plan, &[(n, steps)]));
@@ -153,10 +148,8 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::FactsScript { node } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let n = plan.node(node).ok_or_else(|| Error::UnknownNode {
-                name: node.clone(),
-                known: inv.node_names(),
-            })?;
+            let n =
+                plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
             print!("{}", vxmesh::facts::gather_script(n));
             Ok(0)
         }
@@ -217,10 +210,7 @@ fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) 
                     .iter()
                     .map(|s| StepJson {
                         step: s,
-                        commands: render::commands(&s.change)
-                            .iter()
-                            .map(|c| c.to_shell())
-                            .collect(),
+                        commands: render::commands(&s.change).iter().map(|c| c.to_shell()).collect(),
                     })
                     .collect(),
             })
@@ -234,7 +224,9 @@ fn print_json<T: Serialize>(v: &T) {
     let _ = writeln!(out);
 }
 
-fn print_plan(plan: &ClusterPlan, nodes: &[(&NodePlan, Vec<Step>)]) {
+/// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
+/// printed in order, so a 1,000-node plan (a million tunnel ports) never sits in memory whole.
+fn print_offline_plan(plan: &ClusterPlan) {
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let _ = writeln!(
         out,
@@ -261,14 +253,29 @@ fn print_plan(plan: &ClusterPlan, nodes: &[(&NodePlan, Vec<Step>)]) {
             n.tunnels.len()
         );
     }
-    for (n, steps) in nodes {
-        let _ = writeln!(
-            out,
-            "\n=== {} ({}): {} steps ===",
-            n.name,
-            n.host,
-            steps.len()
-        );
-        let _ = write!(out, "{}", render::script(n, &plan.cluster, steps));
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for chunk in plan.nodes.chunks(16 * workers) {
+        let texts = map_in_parallel(chunk, workers, |n| {
+            let steps = diff::diff(n, &HostFacts::default());
+            format!(
+                "\n=== {} ({}): {} steps ===\n{}",
+                n.name,
+                n.host,
+                steps.len(),
+                render::script(n, &plan.cluster, &steps)
+            )
+        });
+        for t in texts {
+            let _ = out.write_all(t.as_bytes());
+        }
     }
+}
+
+/// `items.map(f)` on up to `workers` threads, results in input order.
+fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let per = items.len().div_ceil(workers.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items.chunks(per).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("a rendering thread panicked")).collect()
+    })
 }

@@ -35,9 +35,7 @@ pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
 pub fn resolve_firewall(kind: FirewallKind, facts: &HostFacts) -> FirewallKind {
     match kind {
         FirewallKind::Auto if facts.firewalld.running => FirewallKind::Firewalld,
-        FirewallKind::Auto
-            if facts.tools.contains_key("nft") && !facts.tools.contains_key("iptables") =>
-        {
+        FirewallKind::Auto if facts.tools.contains_key("nft") && !facts.tools.contains_key("iptables") => {
             FirewallKind::Nftables
         }
         FirewallKind::Auto => FirewallKind::Iptables,
@@ -168,10 +166,7 @@ pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> 
     let cidr = node.forward_accept;
     let mut nat_rules = vec![format!("-s {sub} -d {cidr} {t} -j ACCEPT")];
     if let Some(n) = &node.nat {
-        nat_rules.push(format!(
-            "-s {} ! -d {} {t} -j MASQUERADE",
-            n.source, n.cluster
-        ));
+        nat_rules.push(format!("-s {} ! -d {} {t} -j MASQUERADE", n.source, n.cluster));
     }
     out.push(OwnedChain {
         table: "nat",
@@ -188,23 +183,13 @@ pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> 
         rules: node
             .forward_exclude
             .iter()
-            .flat_map(|e| {
-                [
-                    format!("-s {e} {t} -j RETURN"),
-                    format!("-d {e} {t} -j RETURN"),
-                ]
-            })
+            .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")])
             .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
             .collect(),
     });
     if firewall == FirewallKind::Iptables {
         let port = node.firewall.port;
-        let mut rules: Vec<String> = node
-            .firewall
-            .peers
-            .iter()
-            .map(|p| format!("-s {p}/32 {t} -j ACCEPT"))
-            .collect();
+        let mut rules: Vec<String> = node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
         rules.push(format!("{t} -j DROP"));
         out.push(OwnedChain {
             table: "filter",
@@ -219,20 +204,13 @@ pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> 
 
 /// firewalld's own spelling of a rule allowing VXLAN from one peer (as `--list-rich-rules` prints it).
 pub fn rich_rule(peer: Ipv4Addr, port: u16) -> String {
-    format!(
-        r#"rule family="ipv4" source address="{peer}" port port="{port}" protocol="udp" accept"#
-    )
+    format!(r#"rule family="ipv4" source address="{peer}" port port="{port}" protocol="udp" accept"#)
 }
 
 /// Everything `node` still needs, in the order it must be applied.
 pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     let mut steps = vec![];
-    let mut add = |description: String, change: Change| {
-        steps.push(Step {
-            description,
-            change,
-        })
-    };
+    let mut add = |description: String, change: Change| steps.push(Step { description, change });
     let mtu = resolve_mtu(node, facts);
     let mtu_num = match mtu {
         Mtu::Value(m) => Some(m),
@@ -241,57 +219,35 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     let firewall = resolve_firewall(node.firewall.kind, facts);
     let sysctl_missing = |s: &Sysctl| facts.sysctls.get(&s.key) != Some(&s.value);
 
-    let (forward, per_device): (Vec<&Sysctl>, Vec<&Sysctl>) = node
-        .sysctls
-        .iter()
-        .partition(|s| !s.key.starts_with("net.ipv4.conf."));
+    let (forward, per_device): (Vec<&Sysctl>, Vec<&Sysctl>) =
+        node.sysctls.iter().partition(|s| !s.key.starts_with("net.ipv4.conf."));
     for s in forward.into_iter().filter(|s| sysctl_missing(s)) {
-        add(
-            format!("set {} = {}", s.key, s.value),
-            Change::Sysctl(s.clone()),
-        );
+        add(format!("set {} = {}", s.key, s.value), Change::Sysctl(s.clone()));
     }
 
     // The veth pair joining the docker bridge to sw0.
     let (sw_end, dk_end) = (&node.veth.switch_end, &node.veth.docker_end);
-    let veth_ok = [sw_end, dk_end]
-        .iter()
-        .all(|d| facts.links.get(*d).is_some_and(|l| l.kind == "veth"));
+    let veth_ok = [sw_end, dk_end].iter().all(|d| facts.links.get(*d).is_some_and(|l| l.kind == "veth"));
     if !veth_ok {
         add(
             format!("create the veth pair {sw_end} <-> {dk_end}"),
-            Change::CreateVeth {
-                switch_end: sw_end.clone(),
-                docker_end: dk_end.clone(),
-                mtu,
-            },
+            Change::CreateVeth { switch_end: sw_end.clone(), docker_end: dk_end.clone(), mtu },
         );
     }
     for dev in [sw_end, dk_end] {
         let link = facts.links.get(dev).filter(|_| veth_ok);
         if veth_ok && mtu_num.is_some_and(|m| link.is_some_and(|l| l.mtu != m)) {
-            add(
-                format!("set {dev} MTU to {}", mtu_num.unwrap_or_default()),
-                Change::LinkMtu {
-                    dev: dev.clone(),
-                    mtu,
-                },
-            );
+            add(format!("set {dev} MTU to {}", mtu_num.unwrap_or_default()), Change::LinkMtu { dev: dev.clone(), mtu });
         }
         // A veth created now starts with offloads on, whatever the facts said of the old one.
-        if node.tx_offload_off.contains(dev)
-            && (!veth_ok || facts.tx_offload.get(dev) != Some(&false))
-        {
+        if node.tx_offload_off.contains(dev) && (!veth_ok || facts.tx_offload.get(dev) != Some(&false)) {
             add(
                 format!("turn TX checksum offload off on {dev} (userspace datapath)"),
                 Change::TxOffloadOff { dev: dev.clone() },
             );
         }
         if !link.is_some_and(|l| l.up) {
-            add(
-                format!("bring {dev} up"),
-                Change::LinkUp { dev: dev.clone() },
-            );
+            add(format!("bring {dev} up"), Change::LinkUp { dev: dev.clone() });
         }
     }
 
@@ -300,24 +256,17 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     let bridge = facts.ovs.bridges.get(br);
     let bridge_iface = facts.ovs.interfaces.get(br);
     let want_dp = node.switch.datapath.as_str();
-    let dp_ok = bridge.is_some_and(|b| {
-        b.datapath_type == want_dp || (want_dp == "system" && b.datapath_type.is_empty())
-    });
+    let dp_ok =
+        bridge.is_some_and(|b| b.datapath_type == want_dp || (want_dp == "system" && b.datapath_type.is_empty()));
     let mtu_ok = mtu_num.is_none_or(|m| bridge_iface.is_some_and(|i| i.mtu_request == Some(m)));
     if bridge.is_none() || !dp_ok || !mtu_ok {
         let what = if bridge.is_none() { "create" } else { "repair" };
         add(
             format!("{what} OVS bridge {br} (datapath {want_dp})"),
-            Change::Bridge {
-                bridge: br.clone(),
-                datapath: node.switch.datapath,
-                mtu,
-            },
+            Change::Bridge { bridge: br.clone(), datapath: node.switch.datapath, mtu },
         );
     }
-    let present: BTreeSet<&str> = bridge
-        .map(|b| b.ports.iter().map(String::as_str).collect())
-        .unwrap_or_default();
+    let present: BTreeSet<&str> = bridge.map(|b| b.ports.iter().map(String::as_str).collect()).unwrap_or_default();
     for t in &node.tunnels {
         let repair = tunnel_drift(t, node, facts, present.contains(&*t.port));
         if repair.as_ref().is_some_and(|r| r.is_empty()) {
@@ -327,12 +276,7 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
         let description = if repair.is_empty() {
             format!("add tunnel {} to {} ({})", t.port, t.peer, t.remote_ip)
         } else {
-            format!(
-                "repair tunnel {} to {}: {}",
-                t.port,
-                t.peer,
-                repair.join(", ")
-            )
+            format!("repair tunnel {} to {}: {}", t.port, t.peer, repair.join(", "))
         };
         add(
             description,
@@ -346,44 +290,24 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
         );
     }
     let wanted: BTreeSet<&str> = node.tunnels.iter().map(|t| &*t.port).collect();
-    for stale in present
-        .iter()
-        .filter(|p| p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p))
-    {
+    for stale in present.iter().filter(|p| p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p)) {
         add(
             format!("remove tunnel {stale} (no longer a peer)"),
-            Change::RemoveTunnel {
-                bridge: br.clone(),
-                port: stale.to_string(),
-            },
+            Change::RemoveTunnel { bridge: br.clone(), port: stale.to_string() },
         );
     }
     if !present.contains(sw_end.as_str()) {
-        add(
-            format!("plug {sw_end} into {br}"),
-            Change::AttachPort {
-                bridge: br.clone(),
-                port: sw_end.clone(),
-            },
-        );
+        add(format!("plug {sw_end} into {br}"), Change::AttachPort { bridge: br.clone(), port: sw_end.clone() });
     }
 
     // sw0's address: the cluster routes through it.
     let sw_link = facts.links.get(br);
     let addrs = sw_link.map(|l| l.addrs.clone()).unwrap_or_default();
-    let stale: Vec<Ipv4Net> = addrs
-        .iter()
-        .filter(|a| **a != node.switch.address)
-        .copied()
-        .collect();
+    let stale: Vec<Ipv4Net> = addrs.iter().filter(|a| **a != node.switch.address).copied().collect();
     if !addrs.contains(&node.switch.address) || !stale.is_empty() {
         add(
             format!("give {br} the address {}", node.switch.address),
-            Change::SwitchAddress {
-                dev: br.clone(),
-                address: node.switch.address,
-                stale,
-            },
+            Change::SwitchAddress { dev: br.clone(), address: node.switch.address, stale },
         );
     }
     if !sw_link.is_some_and(|l| l.up) {
@@ -403,29 +327,14 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
                     ),
                     Some(why) => format!("recreate docker network {} ({why})", node.docker.network),
                 };
-                add(
-                    description,
-                    Change::DockerNetwork {
-                        spec: node.docker.clone(),
-                        mtu,
-                        recreate,
-                    },
-                );
+                add(description, Change::DockerNetwork { spec: node.docker.clone(), mtu, recreate });
             }
         }
         DockerMode::Docker0 => {
-            let bip = Ipv4Net::new(node.docker.gateway, node.docker.subnet.prefix_len())
-                .expect("valid prefix");
-            match crate::docker_daemon::merged(
-                &facts.docker_daemon_json,
-                bip,
-                mtu,
-                node.forward_accept,
-            ) {
+            let bip = Ipv4Net::new(node.docker.gateway, node.docker.subnet.prefix_len()).expect("valid prefix");
+            match crate::docker_daemon::merged(&facts.docker_daemon_json, bip, mtu, node.forward_accept) {
                 Ok(Some(content)) => add(
-                    format!(
-                        "set docker's bip to {bip} in /etc/docker/daemon.json and restart docker"
-                    ),
+                    format!("set docker's bip to {bip} in /etc/docker/daemon.json and restart docker"),
                     Change::DockerDaemon {
                         bip,
                         mtu,
@@ -434,10 +343,7 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
                     },
                 ),
                 Ok(None) => {}
-                Err(reason) => add(
-                    format!("stop: {reason}; fix it by hand"),
-                    Change::Blocked { reason },
-                ),
+                Err(reason) => add(format!("stop: {reason}; fix it by hand"), Change::Blocked { reason }),
             }
         }
     }
@@ -445,27 +351,17 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     if !veth_ok || dk_master != Some(node.docker.bridge.as_str()) {
         add(
             format!("plug {dk_end} into docker bridge {}", node.docker.bridge),
-            Change::Enslave {
-                dev: dk_end.clone(),
-                master: node.docker.bridge.clone(),
-            },
+            Change::Enslave { dev: dk_end.clone(), master: node.docker.bridge.clone() },
         );
     }
     for s in per_device.into_iter().filter(|s| sysctl_missing(s)) {
-        add(
-            format!("set {} = {}", s.key, s.value),
-            Change::Sysctl(s.clone()),
-        );
+        add(format!("set {} = {}", s.key, s.value), Change::Sysctl(s.clone()));
     }
 
     // Rules: no NAT inside the cluster, masquerade out of it, forwarding allowed, VXLAN only from peers.
     for chain in owned_chains(node, firewall) {
         let rules_ok = facts.iptables.chain(chain.table, chain.chain) == Some(&chain.rules);
-        let jump_first = facts
-            .iptables
-            .chain(chain.table, chain.parent)
-            .and_then(|r| r.first())
-            == Some(&chain.jump);
+        let jump_first = facts.iptables.chain(chain.table, chain.parent).and_then(|r| r.first()) == Some(&chain.jump);
         let jumps = facts
             .iptables
             .chain(chain.table, chain.parent)
@@ -486,10 +382,7 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     match firewall {
         FirewallKind::Nftables => {
             let want: BTreeSet<Ipv4Addr> = node.firewall.peers.iter().copied().collect();
-            let ok = facts
-                .nft
-                .as_ref()
-                .is_some_and(|t| t.peers == want && t.guarded_port == Some(node.firewall.port));
+            let ok = facts.nft.as_ref().is_some_and(|t| t.peers == want && t.guarded_port == Some(node.firewall.port));
             if !ok {
                 add(
                     format!(
@@ -498,43 +391,21 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
                         node.firewall.port,
                         want.len()
                     ),
-                    Change::NftTable {
-                        port: node.firewall.port,
-                        peers: want.into_iter().collect(),
-                    },
+                    Change::NftTable { port: node.firewall.port, peers: want.into_iter().collect() },
                 );
             }
         }
         FirewallKind::Firewalld => {
-            let want: Vec<String> = node
-                .firewall
-                .peers
-                .iter()
-                .map(|p| rich_rule(*p, node.firewall.port))
-                .collect();
-            let ours = format!(
-                r#"port port="{}" protocol="udp" accept"#,
-                node.firewall.port
-            );
+            let want: Vec<String> = node.firewall.peers.iter().map(|p| rich_rule(*p, node.firewall.port)).collect();
+            let ours = format!(r#"port port="{}" protocol="udp" accept"#, node.firewall.port);
             let have = &facts.firewalld.rich_rules;
-            let add_rules: Vec<String> =
-                want.iter().filter(|w| !have.contains(w)).cloned().collect();
-            let remove: Vec<String> = have
-                .iter()
-                .filter(|h| h.ends_with(&ours) && !want.contains(h))
-                .cloned()
-                .collect();
+            let add_rules: Vec<String> = want.iter().filter(|w| !have.contains(w)).cloned().collect();
+            let remove: Vec<String> =
+                have.iter().filter(|h| h.ends_with(&ours) && !want.contains(h)).cloned().collect();
             if !add_rules.is_empty() || !remove.is_empty() {
                 add(
-                    format!(
-                        "firewalld: allow VXLAN from {} more peers, withdraw {}",
-                        add_rules.len(),
-                        remove.len()
-                    ),
-                    Change::Firewalld {
-                        add: add_rules,
-                        remove,
-                    },
+                    format!("firewalld: allow VXLAN from {} more peers, withdraw {}", add_rules.len(), remove.len()),
+                    Change::Firewalld { add: add_rules, remove },
                 );
             }
         }
@@ -544,22 +415,12 @@ pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
 }
 
 /// `None`: the tunnel port is missing. `Some(empty)`: it matches. Otherwise what differs.
-fn tunnel_drift(
-    t: &TunnelSpec,
-    node: &NodePlan,
-    facts: &HostFacts,
-    present: bool,
-) -> Option<Vec<String>> {
+fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, facts: &HostFacts, present: bool) -> Option<Vec<String>> {
     if !present {
         return None;
     }
     let mut out = vec![];
-    let iface = facts
-        .ovs
-        .interfaces
-        .get(&*t.port)
-        .cloned()
-        .unwrap_or_default();
+    let iface = facts.ovs.interfaces.get(&*t.port).cloned().unwrap_or_default();
     let port = facts.ovs.ports.get(&*t.port).cloned().unwrap_or_default();
     if iface.r#type != "vxlan" {
         out.push(format!("type is `{}`", iface.r#type));
@@ -591,16 +452,10 @@ fn docker_drift(spec: &DockerSpec, mtu: Mtu, net: &crate::facts::DockerNetwork) 
         why.push(format!("driver is {}", net.driver));
     }
     if net.subnet.as_deref() != Some(&*spec.subnet.to_string()) {
-        why.push(format!(
-            "subnet is {}",
-            net.subnet.as_deref().unwrap_or("unset")
-        ));
+        why.push(format!("subnet is {}", net.subnet.as_deref().unwrap_or("unset")));
     }
     if net.gateway.as_deref() != Some(&*spec.gateway.to_string()) {
-        why.push(format!(
-            "gateway is {}",
-            net.gateway.as_deref().unwrap_or("unset")
-        ));
+        why.push(format!("gateway is {}", net.gateway.as_deref().unwrap_or("unset")));
     }
     for (k, v) in docker_options(spec, mtu) {
         if mtu == Mtu::Detect && k == DOCKER_OPT_MTU {
@@ -615,10 +470,7 @@ fn docker_drift(spec: &DockerSpec, mtu: Mtu, net: &crate::facts::DockerNetwork) 
         return None;
     }
     if net.containers > 0 {
-        why.push(format!(
-            "{} containers attached must be reconnected",
-            net.containers
-        ));
+        why.push(format!("{} containers attached must be reconnected", net.containers));
     }
     Some(why.join("; "))
 }

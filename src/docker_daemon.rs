@@ -13,12 +13,7 @@ pub const MTU_PLACEHOLDER: &str = "__VXMESH_MTU__";
 
 /// The new daemon.json text, or `None` when `current` already has everything.
 /// A `current` that is not a JSON object is an error: vxmesh never rewrites a file it cannot read.
-pub fn merged(
-    current: &str,
-    bip: Ipv4Net,
-    mtu: Mtu,
-    cluster: Ipv4Net,
-) -> Result<Option<String>, String> {
+pub fn merged(current: &str, bip: Ipv4Net, mtu: Mtu, cluster: Ipv4Net) -> Result<Option<String>, String> {
     let mut doc: Map<String, Value> = if current.trim().is_empty() {
         Map::new()
     } else {
@@ -50,15 +45,12 @@ pub fn merged(
         // Keep docker's own pools where they do not collide with the cluster, so `docker network create` still works.
         let pools: Vec<Value> = DOCKER_DEFAULT_POOLS
             .iter()
-            .filter(|(base, _)| {
-                !crate::inventory::overlaps(&base.parse().expect("constant"), &cluster)
-            })
+            .filter(|(base, _)| !crate::inventory::overlaps(&base.parse().expect("constant"), &cluster))
             .map(|(base, size)| json!({"base": base, "size": size}))
             .collect();
         doc.insert("default-address-pools".into(), Value::Array(pools));
     }
-    Ok((doc != before)
-        .then(|| serde_json::to_string_pretty(&Value::Object(doc)).expect("json") + "\n"))
+    Ok((doc != before).then(|| serde_json::to_string_pretty(&Value::Object(doc)).expect("json") + "\n"))
 }
 
 #[cfg(test)]
@@ -68,39 +60,21 @@ mod tests {
     #[test]
     fn keeps_the_admins_keys_and_order() {
         let cur = r#"{"log-driver": "journald", "live-restore": true}"#;
-        let out = merged(
-            cur,
-            "172.18.0.1/16".parse().unwrap(),
-            Mtu::Value(1450),
-            "172.16.0.0/12".parse().unwrap(),
-        )
-        .unwrap()
-        .unwrap();
+        let out = merged(cur, "172.18.0.1/16".parse().unwrap(), Mtu::Value(1450), "172.16.0.0/12".parse().unwrap())
+            .unwrap()
+            .unwrap();
         let v: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["log-driver"], "journald");
         assert_eq!(v["bip"], "172.18.0.1/16");
-        assert_eq!(
-            v["default-address-pools"],
-            json!([{"base": "192.168.0.0/16", "size": 20}])
-        );
+        assert_eq!(v["default-address-pools"], json!([{"base": "192.168.0.0/16", "size": 20}]));
         assert!(out.find("log-driver").unwrap() < out.find("bip").unwrap());
         assert_eq!(
-            merged(
-                &out,
-                "172.18.0.1/16".parse().unwrap(),
-                Mtu::Value(1450),
-                "172.16.0.0/12".parse().unwrap()
-            ),
+            merged(&out, "172.18.0.1/16".parse().unwrap(), Mtu::Value(1450), "172.16.0.0/12".parse().unwrap()),
             Ok(None)
         );
         assert!(
-            merged(
-                "[1]",
-                "172.18.0.1/16".parse().unwrap(),
-                Mtu::Value(1450),
-                "172.16.0.0/12".parse().unwrap()
-            )
-            .is_err()
+            merged("[1]", "172.18.0.1/16".parse().unwrap(), Mtu::Value(1450), "172.16.0.0/12".parse().unwrap())
+                .is_err()
         );
     }
 }

@@ -19,10 +19,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn at(pos: Option<Pos>, message: impl Into<String>) -> Self {
-        Self {
-            pos,
-            message: message.into(),
-        }
+        Self { pos, message: message.into() }
     }
 }
 
@@ -40,14 +37,7 @@ impl fmt::Display for Diagnostics {
                 writeln!(f)?;
             }
             match d.pos {
-                Some(p) => write!(
-                    f,
-                    "{}:{}:{}: {}",
-                    self.file.display(),
-                    p.line,
-                    p.column,
-                    d.message
-                )?,
+                Some(p) => write!(f, "{}:{}:{}: {}", self.file.display(), p.line, p.column, d.message)?,
                 None => write!(f, "{}: {}", self.file.display(), d.message)?,
             }
         }

@@ -56,20 +56,12 @@ impl Lock {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => {
-                return Err(Error::Io {
-                    action: "read the lock file",
-                    path: path.to_path_buf(),
-                    source,
-                });
+                return Err(Error::Io { action: "read the lock file", path: path.to_path_buf(), source });
             }
         };
         let lock: Lock = serde_json::from_str(&text).map_err(|e| Error::Lock {
             file: path.to_path_buf(),
-            message: format!(
-                "{}:{}: {e}; fix it or delete it to allocate afresh",
-                e.line(),
-                e.column()
-            ),
+            message: format!("{}:{}: {e}; fix it or delete it to allocate afresh", e.line(), e.column()),
         })?;
         if lock.version != LOCK_VERSION {
             return Err(Error::Lock {
@@ -87,17 +79,12 @@ impl Lock {
     /// so a crash leaves either the old lock or the new one, never half of one.
     pub fn save(&self, path: &Path) -> Result<()> {
         use std::io::Write;
-        let io = |action, source| Error::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
         let mut text = serde_json::to_string_pretty(self).expect("a lock serializes");
         text.push('\n');
         let tmp = path.with_extension(format!("lock.tmp{}", std::process::id()));
         let mut f = std::fs::File::create(&tmp).map_err(|e| io("create the lock file", e))?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| io("write the lock file", e))?;
+        f.write_all(text.as_bytes()).map_err(|e| io("write the lock file", e))?;
         f.sync_all().map_err(|e| io("flush the lock file", e))?;
         std::fs::rename(&tmp, path).map_err(|e| io("replace the lock file", e))
     }
@@ -109,14 +96,9 @@ impl Lock {
 /// handed out to new nodes in name order so two laptops without a lock still agree.
 pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> Result<Lock> {
     let c = &inv.cluster;
-    let lock_err = |message: String| Error::Lock {
-        file: lock_file.to_path_buf(),
-        message,
-    };
+    let lock_err = |message: String| Error::Lock { file: lock_file.to_path_buf(), message };
     if let Some(prev) = previous
-        && (prev.cidr != c.cidr
-            || prev.node_prefix != c.node_prefix
-            || prev.switch_cidr != c.switch_cidr)
+        && (prev.cidr != c.cidr || prev.node_prefix != c.node_prefix || prev.switch_cidr != c.switch_cidr)
     {
         return Err(lock_err(format!(
             "made for cidr `{}`, node_prefix {}, switch_cidr `{}`, but the inventory now says `{}`, {}, `{}`; \
@@ -132,9 +114,7 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
 
     // Pinned subnets first: validation already proved they fit and do not overlap each other.
     for n in inv.nodes.iter().filter(|n| n.subnet.is_some()) {
-        let b = blocks
-            .index_of(n.subnet.expect("filtered"))
-            .expect("validated inside the cluster");
+        let b = blocks.index_of(n.subnet.expect("filtered")).expect("validated inside the cluster");
         taken_blocks.insert(b);
         owner_of_block.insert(b, &n.name);
     }
@@ -143,15 +123,12 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
     for n in &inv.nodes {
         let Some(a) = locked(n) else { continue };
         if n.subnet.is_none() {
-            let b = blocks
-                .index_of(a.subnet)
-                .filter(|b| blocks.usable(*b))
-                .ok_or_else(|| {
-                    lock_err(format!(
-                        "node `{}` has subnet `{}`, which is not a usable /{} block of the cluster",
-                        n.name, a.subnet, c.node_prefix
-                    ))
-                })?;
+            let b = blocks.index_of(a.subnet).filter(|b| blocks.usable(*b)).ok_or_else(|| {
+                lock_err(format!(
+                    "node `{}` has subnet `{}`, which is not a usable /{} block of the cluster",
+                    n.name, a.subnet, c.node_prefix
+                ))
+            })?;
             if let Some(other) = owner_of_block.get(&b) {
                 return Err(lock_err(format!(
                     "node `{}` holds subnet `{}`, but the inventory pins it to node `{other}`; pin `{other}` elsewhere or remove `{}` first",
@@ -161,10 +138,7 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
             taken_blocks.insert(b);
             owner_of_block.insert(b, &n.name);
         }
-        if a.id == 0
-            || u64::from(a.id) > crate::inventory::switch_capacity(c.switch_cidr)
-            || !taken_ids.insert(a.id)
-        {
+        if a.id == 0 || u64::from(a.id) > crate::inventory::switch_capacity(c.switch_cidr) || !taken_ids.insert(a.id) {
             return Err(lock_err(format!(
                 "node `{}` has switch id {}, which is out of range or used twice",
                 n.name, a.id
@@ -215,14 +189,7 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
             (None, None) => unreachable!("every node is locked or fresh"),
         };
         let switch_ip = Ipv4Addr::from(u32::from(c.switch_cidr.network()) + id);
-        next.nodes.insert(
-            n.name.clone(),
-            Allocation {
-                id,
-                subnet,
-                switch_ip,
-            },
-        );
+        next.nodes.insert(n.name.clone(), Allocation { id, subnet, switch_ip });
     }
     Ok(next)
 }
@@ -250,11 +217,7 @@ impl BlockSpace {
     }
 
     fn subnet(&self, i: u32) -> Ipv4Net {
-        Ipv4Net::new(
-            Ipv4Addr::from(self.base + (i << self.shift)),
-            self.node_prefix,
-        )
-        .expect("prefix checked")
+        Ipv4Net::new(Ipv4Addr::from(self.base + (i << self.shift)), self.node_prefix).expect("prefix checked")
     }
 
     fn index_of(&self, s: Ipv4Net) -> Option<u32> {
@@ -265,10 +228,7 @@ impl BlockSpace {
 
     fn usable(&self, i: u32) -> bool {
         let s = self.subnet(i);
-        !self
-            .reserved
-            .iter()
-            .any(|r| crate::inventory::overlaps(&s, r))
+        !self.reserved.iter().any(|r| crate::inventory::overlaps(&s, r))
     }
 }
 
@@ -287,19 +247,11 @@ mod tests {
             "cluster: {cidr: 172.16.0.0/12, switch_cidr: 172.30.0.0/16}\nnodes:\n  - {name: vm1, host: 10.0.0.1}\n  - {name: vm2, host: 10.0.0.2}\n  - {name: vm3, host: 10.0.0.3}\n",
         );
         let l = allocate(&i, None, Path::new("t.lock")).unwrap();
-        let got: Vec<_> = l
-            .nodes
-            .values()
-            .map(|a| (a.subnet.to_string(), a.switch_ip.to_string()))
-            .collect();
+        let got: Vec<_> = l.nodes.values().map(|a| (a.subnet.to_string(), a.switch_ip.to_string())).collect();
         assert_eq!(
             got,
-            [
-                ("172.16.0.0/16", "172.30.0.1"),
-                ("172.18.0.0/16", "172.30.0.2"),
-                ("172.19.0.0/16", "172.30.0.3")
-            ]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+            [("172.16.0.0/16", "172.30.0.1"), ("172.18.0.0/16", "172.30.0.2"), ("172.19.0.0/16", "172.30.0.3")]
+                .map(|(a, b)| (a.to_string(), b.to_string()))
         );
     }
 
@@ -308,13 +260,8 @@ mod tests {
         let a = inv("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 1.1.1.1}]\n");
         let lock = allocate(&a, None, Path::new("t.lock")).unwrap();
         let b = inv("cluster: {cidr: 10.0.0.0/9}\nnodes: [{name: a, host: 1.1.1.1}]\n");
-        let e = allocate(&b, Some(&lock), Path::new("t.lock"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("`10.0.0.0/8`") && e.contains("`10.0.0.0/9`"),
-            "{e}"
-        );
+        let e = allocate(&b, Some(&lock), Path::new("t.lock")).unwrap_err().to_string();
+        assert!(e.contains("`10.0.0.0/8`") && e.contains("`10.0.0.0/9`"), "{e}");
     }
 
     #[test]
@@ -322,17 +269,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("vxmesh-ipam-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("vxmesh.lock");
-        let a = inv(
-            "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 1.1.1.1}, {name: b, host: 1.1.1.2}]\n",
-        );
+        let a = inv("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 1.1.1.1}, {name: b, host: 1.1.1.2}]\n");
         let lock = allocate(&a, None, &path).unwrap();
         lock.save(&path).unwrap();
         assert_eq!(Lock::load(&path).unwrap(), Some(lock));
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary file is left behind"
-        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file is left behind");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -55,10 +55,7 @@ mod tests {
     #[test]
     fn longest_allowed_names_fit_ifnamsiz() {
         assert_eq!(tunnel_port(&"n".repeat(NODE_NAME_MAX)).len(), IFNAME_MAX);
-        assert_eq!(
-            docker_bridge(&"d".repeat(NETWORK_NAME_MAX)).len(),
-            IFNAME_MAX
-        );
+        assert_eq!(docker_bridge(&"d".repeat(NETWORK_NAME_MAX)).len(), IFNAME_MAX);
         for fixed in [SWITCH_BRIDGE, VETH_SWITCH_END, VETH_DOCKER_END, DOCKER0] {
             assert!(fixed.len() <= IFNAME_MAX, "{fixed}");
         }

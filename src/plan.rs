@@ -113,13 +113,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let peers: Vec<(Arc<str>, Arc<str>, Ipv4Addr)> = inv
         .nodes
         .iter()
-        .map(|n| {
-            (
-                Arc::from(names::tunnel_port(&n.name)),
-                Arc::from(n.name.as_str()),
-                n.underlay_ip,
-            )
-        })
+        .map(|n| (Arc::from(names::tunnel_port(&n.name)), Arc::from(n.name.as_str()), n.underlay_ip))
         .collect();
     let nodes = inv
         .nodes
@@ -127,11 +121,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         .enumerate()
         .map(|(i, n)| {
             let a = lock.nodes[&n.name];
-            let gateway = a
-                .subnet
-                .hosts()
-                .next()
-                .expect("node subnets are /30 or larger");
+            let gateway = a.subnet.hosts().next().expect("node subnets are /30 or larger");
             let tunnels: Vec<TunnelSpec> = peers
                 .iter()
                 .enumerate()
@@ -152,22 +142,13 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 ("net.ipv4.ip_forward", "1"),
                 // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
                 // while the route back may point at the docker bridge, and strict mode would drop them.
-                (
-                    &*format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE),
-                    "2",
-                ),
+                (&*format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE), "2"),
                 (&*format!("net.ipv4.conf.{docker_bridge}.rp_filter"), "2"),
             ]
-            .map(|(k, v)| Sysctl {
-                key: k.to_string(),
-                value: v.to_string(),
-            })
+            .map(|(k, v)| Sysctl { key: k.to_string(), value: v.to_string() })
             .to_vec();
             let tx_offload_off = match c.datapath {
-                Datapath::Netdev => vec![
-                    names::VETH_SWITCH_END.to_string(),
-                    names::VETH_DOCKER_END.to_string(),
-                ],
+                Datapath::Netdev => vec![names::VETH_SWITCH_END.to_string(), names::VETH_DOCKER_END.to_string()],
                 Datapath::System => vec![],
             };
             NodePlan {
@@ -179,13 +160,9 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 switch: SwitchSpec {
                     bridge: names::SWITCH_BRIDGE.to_string(),
                     datapath: c.datapath,
-                    address: Ipv4Net::new(a.switch_ip, c.cidr.prefix_len())
-                        .expect("prefix from a valid net"),
+                    address: Ipv4Net::new(a.switch_ip, c.cidr.prefix_len()).expect("prefix from a valid net"),
                 },
-                vxlan: VxlanSpec {
-                    vni: c.vni,
-                    port: c.port,
-                },
+                vxlan: VxlanSpec { vni: c.vni, port: c.port },
                 tunnels,
                 veth: VethSpec {
                     switch_end: names::VETH_SWITCH_END.to_string(),
@@ -201,32 +178,19 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 },
                 sysctls,
                 tx_offload_off,
-                nat: c.nat.then_some(NatSpec {
-                    source: a.subnet,
-                    cluster: c.cidr,
-                }),
+                nat: c.nat.then_some(NatSpec { source: a.subnet, cluster: c.cidr }),
                 forward_accept: c.cidr,
                 forward_exclude: c.exclude.clone(),
                 firewall: FirewallSpec {
                     kind: c.firewall,
                     port: c.port,
-                    peers: peers
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, p)| p.2)
-                        .collect(),
+                    peers: peers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.2).collect(),
                 },
             }
         })
         .collect::<Vec<_>>();
     let n = nodes.len();
-    ClusterPlan {
-        cluster: c.name.clone(),
-        cidr: c.cidr,
-        tunnel_pairs: n * n.saturating_sub(1) / 2,
-        nodes,
-    }
+    ClusterPlan { cluster: c.name.clone(), cidr: c.cidr, tunnel_pairs: n * n.saturating_sub(1) / 2, nodes }
 }
 
 impl ClusterPlan {

@@ -11,7 +11,8 @@ use crate::plan::NodePlan;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Command {
-    Ovs(Vec<String>),
+    /// The arguments of one `ovs-vsctl` command, e.g. `--may-exist add-br sw0`.
+    Ovs(String),
     Sh(String),
 }
 
@@ -19,7 +20,7 @@ impl Command {
     /// The command as it would run on its own.
     pub fn to_shell(&self) -> String {
         match self {
-            Command::Ovs(args) => format!("ovs-vsctl {}", args.join(" ")),
+            Command::Ovs(args) => format!("ovs-vsctl {args}"),
             Command::Sh(s) => s.clone(),
         }
     }
@@ -32,8 +33,8 @@ fn mtu(m: Mtu) -> String {
     }
 }
 
-fn ovs(args: &[&str]) -> Command {
-    Command::Ovs(args.iter().map(|a| a.to_string()).collect())
+fn ovs(args: impl Into<String>) -> Command {
+    Command::Ovs(args.into())
 }
 
 fn sh(s: impl Into<String>) -> Command {
@@ -47,11 +48,7 @@ const EOF_MARK: &str = "VXMESH_EOF";
 pub fn commands(change: &Change) -> Vec<Command> {
     match change {
         Change::Sysctl(s) => vec![sh(format!("sysctl -qw {}={}", s.key, s.value))],
-        Change::CreateVeth {
-            switch_end: a,
-            docker_end: b,
-            mtu: m,
-        } => vec![sh(format!(
+        Change::CreateVeth { switch_end: a, docker_end: b, mtu: m } => vec![sh(format!(
             "if ! {{ ip link show dev {a} && ip link show dev {b}; }} >/dev/null 2>&1; then\n  ip link del {a} 2>/dev/null || true\n  ip link del {b} 2>/dev/null || true\n  ip link add {a} mtu {m} type veth peer name {b} mtu {m}\nfi",
             m = mtu(*m)
         ))],
@@ -60,88 +57,47 @@ pub fn commands(change: &Change) -> Vec<Command> {
         }
         Change::LinkUp { dev } => vec![sh(format!("ip link set dev {dev} up"))],
         Change::TxOffloadOff { dev } => vec![sh(format!("ethtool -K {dev} tx off >/dev/null"))],
-        Change::Bridge {
-            bridge,
-            datapath,
-            mtu: m,
-        } => {
-            let mut v = vec![
-                ovs(&["--may-exist", "add-br", bridge]),
-                ovs(&[
-                    "set",
-                    "bridge",
-                    bridge,
-                    &format!("datapath_type={}", datapath.as_str()),
-                ]),
+        Change::Bridge { bridge, datapath, mtu: m } => {
+            let v = vec![
+                ovs(format!("--may-exist add-br {bridge}")),
+                ovs(format!("set bridge {bridge} datapath_type={}", datapath.as_str())),
+                ovs(format!("set interface {bridge} mtu_request={}", mtu(*m))),
             ];
-            v.push(ovs(&[
-                "set",
-                "interface",
-                bridge,
-                &format!("mtu_request={}", mtu(*m)),
-            ]));
             v
         }
-        Change::Tunnel {
-            bridge,
-            tunnel: t,
-            vni,
-            port,
-            repair,
-        } => {
-            let mut v = vec![];
+        Change::Tunnel { bridge, tunnel: t, vni, port, repair } => {
+            let mut v = Vec::with_capacity(3);
             if repair.is_empty() {
-                v.push(ovs(&["--may-exist", "add-port", bridge, &t.port]));
+                v.push(ovs(format!("--may-exist add-port {bridge} {}", t.port)));
             }
-            v.push(ovs(&[
-                "set",
-                "interface",
-                &t.port,
-                "type=vxlan",
-                &format!("options:remote_ip={}", t.remote_ip),
-                &format!("options:key={vni}"),
-                &format!("options:dst_port={port}"),
-                &format!("bfd:enable={}", t.bfd),
-            ]));
-            v.push(ovs(&[
-                "set",
-                "port",
-                &t.port,
-                &format!("protected={}", t.protected),
-            ]));
+            v.push(ovs(format!(
+                "set interface {p} type=vxlan options:remote_ip={ip} options:key={vni} options:dst_port={port} bfd:enable={bfd}",
+                p = t.port,
+                ip = t.remote_ip,
+                bfd = t.bfd
+            )));
+            v.push(ovs(format!("set port {} protected={}", t.port, t.protected)));
             v
         }
         Change::RemoveTunnel { bridge, port } => {
-            vec![ovs(&["--if-exists", "del-port", bridge, port])]
+            vec![ovs(format!("--if-exists del-port {bridge} {port}"))]
         }
         Change::AttachPort { bridge, port } => {
-            vec![ovs(&["--may-exist", "add-port", bridge, port])]
+            vec![ovs(format!("--may-exist add-port {bridge} {port}"))]
         }
-        Change::SwitchAddress {
-            dev,
-            address,
-            stale,
-        } => {
-            let mut v: Vec<Command> = stale
-                .iter()
-                .map(|s| sh(format!("ip addr del {s} dev {dev} 2>/dev/null || true")))
-                .collect();
+        Change::SwitchAddress { dev, address, stale } => {
+            let mut v: Vec<Command> =
+                stale.iter().map(|s| sh(format!("ip addr del {s} dev {dev} 2>/dev/null || true"))).collect();
             v.push(sh(format!("ip addr replace {address} dev {dev}")));
             v
         }
-        Change::DockerNetwork {
-            spec,
-            mtu: m,
-            recreate,
-        } => {
+        Change::DockerNetwork { spec, mtu: m, recreate } => {
             let mut v = vec![];
             if recreate.is_some() {
                 v.push(sh(format!("docker network rm {} >/dev/null", spec.network)));
             }
-            let opts: String = docker_options(spec, *m)
-                .iter()
-                .map(|(k, val)| format!(" \\\n    -o {k}={val}"))
-                .collect();
+            let opts: String =
+                docker_options(spec, *m).iter().map(|(k, val)| format!(" \\\n    -o {k}={val}")).collect();
             let opts = opts.replace("=$MTU", "=\"$MTU\"");
             v.push(sh(format!(
                 "docker network inspect {n} >/dev/null 2>&1 || docker network create --driver bridge \\\n    --subnet {s} --gateway {g}{opts} \\\n    {n} >/dev/null",
@@ -151,12 +107,9 @@ pub fn commands(change: &Change) -> Vec<Command> {
             )));
             v
         }
-        Change::DockerDaemon {
-            bip,
-            mtu: m,
-            content,
-            guard_existing,
-        } => docker_daemon(*bip, *m, content, *guard_existing),
+        Change::DockerDaemon { bip, mtu: m, content, guard_existing } => {
+            docker_daemon(*bip, *m, content, *guard_existing)
+        }
         Change::Enslave { dev, master } => {
             vec![sh(format!("ip link set dev {dev} master {master}"))]
         }
@@ -174,24 +127,13 @@ pub fn commands(change: &Change) -> Vec<Command> {
                 tag = crate::names::RULE_TAG
             ))]
         }
-        Change::Blocked { reason } => vec![sh(format!(
-            "echo {} >&2\nexit 1",
-            shell_quote(&format!("vxmesh: {reason}"))
-        ))],
+        Change::Blocked { reason } => {
+            vec![sh(format!("echo {} >&2\nexit 1", shell_quote(&format!("vxmesh: {reason}"))))]
+        }
         Change::Firewalld { add, remove } => {
-            let mut v: Vec<Command> = add
-                .iter()
-                .map(|r| {
-                    sh(format!(
-                        "firewall-cmd --quiet --permanent --add-rich-rule='{r}'"
-                    ))
-                })
-                .collect();
-            v.extend(remove.iter().map(|r| {
-                sh(format!(
-                    "firewall-cmd --quiet --permanent --remove-rich-rule='{r}'"
-                ))
-            }));
+            let mut v: Vec<Command> =
+                add.iter().map(|r| sh(format!("firewall-cmd --quiet --permanent --add-rich-rule='{r}'"))).collect();
+            v.extend(remove.iter().map(|r| sh(format!("firewall-cmd --quiet --permanent --remove-rich-rule='{r}'"))));
             v.push(sh("firewall-cmd --quiet --reload"));
             v
         }
@@ -200,10 +142,7 @@ pub fn commands(change: &Change) -> Vec<Command> {
 
 /// The chain's content replaced in one iptables-restore transaction, then exactly one jump to it, placed first.
 fn iptables_chain(c: &OwnedChain) -> Vec<Command> {
-    let mut restore = format!(
-        "iptables-restore --noflush <<'{EOF_MARK}'\n*{}\n:{} - [0:0]\n",
-        c.table, c.chain
-    );
+    let mut restore = format!("iptables-restore --noflush <<'{EOF_MARK}'\n*{}\n:{} - [0:0]\n", c.table, c.chain);
     for r in &c.rules {
         let _ = writeln!(restore, "-A {} {r}", c.chain);
     }
@@ -216,10 +155,7 @@ fn iptables_chain(c: &OwnedChain) -> Vec<Command> {
             p = c.parent,
             j = c.jump
         )),
-        sh(format!(
-            "iptables -w -t {} -I {} 1 {}",
-            c.table, c.parent, c.jump
-        )),
+        sh(format!("iptables -w -t {} -I {} 1 {}", c.table, c.parent, c.jump)),
     ]
 }
 
@@ -234,13 +170,7 @@ fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: boo
     }
     // A quoted here-document keeps the admin's JSON literal; only the offline `mtu: auto` script needs expansion.
     let (quote, body) = match m {
-        Mtu::Detect => (
-            "",
-            content.replace(
-                &format!("\"{}\"", crate::docker_daemon::MTU_PLACEHOLDER),
-                "$MTU",
-            ),
-        ),
+        Mtu::Detect => ("", content.replace(&format!("\"{}\"", crate::docker_daemon::MTU_PLACEHOLDER), "$MTU")),
         Mtu::Value(_) => ("'", content.to_string()),
     };
     v.push(sh(format!("mkdir -p /etc/docker\ncat > {path}.vxmesh <<{quote}{EOF_MARK}{quote}\n{body}{EOF_MARK}\nmv {path}.vxmesh {path}")));
@@ -254,6 +184,8 @@ fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: boo
 pub struct ScriptGroup<'a> {
     pub steps: Vec<&'a Step>,
     pub commands: Vec<Command>,
+    /// Only `ovs-vsctl` commands so far: the group can take more OVS steps.
+    ovs_only: bool,
 }
 
 /// Groups steps so that consecutive OVS-only steps share one transaction.
@@ -263,14 +195,11 @@ pub fn group(steps: &[Step]) -> Vec<ScriptGroup<'_>> {
         let cmds = commands(&s.change);
         let all_ovs = cmds.iter().all(|c| matches!(c, Command::Ovs(_)));
         match out.last_mut() {
-            Some(g) if all_ovs && g.commands.iter().all(|c| matches!(c, Command::Ovs(_))) => {
+            Some(g) if all_ovs && g.ovs_only => {
                 g.steps.push(s);
                 g.commands.extend(cmds);
             }
-            _ => out.push(ScriptGroup {
-                steps: vec![s],
-                commands: cmds,
-            }),
+            _ => out.push(ScriptGroup { steps: vec![s], commands: cmds, ovs_only: all_ovs }),
         }
     }
     out
@@ -288,10 +217,7 @@ pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
         steps.len()
     );
     let _ = writeln!(out, "set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"");
-    let _ = writeln!(
-        out,
-        "step() {{ printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }}"
-    );
+    let _ = writeln!(out, "step() {{ printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }}");
     if steps.iter().any(|s| uses_detected_mtu(&s.change)) {
         let _ = writeln!(
             out,
@@ -315,13 +241,9 @@ pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
             for s in &g.steps {
                 let _ = writeln!(out, "#   - {}", s.description);
             }
-            let _ = writeln!(
-                out,
-                "step {n} {}",
-                shell_quote(&format!("OVS transaction of {} changes", g.steps.len()))
-            );
+            let _ = writeln!(out, "step {n} {}", shell_quote(&format!("OVS transaction of {} changes", g.steps.len())));
         }
-        let mut ovs_args: Vec<&Vec<String>> = vec![];
+        let mut ovs_args: Vec<&String> = vec![];
         for c in &g.commands {
             match c {
                 Command::Ovs(a) => ovs_args.push(a),
@@ -337,16 +259,16 @@ pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
     out
 }
 
-fn flush_ovs(out: &mut String, pending: &mut Vec<&Vec<String>>) {
+fn flush_ovs(out: &mut String, pending: &mut Vec<&String>) {
     match pending.len() {
         0 => {}
         1 => {
-            let _ = writeln!(out, "ovs-vsctl {}", pending[0].join(" "));
+            let _ = writeln!(out, "ovs-vsctl {}", pending[0]);
         }
         _ => {
             out.push_str("ovs-vsctl");
             for a in pending.iter() {
-                let _ = write!(out, " \\\n  -- {}", a.join(" "));
+                let _ = write!(out, " \\\n  -- {a}");
             }
             out.push('\n');
         }
@@ -357,22 +279,11 @@ fn flush_ovs(out: &mut String, pending: &mut Vec<&Vec<String>>) {
 fn uses_detected_mtu(c: &Change) -> bool {
     matches!(
         c,
-        Change::CreateVeth {
-            mtu: Mtu::Detect,
-            ..
-        } | Change::LinkMtu {
-            mtu: Mtu::Detect,
-            ..
-        } | Change::Bridge {
-            mtu: Mtu::Detect,
-            ..
-        } | Change::DockerNetwork {
-            mtu: Mtu::Detect,
-            ..
-        } | Change::DockerDaemon {
-            mtu: Mtu::Detect,
-            ..
-        }
+        Change::CreateVeth { mtu: Mtu::Detect, .. }
+            | Change::LinkMtu { mtu: Mtu::Detect, .. }
+            | Change::Bridge { mtu: Mtu::Detect, .. }
+            | Change::DockerNetwork { mtu: Mtu::Detect, .. }
+            | Change::DockerDaemon { mtu: Mtu::Detect, .. }
     )
 }
 

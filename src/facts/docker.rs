@@ -48,13 +48,9 @@ pub fn parse(body: &str) -> Result<Option<DockerNetwork>, FactsError> {
     if body.trim().is_empty() {
         return Ok(None);
     }
-    let raw: Vec<Raw> =
-        serde_json::from_str(body).map_err(|e| FactsError::new("docker-network", e.to_string()))?;
+    let raw: Vec<Raw> = serde_json::from_str(body).map_err(|e| FactsError::new("docker-network", e.to_string()))?;
     Ok(raw.into_iter().next().map(|r| {
-        let cfg = r
-            .ipam
-            .and_then(|i| i.config)
-            .and_then(|c| c.into_iter().next());
+        let cfg = r.ipam.and_then(|i| i.config).and_then(|c| c.into_iter().next());
         DockerNetwork {
             name: r.name,
             driver: r.driver,

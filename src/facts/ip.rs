@@ -62,8 +62,7 @@ pub fn parse_links(body: &str) -> Result<BTreeMap<String, Link>, FactsError> {
     if body.trim().is_empty() {
         return Ok(BTreeMap::new());
     }
-    let raw: Vec<RawLink> =
-        serde_json::from_str(body).map_err(|e| FactsError::new("ip-addr", e.to_string()))?;
+    let raw: Vec<RawLink> = serde_json::from_str(body).map_err(|e| FactsError::new("ip-addr", e.to_string()))?;
     Ok(raw
         .into_iter()
         .map(|l| {
@@ -89,14 +88,6 @@ pub fn parse_routes(body: &str) -> Result<Vec<Route>, FactsError> {
     if body.trim().is_empty() {
         return Ok(vec![]);
     }
-    let raw: Vec<RawRoute> =
-        serde_json::from_str(body).map_err(|e| FactsError::new("ip-route", e.to_string()))?;
-    Ok(raw
-        .into_iter()
-        .map(|r| Route {
-            dst: r.dst,
-            dev: r.dev,
-            gateway: r.gateway,
-        })
-        .collect())
+    let raw: Vec<RawRoute> = serde_json::from_str(body).map_err(|e| FactsError::new("ip-route", e.to_string()))?;
+    Ok(raw.into_iter().map(|r| Route { dst: r.dst, dev: r.dev, gateway: r.gateway }).collect())
 }

@@ -24,19 +24,10 @@ pub fn parse(body: &str) -> Iptables {
             out.tables.entry(t.to_string()).or_default();
         } else if let (Some(t), Some(decl)) = (&table, line.strip_prefix(':')) {
             let chain = decl.split_whitespace().next().unwrap_or_default();
-            out.tables
-                .entry(t.clone())
-                .or_default()
-                .entry(chain.to_string())
-                .or_default();
+            out.tables.entry(t.clone()).or_default().entry(chain.to_string()).or_default();
         } else if let (Some(t), Some(rule)) = (&table, line.strip_prefix("-A ")) {
             let (chain, spec) = rule.split_once(' ').unwrap_or((rule, ""));
-            out.tables
-                .entry(t.clone())
-                .or_default()
-                .entry(chain.to_string())
-                .or_default()
-                .push(spec.to_string());
+            out.tables.entry(t.clone()).or_default().entry(chain.to_string()).or_default().push(spec.to_string());
         } else if line == "COMMIT" {
             table = None;
         }

@@ -29,10 +29,7 @@ pub struct FactsError {
 
 impl FactsError {
     pub fn new(section: &str, message: impl Into<String>) -> Self {
-        FactsError {
-            section: section.to_string(),
-            message: message.into(),
-        }
+        FactsError { section: section.to_string(), message: message.into() }
     }
 }
 
@@ -100,9 +97,6 @@ impl HostFacts {
 
     /// The MTU of the device that holds `ip`: the underlay the tunnels ride on.
     pub fn mtu_of_device_with(&self, ip: std::net::Ipv4Addr) -> Option<u32> {
-        self.links
-            .values()
-            .find(|l| l.addrs.iter().any(|a| a.addr() == ip))
-            .map(|l| l.mtu)
+        self.links.values().find(|l| l.addrs.iter().any(|a| a.addr() == ip)).map(|l| l.mtu)
     }
 }

@@ -21,9 +21,7 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
         return Ok(None);
     }
     let v: Value = serde_json::from_str(body).map_err(|e| FactsError::new("nft", e.to_string()))?;
-    let items = v["nftables"]
-        .as_array()
-        .ok_or_else(|| FactsError::new("nft", "no `nftables` list"))?;
+    let items = v["nftables"].as_array().ok_or_else(|| FactsError::new("nft", "no `nftables` list"))?;
     let mut table = NftTable::default();
     let mut seen_table = false;
     for item in items {
@@ -42,8 +40,7 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
             let drops = exprs.iter().any(|e| e.get("drop").is_some());
             let port = exprs.iter().find_map(|e| {
                 let m = e.get("match")?;
-                (m["left"]["payload"]["field"] == "dport" && m["op"] == "==")
-                    .then(|| m["right"].as_u64())?
+                (m["left"]["payload"]["field"] == "dport" && m["op"] == "==").then(|| m["right"].as_u64())?
             });
             if drops && let Some(p) = port {
                 table.guarded_port = u16::try_from(p).ok();

@@ -44,17 +44,14 @@ type Row = BTreeMap<String, Value>;
 
 /// Rows of one `--format=json list` table, each as heading -> value.
 fn rows(section: &str, body: &str) -> Result<Vec<Row>, FactsError> {
-    let v: Value = serde_json::from_str(body)
-        .map_err(|e| FactsError::new(section, format!("not JSON: {e}")))?;
+    let v: Value = serde_json::from_str(body).map_err(|e| FactsError::new(section, format!("not JSON: {e}")))?;
     let headings: Vec<String> = v["headings"]
         .as_array()
         .ok_or_else(|| FactsError::new(section, "no `headings`"))?
         .iter()
         .map(|h| h.as_str().unwrap_or_default().to_string())
         .collect();
-    let data = v["data"]
-        .as_array()
-        .ok_or_else(|| FactsError::new(section, "no `data`"))?;
+    let data = v["data"].as_array().ok_or_else(|| FactsError::new(section, "no `data`"))?;
     Ok(data
         .iter()
         .filter_map(Value::as_array)
@@ -75,10 +72,9 @@ fn map(v: Option<&Value>) -> BTreeMap<String, String> {
         return BTreeMap::new();
     };
     match a.as_slice() {
-        [tag, Value::Array(pairs)] if tag == "map" => pairs
-            .iter()
-            .filter_map(|p| Some((scalar(p.get(0)?), scalar(p.get(1)?))))
-            .collect(),
+        [tag, Value::Array(pairs)] if tag == "map" => {
+            pairs.iter().filter_map(|p| Some((scalar(p.get(0)?), scalar(p.get(1)?)))).collect()
+        }
         _ => BTreeMap::new(),
     }
 }
@@ -110,18 +106,11 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
     let port_rows = rows("ovs-port", ports)?;
     let iface_rows = rows("ovs-interface", interfaces)?;
     let uuid_of = |r: &Row| r.get("_uuid").and_then(uuid).unwrap_or_default();
-    let iface_name: BTreeMap<String, String> =
-        iface_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
-    let port_name: BTreeMap<String, String> =
-        port_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
+    let iface_name: BTreeMap<String, String> = iface_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
+    let port_name: BTreeMap<String, String> = port_rows.iter().map(|r| (uuid_of(r), name(r))).collect();
     let names_of = |v: Option<&Value>, table: &BTreeMap<String, String>| {
-        let mut names: Vec<String> = v
-            .map(set)
-            .unwrap_or_default()
-            .iter()
-            .filter_map(uuid)
-            .filter_map(|u| table.get(&u).cloned())
-            .collect();
+        let mut names: Vec<String> =
+            v.map(set).unwrap_or_default().iter().filter_map(uuid).filter_map(|u| table.get(&u).cloned()).collect();
         names.sort();
         names
     };
@@ -131,26 +120,14 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
             .iter()
             .map(|r| {
                 let datapath_type = r.get("datapath_type").map(scalar).unwrap_or_default();
-                (
-                    name(r),
-                    OvsBridge {
-                        datapath_type,
-                        ports: names_of(r.get("ports"), &port_name),
-                    },
-                )
+                (name(r), OvsBridge { datapath_type, ports: names_of(r.get("ports"), &port_name) })
             })
             .collect(),
         ports: port_rows
             .iter()
             .map(|r| {
                 let protected = r.get("protected").and_then(Value::as_bool).unwrap_or(false);
-                (
-                    name(r),
-                    OvsPort {
-                        protected,
-                        interfaces: names_of(r.get("interfaces"), &iface_name),
-                    },
-                )
+                (name(r), OvsPort { protected, interfaces: names_of(r.get("interfaces"), &iface_name) })
             })
             .collect(),
         interfaces: iface_rows
@@ -164,9 +141,7 @@ pub fn parse(bridges: &str, ports: &str, interfaces: &str) -> Result<OvsFacts, F
                         options: map(r.get("options")),
                         bfd: map(r.get("bfd")),
                         bfd_status: map(r.get("bfd_status")),
-                        mtu_request: optional("mtu_request")
-                            .and_then(|v| v.as_u64())
-                            .map(|m| m as u32),
+                        mtu_request: optional("mtu_request").and_then(|v| v.as_u64()).map(|m| m as u32),
                         error: optional("error").map(|v| scalar(&v)),
                     },
                 )

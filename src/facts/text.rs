@@ -27,10 +27,7 @@ pub fn sections(output: &str) -> Result<BTreeMap<String, String>, FactsError> {
         }
     }
     if !ended {
-        return Err(FactsError::new(
-            "end",
-            "the facts script stopped before its end marker (was its output cut?)",
-        ));
+        return Err(FactsError::new("end", "the facts script stopped before its end marker (was its output cut?)"));
     }
     Ok(out)
 }
@@ -50,15 +47,8 @@ pub fn tools(body: &str) -> BTreeMap<String, Tool> {
         .filter_map(|l| {
             let mut f = l.splitn(3, '\t');
             let (name, path, version) = (f.next()?, f.next()?, f.next().unwrap_or(""));
-            (!path.is_empty()).then(|| {
-                (
-                    name.to_string(),
-                    Tool {
-                        path: path.to_string(),
-                        version: version.trim().to_string(),
-                    },
-                )
-            })
+            (!path.is_empty())
+                .then(|| (name.to_string(), Tool { path: path.to_string(), version: version.trim().to_string() }))
         })
         .collect()
 }

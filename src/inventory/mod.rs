@@ -27,14 +27,8 @@ pub fn load(path: &Path) -> Result<Inventory> {
 
 /// Parses and validates inventory text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Inventory> {
-    let fail = |items| {
-        Error::Inventory(Diagnostics {
-            file: path.to_path_buf(),
-            items,
-        })
-    };
-    let raw: raw::RawInventory =
-        serde_saphyr::from_str(text).map_err(|e| fail(vec![yaml_diagnostic(&e)]))?;
+    let fail = |items| Error::Inventory(Diagnostics { file: path.to_path_buf(), items });
+    let raw: raw::RawInventory = serde_saphyr::from_str(text).map_err(|e| fail(vec![yaml_diagnostic(&e)]))?;
     validate::validate(path, raw).map_err(fail)
 }
 
@@ -51,10 +45,7 @@ fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
 /// `error: line 3 column 3: unknown field` -> `unknown field`: the position is printed in front already.
 fn strip_location_prefix(message: &str) -> &str {
     let m = message.strip_prefix("error: ").unwrap_or(message);
-    let m = match m
-        .strip_prefix("line ")
-        .and_then(|rest| rest.split_once(": "))
-    {
+    let m = match m.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
         Some((_, tail)) => tail,
         None => m,
     };
@@ -63,8 +54,5 @@ fn strip_location_prefix(message: &str) -> &str {
 }
 
 pub(crate) fn pos_of(l: &serde_saphyr::Location) -> Option<Pos> {
-    (l.line() > 0).then(|| Pos {
-        line: l.line(),
-        column: l.column(),
-    })
+    (l.line() > 0).then(|| Pos { line: l.line(), column: l.column() })
 }

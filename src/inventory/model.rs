@@ -138,10 +138,6 @@ impl Inventory {
     }
 
     pub fn node_names(&self) -> String {
-        self.nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
     }
 }

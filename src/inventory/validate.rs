@@ -32,50 +32,30 @@ pub fn validate(path: &Path, raw: RawInventory) -> Result<Inventory, Vec<Diagnos
     let cluster = cluster(&raw.cluster.value, raw.nodes.value.len(), &mut p);
     let ssh = ssh(raw.ssh.as_ref().map(|s| &s.value), &mut p);
     if raw.nodes.value.is_empty() {
-        p.add(
-            at(&raw.nodes),
-            "nodes: the list is empty; name at least one host",
-        );
+        p.add(at(&raw.nodes), "nodes: the list is empty; name at least one host");
     }
     let nodes = nodes(&raw.nodes.value, cluster.as_ref(), &mut p);
     let _ = cluster_pos;
     if !p.0.is_empty() {
         return Err(p.0);
     }
-    Ok(Inventory {
-        path: path.to_path_buf(),
-        cluster: cluster.expect("a cluster without problems"),
-        ssh,
-        nodes,
-    })
+    Ok(Inventory { path: path.to_path_buf(), cluster: cluster.expect("a cluster without problems"), ssh, nodes })
 }
 
 fn parse_cidr(field: &str, v: &At<String>, p: &mut Problems) -> Option<Ipv4Net> {
     let text = v.value.trim();
     match text.parse::<Ipv4Net>() {
         Ok(net) if net.trunc() != net => {
-            p.add(
-                at(v),
-                format!(
-                    "{field}: `{text}` has host bits set; did you mean `{}`?",
-                    net.trunc()
-                ),
-            );
+            p.add(at(v), format!("{field}: `{text}` has host bits set; did you mean `{}`?", net.trunc()));
             None
         }
         Ok(net) => Some(net),
         Err(_) if text.parse::<ipnet::Ipv6Net>().is_ok() => {
-            p.add(
-                at(v),
-                format!("{field}: `{text}` is IPv6; vxmesh plans IPv4 overlays only"),
-            );
+            p.add(at(v), format!("{field}: `{text}` is IPv6; vxmesh plans IPv4 overlays only"));
             None
         }
         Err(_) => {
-            p.add(
-                at(v),
-                format!("{field}: `{text}` is not an IPv4 CIDR (expected e.g. `172.16.0.0/12`)"),
-            );
+            p.add(at(v), format!("{field}: `{text}` is not an IPv4 CIDR (expected e.g. `172.16.0.0/12`)"));
             None
         }
     }
@@ -96,27 +76,16 @@ fn ranged(field: &str, v: &At<i64>, lo: i64, hi: i64, p: &mut Problems) -> Optio
     if (lo..=hi).contains(&v.value) {
         Some(v.value)
     } else {
-        p.add(
-            at(v),
-            format!("{field}: `{}` is out of range {lo}..={hi}", v.value),
-        );
+        p.add(at(v), format!("{field}: `{}` is out of range {lo}..={hi}", v.value));
         None
     }
 }
 
-fn word<T: Copy>(
-    field: &str,
-    v: &At<String>,
-    choices: &[(&str, T)],
-    p: &mut Problems,
-) -> Option<T> {
+fn word<T: Copy>(field: &str, v: &At<String>, choices: &[(&str, T)], p: &mut Problems) -> Option<T> {
     let found = choices.iter().find(|(w, _)| *w == v.value).map(|(_, t)| *t);
     if found.is_none() {
         let names: Vec<String> = choices.iter().map(|(w, _)| format!("`{w}`")).collect();
-        p.add(
-            at(v),
-            format!("{field}: `{}` is not one of {}", v.value, names.join(", ")),
-        );
+        p.add(at(v), format!("{field}: `{}` is not one of {}", v.value, names.join(", ")));
     }
     found
 }
@@ -153,32 +122,15 @@ fn check_name(field: &str, v: &At<String>, max: usize, derived: &str, p: &mut Pr
 
 fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Cluster> {
     let before = p.0.len();
-    let name = raw
-        .name
-        .as_ref()
-        .map(|n| n.value.clone())
-        .unwrap_or_else(|| "vxmesh".into());
+    let name = raw.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| "vxmesh".into());
     if let Some(n) = &raw.name
         && !is_safe_name(&n.value)
     {
-        p.add(
-            at(n),
-            format!(
-                "cluster.name: `{}` may use only letters, digits, `-` and `_`",
-                n.value
-            ),
-        );
+        p.add(at(n), format!("cluster.name: `{}` may use only letters, digits, `-` and `_`", n.value));
     }
     let cidr = parse_cidr("cluster.cidr", &raw.cidr, p);
     let node_prefix = match (&raw.node_prefix, cidr) {
-        (Some(v), Some(c)) => ranged(
-            "cluster.node_prefix",
-            v,
-            i64::from(c.prefix_len()) + 1,
-            30,
-            p,
-        )
-        .map(|n| n as u8),
+        (Some(v), Some(c)) => ranged("cluster.node_prefix", v, i64::from(c.prefix_len()) + 1, 30, p).map(|n| n as u8),
         (Some(v), None) => ranged("cluster.node_prefix", v, 1, 30, p).map(|n| n as u8),
         (None, Some(c)) => Some(default_node_prefix(c)),
         (None, None) => None,
@@ -197,55 +149,33 @@ fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Clus
         _ => None,
     };
     let exclude: Vec<Ipv4Net> = match (&raw.exclude, cidr) {
-        (Some(list), _) => list
-            .iter()
-            .filter_map(|v| parse_cidr("cluster.exclude", v, p))
-            .collect(),
+        (Some(list), _) => list.iter().filter_map(|v| parse_cidr("cluster.exclude", v, p)).collect(),
         (None, Some(c)) => default_exclude(c),
         (None, None) => vec![],
     };
-    let vni = raw
-        .vni
-        .as_ref()
-        .map_or(Some(42), |v| ranged("cluster.vni", v, 1, (1 << 24) - 1, p))
-        .map(|n| n as u32);
-    let port = raw
-        .port
-        .as_ref()
-        .map_or(Some(4789), |v| ranged("cluster.port", v, 1, 65535, p))
-        .map(|n| n as u16);
+    let vni = raw.vni.as_ref().map_or(Some(42), |v| ranged("cluster.vni", v, 1, (1 << 24) - 1, p)).map(|n| n as u32);
+    let port = raw.port.as_ref().map_or(Some(4789), |v| ranged("cluster.port", v, 1, 65535, p)).map(|n| n as u16);
     let mtu = match &raw.mtu {
         None => Some(MtuSetting::Auto),
-        Some(v) => {
-            match &v.value {
-                RawMtu::Word(w) if w == "auto" => Some(MtuSetting::Auto),
-                RawMtu::Number(n) if (i64::from(MTU_MIN)..=i64::from(MTU_MAX)).contains(n) => {
-                    Some(MtuSetting::Fixed(*n as u16))
-                }
-                RawMtu::Number(n) => {
-                    p.add(
-                        at(v),
-                        format!("cluster.mtu: `{n}` is out of range {MTU_MIN}..={MTU_MAX}"),
-                    );
-                    None
-                }
-                RawMtu::Word(w) => {
-                    p.add(at(v), format!("cluster.mtu: `{w}` is neither `auto` nor a number in {MTU_MIN}..={MTU_MAX}"));
-                    None
-                }
+        Some(v) => match &v.value {
+            RawMtu::Word(w) if w == "auto" => Some(MtuSetting::Auto),
+            RawMtu::Number(n) if (i64::from(MTU_MIN)..=i64::from(MTU_MAX)).contains(n) => {
+                Some(MtuSetting::Fixed(*n as u16))
             }
-        }
+            RawMtu::Number(n) => {
+                p.add(at(v), format!("cluster.mtu: `{n}` is out of range {MTU_MIN}..={MTU_MAX}"));
+                None
+            }
+            RawMtu::Word(w) => {
+                p.add(at(v), format!("cluster.mtu: `{w}` is neither `auto` nor a number in {MTU_MIN}..={MTU_MAX}"));
+                None
+            }
+        },
     };
-    let backend = raw.backend.as_ref().map_or(Some(Backend::Ovs), |v| {
-        word("cluster.backend", v, &[("ovs", Backend::Ovs)], p)
-    });
+    let backend =
+        raw.backend.as_ref().map_or(Some(Backend::Ovs), |v| word("cluster.backend", v, &[("ovs", Backend::Ovs)], p));
     let datapath = raw.datapath.as_ref().map_or(Some(Datapath::System), |v| {
-        word(
-            "cluster.datapath",
-            v,
-            &[("system", Datapath::System), ("netdev", Datapath::Netdev)],
-            p,
-        )
+        word("cluster.datapath", v, &[("system", Datapath::System), ("netdev", Datapath::Netdev)], p)
     });
     let docker = docker(raw, p);
     let nat = raw.nat.as_ref().is_none_or(|v| v.value);
@@ -263,31 +193,25 @@ fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Clus
             p,
         )
     });
-    let outside = raw
-        .outside
-        .as_ref()
-        .and_then(|v| parse_ip("cluster.outside", v, p));
+    let outside = raw.outside.as_ref().and_then(|v| parse_ip("cluster.outside", v, p));
     if let (Some(o), Some(c), Some(v)) = (outside, cidr, raw.outside.as_ref())
         && c.contains(&o)
     {
-        p.add(at(v), format!("cluster.outside: `{o}` lies inside cluster.cidr `{c}`; it must be an address outside the cluster"));
+        p.add(
+            at(v),
+            format!("cluster.outside: `{o}` lies inside cluster.cidr `{c}`; it must be an address outside the cluster"),
+        );
     }
 
     if let (Some(c), Some(np), Some(s)) = (cidr, node_prefix, switch_cidr) {
         for (e, v) in exclude.iter().zip(raw.exclude.iter().flatten()) {
             if !c.contains(e) {
-                p.add(
-                    at(v),
-                    format!("cluster.exclude: `{e}` lies outside cluster.cidr `{c}`"),
-                );
+                p.add(at(v), format!("cluster.exclude: `{e}` lies outside cluster.cidr `{c}`"));
             }
         }
         let room = c
             .subnets(np)
-            .map(|it| {
-                it.filter(|b| !overlaps(b, &s) && !exclude.iter().any(|e| overlaps(b, e)))
-                    .count()
-            })
+            .map(|it| it.filter(|b| !overlaps(b, &s) && !exclude.iter().any(|e| overlaps(b, e))).count())
             .unwrap_or(0);
         if node_count > room {
             p.add(
@@ -329,21 +253,13 @@ fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Clus
 
 /// /16 per node in a /12 or larger cluster (the classic layout), /24 otherwise.
 fn default_node_prefix(cidr: Ipv4Net) -> u8 {
-    if cidr.prefix_len() <= 12 {
-        16
-    } else {
-        (cidr.prefix_len() + 8).min(30)
-    }
+    if cidr.prefix_len() <= 12 { 16 } else { (cidr.prefix_len() + 8).min(30) }
 }
 
 /// docker0's default subnet, when it falls in the cluster: handing it to a node would collide on every host.
 fn default_exclude(cidr: Ipv4Net) -> Vec<Ipv4Net> {
     let docker0: Ipv4Net = "172.17.0.0/16".parse().expect("constant");
-    if cidr.contains(&docker0) {
-        vec![docker0]
-    } else {
-        vec![]
-    }
+    if cidr.contains(&docker0) { vec![docker0] } else { vec![] }
 }
 
 /// Usable host addresses of the switch range (network and broadcast excluded).
@@ -357,76 +273,34 @@ pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 
 fn docker(raw: &RawCluster, p: &mut Problems) -> Option<DockerSettings> {
     let d = raw.docker.as_ref().map(|d| &d.value);
-    let mode = d
-        .and_then(|d| d.mode.as_ref())
-        .map_or(Some(DockerMode::Network), |v| {
-            word(
-                "cluster.docker.mode",
-                v,
-                &[
-                    ("network", DockerMode::Network),
-                    ("docker0", DockerMode::Docker0),
-                ],
-                p,
-            )
-        });
+    let mode = d.and_then(|d| d.mode.as_ref()).map_or(Some(DockerMode::Network), |v| {
+        word("cluster.docker.mode", v, &[("network", DockerMode::Network), ("docker0", DockerMode::Docker0)], p)
+    });
     let network = match d.and_then(|d| d.network.as_ref()) {
         None => Some("vxmesh".to_string()),
         Some(v) => {
             let derived = names::docker_bridge(&v.value);
-            check_name(
-                "cluster.docker.network",
-                v,
-                names::NETWORK_NAME_MAX,
-                &derived,
-                p,
-            )
-            .then(|| v.value.clone())
+            check_name("cluster.docker.network", v, names::NETWORK_NAME_MAX, &derived, p).then(|| v.value.clone())
         }
     };
-    Some(DockerSettings {
-        mode: mode?,
-        network: network?,
-    })
+    Some(DockerSettings { mode: mode?, network: network? })
 }
 
 fn ssh(raw: Option<&RawSsh>, p: &mut Problems) -> SshSettings {
-    let user = raw
-        .and_then(|r| r.user.as_ref())
-        .map_or_else(|| "root".to_string(), |u| u.value.clone());
-    let port = raw
-        .and_then(|r| r.port.as_ref())
-        .map_or(Some(22), |v| ranged("ssh.port", v, 1, 65535, p))
-        .unwrap_or(22) as u16;
+    let user = raw.and_then(|r| r.user.as_ref()).map_or_else(|| "root".to_string(), |u| u.value.clone());
+    let port =
+        raw.and_then(|r| r.port.as_ref()).map_or(Some(22), |v| ranged("ssh.port", v, 1, 65535, p)).unwrap_or(22) as u16;
     let r#become = raw
         .and_then(|r| r.r#become.as_ref())
         .map_or(Some(Become::Auto), |v| {
-            word(
-                "ssh.become",
-                v,
-                &[
-                    ("auto", Become::Auto),
-                    ("yes", Become::Yes),
-                    ("no", Become::No),
-                ],
-                p,
-            )
+            word("ssh.become", v, &[("auto", Become::Auto), ("yes", Become::Yes), ("no", Become::No)], p)
         })
         .unwrap_or(Become::Auto);
-    let identity_file = raw
-        .and_then(|r| r.identity_file.as_ref())
-        .map(|v| PathBuf::from(&v.value));
-    let known_hosts = raw.and_then(|r| r.known_hosts.as_ref()).map_or_else(
-        || PathBuf::from("~/.ssh/known_hosts"),
-        |v| PathBuf::from(&v.value),
-    );
-    SshSettings {
-        user,
-        port,
-        identity_file,
-        r#become,
-        known_hosts,
-    }
+    let identity_file = raw.and_then(|r| r.identity_file.as_ref()).map(|v| PathBuf::from(&v.value));
+    let known_hosts = raw
+        .and_then(|r| r.known_hosts.as_ref())
+        .map_or_else(|| PathBuf::from("~/.ssh/known_hosts"), |v| PathBuf::from(&v.value));
+    SshSettings { user, port, identity_file, r#become, known_hosts }
 }
 
 fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Vec<Node> {
@@ -440,28 +314,16 @@ fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Ve
         let n = &entry.value;
         let name = n.name.value.as_str();
         let field = format!("nodes[{name}]");
-        check_name(
-            "nodes.name",
-            &n.name,
-            names::NODE_NAME_MAX,
-            &names::tunnel_port(name),
-            p,
-        );
+        check_name("nodes.name", &n.name, names::NODE_NAME_MAX, &names::tunnel_port(name), p);
         if let Some(first) = seen_name.insert(name, at(&n.name)) {
             p.add(
                 at(&n.name),
-                format!(
-                    "nodes.name: `{name}` is listed twice (first at line {})",
-                    first.map_or(0, |f| f.line)
-                ),
+                format!("nodes.name: `{name}` is listed twice (first at line {})", first.map_or(0, |f| f.line)),
             );
         }
         let host = n.host.value.trim();
         if host.is_empty() {
-            p.add(
-                at(&n.host),
-                format!("{field}.host: is empty; give an SSH address or ~/.ssh/config alias"),
-            );
+            p.add(at(&n.host), format!("{field}.host: is empty; give an SSH address or ~/.ssh/config alias"));
         } else if let Some((other, first)) = seen_host.insert(host, (name, at(&n.host))) {
             p.add(
                 at(&n.host),
@@ -490,12 +352,7 @@ fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Ve
             && let Some(other) = seen_underlay.insert(ip, name)
         {
             let pos = n.underlay_ip.as_ref().map_or(at(&n.host), at);
-            p.add(
-                pos,
-                format!(
-                    "{field}.underlay_ip: `{ip}` is also the tunnel endpoint of node `{other}`"
-                ),
-            );
+            p.add(pos, format!("{field}.underlay_ip: `{ip}` is also the tunnel endpoint of node `{other}`"));
         }
         let subnet = n.subnet.as_ref().and_then(|v| {
             let s = parse_cidr(&format!("{field}.subnet"), v, p)?;
@@ -530,13 +387,7 @@ fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Ve
             }
         });
         if let Some(ip) = underlay {
-            out.push(Node {
-                name: name.to_string(),
-                host: host.to_string(),
-                underlay_ip: ip,
-                subnet,
-                pos: at(entry),
-            });
+            out.push(Node { name: name.to_string(), host: host.to_string(), underlay_ip: ip, subnet, pos: at(entry) });
         }
     }
     out

@@ -14,30 +14,14 @@ fn example() -> TempDir {
 
 #[test]
 fn bad_inventory_exits_1_naming_file_line_and_value() {
-    let dir = dir_with(
-        "cluster:\n  cidr: 172.16.0.0/12\n  vni: 99999999\nnodes: [{name: a, host: 10.0.0.1}]\n",
-    );
-    for cmd in [
-        &["plan", "--offline"][..],
-        &["render", "a"],
-        &["up"],
-        &["verify"],
-        &["status"],
-        &["down"],
-    ] {
+    let dir = dir_with("cluster:\n  cidr: 172.16.0.0/12\n  vni: 99999999\nnodes: [{name: a, host: 10.0.0.1}]\n");
+    for cmd in [&["plan", "--offline"][..], &["render", "a"], &["up"], &["verify"], &["status"], &["down"]] {
         let r = vxmesh(&dir.0, cmd);
         assert_eq!(r.code, 1, "{r}");
-        assert!(
-            r.stderr
-                .contains("vxmesh.yaml:3:8: cluster.vni: `99999999` is out of range"),
-            "{r}"
-        );
+        assert!(r.stderr.contains("vxmesh.yaml:3:8: cluster.vni: `99999999` is out of range"), "{r}");
         assert!(r.stdout.is_empty(), "{r}");
     }
-    assert!(
-        !dir.0.join("vxmesh.lock").exists(),
-        "a bad inventory writes no lock"
-    );
+    assert!(!dir.0.join("vxmesh.lock").exists(), "a bad inventory writes no lock");
 }
 
 #[test]
@@ -45,10 +29,7 @@ fn missing_inventory_says_which_file() {
     let dir = TempDir::new("cli-missing");
     let r = vxmesh(&dir.0, &["plan", "--offline", "-i", "nope.yaml"]);
     assert_eq!(r.code, 1, "{r}");
-    assert!(
-        r.stderr.contains("cannot read the inventory `nope.yaml`"),
-        "{r}"
-    );
+    assert!(r.stderr.contains("cannot read the inventory `nope.yaml`"), "{r}");
 }
 
 #[test]
@@ -58,17 +39,7 @@ fn bad_usage_exits_1_and_help_exits_0() {
     assert_eq!(r.code, 1, "{r}");
     let r = vxmesh(&dir.0, &["--help"]);
     assert_eq!(r.code, 0, "{r}");
-    for cmd in [
-        "plan",
-        "up",
-        "verify",
-        "status",
-        "down",
-        "add-node",
-        "remove-node",
-        "render",
-        "lab",
-    ] {
+    for cmd in ["plan", "up", "verify", "status", "down", "add-node", "remove-node", "render", "lab"] {
         assert!(r.stdout.contains(cmd), "help lists `{cmd}`:\n{r}");
     }
 }
@@ -77,11 +48,7 @@ fn bad_usage_exits_1_and_help_exits_0() {
 fn render_unknown_node_lists_the_known_ones() {
     let r = vxmesh(&example().0, &["render", "vm9"]);
     assert_eq!(r.code, 1, "{r}");
-    assert!(
-        r.stderr
-            .contains("no node named `vm9` in the inventory (nodes: vm1, vm2, vm3)"),
-        "{r}"
-    );
+    assert!(r.stderr.contains("no node named `vm9` in the inventory (nodes: vm1, vm2, vm3)"), "{r}");
 }
 
 #[test]
@@ -90,44 +57,24 @@ fn lock_is_written_once_and_then_kept() {
     let first = vxmesh(&dir.0, &["plan", "--offline"]);
     assert_eq!(first.code, 0, "{first}");
     let lock = std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap();
-    let modified = std::fs::metadata(dir.0.join("vxmesh.lock"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let modified = std::fs::metadata(dir.0.join("vxmesh.lock")).unwrap().modified().unwrap();
     // Reordering the nodes keeps every allocation: the lock decides.
     let inv = std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap();
     let reordered = inv
         .replace("  - name: vm2\n    host: 192.168.122.82\n", "")
-        .replace(
-            "nodes:\n",
-            "nodes:\n  - name: vm2\n    host: 192.168.122.82\n",
-        );
+        .replace("nodes:\n", "nodes:\n  - name: vm2\n    host: 192.168.122.82\n");
     assert_ne!(inv, reordered);
     std::fs::write(dir.0.join("vxmesh.yaml"), reordered).unwrap();
     let second = vxmesh(&dir.0, &["plan", "--offline"]);
     assert_eq!(second.code, 0, "{second}");
+    assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap(), lock);
     assert_eq!(
-        std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap(),
-        lock
-    );
-    assert_eq!(
-        std::fs::metadata(dir.0.join("vxmesh.lock"))
-            .unwrap()
-            .modified()
-            .unwrap(),
+        std::fs::metadata(dir.0.join("vxmesh.lock")).unwrap().modified().unwrap(),
         modified,
         "an unchanged lock is not rewritten"
     );
-    let table_line = |out: &str, node: &str| {
-        out.lines()
-            .find(|l| l.starts_with(node))
-            .unwrap()
-            .to_string()
-    };
-    assert_eq!(
-        table_line(&first.stdout, "vm2"),
-        table_line(&second.stdout, "vm2")
-    );
+    let table_line = |out: &str, node: &str| out.lines().find(|l| l.starts_with(node)).unwrap().to_string();
+    assert_eq!(table_line(&first.stdout, "vm2"), table_line(&second.stdout, "vm2"));
 }
 
 #[test]
@@ -138,16 +85,8 @@ fn rendered_scripts_are_valid_posix_sh() {
         assert_eq!(r.code, 0, "{r}");
         let path = dir.0.join(format!("{node}.sh"));
         std::fs::write(&path, &r.stdout).unwrap();
-        let check = std::process::Command::new("sh")
-            .arg("-n")
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            check.status.success(),
-            "sh -n {node}.sh: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
+        let check = std::process::Command::new("sh").arg("-n").arg(&path).output().unwrap();
+        assert!(check.status.success(), "sh -n {node}.sh: {}", String::from_utf8_lossy(&check.stderr));
     }
 }
 
@@ -164,10 +103,6 @@ fn json_plan_carries_steps_with_commands() {
     assert_eq!(r.code, 0, "{r}");
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let steps = v["nodes"][0]["steps"].as_array().unwrap();
-    assert!(
-        steps
-            .iter()
-            .all(|s| s["description"].is_string() && !s["commands"].as_array().unwrap().is_empty())
-    );
+    assert!(steps.iter().all(|s| s["description"].is_string() && !s["commands"].as_array().unwrap().is_empty()));
     assert_eq!(v["nodes"][0]["desired"]["subnet"], "172.18.0.0/16");
 }

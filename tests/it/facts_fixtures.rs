@@ -17,53 +17,31 @@ fn facts(name: &str) -> HostFacts {
 #[test]
 fn converged_host_needs_nothing() {
     let steps = diff::diff(&vm1(), &facts("converged-host"));
-    assert!(
-        steps.is_empty(),
-        "a host built by `vxmesh render` still needs: {steps:#?}"
-    );
+    assert!(steps.is_empty(), "a host built by `vxmesh render` still needs: {steps:#?}");
 }
 
 #[test]
 fn converged_host_facts_read_right() {
     let f = facts("converged-host");
     assert_eq!(f.os["ID"], "debian");
-    assert!(
-        f.tools["ovs-vsctl"].version.contains("3.1"),
-        "{:?}",
-        f.tools
-    );
+    assert!(f.tools["ovs-vsctl"].version.contains("3.1"), "{:?}", f.tools);
     assert_eq!(f.ovs.bridges["sw0"].datapath_type, "netdev");
-    assert_eq!(
-        f.ovs.bridges["sw0"].ports,
-        ["sw0", "vx-vm2", "vx-vm3", "vxm-sw0"]
-    );
+    assert_eq!(f.ovs.bridges["sw0"].ports, ["sw0", "vx-vm2", "vx-vm3", "vxm-sw0"]);
     assert!(f.ovs.ports["vx-vm2"].protected);
-    assert_eq!(
-        f.ovs.interfaces["vx-vm3"].options["remote_ip"],
-        "192.168.122.83"
-    );
+    assert_eq!(f.ovs.interfaces["vx-vm3"].options["remote_ip"], "192.168.122.83");
     assert_eq!(f.ovs.interfaces["vx-vm3"].bfd["enable"], "true");
     assert_eq!(f.ovs.interfaces["sw0"].mtu_request, Some(1450));
     assert_eq!(f.links["sw0"].addrs, ["172.30.0.1/12".parse().unwrap()]);
     assert_eq!(f.links["vxm-dkr"].master.as_deref(), Some("br-vxmesh"));
     assert_eq!(f.links["vxm-sw0"].kind, "veth");
-    assert_eq!(
-        f.mtu_of_device_with("192.168.122.81".parse().unwrap()),
-        Some(1500)
-    );
+    assert_eq!(f.mtu_of_device_with("192.168.122.81".parse().unwrap()), Some(1500));
     let net = f.docker_network.as_ref().unwrap();
     assert_eq!(net.subnet.as_deref(), Some("172.18.0.0/16"));
     assert_eq!(net.options["com.docker.network.driver.mtu"], "1450");
     assert_eq!(f.iptables.chain("nat", "VXMESH-NAT").unwrap().len(), 2);
     assert_eq!(f.sysctls["net.ipv4.ip_forward"], "1");
     assert!(!f.tx_offload["vxm-sw0"]);
-    assert!(
-        f.routes
-            .iter()
-            .any(|r| r.dst == "172.16.0.0/12" && r.dev.as_deref() == Some("sw0")),
-        "{:?}",
-        f.routes
-    );
+    assert!(f.routes.iter().any(|r| r.dst == "172.16.0.0/12" && r.dev.as_deref() == Some("sw0")), "{:?}", f.routes);
 }
 
 #[test]
@@ -75,19 +53,10 @@ fn bare_host_needs_the_full_build_with_a_known_mtu() {
     let offline = diff::diff(&vm1(), &HostFacts::default());
     // The bare host differs from "nothing known" only where it already matches (IPv4 forwarding was on).
     let bare: Vec<&str> = steps.iter().map(|s| s.description.as_str()).collect();
-    let missing: Vec<&str> = offline
-        .iter()
-        .map(|s| s.description.as_str())
-        .filter(|d| !bare.contains(d))
-        .collect();
+    let missing: Vec<&str> = offline.iter().map(|s| s.description.as_str()).filter(|d| !bare.contains(d)).collect();
     assert_eq!(missing, ["set net.ipv4.ip_forward = 1"]);
     assert_eq!(f.sysctls["net.ipv4.ip_forward"], "1");
-    assert!(
-        steps
-            .iter()
-            .all(|s| !format!("{:?}", s.change).contains("Detect")),
-        "MTU learnt from the host's underlay"
-    );
+    assert!(steps.iter().all(|s| !format!("{:?}", s.change).contains("Detect")), "MTU learnt from the host's underlay");
 }
 
 #[test]
@@ -108,8 +77,7 @@ fn drift_is_repaired_and_nothing_else() {
 #[test]
 fn docker_inspect_fixture_matches_the_gathered_section() {
     let f = facts("converged-host");
-    let raw: serde_json::Value =
-        serde_json::from_str(&read_fixture("facts/docker-network-inspect.json")).unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&read_fixture("facts/docker-network-inspect.json")).unwrap();
     assert_eq!(raw[0]["Name"], "vxmesh");
     assert_eq!(f.docker_network.unwrap().name, "vxmesh");
 }

@@ -7,16 +7,9 @@ use crate::util::fixtures;
 #[test]
 fn every_bad_inventory_names_place_and_value() {
     let dir = fixtures().join("bad");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     files.sort();
-    assert!(
-        files.len() >= 20,
-        "the corpus keeps at least 20 bad inventories, has {}",
-        files.len()
-    );
+    assert!(files.len() >= 20, "the corpus keeps at least 20 bad inventories, has {}", files.len());
     let mut failures = vec![];
     for path in &files {
         let text = std::fs::read_to_string(path).unwrap();
@@ -24,9 +17,7 @@ fn every_bad_inventory_names_place_and_value() {
             .lines()
             .next()
             .and_then(|l| l.strip_prefix("# expect: "))
-            .unwrap_or_else(|| {
-                panic!("{}: first line must be `# expect: MESSAGE`", path.display())
-            });
+            .unwrap_or_else(|| panic!("{}: first line must be `# expect: MESSAGE`", path.display()));
         // Messages name the file as the user gave it; give it relative, as a user would.
         let rel = Path::new(path.file_name().unwrap());
         let got = match vxmesh::inventory::parse(rel, &text) {
@@ -34,10 +25,7 @@ fn every_bad_inventory_names_place_and_value() {
             Err(e) => e.to_string(),
         };
         if !got.contains(expect) {
-            failures.push(format!(
-                "{}\n  expected: {expect}\n  got:      {got}",
-                rel.display()
-            ));
+            failures.push(format!("{}\n  expected: {expect}\n  got:      {got}", rel.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -46,9 +34,7 @@ fn every_bad_inventory_names_place_and_value() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let text = "cluster:\n  cidr: 172.16.0.0/12\n  vni: 0\n  port: 0\nnodes:\n  - {name: a, host: 10.0.0.1}\n  - {name: a, host: 10.0.0.1}\n";
-    let e = vxmesh::inventory::parse(Path::new("v.yaml"), text)
-        .unwrap_err()
-        .to_string();
+    let e = vxmesh::inventory::parse(Path::new("v.yaml"), text).unwrap_err().to_string();
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 5, "{e}");
     assert!(lines[0].starts_with("v.yaml:3:8: cluster.vni: `0`"), "{e}");
@@ -71,10 +57,7 @@ fn minimal_inventory_gets_documented_defaults() {
     )
     .unwrap();
     let c = &inv.cluster;
-    assert_eq!(
-        (c.name.as_str(), c.node_prefix, c.vni, c.port),
-        ("vxmesh", 16, 42, 4789)
-    );
+    assert_eq!((c.name.as_str(), c.node_prefix, c.vni, c.port), ("vxmesh", 16, 42, 4789));
     assert_eq!(c.switch_cidr.to_string(), "10.255.0.0/16");
     assert_eq!(c.docker.network, "vxmesh");
     assert!(c.nat && c.exclude.is_empty());

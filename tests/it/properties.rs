@@ -15,11 +15,7 @@ use crate::util::{plan_of, read_fixture};
 fn inventory_yaml(cidr: &str, prefix: u8, names: &[String]) -> String {
     let mut y = format!("cluster:\n  cidr: {cidr}\n  node_prefix: {prefix}\nnodes:\n");
     for (i, n) in names.iter().enumerate() {
-        y.push_str(&format!(
-            "  - {{name: {n}, host: 192.0.{}.{}}}\n",
-            i / 250,
-            i % 250 + 1
-        ));
+        y.push_str(&format!("  - {{name: {n}, host: 192.0.{}.{}}}\n", i / 250, i % 250 + 1));
     }
     y
 }
@@ -112,11 +108,8 @@ enum Drift {
 }
 
 const LINKS: [&str; 3] = ["vxm-sw0", "vxm-dkr", "sw0"];
-const CHAINS: [(&str, &str, &str); 3] = [
-    ("nat", "VXMESH-NAT", "POSTROUTING"),
-    ("filter", "VXMESH-FWD", "FORWARD"),
-    ("filter", "VXMESH-VXLAN", "INPUT"),
-];
+const CHAINS: [(&str, &str, &str); 3] =
+    [("nat", "VXMESH-NAT", "POSTROUTING"), ("filter", "VXMESH-FWD", "FORWARD"), ("filter", "VXMESH-VXLAN", "INPUT")];
 
 fn drift() -> impl Strategy<Value = Drift> {
     prop_oneof![
@@ -140,12 +133,7 @@ fn drift() -> impl Strategy<Value = Drift> {
 }
 
 fn apply_drift(f: &mut HostFacts, d: &Drift) {
-    let ports: Vec<String> = f
-        .ovs
-        .bridges
-        .get("sw0")
-        .map(|b| b.ports.clone())
-        .unwrap_or_default();
+    let ports: Vec<String> = f.ovs.bridges.get("sw0").map(|b| b.ports.clone()).unwrap_or_default();
     let pick = |i: usize| ports.get(i % ports.len().max(1)).cloned();
     match d {
         Drift::DropLink(i) => {
@@ -188,7 +176,13 @@ fn apply_drift(f: &mut HostFacts, d: &Drift) {
         }
         Drift::ForeignRuleFirst(i) => {
             let (t, _, parent) = CHAINS[*i];
-            f.iptables.tables.entry(t.into()).or_default().entry(parent.into()).or_default().insert(0, "-j DOCKER-USER".into());
+            f.iptables
+                .tables
+                .entry(t.into())
+                .or_default()
+                .entry(parent.into())
+                .or_default()
+                .insert(0, "-j DOCKER-USER".into());
         }
         Drift::Sysctl(i) => {
             let k = ["net.ipv4.ip_forward", "net.ipv4.conf.sw0.rp_filter", "net.ipv4.conf.br-vxmesh.rp_filter"][*i];
@@ -212,15 +206,16 @@ fn apply_drift(f: &mut HostFacts, d: &Drift) {
                 l.master = None;
             }
         }
-        Drift::ForeignFirewalldRule => f.firewalld.rich_rules.push(r#"rule family="ipv4" source address="192.0.2.9" port port="4789" protocol="udp" accept"#.into()),
+        Drift::ForeignFirewalldRule => f
+            .firewalld
+            .rich_rules
+            .push(r#"rule family="ipv4" source address="192.0.2.9" port port="4789" protocol="udp" accept"#.into()),
     }
 }
 
 fn variant_yaml(firewall: &str, mode: &str, nat: bool) -> String {
-    read_fixture("three-nodes.yaml").replace(
-        "firewall: iptables",
-        &format!("firewall: {firewall}\n  nat: {nat}\n  docker: {{mode: {mode}}}"),
-    )
+    read_fixture("three-nodes.yaml")
+        .replace("firewall: iptables", &format!("firewall: {firewall}\n  nat: {nat}\n  docker: {{mode: {mode}}}"))
 }
 
 proptest! {

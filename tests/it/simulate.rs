@@ -16,11 +16,7 @@ fn link<'a>(f: &'a mut HostFacts, dev: &str) -> &'a mut Link {
 }
 
 fn add_port(f: &mut HostFacts, bridge: &str, port: &str) {
-    let b = f
-        .ovs
-        .bridges
-        .get_mut(bridge)
-        .expect("ovs-vsctl add-port fails without the bridge");
+    let b = f.ovs.bridges.get_mut(bridge).expect("ovs-vsctl add-port fails without the bridge");
     if !b.ports.iter().any(|p| p == port) {
         b.ports.push(port.to_string());
         b.ports.sort();
@@ -28,10 +24,7 @@ fn add_port(f: &mut HostFacts, bridge: &str, port: &str) {
     f.ovs
         .ports
         .entry(port.to_string())
-        .or_insert_with(|| OvsPort {
-            protected: false,
-            interfaces: vec![port.to_string()],
-        });
+        .or_insert_with(|| OvsPort { protected: false, interfaces: vec![port.to_string()] });
     f.ovs.interfaces.entry(port.to_string()).or_default();
 }
 
@@ -40,21 +33,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
         Change::Sysctl(s) => {
             f.sysctls.insert(s.key.clone(), s.value.clone());
         }
-        Change::CreateVeth {
-            switch_end,
-            docker_end,
-            mtu: m,
-        } => {
+        Change::CreateVeth { switch_end, docker_end, mtu: m } => {
             for d in [switch_end, docker_end] {
                 f.links.insert(
                     d.clone(),
-                    Link {
-                        mtu: mtu(*m),
-                        up: false,
-                        kind: "veth".into(),
-                        master: None,
-                        addrs: vec![],
-                    },
+                    Link { mtu: mtu(*m), up: false, kind: "veth".into(), master: None, addrs: vec![] },
                 );
                 // A fresh veth has offloads on again.
                 f.tx_offload.insert(d.clone(), true);
@@ -65,18 +48,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
         Change::TxOffloadOff { dev } => {
             f.tx_offload.insert(dev.clone(), false);
         }
-        Change::Bridge {
-            bridge,
-            datapath,
-            mtu: m,
-        } => {
+        Change::Bridge { bridge, datapath, mtu: m } => {
             f.ovs
                 .bridges
                 .entry(bridge.clone())
-                .or_insert_with(|| OvsBridge {
-                    datapath_type: String::new(),
-                    ports: vec![],
-                })
+                .or_insert_with(|| OvsBridge { datapath_type: String::new(), ports: vec![] })
                 .datapath_type = datapath.as_str().to_string();
             add_port(f, bridge, bridge);
             f.ovs.interfaces.get_mut(bridge).unwrap().mtu_request = Some(mtu(*m));
@@ -84,21 +60,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             l.kind = "openvswitch".into();
             l.mtu = mtu(*m);
         }
-        Change::Tunnel {
-            bridge,
-            tunnel,
-            vni,
-            port,
-            ..
-        } => {
+        Change::Tunnel { bridge, tunnel, vni, port, .. } => {
             add_port(f, bridge, &tunnel.port);
             let i = f.ovs.interfaces.get_mut(&*tunnel.port).unwrap();
-            *i = OvsInterface {
-                r#type: "vxlan".into(),
-                ..OvsInterface::default()
-            };
-            i.options
-                .insert("remote_ip".into(), tunnel.remote_ip.to_string());
+            *i = OvsInterface { r#type: "vxlan".into(), ..OvsInterface::default() };
+            i.options.insert("remote_ip".into(), tunnel.remote_ip.to_string());
             i.options.insert("key".into(), vni.to_string());
             i.options.insert("dst_port".into(), port.to_string());
             i.bfd.insert("enable".into(), tunnel.bfd.to_string());
@@ -112,11 +78,7 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             f.ovs.interfaces.remove(port);
         }
         Change::AttachPort { bridge, port } => add_port(f, bridge, port),
-        Change::SwitchAddress {
-            dev,
-            address,
-            stale,
-        } => {
+        Change::SwitchAddress { dev, address, stale } => {
             let l = link(f, dev);
             l.addrs.retain(|a| !stale.contains(a));
             if !l.addrs.contains(address) {
@@ -124,10 +86,7 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             }
         }
         Change::DockerNetwork { spec, mtu: m, .. } => {
-            let options = vxmesh::diff::docker_options(spec, *m)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
+            let options = vxmesh::diff::docker_options(spec, *m).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             f.docker_network = Some(DockerNetwork {
                 name: spec.network.clone(),
                 driver: "bridge".into(),
@@ -150,10 +109,7 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             parent.insert(0, c.jump.clone());
         }
         Change::NftTable { port, peers } => {
-            f.nft = Some(vxmesh::facts::NftTable {
-                peers: peers.iter().copied().collect(),
-                guarded_port: Some(*port),
-            });
+            f.nft = Some(vxmesh::facts::NftTable { peers: peers.iter().copied().collect(), guarded_port: Some(*port) });
         }
         Change::Firewalld { add, remove } => {
             f.firewalld.rich_rules.retain(|r| !remove.contains(r));

@@ -5,11 +5,7 @@ use crate::util::{TempDir, fixtures, vxmesh};
 /// Runs vxmesh in a scratch copy of `inventory`, so the lock it writes lands there.
 fn run_on(inventory: &str, args: &[&str]) -> String {
     let dir = TempDir::new("snap");
-    std::fs::copy(
-        fixtures().join("..").join("..").join(inventory),
-        dir.0.join("vxmesh.yaml"),
-    )
-    .unwrap();
+    std::fs::copy(fixtures().join("..").join("..").join(inventory), dir.0.join("vxmesh.yaml")).unwrap();
     let r = vxmesh(&dir.0, args);
     assert_eq!(r.code, 0, "{r}");
     r.stdout
@@ -34,18 +30,12 @@ fn example_plan_offline_json() {
 
 #[test]
 fn twelve_node_plan_offline() {
-    insta::assert_snapshot!(run_on(
-        "tests/fixtures/twelve-nodes.yaml",
-        &["plan", "--offline"]
-    ));
+    insta::assert_snapshot!(run_on("tests/fixtures/twelve-nodes.yaml", &["plan", "--offline"]));
 }
 
 #[test]
 fn twelve_node_plan_has_every_pair_once_per_side() {
-    let out = run_on(
-        "tests/fixtures/twelve-nodes.yaml",
-        &["plan", "--offline", "--json"],
-    );
+    let out = run_on("tests/fixtures/twelve-nodes.yaml", &["plan", "--offline", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["tunnel_pairs"], 66);
     let mut ends = std::collections::BTreeSet::new();
@@ -60,9 +50,5 @@ fn twelve_node_plan_has_every_pair_once_per_side() {
         }
     }
     assert_eq!(ends.len(), 132, "12 x 11 ordered pairs, each exactly once");
-    assert!(
-        ends.iter()
-            .all(|(a, b)| ends.contains(&(b.clone(), a.clone()))),
-        "every tunnel has its other end"
-    );
+    assert!(ends.iter().all(|(a, b)| ends.contains(&(b.clone(), a.clone()))), "every tunnel has its other end");
 }
