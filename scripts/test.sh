@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   scripts/install-deps.sh
 fi
-cargo test --locked --all-targets "$@"
+cargo test --locked --lib --bins --tests "$@"
