@@ -77,11 +77,51 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
-    /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker).
-    Lab,
+    /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Print the read-only script that gathers a node's facts (used to record test fixtures).
     #[command(hide = true)]
     FactsScript { node: String },
+}
+
+#[derive(Subcommand)]
+enum LabCommand {
+    /// Create a lab: N hosts on one underlay, plus an outside-world host; writes an inventory for `vxmesh up -i`.
+    Create {
+        /// How many hosts.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The lab's name (1 to 6 lowercase letters or digits); several labs can coexist.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Hosts without docker: sshd and Open vSwitch only, for control-plane tests with 30+ hosts.
+        #[arg(long)]
+        light: bool,
+    },
+    /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
+    Destroy {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// List the labs on this machine.
+    List,
+    /// Power a lab host off, on, or reboot it (runtime state is lost, disk and boot units are kept).
+    Node {
+        #[arg(value_enum)]
+        action: NodeAction,
+        /// The host, e.g. node2.
+        node: String,
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum NodeAction {
+    Stop,
+    Start,
+    Reboot,
 }
 
 #[derive(Args)]
@@ -166,8 +206,80 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             load(&cli.inventory)?;
             Err(not_yet("changing a running mesh"))
         }
-        Command::Lab => Err(not_yet("the local lab")),
+        Command::Lab(cmd) => lab_command(cmd, cli.json),
     }
+}
+
+fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
+    use vxmesh::lab;
+    match cmd {
+        LabCommand::Create { nodes, name, light } => {
+            let started = std::time::Instant::now();
+            let opts = lab::CreateOptions { name: name.clone(), nodes: *nodes, light: *light };
+            let state = lab::create(&opts, &mut |line| eprintln!("lab: {line}"))?;
+            let secs = started.elapsed().as_secs_f64();
+            if json {
+                print_json(&serde_json::json!({"lab": state, "seconds": secs}));
+            } else {
+                print_lab(&state);
+                println!("\ncreated in {secs:.1} s. Next:");
+                println!("  vxmesh plan --offline -i {}", state.inventory_path().display());
+                println!("  ssh -i {d}/id_ed25519 -o UserKnownHostsFile={d}/known_hosts root@{}", state.nodes[0].ip, d = state.dir.display());
+                println!("  vxmesh lab destroy --name {}", state.name);
+            }
+            Ok(0)
+        }
+        LabCommand::Destroy { name } => {
+            let removed = lab::destroy(name)?;
+            if json {
+                print_json(&serde_json::json!({"destroyed": name, "namespaces": removed}));
+            } else {
+                println!("lab `{name}` destroyed ({} namespaces removed, nothing left behind)", removed.len());
+            }
+            Ok(0)
+        }
+        LabCommand::List => {
+            let labs = lab::list();
+            if json {
+                print_json(&labs);
+            } else if labs.is_empty() {
+                println!("no labs; create one with `vxmesh lab create`");
+            } else {
+                for l in &labs {
+                    print_lab(l);
+                }
+            }
+            Ok(0)
+        }
+        LabCommand::Node { action, node, name } => {
+            let state = lab::load(name)?;
+            match action {
+                NodeAction::Stop => lab::node_stop(&state, node)?,
+                NodeAction::Start => lab::node_start(&state, node)?,
+                NodeAction::Reboot => lab::node_reboot(&state, node)?,
+            }
+            let verb = match action {
+                NodeAction::Stop => "stopped",
+                NodeAction::Start => "started",
+                NodeAction::Reboot => "rebooted",
+            };
+            if json {
+                print_json(&serde_json::json!({"lab": name, "node": node, "done": verb}));
+            } else {
+                println!("{node} {verb}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn print_lab(l: &vxmesh::lab::LabState) {
+    println!("lab `{}`: underlay {} (gateway {}), inventory {}", l.name, l.subnet, l.gateway, l.inventory_path().display());
+    for n in &l.nodes {
+        let up = if vxmesh::lab::node_running(l, n) { "running" } else { "stopped" };
+        println!("  {:<8} {:<16} {up}{}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });
+    }
+    println!("  {:<8} {:<16} outside world (ping, TCP echo on port 7)", "outside", l.outside.ip.to_string());
 }
 
 fn not_yet(what: &str) -> Error {

@@ -73,12 +73,19 @@ pub enum Error {
     /// A command that needs hosts was asked for in a build that cannot reach them yet.
     #[error("{0}")]
     Unsupported(String),
+
+    /// The local lab could not be built, changed or torn down.
+    #[error("lab: {0}")]
+    Lab(String),
 }
 
 impl Error {
-    /// The process exit code: 1 for bad usage or input; 2 is reserved for host failures.
+    /// The process exit code: 1 for bad usage or input, 2 when hosts (lab hosts included) failed.
     pub fn code(&self) -> i32 {
-        1
+        match self {
+            Error::Lab(_) => 2,
+            _ => 1,
+        }
     }
 }
 

@@ -6,6 +6,7 @@ pub mod error;
 pub mod facts;
 pub mod inventory;
 pub mod ipam;
+pub mod lab;
 pub mod names;
 pub mod plan;
 pub mod render;

@@ -1,0 +1,77 @@
+#!/bin/bash
+# Boots one lab node. Runs as PID 1 of the node's own PID, mount and UTS namespaces, inside its network namespace,
+# so killing it ends every process of the node, containers included.
+# Args: NODE_DIR HOSTNAME UNDERLAY_CIDR GATEWAY LIGHT(0|1)
+set -eu
+node=$1 name=$2 addr=$3 gw=$4 light=$5
+exec >>"$node/boot.log" 2>&1
+echo "boot $(date +%T.%N) $name"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+hostname "$name"
+
+# A private view of the filesystem: the machine's files underneath, every write the node's own.
+mount --make-rprivate /
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t tmpfs tmpfs /sys/fs/cgroup
+for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
+  mkdir -p /sys/fs/cgroup/$c
+  mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+done
+mkdir -p /sys/fs/cgroup/systemd
+mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /tmp
+mount -t overlay overlay -o "lowerdir=/etc,upperdir=$node/etc,workdir=$node/etc.work" /etc
+for d in var/lib/docker var/lib/containerd var/log var/lib/vxmesh root; do
+  mkdir -p "$node/$d" "/$d"
+  mount --bind "$node/$d" "/$d"
+done
+# OVS's database and lock file must not come from the machine's /etc underneath.
+mkdir -p "$node/openvswitch"
+mount --bind "$node/openvswitch" /etc/openvswitch
+mkdir -p /run/openvswitch /run/sshd /var/log/openvswitch /run/netns
+
+# Open vSwitch, with its database kept across reboots like a real host's.
+if [ ! -e /etc/openvswitch/conf.db ]; then
+  ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
+fi
+ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
+  --remote=db:Open_vSwitch,Open_vSwitch,manager_options --pidfile --detach --log-file
+ovs-vsctl --no-wait init
+ovs-vswitchd --pidfile --detach --log-file
+
+# The underlay address lives on br-phy, as on OVS-DPDK hosts: the userspace datapath routes tunnels through it.
+ip link set lo up
+ethtool -K eth0 tx off >/dev/null
+ovs-vsctl --may-exist add-br br-phy -- set bridge br-phy datapath_type=netdev -- --may-exist add-port br-phy eth0
+ip link set eth0 up
+ip addr replace "$addr" dev br-phy
+ip link set br-phy up
+ip route replace default via "$gw" dev br-phy
+
+/usr/sbin/sshd -f /etc/vxmesh-lab/sshd_config
+
+if [ "$light" = 0 ]; then
+  dockerd >/var/log/dockerd.log 2>&1 &
+  for _ in $(seq 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
+  docker info >/dev/null 2>&1 || { echo "dockerd did not come up"; exit 1; }
+  docker image inspect busybox:latest >/dev/null 2>&1 || docker import "$node/../busybox.tar" busybox:latest >/dev/null
+fi
+
+# What was installed on this node to run at boot (units enabled after the lab made it, so in the node's own
+# /etc layer; the distribution's daemons were started above): each ExecStart, in order, as systemd would.
+for wanted in "$node"/etc/systemd/system/multi-user.target.wants/*.service; do
+  [ -e "$wanted" ] || continue
+  unit=/etc/systemd/system/multi-user.target.wants/$(basename "$wanted")
+  echo "boot unit $unit"
+  sed -n 's/^ExecStart=-\{0,1\}//p' "$unit" | while read -r cmd; do
+    timeout 120 sh -c "$cmd" || echo "boot unit $unit failed: $cmd"
+  done
+done
+
+echo "ready $(date +%T.%N)"
+touch "$node/ready"
+# PID 1 of the node: reap orphans until the node is stopped.
+trap 'exit 0' TERM
+while :; do sleep 3600 & wait $! || true; done
