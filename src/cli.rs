@@ -224,7 +224,11 @@ fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
                 print_lab(&state);
                 println!("\ncreated in {secs:.1} s. Next:");
                 println!("  vxmesh plan --offline -i {}", state.inventory_path().display());
-                println!("  ssh -i {d}/id_ed25519 -o UserKnownHostsFile={d}/known_hosts root@{}", state.nodes[0].ip, d = state.dir.display());
+                println!(
+                    "  ssh -i {d}/id_ed25519 -o UserKnownHostsFile={d}/known_hosts root@{}",
+                    state.nodes[0].ip,
+                    d = state.dir.display()
+                );
                 println!("  vxmesh lab destroy --name {}", state.name);
             }
             Ok(0)
@@ -274,7 +278,13 @@ fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
 }
 
 fn print_lab(l: &vxmesh::lab::LabState) {
-    println!("lab `{}`: underlay {} (gateway {}), inventory {}", l.name, l.subnet, l.gateway, l.inventory_path().display());
+    println!(
+        "lab `{}`: underlay {} (gateway {}), inventory {}",
+        l.name,
+        l.subnet,
+        l.gateway,
+        l.inventory_path().display()
+    );
     for n in &l.nodes {
         let up = if vxmesh::lab::node_running(l, n) { "running" } else { "stopped" };
         println!("  {:<8} {:<16} {up}{}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });

@@ -91,8 +91,9 @@ pub fn check_name(name: &str) -> Result<()> {
 pub fn load(name: &str) -> Result<LabState> {
     check_name(name)?;
     let path = lab_dir(name).join("state.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| lab_err(format!("no lab named `{name}` (see `vxmesh lab list`; create one with `vxmesh lab create`)")))?;
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        lab_err(format!("no lab named `{name}` (see `vxmesh lab list`; create one with `vxmesh lab create`)"))
+    })?;
     serde_json::from_str(&text).map_err(|e| lab_err(format!("{}: {e}", path.display())))
 }
 
@@ -138,7 +139,10 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
     }
     let dir = lab_dir(&opts.name);
     if dir.join("state.json").exists() {
-        return Err(lab_err(format!("lab `{}` already exists; `vxmesh lab destroy --name {}` first", opts.name, opts.name)));
+        return Err(lab_err(format!(
+            "lab `{}` already exists; `vxmesh lab destroy --name {}` first",
+            opts.name, opts.name
+        )));
     }
     check_tools(opts.light)?;
     let subnet = pick_subnet()?;
@@ -181,11 +185,23 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
 }
 
 fn check_tools(light: bool) -> Result<()> {
-    let mut need = vec!["ip", "nsenter", "unshare", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "sshd", "ssh-keygen", "ethtool", "iptables"];
+    let mut need = vec![
+        "ip",
+        "nsenter",
+        "unshare",
+        "ovsdb-server",
+        "ovs-vswitchd",
+        "ovs-vsctl",
+        "sshd",
+        "ssh-keygen",
+        "ethtool",
+        "iptables",
+    ];
     if !light {
         need.extend(["dockerd", "containerd", "busybox", "tar"]);
     }
-    let missing: Vec<&str> = need.into_iter().filter(|t| !run_quiet("sh", &["-c", &format!("command -v {t}")])).collect();
+    let missing: Vec<&str> =
+        need.into_iter().filter(|t| !run_quiet("sh", &["-c", &format!("command -v {t}")])).collect();
     if missing.is_empty() {
         Ok(())
     } else {
@@ -197,7 +213,10 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
     let dir = &state.dir;
     let p = |f: &str| dir.join(f).to_string_lossy().into_owned();
     std::fs::write(dir.join("node-boot.sh"), BOOT_SCRIPT).map_err(|e| lab_err(e.to_string()))?;
-    run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &format!("vxmesh-lab-{}", state.name), "-f", &p("id_ed25519")])?;
+    run(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", &format!("vxmesh-lab-{}", state.name), "-f", &p("id_ed25519")],
+    )?;
     if !state.light {
         busybox_image(dir)?;
     }
@@ -207,7 +226,10 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
     run("ip", &["link", "set", &state.bridge, "up"])?;
     // This machine forwards packets and has a way out: nothing from the lab may leave, nothing may come in.
     for rule in gateway_rules(state) {
-        run("iptables", &[&["-w", "-I", "FORWARD"][..], &rule.iter().map(String::as_str).collect::<Vec<_>>()].concat())?;
+        run(
+            "iptables",
+            &[&["-w", "-I", "FORWARD"][..], &rule.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
+        )?;
     }
     for n in &state.nodes {
         prepare_node(state, n)?;
@@ -259,7 +281,8 @@ fn busybox_image(dir: &Path) -> Result<()> {
     for d in ["etc", "tmp", "proc", "sys", "dev", "root"] {
         std::fs::create_dir_all(root.join(d)).map_err(|e| lab_err(e.to_string()))?;
     }
-    std::fs::copy("/bin/busybox", bin.join("busybox")).map_err(|e| lab_err(format!("cannot copy /bin/busybox: {e}")))?;
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .map_err(|e| lab_err(format!("cannot copy /bin/busybox: {e}")))?;
     for applet in run("/bin/busybox", &["--list"])?.lines().filter(|a| *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
     }
@@ -278,9 +301,23 @@ fn prepare_node(state: &LabState, n: &LabNode) -> Result<()> {
     }
     let key = etc_lab.join("ssh_host_ed25519_key");
     if !key.exists() {
-        run("ssh-keygen", &["-q", "-t", "ed25519", "-N", "", "-C", &format!("{}@{}", n.name, state.name), "-f", &key.to_string_lossy()])?;
+        run(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                &format!("{}@{}", n.name, state.name),
+                "-f",
+                &key.to_string_lossy(),
+            ],
+        )?;
     }
-    std::fs::copy(state.dir.join("id_ed25519.pub"), etc_lab.join("authorized_keys")).map_err(|e| lab_err(e.to_string()))?;
+    std::fs::copy(state.dir.join("id_ed25519.pub"), etc_lab.join("authorized_keys"))
+        .map_err(|e| lab_err(e.to_string()))?;
     let sshd = format!(
         "ListenAddress {ip}\nPort 22\nHostKey /etc/vxmesh-lab/ssh_host_ed25519_key\nAuthorizedKeysFile /etc/vxmesh-lab/authorized_keys\n\
          PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
@@ -360,7 +397,12 @@ fn wait_ready(state: &LabState, nodes: &[LabNode]) -> Result<()> {
         }
         if start.elapsed() > BOOT_TIMEOUT {
             let n = pending[0];
-            return Err(lab_err(format!("{} did not boot within {}s:\n{}", n.name, BOOT_TIMEOUT.as_secs(), boot_log_tail(state, n))));
+            return Err(lab_err(format!(
+                "{} did not boot within {}s:\n{}",
+                n.name,
+                BOOT_TIMEOUT.as_secs(),
+                boot_log_tail(state, n)
+            )));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -489,7 +531,11 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
         std::fs::remove_dir_all(&dir).map_err(|e| lab_err(format!("cannot remove {}: {e}", dir.display())))?;
     }
     let left = leftovers(name);
-    if left.is_empty() { Ok(namespaces) } else { Err(lab_err(format!("destroy left things behind: {}", left.join("; ")))) }
+    if left.is_empty() {
+        Ok(namespaces)
+    } else {
+        Err(lab_err(format!("destroy left things behind: {}", left.join("; "))))
+    }
 }
 
 fn mounts_under(dir: &Path) -> Vec<String> {
@@ -545,7 +591,10 @@ pub fn node_exec(state: &LabState, node: &str, script: &str) -> Result<String> {
     let n = state.node(node)?;
     let pid = sys::pids_in_netns(&n.netns)
         .into_iter()
-        .find(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("node-boot.sh")) && is_pid1_of_node(*p))
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("node-boot.sh"))
+                && is_pid1_of_node(*p)
+        })
         .ok_or_else(|| lab_err(format!("{node} is not running")))?;
     run("nsenter", &["-t", &pid.to_string(), "-n", "-m", "-u", "-p", "sh", "-c", script])
 }

@@ -6,7 +6,11 @@ use crate::error::{Error, Result};
 
 /// Runs `prog args...`; a non-zero exit is an error naming the command and its stderr.
 pub fn run(prog: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(prog).args(args).stdin(Stdio::null()).output().map_err(|e| lab_err(format!("cannot run `{prog}`: {e}")))?;
+    let out = Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| lab_err(format!("cannot run `{prog}`: {e}")))?;
     if !out.status.success() {
         return Err(lab_err(format!(
             "`{prog} {}` failed ({}): {}",
@@ -52,7 +56,9 @@ unsafe extern "C" {
 
 /// PIDs of every process whose network namespace is `ns` (by /run/netns/NAME).
 pub fn pids_in_netns(ns: &str) -> Vec<u32> {
-    run("ip", &["netns", "pids", ns]).map(|o| o.split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
+    run("ip", &["netns", "pids", ns])
+        .map(|o| o.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Sends SIGKILL; a process already gone is fine.

@@ -3,6 +3,7 @@
 mod cli;
 mod facts_fixtures;
 mod inventory_corpus;
+mod lab;
 mod properties;
 mod simulate;
 mod snapshots;
