@@ -46,6 +46,8 @@ enum Command {
         /// Do not connect to hosts; show the from-scratch build of every node.
         #[arg(long)]
         offline: bool,
+        #[command(flatten)]
+        hosts: HostArgs,
     },
     /// Print one node's build script: POSIX sh, safe to run again, runnable by hand on an air-gapped host.
     Render {
@@ -53,9 +55,22 @@ enum Command {
         node: String,
     },
     /// Build the mesh on every host (only what is missing), then verify it.
-    Up(HostArgs),
+    Up {
+        #[command(flatten)]
+        hosts: HostArgs,
+        /// Skip the verification after building.
+        #[arg(long)]
+        no_verify: bool,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
     /// Prove the mesh works: containers on every pair of hosts talk over the tunnels, without NAT.
-    Verify(HostArgs),
+    Verify {
+        #[command(flatten)]
+        hosts: HostArgs,
+        #[command(flatten)]
+        verify: VerifyArgs,
+    },
     /// Per host: reachable, sw0 and tunnels present, tunnel liveness (BFD), drift from the plan.
     Status(HostArgs),
     /// Remove everything vxmesh created on every host; docker and OVS keep running.
@@ -124,11 +139,33 @@ enum NodeAction {
     Reboot,
 }
 
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct HostArgs {
-    /// Connect to at most this many hosts at once.
+    /// Work on at most this many hosts at once.
     #[arg(long, default_value_t = 50)]
     forks: usize,
+    /// Learn the host key of hosts not yet in known_hosts (like OpenSSH's accept-new). Changed keys are always refused.
+    #[arg(long)]
+    accept_new_host_keys: bool,
+    /// Seconds to wait for a host to answer and authenticate.
+    #[arg(long, default_value_t = 10)]
+    connect_timeout: u64,
+    /// Seconds a single script may run on a host.
+    #[arg(long, default_value_t = 300)]
+    command_timeout: u64,
+}
+
+#[derive(Args, Clone)]
+struct VerifyArgs {
+    /// Test only K ordered pairs, spread over the cluster (for big clusters).
+    #[arg(long, value_name = "K")]
+    sample: Option<usize>,
+    /// An address outside the cluster to reach through NAT (default: cluster.outside from the inventory).
+    #[arg(long, value_name = "ADDR")]
+    outside: Option<std::net::Ipv4Addr>,
+    /// The image for the temporary containers (needs sh, ping, wget, httpd: busybox has them).
+    #[arg(long, default_value = "busybox")]
+    image: String,
 }
 
 pub fn run() -> i32 {
@@ -163,7 +200,7 @@ fn load(path: &Path) -> Result<(Inventory, ClusterPlan), Error> {
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
-        Command::Plan { offline: true } => {
+        Command::Plan { offline: true, .. } => {
             let (_, plan) = load(&cli.inventory)?;
             if cli.json {
                 let nodes: Vec<(&NodePlan, Vec<Step>)> =
@@ -193,14 +230,27 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             print!("{}", vxmesh::facts::gather_script(n));
             Ok(0)
         }
-        Command::Plan { offline: false }
-        | Command::Up(_)
-        | Command::Verify(_)
-        | Command::Status(_)
-        | Command::Down(_) => {
-            // Validate first, so a bad inventory is reported as such whatever the command.
-            load(&cli.inventory)?;
-            Err(not_yet("connecting to hosts over SSH"))
+        Command::Plan { offline: false, hosts } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            runtime().block_on(crate::hosts::plan(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
+        }
+        Command::Up { hosts, no_verify, verify } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            let v = (!no_verify).then(|| verify_options(&inv, verify));
+            runtime().block_on(crate::hosts::up(&inv, &plan, &host_options(hosts, cli.json, &inv), v, cli.json))
+        }
+        Command::Verify { hosts, verify } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            let v = verify_options(&inv, verify);
+            runtime().block_on(crate::hosts::verify(&inv, &plan, &host_options(hosts, cli.json, &inv), &v, cli.json))
+        }
+        Command::Status(hosts) => {
+            let (inv, plan) = load(&cli.inventory)?;
+            runtime().block_on(crate::hosts::status(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
+        }
+        Command::Down(hosts) => {
+            let (inv, plan) = load(&cli.inventory)?;
+            runtime().block_on(crate::hosts::down(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
         }
         Command::AddNode { .. } | Command::RemoveNode { .. } => {
             load(&cli.inventory)?;
@@ -290,6 +340,34 @@ fn print_lab(l: &vxmesh::lab::LabState) {
         println!("  {:<8} {:<16} {up}{}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });
     }
     println!("  {:<8} {:<16} outside world (ping, TCP echo on port 7)", "outside", l.outside.ip.to_string());
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
+}
+
+fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> vxmesh::executor::Options {
+    use std::io::IsTerminal;
+    vxmesh::executor::Options {
+        forks: a.forks,
+        policy: vxmesh::ssh::HostKeyPolicy {
+            known_hosts: inv.ssh.known_hosts.clone(),
+            accept_new: a.accept_new_host_keys,
+        },
+        timeouts: vxmesh::ssh::Timeouts {
+            connect: std::time::Duration::from_secs(a.connect_timeout),
+            command: std::time::Duration::from_secs(a.command_timeout),
+        },
+        progress: !json && std::io::stderr().is_terminal(),
+    }
+}
+
+fn verify_options(inv: &Inventory, a: &VerifyArgs) -> vxmesh::verify::VerifyOptions {
+    vxmesh::verify::VerifyOptions {
+        sample: a.sample,
+        outside: a.outside.or(inv.cluster.outside),
+        image: a.image.clone(),
+    }
 }
 
 fn not_yet(what: &str) -> Error {

@@ -3,6 +3,7 @@
 pub mod diff;
 pub mod docker_daemon;
 pub mod error;
+pub mod executor;
 pub mod facts;
 pub mod inventory;
 pub mod ipam;
@@ -10,3 +11,5 @@ pub mod lab;
 pub mod names;
 pub mod plan;
 pub mod render;
+pub mod ssh;
+pub mod verify;

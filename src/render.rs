@@ -291,3 +291,44 @@ fn uses_detected_mtu(c: &Change) -> bool {
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+/// Removes everything vxmesh made on a node; docker, OVS and the admin's own settings stay. Safe to run again.
+pub fn teardown_script(node: &NodePlan) -> String {
+    let mut out = String::from(
+        "#!/bin/sh\n# vxmesh teardown: removes the mesh from this host, nothing else.\nexport PATH=\"$PATH:/usr/sbin:/sbin\"\n",
+    );
+    let _ = writeln!(out, "ovs-vsctl --if-exists del-br {}", node.switch.bridge);
+    let _ = writeln!(out, "ip link del {} 2>/dev/null || true", node.veth.switch_end);
+    if node.docker.mode == crate::inventory::DockerMode::Network {
+        let _ = writeln!(
+            out,
+            "if docker network inspect {n} >/dev/null 2>&1; then\n  docker network rm {n} >/dev/null || {{ echo \"vxmesh: docker network {n} still has containers; remove them, then run down again\" >&2; exit 1; }}\nfi",
+            n = node.docker.network
+        );
+    }
+    for (table, parent, chain) in [
+        ("nat", "POSTROUTING", crate::names::NAT_CHAIN),
+        ("filter", "FORWARD", crate::names::FORWARD_CHAIN),
+        ("filter", "INPUT", crate::names::VXLAN_CHAIN),
+    ] {
+        let _ = writeln!(
+            out,
+            "iptables-save -t {table} 2>/dev/null | sed -n 's/^-A {parent} \\(.*-j {chain}\\)$/\\1/p' | while read -r rule; do eval \"iptables -w -t {table} -D {parent} $rule\"; done\n\
+             iptables -w -t {table} -F {chain} 2>/dev/null || true\niptables -w -t {table} -X {chain} 2>/dev/null || true"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "command -v nft >/dev/null 2>&1 && nft delete table inet {} 2>/dev/null || true",
+        crate::names::NFT_TABLE
+    );
+    let _ = writeln!(
+        out,
+        "if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then\n  \
+         firewall-cmd --list-rich-rules | grep 'port port=\"{port}\" protocol=\"udp\" accept' | while read -r r; do firewall-cmd --quiet --permanent --remove-rich-rule=\"$r\"; done\n  \
+         firewall-cmd --quiet --reload\nfi",
+        port = node.firewall.port
+    );
+    out.push_str("exit 0\n");
+    out
+}

@@ -111,8 +111,10 @@ pub enum Become {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SshSettings {
-    pub user: String,
-    pub port: u16,
+    /// Set in the inventory; otherwise ~/.ssh/config's `User`, otherwise root.
+    pub user: Option<String>,
+    /// Set in the inventory; otherwise ~/.ssh/config's `Port`, otherwise 22.
+    pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
     pub r#become: Become,
     pub known_hosts: PathBuf,

@@ -287,9 +287,8 @@ fn docker(raw: &RawCluster, p: &mut Problems) -> Option<DockerSettings> {
 }
 
 fn ssh(raw: Option<&RawSsh>, p: &mut Problems) -> SshSettings {
-    let user = raw.and_then(|r| r.user.as_ref()).map_or_else(|| "root".to_string(), |u| u.value.clone());
-    let port =
-        raw.and_then(|r| r.port.as_ref()).map_or(Some(22), |v| ranged("ssh.port", v, 1, 65535, p)).unwrap_or(22) as u16;
+    let user = raw.and_then(|r| r.user.as_ref()).map(|u| u.value.clone());
+    let port = raw.and_then(|r| r.port.as_ref()).and_then(|v| ranged("ssh.port", v, 1, 65535, p)).map(|n| n as u16);
     let r#become = raw
         .and_then(|r| r.r#become.as_ref())
         .map_or(Some(Become::Auto), |v| {

@@ -61,5 +61,5 @@ fn minimal_inventory_gets_documented_defaults() {
     assert_eq!(c.switch_cidr.to_string(), "10.255.0.0/16");
     assert_eq!(c.docker.network, "vxmesh");
     assert!(c.nat && c.exclude.is_empty());
-    assert_eq!((inv.ssh.user.as_str(), inv.ssh.port), ("root", 22));
+    assert_eq!((inv.ssh.user.as_deref(), inv.ssh.port), (None, None), "left to ~/.ssh/config, then root and 22");
 }

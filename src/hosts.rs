@@ -1,0 +1,387 @@
+//! The commands that talk to hosts (`plan`, `up`, `verify`, `status`, `down`): run them and print the results.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use vxmesh::error::Error;
+use vxmesh::executor::{self, Applied, Connected, Options};
+use vxmesh::inventory::Inventory;
+use vxmesh::plan::ClusterPlan;
+use vxmesh::verify::{self, VerifyOptions};
+
+/// Exit code when any host failed.
+const HOSTS_FAILED: i32 = 2;
+
+#[derive(Serialize)]
+struct HostResult {
+    node: String,
+    host: String,
+    /// `ok` (nothing to do), `changed`, or `failed`.
+    status: &'static str,
+    changed: Vec<String>,
+    error: Option<String>,
+    seconds: f64,
+}
+
+fn results(raw: Vec<(std::sync::Arc<vxmesh::plan::NodePlan>, Result<Applied, String>, Duration)>) -> Vec<HostResult> {
+    raw.into_iter()
+        .map(|(n, r, d)| {
+            let (status, changed, error) = match r {
+                Ok(a) if a.steps.is_empty() => ("ok", vec![], None),
+                Ok(a) => ("changed", a.steps, None),
+                Err(e) => ("failed", vec![], Some(e)),
+            };
+            HostResult { node: n.name.clone(), host: n.host.clone(), status, changed, error, seconds: d.as_secs_f64() }
+        })
+        .collect()
+}
+
+fn print_summary(rows: &[HostResult], verb: &str) {
+    let mut out = std::io::stdout().lock();
+    let w = rows.iter().map(|r| r.node.len()).max().unwrap_or(4).max(4);
+    let _ = writeln!(out, "{:<w$}  {:<8} {:>7} {:>7}  WHAT", "HOST", "RESULT", verb.to_uppercase(), "TIME");
+    for r in rows {
+        let what = match (&r.error, r.changed.len()) {
+            (Some(e), _) => e.lines().collect::<Vec<_>>().join("\n    "),
+            (None, 0) => String::new(),
+            (None, 1) => r.changed[0].clone(),
+            (None, n) => format!("{} (+{} more)", r.changed[0], n - 1),
+        };
+        let changed = if r.error.is_some() { "-".to_string() } else { r.changed.len().to_string() };
+        let _ = writeln!(out, "{:<w$}  {:<8} {:>7} {:>6.2}s  {what}", r.node, r.status, changed, r.seconds);
+    }
+    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let _ = writeln!(
+        out,
+        "{} hosts: {} {verb}, {} ok, {} failed",
+        rows.len(),
+        count("changed"),
+        count("ok"),
+        count("failed")
+    );
+}
+
+async fn connect(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Connected> {
+    executor::connect_all(inv, plan, opts).await
+}
+
+/// `plan`: what `up` would change on each host, exactly.
+pub async fn plan(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: bool) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let cluster = plan.cluster.clone();
+    let raw = executor::on_each(&hosts, opts, "facts", move |node, s, bar| {
+        let cluster = cluster.clone();
+        async move { executor::converge(&s, &node, &cluster, true, &bar).await }
+    })
+    .await;
+    executor::close_all(&hosts).await;
+    let scripts: BTreeMap<String, String> =
+        raw.iter().filter_map(|(n, r, _)| r.as_ref().ok().map(|a| (n.name.clone(), a.script.clone()))).collect();
+    let rows = results(raw);
+    let failed = rows.iter().any(|r| r.status == "failed");
+    if json {
+        print_json(&json!({"hosts": rows}));
+    } else {
+        for r in &rows {
+            match (&r.error, r.changed.is_empty()) {
+                (Some(e), _) => println!("=== {} ({}): cannot plan: {e}", r.node, r.host),
+                (None, true) => println!("=== {} ({}): up to date", r.node, r.host),
+                (None, false) => {
+                    println!("=== {} ({}): {} steps\n{}", r.node, r.host, r.changed.len(), scripts[&r.node])
+                }
+            }
+        }
+    }
+    Ok(if failed { HOSTS_FAILED } else { 0 })
+}
+
+/// `up`: converge every host, then verify (unless told not to).
+pub async fn up(
+    inv: &Inventory,
+    plan: &ClusterPlan,
+    opts: &Options,
+    verify: Option<VerifyOptions>,
+    json: bool,
+) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let cluster = plan.cluster.clone();
+    let raw = executor::on_each(&hosts, opts, "up", move |node, s, bar| {
+        let cluster = cluster.clone();
+        async move { executor::converge(&s, &node, &cluster, false, &bar).await }
+    })
+    .await;
+    let rows = results(raw);
+    let failed = rows.iter().any(|r| r.status == "failed");
+    if !json {
+        print_summary(&rows, "changed");
+    }
+    let report = match &verify {
+        Some(v) if !failed => Some(run_verify(&hosts, plan, opts, v).await),
+        _ => None,
+    };
+    executor::close_all(&hosts).await;
+    if json {
+        print_json(&json!({"ok": !failed && report.as_ref().is_none_or(|r| r.ok), "hosts": rows, "verify": report}));
+    } else if let Some(r) = &report {
+        print_verify(r, plan);
+    } else if failed && verify.is_some() {
+        println!("verify skipped: not every host was built");
+    }
+    let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
+    Ok(if bad { HOSTS_FAILED } else { 0 })
+}
+
+/// Runs verification, and always removes its containers (also on Ctrl-C).
+async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> verify::Report {
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() % 1_000_000)
+    );
+    let outcome = tokio::select! {
+        r = verify::verify(hosts, plan, opts, v, &run) => Some(r),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    verify::cleanup(hosts, opts, &run).await;
+    match outcome {
+        Some(r) => r,
+        None => {
+            eprintln!("interrupted: temporary containers removed");
+            std::process::exit(130);
+        }
+    }
+}
+
+pub async fn verify(
+    inv: &Inventory,
+    plan: &ClusterPlan,
+    opts: &Options,
+    v: &VerifyOptions,
+    json: bool,
+) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let report = run_verify(&hosts, plan, opts, v).await;
+    executor::close_all(&hosts).await;
+    if json {
+        print_json(&report);
+    } else {
+        print_verify(&report, plan);
+    }
+    Ok(if report.ok { 0 } else { HOSTS_FAILED })
+}
+
+fn print_verify(r: &verify::Report, plan: &ClusterPlan) {
+    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let ok_pairs = r.pairs.iter().filter(|p| p.ok).count();
+    let mtu: Vec<String> = r
+        .hosts
+        .iter()
+        .filter_map(|h| h.mtu)
+        .map(|m| m.to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mtu_checked = r.pairs.iter().any(|p| p.full_size.is_some());
+    println!(
+        "\nverify: {ok_pairs}/{} pairs ok in {:.1}s (container to container, no NAT{}{})",
+        r.pairs.len(),
+        r.seconds,
+        if mtu_checked {
+            format!(", full-size {} byte packets with DF", mtu.join("/"))
+        } else {
+            ", MTU not probed: no iputils ping on the hosts".into()
+        },
+        r.outside.map_or(String::new(), |o| format!(", outside {o}"))
+    );
+    print!("{}", verify::matrix(r, &names));
+    for p in r.pairs.iter().filter(|p| !p.ok) {
+        println!("  {} -> {}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed"));
+    }
+    for h in &r.hosts {
+        if let Some(e) = &h.error {
+            println!("  {}: {e}", h.node);
+        }
+        if !h.unreachable_switches.is_empty() {
+            println!("  {}: cannot reach the switch of {}", h.node, h.unreachable_switches.join(", "));
+        }
+        if h.outside == Some(false) {
+            println!(
+                "  {}: cannot reach the outside address {} through NAT",
+                h.node,
+                r.outside.map(|o| o.to_string()).unwrap_or_default()
+            );
+        }
+    }
+    println!("{}", if r.ok { "mesh OK" } else { "mesh BROKEN" });
+}
+
+#[derive(Serialize)]
+struct Tunnel {
+    peer: String,
+    present: bool,
+    /// BFD's view of the tunnel: `up`, `down`, `init`, `admin_down`, or none yet.
+    bfd: Option<String>,
+}
+
+#[derive(Serialize)]
+struct HostStatus {
+    node: String,
+    host: String,
+    reachable: bool,
+    error: Option<String>,
+    switch: bool,
+    subnet: String,
+    docker_network: bool,
+    tunnels: Vec<Tunnel>,
+    drift: Vec<String>,
+}
+
+/// `status`: per host reachability, sw0, tunnels with BFD liveness, subnet, docker network, drift from the plan.
+pub async fn status(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: bool) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let raw = executor::on_each(&hosts, opts, "status", move |node, s, bar| async move {
+        bar.set_message("gathering facts");
+        let out = s.run(&vxmesh::facts::gather_script(&node)).await?;
+        vxmesh::facts::HostFacts::parse(&out.stdout).map_err(|e| e.to_string())
+    })
+    .await;
+    executor::close_all(&hosts).await;
+    let rows: Vec<HostStatus> = raw
+        .into_iter()
+        .map(|(n, r, _)| match r {
+            Err(e) => HostStatus {
+                node: n.name.clone(),
+                host: n.host.clone(),
+                reachable: false,
+                error: Some(e),
+                switch: false,
+                subnet: n.subnet.to_string(),
+                docker_network: false,
+                tunnels: vec![],
+                drift: vec![],
+            },
+            Ok(f) => {
+                let tunnels = n
+                    .tunnels
+                    .iter()
+                    .map(|t| {
+                        let iface = f.ovs.interfaces.get(&*t.port);
+                        Tunnel {
+                            peer: t.peer.to_string(),
+                            present: f
+                                .ovs
+                                .bridges
+                                .get(&n.switch.bridge)
+                                .is_some_and(|b| b.ports.iter().any(|p| *p == *t.port)),
+                            bfd: iface.and_then(|i| i.bfd_status.get("state").cloned()),
+                        }
+                    })
+                    .collect();
+                let preflight = executor::preflight(&n, &f).err();
+                HostStatus {
+                    node: n.name.clone(),
+                    host: n.host.clone(),
+                    reachable: true,
+                    error: preflight,
+                    switch: f.ovs.bridges.contains_key(&n.switch.bridge),
+                    subnet: n.subnet.to_string(),
+                    docker_network: f.docker_network.is_some(),
+                    tunnels,
+                    drift: vxmesh::diff::diff(&n, &f).into_iter().map(|s| s.description).collect(),
+                }
+            }
+        })
+        .collect();
+    let clean = rows.iter().all(|r| {
+        r.reachable
+            && r.error.is_none()
+            && r.drift.is_empty()
+            && r.tunnels.iter().all(|t| t.present && t.bfd.as_deref() == Some("up"))
+    });
+    if json {
+        print_json(&json!({"ok": clean, "hosts": rows}));
+    } else {
+        let w = rows.iter().map(|r| r.node.len()).max().unwrap_or(4).max(4);
+        println!(
+            "{:<w$}  {:<9} {:<5} {:<18} {:<7} {:<10} DRIFT",
+            "HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS"
+        );
+        for r in &rows {
+            let up = r.tunnels.iter().filter(|t| t.bfd.as_deref() == Some("up")).count();
+            let present = r.tunnels.iter().filter(|t| t.present).count();
+            let yn = |b: bool| if b { "yes" } else { "no" };
+            let tunnels = if r.reachable { format!("{up}/{} up", r.tunnels.len()) } else { "-".into() };
+            let drift = match (&r.error, r.drift.len()) {
+                (Some(e), _) => e.clone(),
+                (None, 0) => "none".into(),
+                (None, n) => format!("{n} steps: {}", r.drift.join("; ")),
+            };
+            println!(
+                "{:<w$}  {:<9} {:<5} {:<18} {:<7} {:<10} {drift}",
+                r.node,
+                yn(r.reachable),
+                if r.reachable { yn(r.switch) } else { "-" },
+                r.subnet,
+                if r.reachable { yn(r.docker_network) } else { "-" },
+                tunnels
+            );
+            for t in r.tunnels.iter().filter(|t| !t.present || t.bfd.as_deref() != Some("up")) {
+                println!(
+                    "{:w$}    tunnel to {}: {}",
+                    "",
+                    t.peer,
+                    if t.present {
+                        format!("BFD {}", t.bfd.as_deref().unwrap_or("no state yet"))
+                    } else {
+                        "missing".into()
+                    }
+                );
+            }
+            let _ = present;
+        }
+        println!("{}", if clean { "all hosts match the plan, every tunnel up" } else { "not clean: see above" });
+    }
+    let unreachable = rows.iter().any(|r| !r.reachable);
+    Ok(if unreachable {
+        HOSTS_FAILED
+    } else if clean {
+        0
+    } else {
+        1
+    })
+}
+
+/// `down`: remove the mesh from every host.
+pub async fn down(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: bool) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let raw = executor::on_each(&hosts, opts, "down", move |node, s, bar| async move {
+        bar.set_message("removing the mesh");
+        let out = s.run(&vxmesh::render::teardown_script(&node)).await?;
+        if out.code != 0 {
+            return Err(format!("teardown failed (exit {}): {}", out.code, out.stderr.trim()));
+        }
+        Ok(Applied {
+            steps: vec!["removed bridge, tunnels, veth, docker network and rules".into()],
+            script: String::new(),
+        })
+    })
+    .await;
+    executor::close_all(&hosts).await;
+    let rows = results(raw);
+    let failed = rows.iter().any(|r| r.status == "failed");
+    if json {
+        print_json(&json!({"ok": !failed, "hosts": rows}));
+    } else {
+        print_summary(&rows, "removed");
+    }
+    Ok(if failed { HOSTS_FAILED } else { 0 })
+}
+
+fn print_json<T: Serialize>(v: &T) {
+    let mut out = std::io::stdout().lock();
+    let _ = serde_json::to_writer_pretty(&mut out, v);
+    let _ = writeln!(out);
+}

@@ -1,0 +1,364 @@
+//! SSH transport (russh): resolve where and how to reach a node, check its host key against known_hosts,
+//! authenticate with a key file or the agent, optionally through jump hosts, and run scripts on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::{ChannelMsg, Disconnect};
+use ssh2_config::{ParseRule, SshConfig};
+
+use crate::inventory::{Become, SshSettings};
+
+/// Everything needed to reach one host, after the inventory and ~/.ssh/config are merged.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The name used for known_hosts and messages: `HostName` from ~/.ssh/config, else the inventory's host.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    /// Jump hosts, outermost first, each already resolved.
+    pub jumps: Vec<Target>,
+    pub sudo: bool,
+}
+
+/// How host keys are checked. There is no way to switch checking off.
+#[derive(Debug, Clone)]
+pub struct HostKeyPolicy {
+    pub known_hosts: PathBuf,
+    /// Learn keys of hosts not yet in known_hosts (like OpenSSH's `accept-new`); changed keys are still refused.
+    pub accept_new: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { connect: Duration::from_secs(10), command: Duration::from_secs(300) }
+    }
+}
+
+/// What a remote script did.
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u32,
+}
+
+pub fn expand_home(p: &Path) -> PathBuf {
+    match p.to_str().and_then(|s| s.strip_prefix("~/")) {
+        Some(rest) => std::env::var_os("HOME").map_or_else(|| p.to_path_buf(), |h| PathBuf::from(h).join(rest)),
+        None => p.to_path_buf(),
+    }
+}
+
+/// ~/.ssh/config, if there is one; unknown options are fine (vxmesh uses a few).
+pub fn load_ssh_config() -> Option<SshConfig> {
+    let path = expand_home(Path::new("~/.ssh/config"));
+    let f = std::fs::File::open(path).ok()?;
+    SshConfig::default().parse(&mut std::io::BufReader::new(f), ParseRule::ALLOW_UNKNOWN_FIELDS).ok()
+}
+
+/// Merges the inventory's SSH settings with ~/.ssh/config for `host` (an address or an alias).
+/// The inventory wins where it says something; ~/.ssh/config fills in; then root, port 22, the agent.
+pub fn resolve(host: &str, settings: &SshSettings, config: Option<&SshConfig>) -> Target {
+    resolve_depth(host, settings, config, 0)
+}
+
+fn resolve_depth(host: &str, settings: &SshSettings, config: Option<&SshConfig>, depth: usize) -> Target {
+    let params = config.map(|c| c.query(host));
+    let p = params.as_ref();
+    let user = settings.user.clone().or_else(|| p.and_then(|p| p.user.clone())).unwrap_or_else(|| "root".into());
+    let identity_files = match &settings.identity_file {
+        Some(f) => vec![expand_home(f)],
+        None => p.and_then(|p| p.identity_file.clone()).unwrap_or_default().iter().map(|f| expand_home(f)).collect(),
+    };
+    let jumps = if depth < 4 {
+        p.and_then(|p| p.proxy_jump.clone())
+            .unwrap_or_default()
+            .iter()
+            .filter(|j| j.as_str() != "none")
+            .map(|j| {
+                let (user, rest) = j.split_once('@').map_or((None, j.as_str()), |(u, r)| (Some(u.to_string()), r));
+                let (h, port) =
+                    rest.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?))).unwrap_or((rest, 0));
+                let jump_settings = SshSettings { user, port: (port != 0).then_some(port), ..settings.clone() };
+                resolve_depth(h, &jump_settings, config, depth + 1)
+            })
+            .collect()
+    } else {
+        vec![]
+    };
+    Target {
+        host: p.and_then(|p| p.host_name.clone()).unwrap_or_else(|| host.to_string()),
+        port: settings.port.or_else(|| p.and_then(|p| p.port)).unwrap_or(22),
+        sudo: match settings.r#become {
+            Become::Yes => true,
+            Become::No => false,
+            Become::Auto => user != "root",
+        },
+        user,
+        identity_files,
+        jumps,
+    }
+}
+
+/// Checks the server's key against known_hosts; remembers why it refused, for the message.
+struct Checker {
+    host: String,
+    port: u16,
+    policy: HostKeyPolicy,
+    refusal: Arc<Mutex<Option<String>>>,
+}
+
+impl client::Handler for Checker {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            *self.refusal.lock().unwrap() = Some(format!(
+                "{} offered a host certificate; vxmesh checks plain host keys against known_hosts",
+                self.host
+            ));
+            return Ok(false);
+        };
+        let verdict = check_host_key(&self.host, self.port, key, &self.policy);
+        match verdict {
+            Ok(()) => Ok(true),
+            Err(why) => {
+                *self.refusal.lock().unwrap() = Some(why);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// `Ok` when the key is known (or newly learnt under `accept_new`); otherwise the reason, for the user.
+pub fn check_host_key(host: &str, port: u16, key: &PublicKey, policy: &HostKeyPolicy) -> Result<(), String> {
+    let path = expand_home(&policy.known_hosts);
+    let fingerprint = key.fingerprint(HashAlg::Sha256);
+    let name = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
+    match keys::check_known_hosts_path(host, port, key, &path) {
+        Ok(true) => Ok(()),
+        Ok(false) if policy.accept_new => keys::known_hosts::learn_known_hosts_path(host, port, key, &path)
+            .map_err(|e| format!("cannot add {name} to {}: {e}", path.display())),
+        Ok(false) => Err(format!(
+            "host key of {name} is not in {} ({} {fingerprint}); check the fingerprint on the host \
+             (ssh-keygen -lf /etc/ssh/ssh_host_{}_key.pub) and add it, or run with --accept-new-host-keys",
+            path.display(),
+            key.algorithm().as_str(),
+            key.algorithm().as_str().trim_start_matches("ssh-")
+        )),
+        Err(keys::Error::KeyChanged { line }) => Err(format!(
+            "HOST KEY OF {name} HAS CHANGED: it is now {fingerprint}, not the key at {}:{line}. \
+             This may be an attack or a reinstalled host; if you know it was reinstalled, remove that line",
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// One authenticated SSH connection, reused for every script sent to the host.
+pub struct Session {
+    handle: Handle<Checker>,
+    /// Jump connections stay open while this one uses them.
+    _jumps: Vec<Handle<Checker>>,
+    sudo: bool,
+    timeouts: Timeouts,
+}
+
+pub async fn connect(target: &Target, policy: &HostKeyPolicy, timeouts: &Timeouts) -> Result<Session, String> {
+    let what = format!("{}@{}:{}", target.user, target.host, target.port);
+    match tokio::time::timeout(timeouts.connect, connect_inner(target, policy)).await {
+        Ok(Ok((handle, jumps))) => Ok(Session { handle, _jumps: jumps, sudo: target.sudo, timeouts: timeouts.clone() }),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("cannot connect to {what}: no answer within {}s", timeouts.connect.as_secs())),
+    }
+}
+
+fn config() -> Arc<client::Config> {
+    Arc::new(client::Config {
+        inactivity_timeout: Some(Duration::from_secs(600)),
+        keepalive_interval: Some(Duration::from_secs(15)),
+        ..Default::default()
+    })
+}
+
+async fn connect_inner(
+    target: &Target,
+    policy: &HostKeyPolicy,
+) -> Result<(Handle<Checker>, Vec<Handle<Checker>>), String> {
+    let what = format!("{}@{}:{}", target.user, target.host, target.port);
+    let refusal = Arc::new(Mutex::new(None));
+    let checker =
+        Checker { host: target.host.clone(), port: target.port, policy: policy.clone(), refusal: refusal.clone() };
+    let explain = |e: russh::Error| match refusal.lock().unwrap().take() {
+        Some(why) => why,
+        None => format!("cannot connect to {what}: {e}"),
+    };
+    let mut jumps = vec![];
+    let mut handle = if target.jumps.is_empty() {
+        client::connect(config(), (target.host.as_str(), target.port), checker).await.map_err(explain)?
+    } else {
+        // Each hop opens a direct-tcpip channel to the next; the last one carries our SSH session.
+        let mut prev: Option<Handle<Checker>> = None;
+        for j in &target.jumps {
+            let h = match prev.take() {
+                None => Box::pin(connect_inner(j, policy)).await?.0,
+                Some(p) => {
+                    let ch = p
+                        .channel_open_direct_tcpip(j.host.clone(), u32::from(j.port), "127.0.0.1", 0)
+                        .await
+                        .map_err(|e| format!("jump to {}: {e}", j.host))?;
+                    jumps.push(p);
+                    let hop_refusal = Arc::new(Mutex::new(None));
+                    let c = Checker {
+                        host: j.host.clone(),
+                        port: j.port,
+                        policy: policy.clone(),
+                        refusal: hop_refusal.clone(),
+                    };
+                    let mut h = client::connect_stream(config(), ch.into_stream(), c).await.map_err(|e| {
+                        hop_refusal.lock().unwrap().take().unwrap_or_else(|| format!("via jump to {}: {e}", j.host))
+                    })?;
+                    authenticate(&mut h, j).await?;
+                    h
+                }
+            };
+            prev = Some(h);
+        }
+        let last = prev.expect("at least one jump");
+        let ch = last
+            .channel_open_direct_tcpip(target.host.clone(), u32::from(target.port), "127.0.0.1", 0)
+            .await
+            .map_err(|e| format!("jump host cannot reach {what}: {e}"))?;
+        jumps.push(last);
+        client::connect_stream(config(), ch.into_stream(), checker).await.map_err(explain)?
+    };
+    authenticate(&mut handle, target).await?;
+    Ok((handle, jumps))
+}
+
+/// Key files first (as listed), then every key the ssh-agent holds.
+async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), String> {
+    let what = format!("{}@{}", target.user, target.host);
+    let mut tried = vec![];
+    for file in &target.identity_files {
+        let key = match keys::load_secret_key(file, None) {
+            Ok(k) => k,
+            Err(e) => {
+                tried.push(format!("{} (unreadable: {e})", file.display()));
+                continue;
+            }
+        };
+        let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+        let res = h
+            .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .await
+            .map_err(|e| format!("authentication to {what}: {e}"))?;
+        if res.success() {
+            return Ok(());
+        }
+        tried.push(file.display().to_string());
+    }
+    if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
+        let identities = agent.request_identities().await.unwrap_or_default();
+        for id in identities {
+            let key = id.public_key().into_owned();
+            let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
+            if let Ok(res) = h.authenticate_publickey_with(target.user.clone(), key, hash, &mut agent).await
+                && res.success()
+            {
+                return Ok(());
+            }
+            tried.push(format!("agent key {}", id.comment()));
+        }
+    } else if target.identity_files.is_empty() {
+        tried.push("no identity_file given and no ssh-agent (SSH_AUTH_SOCK) to ask".into());
+    }
+    Err(format!("{what} refused every key: {}", tried.join(", ")))
+}
+
+impl Session {
+    /// Runs `script` with `sh -s` (under `sudo -n` when becoming root), the script on stdin.
+    pub async fn run(&self, script: &str) -> Result<Output, String> {
+        let fut = self.run_inner(script);
+        match tokio::time::timeout(self.timeouts.command, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("the command did not finish within {}s", self.timeouts.command.as_secs())),
+        }
+    }
+
+    async fn run_inner(&self, script: &str) -> Result<Output, String> {
+        let mut ch = self.handle.channel_open_session().await.map_err(|e| format!("cannot open a channel: {e}"))?;
+        let cmd = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
+        ch.exec(true, cmd).await.map_err(|e| format!("cannot start `{cmd}`: {e}"))?;
+        ch.data(script.as_bytes()).await.map_err(|e| format!("cannot send the script: {e}"))?;
+        ch.eof().await.map_err(|e| format!("cannot send the script: {e}"))?;
+        let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
+        while let Some(msg) = ch.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::ExtendedData { data, ext: 1 } => err.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => code = Some(exit_status),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    err.extend_from_slice(format!("killed by signal {signal_name:?}").as_bytes());
+                    code = Some(255);
+                }
+                _ => {}
+            }
+        }
+        let code = code.ok_or_else(|| "the connection closed before the command finished".to_string())?;
+        Ok(Output {
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+            code,
+        })
+    }
+
+    pub async fn close(&self) {
+        let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SshSettings {
+        SshSettings { user: None, port: None, identity_file: None, r#become: Become::Auto, known_hosts: "kh".into() }
+    }
+
+    #[test]
+    fn ssh_config_fills_in_what_the_inventory_leaves_out() {
+        let text = "Host web1\n  HostName 10.1.2.3\n  User deploy\n  Port 2222\n  IdentityFile /keys/web\n  ProxyJump admin@bastion:2200\n";
+        let cfg = SshConfig::default().parse(&mut text.as_bytes(), ParseRule::ALLOW_UNKNOWN_FIELDS).unwrap();
+        let t = resolve("web1", &settings(), Some(&cfg));
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str()), ("10.1.2.3", 2222, "deploy"));
+        assert_eq!(t.identity_files, [PathBuf::from("/keys/web")]);
+        assert!(t.sudo, "a non-root user becomes root with sudo");
+        assert_eq!(t.jumps.len(), 1);
+        assert_eq!((t.jumps[0].host.as_str(), t.jumps[0].port, t.jumps[0].user.as_str()), ("bastion", 2200, "admin"));
+
+        let mut explicit = settings();
+        explicit.user = Some("root".into());
+        explicit.port = Some(22);
+        let t = resolve("web1", &explicit, Some(&cfg));
+        assert_eq!((t.port, t.user.as_str(), t.sudo), (22, "root", false), "the inventory wins");
+    }
+
+    #[test]
+    fn without_config_defaults_are_root_and_22() {
+        let t = resolve("192.0.2.1", &settings(), None);
+        assert_eq!((t.host.as_str(), t.port, t.user.as_str(), t.sudo), ("192.0.2.1", 22, "root", false));
+        assert!(t.jumps.is_empty() && t.identity_files.is_empty());
+    }
+}
