@@ -158,12 +158,28 @@ pub fn check_host_key(host: &str, port: u16, key: &PublicKey, policy: &HostKeyPo
             key.algorithm().as_str().trim_start_matches("ssh-")
         )),
         Err(keys::Error::KeyChanged { line }) => Err(format!(
-            "HOST KEY OF {name} HAS CHANGED: it is now {fingerprint}, not the key at {}:{line}. \
+            "HOST KEY OF {name} HAS CHANGED: it is now {fingerprint}, not the key at {}:{}. \
              This may be an attack or a reinstalled host; if you know it was reinstalled, remove that line",
-            path.display()
+            path.display(),
+            file_line(&path, line)
         )),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
+}
+
+/// russh numbers known_hosts entries without counting comment lines; editors count every line.
+fn file_line(path: &Path, entry: usize) -> usize {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut seen = 0;
+    for (i, l) in text.lines().enumerate() {
+        if !l.starts_with('#') {
+            seen += 1;
+            if seen == entry {
+                return i + 1;
+            }
+        }
+    }
+    entry
 }
 
 /// One authenticated SSH connection, reused for every script sent to the host.

@@ -107,27 +107,33 @@ fn client_script(
     let (_, c) = names(run);
     let net = &node.docker.network;
     let mut inner = String::new();
+    // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
     for (name, ip) in targets {
         inner.push_str(&format!(
-            "rtt=$(ping -c1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p'); seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\"\n"
+            "( rtt=$(ping -c1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p'); seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
         ));
     }
     for (name, ip) in switches {
         inner.push_str(&format!(
-            "ping -c1 -W2 {ip} >/dev/null 2>&1 && echo 'switch {name} ok' || echo 'switch {name} fail'\n"
+            "( ping -c1 -W2 {ip} >/dev/null 2>&1 && echo 'switch {name} ok' || echo 'switch {name} fail' ) &\n"
         ));
     }
     if let Some(o) = outside {
-        inner.push_str(&format!("ping -c1 -W2 {o} >/dev/null 2>&1 && echo 'outside ok' || echo 'outside fail'\n"));
+        inner
+            .push_str(&format!("( ping -c1 -W2 {o} >/dev/null 2>&1 && echo 'outside ok' || echo 'outside fail' ) &\n"));
     }
+    inner.push_str("wait\n");
     let mut probes = String::new();
     for (name, ip) in targets {
+        // -w 2 bounds the whole probe: an oversize ping is refused at once but would otherwise wait for replies.
         probes.push_str(&format!(
-            "if [ \"$has_ping\" = 1 ]; then\n  nsenter -t \"$pid\" -n ping -c1 -W2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
-             over=$(nsenter -t \"$pid\" -n ping -c1 -W2 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
-             echo \"mtu {name} $full $over\"\nfi\n"
+            "( nsenter -t \"$pid\" -n ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
+             over=$(nsenter -t \"$pid\" -n ping -c1 -W1 -w1 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
+             echo \"mtu {name} $full $over\" ) &\n"
         ));
     }
+    let probes =
+        if targets.is_empty() { String::new() } else { format!("if [ \"$has_ping\" = 1 ]; then\n{probes}wait\nfi\n") };
     format!(
         "set -u\ndocker rm -f {c} >/dev/null 2>&1 || true\n\
          docker run -d --rm --name {c} --label vxmesh.verify={run} --network {net} {image} sleep 300 >/dev/null || exit 1\n\

@@ -4,6 +4,8 @@ mod cli;
 mod facts_fixtures;
 mod inventory_corpus;
 mod lab;
+mod labkit;
+mod mesh;
 mod properties;
 mod simulate;
 mod snapshots;

@@ -1,0 +1,178 @@
+//! `up`, `verify`, `status`, `down` against a 3-node lab: real sshd, OVS, docker and busybox containers.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use vxmesh::lab::LabState;
+
+use crate::labkit::{SERIAL, create, require_root, ssh};
+use crate::util::{Run, TempDir, vxmesh};
+
+/// A copy of the lab's inventory in a scratch directory (so its lock is the test's own), optionally edited.
+fn inventory(lab: &LabState, dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    let path = dir.join("vxmesh.yaml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+fn run(dir: &Path, args: &[&str]) -> Run {
+    vxmesh(dir, args)
+}
+
+fn json(r: &Run) -> Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{r}"))
+}
+
+/// What vxmesh leaves on a node, from the node's own tools.
+fn mesh_state(lab: &LabState, node: &str) -> String {
+    ssh(
+        lab,
+        node,
+        "ovs-vsctl br-exists sw0 && echo bridge; ip -o link show | grep -o 'vxm-[a-z0-9]*' | sort -u; \
+         docker network ls --format '{{.Name}}' | grep -x vxmesh; iptables-save | grep -c VXMESH | sed 's/^/iptables:/'; \
+         nft list tables 2>/dev/null | grep vxmesh; true",
+    )
+}
+
+#[test]
+fn up_verify_status_down_on_a_real_lab() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m1", &["--nodes", "3"]);
+    let dir = TempDir::new("mesh");
+    let inv = inventory(&lab, &dir.0, |t| t);
+    let inv = inv.to_str().unwrap();
+
+    // A bad inventory touches no host.
+    let bad = inventory(&lab, &dir.0.join(".."), |t| t.replace("cidr: 172.16.0.0/12", "cidr: 172.16.0.0/33"));
+    let r = run(&dir.0, &["up", "-i", bad.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(!mesh_state(&lab, "node1").contains("bridge"), "nothing was built");
+    std::fs::remove_file(&bad).unwrap();
+
+    // Cold up builds and verifies every ordered pair.
+    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    assert_eq!(v["ok"], true, "{r}");
+    let hosts = v["hosts"].as_array().unwrap();
+    assert!(hosts.iter().all(|h| h["status"] == "changed"), "{r}");
+    let pairs = v["verify"]["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6);
+    for p in pairs {
+        assert_eq!(p["ok"], true, "{p}");
+        assert_eq!(p["seen_source"], p["client"], "no NAT between containers: {p}");
+        assert_eq!(p["full_size"], true, "a DF packet of the overlay MTU gets through: {p}");
+        assert_eq!(p["oversize_refused"], true, "one byte more is refused, not lost: {p}");
+    }
+    for h in v["verify"]["hosts"].as_array().unwrap() {
+        assert_eq!(h["mtu"], 1450, "underlay 1500 - 50: {h}");
+        assert_eq!(h["outside"], true, "the outside world through NAT: {h}");
+        assert_eq!(h["unreachable_switches"].as_array().unwrap().len(), 0, "{h}");
+    }
+
+    // Again: nothing to do.
+    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+
+    // Status: clean, every tunnel's BFD up.
+    let r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    assert_eq!(v["ok"], true, "{r}");
+    for h in v["hosts"].as_array().unwrap() {
+        assert!(h["tunnels"].as_array().unwrap().iter().all(|t| t["bfd"] == "up"), "{h}");
+    }
+
+    // A plain verify on its own, and the matrix a person reads.
+    let r = run(&dir.0, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok") && r.stdout.contains("mesh OK"), "{r}");
+    assert_eq!(
+        ssh(&lab, "node1", "docker ps -aq --filter label=vxmesh.verify | wc -l").trim(),
+        "0",
+        "verify leaves no containers"
+    );
+
+    // Down removes all of it; docker and OVS keep running; plan shows the full build again.
+    let r = run(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(mesh_state(&lab, n).trim(), "iptables:0", "{n} after down");
+        assert!(ssh(&lab, n, "ovs-vsctl br-exists br-phy && docker info >/dev/null && echo alive").contains("alive"));
+    }
+    let r = run(&dir.0, &["plan", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    assert!(v["hosts"].as_array().unwrap().iter().all(|h| h["changed"].as_array().unwrap().len() >= 17), "{r}");
+}
+
+#[test]
+fn host_keys_are_always_checked() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m2", &["--nodes", "2", "--light"]);
+    let dir = TempDir::new("keys");
+    let known = dir.0.join("known_hosts");
+    let inv = inventory(&lab, &dir.0, |t| {
+        t.replace(&lab.dir.join("known_hosts").display().to_string(), &known.display().to_string())
+    });
+    let inv = inv.to_str().unwrap();
+
+    // Unknown host: refused, with its fingerprint, and nothing learnt.
+    let r = run(&dir.0, &["status", "-i", inv]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stdout.contains("is not in") && r.stdout.contains("SHA256:"), "{r}");
+    assert!(!known.exists(), "no key learnt without --accept-new-host-keys");
+
+    // --accept-new-host-keys learns them, then they are checked like any other.
+    let r = run(&dir.0, &["status", "-i", inv, "--accept-new-host-keys"]);
+    assert!(r.stdout.contains("yes"), "{r}");
+    let learnt = std::fs::read_to_string(&known).unwrap();
+    let real = std::fs::read_to_string(lab.dir.join("known_hosts")).unwrap();
+    for line in real.lines() {
+        assert!(learnt.contains(line.split_whitespace().nth(2).unwrap()), "learnt the real key of {line}");
+    }
+
+    // A changed key is refused even with --accept-new-host-keys, naming the known_hosts line.
+    let lines: Vec<&str> = real.lines().collect();
+    let key2 = lines[1].split_whitespace().nth(2).unwrap();
+    let forged = format!("# comment\n{} ssh-ed25519 {key2}\n{}\n", lab.nodes[0].ip, lines[1]);
+    std::fs::write(&known, forged).unwrap();
+    let r = run(&dir.0, &["status", "-i", inv, "--accept-new-host-keys"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stdout.contains("HAS CHANGED") && r.stdout.contains(&format!("{}:2.", known.display())), "{r}");
+}
+
+#[test]
+fn a_stopped_host_fails_alone_and_a_later_up_completes_it() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m3", &["--nodes", "3"]);
+    let dir = TempDir::new("stopped");
+    let inv = inventory(&lab, &dir.0, |t| t);
+    let inv = inv.to_str().unwrap();
+    let r = vxmesh(&dir.0, &["lab", "node", "stop", "node3", "--name", "m3"]);
+    assert_eq!(r.code, 0, "{r}");
+
+    let r = run(&dir.0, &["up", "-i", inv, "--connect-timeout", "3", "--json"]);
+    assert_eq!(r.code, 2, "{r}");
+    let v = json(&r);
+    let status = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap()["status"].clone();
+    assert_eq!(status("node1"), "changed");
+    assert_eq!(status("node2"), "changed");
+    assert_eq!(status("node3"), "failed");
+    assert!(mesh_state(&lab, "node1").contains("bridge"));
+
+    let r = vxmesh(&dir.0, &["lab", "node", "start", "node3", "--name", "m3"]);
+    assert_eq!(r.code, 0, "{r}");
+    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let status = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap()["status"].clone();
+    assert_eq!(status("node1"), "ok", "{r}");
+    assert_eq!(status("node3"), "changed", "{r}");
+    assert_eq!(v["verify"]["ok"], true, "{r}");
+}
