@@ -88,3 +88,31 @@ fn a_cut_facts_output_is_refused() {
     let cut = &full[..full.len() / 2];
     assert!(HostFacts::parse(cut).is_err());
 }
+
+#[test]
+fn preflight_names_what_to_install_for_the_os() {
+    let mut f = facts("converged-host");
+    assert_eq!(vxmesh::executor::preflight(&vm1(), &f), Ok(()));
+    f.tools.remove("ovs-vsctl");
+    let e = vxmesh::executor::preflight(&vm1(), &f).unwrap_err();
+    assert!(e.contains("missing ovs-vsctl") && e.contains("apt-get install openvswitch-switch"), "{e}");
+    f.os.insert("ID".into(), "rocky".into());
+    f.os.insert("ID_LIKE".into(), "rhel centos fedora".into());
+    let e = vxmesh::executor::preflight(&vm1(), &f).unwrap_err();
+    assert!(e.contains("dnf install openvswitch"), "{e}");
+}
+
+#[test]
+fn preflight_refuses_a_host_without_the_underlay_or_with_a_colliding_route() {
+    let mut f = facts("converged-host");
+    let node = vm1();
+    f.routes.push(vxmesh::facts::Route { dst: "172.18.0.0/24".into(), dev: Some("eth1".into()), gateway: None });
+    let e = vxmesh::executor::preflight(&node, &f).unwrap_err();
+    assert!(e.contains("collides with route 172.18.0.0/24 via eth1"), "{e}");
+    let mut f = facts("converged-host");
+    for l in f.links.values_mut() {
+        l.addrs.retain(|a| a.addr().to_string() != "192.168.122.81");
+    }
+    let e = vxmesh::executor::preflight(&node, &f).unwrap_err();
+    assert!(e.contains("no interface on this host has the underlay address 192.168.122.81"), "{e}");
+}

@@ -176,3 +176,81 @@ fn a_stopped_host_fails_alone_and_a_later_up_completes_it() {
     assert_eq!(status("node3"), "changed", "{r}");
     assert_eq!(v["verify"]["ok"], true, "{r}");
 }
+
+/// A node reached through a jump host named in ~/.ssh/config, authenticated by the ssh-agent (no identity_file).
+#[test]
+fn jump_host_from_ssh_config_and_agent_auth() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m4", &["--nodes", "2", "--light"]);
+    let home = TempDir::new("home");
+    let ssh_dir = home.0.join(".ssh");
+    std::fs::create_dir_all(&ssh_dir).unwrap();
+    let (n1, n2) = (lab.nodes[0].ip, lab.nodes[1].ip);
+    std::fs::write(ssh_dir.join("config"), format!("Host behind\n  HostName {n2}\n  ProxyJump root@{n1}\n")).unwrap();
+    let inv_text = std::fs::read_to_string(lab.inventory_path())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("identity_file"))
+        .map(|l| {
+            if l.contains(&format!("host: {n2}")) {
+                format!("  - {{name: node2, host: behind, underlay_ip: {n2}}}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let inv = home.0.join("vxmesh.yaml");
+    std::fs::write(&inv, inv_text).unwrap();
+
+    let sock = home.0.join("agent.sock");
+    let agent = std::process::Command::new("ssh-agent").args(["-D", "-a"]).arg(&sock).spawn().unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _agent = Kill(agent);
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let add = std::process::Command::new("ssh-add")
+        .arg(lab.dir.join("id_ed25519"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+        .args(["status", "-i"])
+        .arg(&inv)
+        .env("HOME", &home.0)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("node2") && l.contains(" yes ")),
+        "node2 reached through node1:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.lines().any(|l| l.starts_with("node1") && l.contains(" yes ")), "{stdout}");
+
+    // Without the agent there is no key: refused, saying so.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+        .args(["status", "-i"])
+        .arg(&inv)
+        .env("HOME", &home.0)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("refused every key") && stdout.contains("no ssh-agent"), "{stdout}");
+}
