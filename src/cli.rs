@@ -75,22 +75,36 @@ enum Command {
     Status(HostArgs),
     /// Remove everything vxmesh created on every host; docker and OVS keep running.
     Down(HostArgs),
-    /// Add a node to the inventory and the mesh, touching nothing else on the existing hosts.
+    /// Add a node to the inventory and the mesh: build it, and on every other node add its tunnel
+    /// and let it through the firewall, touching nothing else there. Then verify its pairs.
     AddNode {
+        /// The new node's name.
         name: String,
+        /// SSH address or ~/.ssh/config alias.
         #[arg(long)]
         host: String,
+        /// Tunnel endpoint, when it differs from --host (required when --host is not an address).
         #[arg(long)]
         underlay_ip: Option<String>,
+        /// Pin its subnet; otherwise the lowest free one.
         #[arg(long)]
         subnet: Option<String>,
+        #[command(flatten)]
+        hosts: HostArgs,
+        #[arg(long)]
+        no_verify: bool,
+        #[command(flatten)]
+        verify: VerifyArgs,
     },
-    /// Remove a node from the mesh and the inventory, and free its subnet.
+    /// Remove a node: its tunnel and firewall entry leave every other node, the node itself is torn down,
+    /// and its subnet is freed in the lock file.
     RemoveNode {
         name: String,
-        /// Remove it even when the node cannot be reached.
+        /// Remove it even when it cannot be reached (its host keeps its mesh until cleaned by hand).
         #[arg(long)]
         force: bool,
+        #[command(flatten)]
+        hosts: HostArgs,
     },
     /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
     #[command(subcommand)]
@@ -252,9 +266,66 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let (inv, plan) = load(&cli.inventory)?;
             runtime().block_on(crate::hosts::down(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
         }
-        Command::AddNode { .. } | Command::RemoveNode { .. } => {
-            load(&cli.inventory)?;
-            Err(not_yet("changing a running mesh"))
+        Command::AddNode { name, host, underlay_ip, subnet, hosts, no_verify, verify } => {
+            let text = read_inventory(&cli.inventory)?;
+            let old = inventory::parse(&cli.inventory, &text)?;
+            if old.node(name).is_some() {
+                return Err(Error::Usage(format!("node `{name}` is already in the inventory")));
+            }
+            let entry =
+                inventory::edit::NewNode { name, host, underlay_ip: underlay_ip.as_deref(), subnet: subnet.as_deref() };
+            let new_text = inventory::edit::add_node(&cli.inventory, &text, &entry)?;
+            let inv = inventory::parse(&cli.inventory, &new_text)?;
+            if inv.node(name).is_none() || inv.nodes.len() != old.nodes.len() + 1 {
+                return Err(Error::Usage(format!("could not add `{name}` to the inventory safely; add it by hand")));
+            }
+            let (lock_file, previous) = lock_of(&cli.inventory)?;
+            let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+            // The files record the node before any host is touched: a later `up` finishes what fails now.
+            inventory::edit::save(&cli.inventory, &new_text)?;
+            lock.save(&lock_file)?;
+            let plan = plan::plan(&inv, &lock);
+            let v = (!no_verify).then(|| verify_options(&inv, verify));
+            runtime().block_on(crate::hosts::add_node(
+                &inv,
+                &plan,
+                name,
+                &host_options(hosts, cli.json, &inv),
+                v,
+                cli.json,
+            ))
+        }
+        Command::RemoveNode { name, force, hosts } => {
+            let text = read_inventory(&cli.inventory)?;
+            let (old, old_plan) = load(&cli.inventory)?;
+            if old.node(name).is_none() {
+                return Err(Error::UnknownNode { name: name.clone(), known: old.node_names() });
+            }
+            let new_text = inventory::edit::remove_node(&cli.inventory, &text, name)?;
+            let inv = inventory::parse(&cli.inventory, &new_text)?;
+            if inv.node(name).is_some() || inv.nodes.len() + 1 != old.nodes.len() {
+                return Err(Error::Usage(format!(
+                    "could not remove `{name}` from the inventory safely; remove it by hand"
+                )));
+            }
+            let (lock_file, previous) = lock_of(&cli.inventory)?;
+            let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+            let plan = plan::plan(&inv, &lock);
+            let path = cli.inventory.clone();
+            let commit = move || -> Result<(), Error> {
+                inventory::edit::save(&path, &new_text)?;
+                lock.save(&lock_file)
+            };
+            let opts = host_options(hosts, cli.json, &old);
+            runtime().block_on(crate::hosts::remove_node(
+                (&old, &old_plan),
+                &plan,
+                name,
+                *force,
+                &opts,
+                cli.json,
+                commit,
+            ))
         }
         Command::Lab(cmd) => lab_command(cmd, cli.json),
     }
@@ -342,6 +413,20 @@ fn print_lab(l: &vxmesh::lab::LabState) {
     println!("  {:<8} {:<16} outside world (ping, TCP echo on port 7)", "outside", l.outside.ip.to_string());
 }
 
+fn read_inventory(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Io {
+        action: "read the inventory",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
+    let file = ipam::lock_path(inventory);
+    let previous = Lock::load(&file)?;
+    Ok((file, previous))
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
@@ -367,13 +452,8 @@ fn verify_options(inv: &Inventory, a: &VerifyArgs) -> vxmesh::verify::VerifyOpti
         sample: a.sample,
         outside: a.outside.or(inv.cluster.outside),
         image: a.image.clone(),
+        only: None,
     }
-}
-
-fn not_yet(what: &str) -> Error {
-    Error::Unsupported(format!(
-        "{what} is not in this build of vxmesh yet; `vxmesh plan --offline` and `vxmesh render NODE` show and script the whole build"
-    ))
 }
 
 #[derive(Serialize)]

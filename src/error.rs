@@ -70,9 +70,13 @@ pub enum Error {
     #[error("{0}")]
     Exhausted(String),
 
-    /// A command that needs hosts was asked for in a build that cannot reach them yet.
+    /// A command that cannot be done as asked (e.g. adding a node that is already there).
     #[error("{0}")]
-    Unsupported(String),
+    Usage(String),
+
+    /// A host-level refusal before anything changed (e.g. removing an unreachable node without --force).
+    #[error("{0}")]
+    Hosts(String),
 
     /// The local lab could not be built, changed or torn down.
     #[error("lab: {0}")]
@@ -83,7 +87,7 @@ impl Error {
     /// The process exit code: 1 for bad usage or input, 2 when hosts (lab hosts included) failed.
     pub fn code(&self) -> i32 {
         match self {
-            Error::Lab(_) => 2,
+            Error::Lab(_) | Error::Hosts(_) => 2,
             _ => 1,
         }
     }

@@ -147,14 +147,41 @@ where
     out
 }
 
+/// Which changes a command may make on a host; `add-node` and `remove-node` touch only what concerns the node.
+pub type Scope = Arc<dyn Fn(&crate::diff::Change) -> bool + Send + Sync>;
+
+/// Changes that concern `peer` on another host: its tunnel, and the firewall's list of peers.
+pub fn peer_scope(peer: &str) -> Scope {
+    let port = crate::names::tunnel_port(peer);
+    Arc::new(move |c: &crate::diff::Change| {
+        use crate::diff::Change;
+        match c {
+            Change::Tunnel { tunnel, .. } => *tunnel.port == *port,
+            Change::RemoveTunnel { port: p, .. } => *p == port,
+            Change::IptablesChain(chain) => chain.chain == crate::names::VXLAN_CHAIN,
+            Change::NftTable { .. } | Change::Firewalld { .. } => true,
+            _ => false,
+        }
+    })
+}
+
 /// What `up` (or `plan`) found and did on one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct Applied {
     /// Descriptions of the steps applied (or, for `plan`, that would be).
     pub steps: Vec<String>,
+    /// Steps the host needed but the command's scope left alone (drift to repair with `up`).
+    pub left_alone: Vec<String>,
     /// The script that was (or would be) sent.
     #[serde(skip)]
     pub script: String,
+}
+
+impl Applied {
+    /// One step done outside the diff (a teardown), with no script to show.
+    pub fn done(step: impl Into<String>) -> Applied {
+        Applied { steps: vec![step.into()], left_alone: vec![], script: String::new() }
+    }
 }
 
 /// Gathers facts in one round trip and checks the host can take the mesh, before anything is changed.
@@ -168,19 +195,25 @@ pub async fn facts(session: &Session, node: &NodePlan) -> Result<HostFacts, Stri
     Ok(facts)
 }
 
-/// Facts, diff and (unless `dry_run`) the missing steps, applied in one round trip.
+/// Facts, diff and (unless `dry_run`) the missing steps within `scope`, applied in one round trip.
 pub async fn converge(
     session: &Session,
     node: &NodePlan,
     cluster: &str,
     dry_run: bool,
+    scope: Option<&Scope>,
     bar: &ProgressBar,
 ) -> Result<Applied, String> {
     bar.set_message("gathering facts");
     let facts = facts(session, node).await?;
-    let steps: Vec<Step> = diff::diff(node, &facts);
+    let (steps, left): (Vec<Step>, Vec<Step>) =
+        diff::diff(node, &facts).into_iter().partition(|s| scope.is_none_or(|f| f(&s.change)));
     let script = render::script(node, cluster, &steps);
-    let applied = Applied { steps: steps.iter().map(|s| s.description.clone()).collect(), script };
+    let applied = Applied {
+        steps: steps.iter().map(|s| s.description.clone()).collect(),
+        left_alone: left.into_iter().map(|s| s.description).collect(),
+        script,
+    };
     if steps.is_empty() || dry_run {
         return Ok(applied);
     }

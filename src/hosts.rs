@@ -22,6 +22,8 @@ struct HostResult {
     /// `ok` (nothing to do), `changed`, or `failed`.
     status: &'static str,
     changed: Vec<String>,
+    /// Drift the command was not allowed to repair (`add-node` and `remove-node` touch only their node).
+    left_alone: Vec<String>,
     error: Option<String>,
     seconds: f64,
 }
@@ -29,12 +31,20 @@ struct HostResult {
 fn results(raw: Vec<(std::sync::Arc<vxmesh::plan::NodePlan>, Result<Applied, String>, Duration)>) -> Vec<HostResult> {
     raw.into_iter()
         .map(|(n, r, d)| {
-            let (status, changed, error) = match r {
-                Ok(a) if a.steps.is_empty() => ("ok", vec![], None),
-                Ok(a) => ("changed", a.steps, None),
-                Err(e) => ("failed", vec![], Some(e)),
+            let (status, changed, left_alone, error) = match r {
+                Ok(a) if a.steps.is_empty() => ("ok", vec![], a.left_alone, None),
+                Ok(a) => ("changed", a.steps, a.left_alone, None),
+                Err(e) => ("failed", vec![], vec![], Some(e)),
             };
-            HostResult { node: n.name.clone(), host: n.host.clone(), status, changed, error, seconds: d.as_secs_f64() }
+            HostResult {
+                node: n.name.clone(),
+                host: n.host.clone(),
+                status,
+                changed,
+                left_alone,
+                error,
+                seconds: d.as_secs_f64(),
+            }
         })
         .collect()
 }
@@ -52,6 +62,15 @@ fn print_summary(rows: &[HostResult], verb: &str) {
         };
         let changed = if r.error.is_some() { "-".to_string() } else { r.changed.len().to_string() };
         let _ = writeln!(out, "{:<w$}  {:<8} {:>7} {:>6.2}s  {what}", r.node, r.status, changed, r.seconds);
+    }
+    for r in rows.iter().filter(|r| !r.left_alone.is_empty()) {
+        let _ = writeln!(
+            out,
+            "  {}: left alone ({} steps of unrelated drift; `vxmesh up` repairs them): {}",
+            r.node,
+            r.left_alone.len(),
+            r.left_alone.join("; ")
+        );
     }
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
     let _ = writeln!(
@@ -74,7 +93,7 @@ pub async fn plan(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: boo
     let cluster = plan.cluster.clone();
     let raw = executor::on_each(&hosts, opts, "facts", move |node, s, bar| {
         let cluster = cluster.clone();
-        async move { executor::converge(&s, &node, &cluster, true, &bar).await }
+        async move { executor::converge(&s, &node, &cluster, true, None, &bar).await }
     })
     .await;
     executor::close_all(&hosts).await;
@@ -110,7 +129,7 @@ pub async fn up(
     let cluster = plan.cluster.clone();
     let raw = executor::on_each(&hosts, opts, "up", move |node, s, bar| {
         let cluster = cluster.clone();
-        async move { executor::converge(&s, &node, &cluster, false, &bar).await }
+        async move { executor::converge(&s, &node, &cluster, false, None, &bar).await }
     })
     .await;
     let rows = results(raw);
@@ -363,10 +382,7 @@ pub async fn down(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: boo
         if out.code != 0 {
             return Err(format!("teardown failed (exit {}): {}", out.code, out.stderr.trim()));
         }
-        Ok(Applied {
-            steps: vec!["removed bridge, tunnels, veth, docker network and rules".into()],
-            script: String::new(),
-        })
+        Ok(Applied::done("removed bridge, tunnels, veth, docker network and rules"))
     })
     .await;
     executor::close_all(&hosts).await;
@@ -384,4 +400,116 @@ fn print_json<T: Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
+}
+
+/// `add-node`: build the new node; on every other node add its tunnel and let it through the firewall, nothing else.
+pub async fn add_node(
+    inv: &Inventory,
+    plan: &ClusterPlan,
+    name: &str,
+    opts: &Options,
+    verify: Option<VerifyOptions>,
+    json: bool,
+) -> Result<i32, Error> {
+    let hosts = connect(inv, plan, opts).await;
+    let cluster = plan.cluster.clone();
+    let scope = executor::peer_scope(name);
+    let new = name.to_string();
+    let raw = executor::on_each(&hosts, opts, "add", move |node, s, bar| {
+        let (cluster, scope) = (cluster.clone(), scope.clone());
+        let whole = node.name == new;
+        async move { executor::converge(&s, &node, &cluster, false, (!whole).then_some(&scope), &bar).await }
+    })
+    .await;
+    finish_change(
+        &hosts,
+        plan,
+        opts,
+        verify.map(|v| VerifyOptions { only: Some(name.to_string()), ..v }),
+        json,
+        raw,
+        "changed",
+    )
+    .await
+}
+
+async fn finish_change(
+    hosts: &[Connected],
+    plan: &ClusterPlan,
+    opts: &Options,
+    verify: Option<VerifyOptions>,
+    json: bool,
+    raw: Vec<(std::sync::Arc<vxmesh::plan::NodePlan>, Result<Applied, String>, Duration)>,
+    verb: &str,
+) -> Result<i32, Error> {
+    let rows = results(raw);
+    let failed = rows.iter().any(|r| r.status == "failed");
+    if !json {
+        print_summary(&rows, verb);
+    }
+    let report = match &verify {
+        Some(v) if !failed => Some(run_verify(hosts, plan, opts, v).await),
+        _ => None,
+    };
+    executor::close_all(hosts).await;
+    if json {
+        print_json(&json!({"ok": !failed && report.as_ref().is_none_or(|r| r.ok), "hosts": rows, "verify": report}));
+    } else if let Some(r) = &report {
+        print_verify(r, plan);
+    }
+    let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
+    Ok(if bad { HOSTS_FAILED } else { 0 })
+}
+
+/// `remove-node`: withdraw its tunnel and firewall entry from every other node, tear the node down if it answers.
+/// `commit` records the new inventory and lock; it runs only once the node is known reachable (or `force`).
+pub async fn remove_node(
+    old: (&Inventory, &ClusterPlan),
+    new_plan: &ClusterPlan,
+    name: &str,
+    force: bool,
+    opts: &Options,
+    json: bool,
+    commit: impl FnOnce() -> Result<(), Error>,
+) -> Result<i32, Error> {
+    let (inv, plan) = old;
+    let mut hosts = connect(inv, plan, opts).await;
+    let gone_at = hosts.iter().position(|h| h.node.name == name).expect("the node is in the old plan");
+    let gone = hosts.remove(gone_at);
+    if let (Err(e), false) = (&gone.session, force) {
+        executor::close_all(&hosts).await;
+        return Err(Error::Hosts(format!(
+            "{name} cannot be reached ({e}); nothing was changed. `vxmesh remove-node {name} --force` removes it from the mesh anyway (its own host then keeps its mesh until cleaned by hand)"
+        )));
+    }
+    commit()?;
+    // The remaining nodes, seen through the new plan.
+    let remaining: Vec<Connected> = hosts
+        .into_iter()
+        .map(|h| Connected {
+            node: std::sync::Arc::new(new_plan.node(&h.node.name).expect("kept").clone()),
+            session: h.session,
+        })
+        .collect();
+    let cluster = new_plan.cluster.clone();
+    let scope = executor::peer_scope(name);
+    let mut raw = executor::on_each(&remaining, opts, "remove", move |node, s, bar| {
+        let (cluster, scope) = (cluster.clone(), scope.clone());
+        async move { executor::converge(&s, &node, &cluster, false, Some(&scope), &bar).await }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let teardown = match &gone.session {
+        Ok(s) => match s.run(&vxmesh::render::teardown_script(&gone.node)).await {
+            Ok(out) if out.code == 0 => Ok(Applied::done("removed its mesh (left the cluster)")),
+            Ok(out) => Err(format!("teardown failed (exit {}): {}", out.code, out.stderr.trim())),
+            Err(e) => Err(e),
+        },
+        Err(e) => Ok(Applied::done(format!("forced: unreachable ({e}), dropped from the mesh without cleaning it"))),
+    };
+    if let Ok(s) = &gone.session {
+        s.close().await;
+    }
+    raw.push((gone.node.clone(), teardown, started.elapsed()));
+    finish_change(&remaining, new_plan, opts, None, json, raw, "changed").await
 }

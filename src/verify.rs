@@ -22,6 +22,8 @@ pub const LISTEN_PORT: u16 = 7777;
 pub struct VerifyOptions {
     /// Test only this many ordered pairs, spread over the cluster.
     pub sample: Option<usize>,
+    /// Test only the pairs that involve this node (after `add-node`).
+    pub only: Option<String>,
     pub outside: Option<Ipv4Addr>,
     pub image: String,
 }
@@ -194,7 +196,10 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     let listener_ip: BTreeMap<String, Result<Ipv4Addr, String>> =
         listeners.into_iter().map(|(n, r, _)| (n.name.clone(), r)).collect();
     let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
-    let wanted = pairs(&names, v.sample);
+    let mut wanted = pairs(&names, v.sample);
+    if let Some(n) = &v.only {
+        wanted.retain(|(a, b)| a == n || b == n);
+    }
     let switch_of: BTreeMap<&str, Ipv4Addr> =
         plan.nodes.iter().map(|n| (n.name.as_str(), n.switch.address.addr())).collect();
 

@@ -1,5 +1,6 @@
 //! Reads the inventory file: YAML in, a validated [`Inventory`] out, or every problem with file:line:column and the value.
 
+pub mod edit;
 mod model;
 mod raw;
 mod validate;

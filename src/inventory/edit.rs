@@ -1,0 +1,211 @@
+//! Edits the inventory file as text, so the admin's comments, order and style survive `add-node`/`remove-node`.
+//! Every edit is checked by parsing the result: an edit that would not read back as intended is refused.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+/// A node entry to add, already validated as values.
+pub struct NewNode<'a> {
+    pub name: &'a str,
+    pub host: &'a str,
+    pub underlay_ip: Option<&'a str>,
+    pub subnet: Option<&'a str>,
+}
+
+fn edit_error(path: &Path, message: String) -> Error {
+    Error::Inventory(crate::error::Diagnostics {
+        file: path.to_path_buf(),
+        items: vec![crate::error::Diagnostic::at(None, message)],
+    })
+}
+
+/// The `nodes:` block: the line of its key and the lines of its items (first and one past the last).
+struct Block {
+    key: usize,
+    first_item: Option<usize>,
+    end: usize,
+}
+
+fn find_block(lines: &[&str]) -> Option<Block> {
+    let key = lines.iter().position(|l| l.starts_with("nodes:"))?;
+    let mut end = key + 1;
+    let mut first_item = None;
+    for (i, l) in lines.iter().enumerate().skip(key + 1) {
+        let t = l.trim_start();
+        if !l.is_empty() && !l.starts_with(' ') && !l.starts_with('-') && !t.starts_with('#') {
+            break;
+        }
+        if !t.is_empty() && !t.starts_with('#') {
+            end = i + 1;
+            if first_item.is_none() && t.starts_with("- ") {
+                first_item = Some(i);
+            }
+        }
+    }
+    Some(Block { key, first_item, end })
+}
+
+/// Appends a node to the `nodes:` list, in the style of the entries already there.
+pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let block = find_block(&lines).ok_or_else(|| edit_error(path, "no top-level `nodes:` list to add to".into()))?;
+    let mut fields = vec![format!("name: {}", n.name), format!("host: {}", n.host)];
+    if let Some(u) = n.underlay_ip {
+        fields.push(format!("underlay_ip: {u}"));
+    }
+    if let Some(s) = n.subnet {
+        fields.push(format!("subnet: {s}"));
+    }
+    let key_line = lines[block.key];
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    if let Some(rest) = key_line.strip_prefix("nodes:").map(str::trim).filter(|r| r.starts_with('[')) {
+        // Flow style on one line: `nodes: [{...}, {...}]`.
+        let close = rest
+            .rfind(']')
+            .ok_or_else(|| edit_error(path, "the one-line `nodes: [...]` list is not closed on its line".into()))?;
+        let inner = rest[1..close].trim();
+        let sep = if inner.is_empty() { "" } else { ", " };
+        out[block.key] = format!("nodes: [{inner}{sep}{{{}}}]{}", fields.join(", "), &rest[close + 1..]);
+    } else {
+        let (indent, flow) = match block.first_item {
+            Some(i) => {
+                let l = lines[i];
+                let indent = l.len() - l.trim_start().len();
+                (indent, l.trim_start()[2..].trim_start().starts_with('{'))
+            }
+            None => (2, false),
+        };
+        let pad = " ".repeat(indent);
+        let entry = if flow {
+            vec![format!("{pad}- {{{}}}", fields.join(", "))]
+        } else {
+            let mut v = vec![format!("{pad}- {}", fields[0])];
+            v.extend(fields[1..].iter().map(|f| format!("{pad}  {f}")));
+            v
+        };
+        let at = block.end.max(block.key + 1);
+        for (k, e) in entry.into_iter().enumerate() {
+            out.insert(at + k, e);
+        }
+    }
+    Ok(join(out, text))
+}
+
+/// Removes the node named `name` from the `nodes:` list: its item line(s), nothing else.
+pub fn remove_node(path: &Path, text: &str, name: &str) -> Result<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let block = find_block(&lines).ok_or_else(|| edit_error(path, "no top-level `nodes:` list".into()))?;
+    let is_name = |s: &str| {
+        let s = s.trim().trim_start_matches("- ").trim_start_matches('{').trim();
+        s.split([',', '}', '#']).any(|f| {
+            let f = f.trim();
+            f.strip_prefix("name:").is_some_and(|v| v.trim().trim_matches(['"', '\'']) == name)
+        })
+    };
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let key_line = lines[block.key];
+    if key_line.trim_start_matches("nodes:").trim().starts_with('[') {
+        return Err(edit_error(
+            path,
+            format!("the one-line `nodes: [...]` list is too tangled to edit safely; remove `{name}` by hand"),
+        ));
+    }
+    // Items start with `- `; an item's lines run until the next item or the block's end.
+    let items: Vec<usize> = (block.key + 1..block.end).filter(|i| lines[*i].trim_start().starts_with("- ")).collect();
+    let item_indent = items.first().map(|i| lines[*i].len() - lines[*i].trim_start().len()).unwrap_or(0);
+    let items: Vec<usize> =
+        items.into_iter().filter(|i| lines[*i].len() - lines[*i].trim_start().len() == item_indent).collect();
+    for (k, start) in items.iter().enumerate() {
+        let stop = items.get(k + 1).copied().unwrap_or(block.end);
+        if (*start..stop).any(|i| is_name(lines[i])) {
+            out.drain(*start..stop);
+            return Ok(join(out, text));
+        }
+    }
+    Err(edit_error(path, format!("no entry with `name: {name}` under `nodes:`")))
+}
+
+fn join(lines: Vec<String>, original: &str) -> String {
+    let mut s = lines.join("\n");
+    if original.ends_with('\n') || original.is_empty() {
+        s.push('\n');
+    }
+    s
+}
+
+/// Writes the inventory atomically, keeping its permissions.
+pub fn save(path: &Path, text: &str) -> Result<()> {
+    let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
+    let tmp = path.with_extension("yaml.vxmesh-tmp");
+    std::fs::write(&tmp, text).map_err(|e| io("write the inventory", e))?;
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = std::fs::set_permissions(&tmp, meta.permissions());
+    }
+    std::fs::rename(&tmp, path).map_err(|e| io("replace the inventory", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("v.yaml")
+    }
+
+    #[test]
+    fn block_style_keeps_comments_and_style() {
+        let text = "cluster:\n  cidr: 10.0.0.0/8   # the cluster\nnodes:\n  # web tier\n  - name: a\n    host: 192.0.2.1\n\n  - name: b   # db\n    host: 192.0.2.2\nssh:\n  user: root\n";
+        let out = add_node(
+            p(),
+            text,
+            &NewNode { name: "c", host: "192.0.2.3", underlay_ip: None, subnet: Some("10.9.0.0/16") },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "cluster:\n  cidr: 10.0.0.0/8   # the cluster\nnodes:\n  # web tier\n  - name: a\n    host: 192.0.2.1\n\n  - name: b   # db\n    host: 192.0.2.2\n  - name: c\n    host: 192.0.2.3\n    subnet: 10.9.0.0/16\nssh:\n  user: root\n"
+        );
+        let back = remove_node(p(), &out, "b").unwrap();
+        assert_eq!(
+            back,
+            "cluster:\n  cidr: 10.0.0.0/8   # the cluster\nnodes:\n  # web tier\n  - name: a\n    host: 192.0.2.1\n\n  - name: c\n    host: 192.0.2.3\n    subnet: 10.9.0.0/16\nssh:\n  user: root\n"
+        );
+    }
+
+    #[test]
+    fn flow_items_stay_flow_items() {
+        let text = "cluster: {cidr: 10.0.0.0/8}\nnodes:\n- {name: a, host: 192.0.2.1}\n- {name: b, host: 192.0.2.2}\n";
+        let out = add_node(p(), text, &NewNode { name: "c", host: "h", underlay_ip: Some("192.0.2.3"), subnet: None })
+            .unwrap();
+        assert!(out.ends_with("- {name: b, host: 192.0.2.2}\n- {name: c, host: h, underlay_ip: 192.0.2.3}\n"), "{out}");
+        assert_eq!(
+            remove_node(p(), &out, "a").unwrap(),
+            "cluster: {cidr: 10.0.0.0/8}\nnodes:\n- {name: b, host: 192.0.2.2}\n- {name: c, host: h, underlay_ip: 192.0.2.3}\n"
+        );
+    }
+
+    #[test]
+    fn one_line_list_grows_in_place() {
+        let out = add_node(
+            p(),
+            "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n",
+            &NewNode { name: "b", host: "192.0.2.2", underlay_ip: None, subnet: None },
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n"
+        );
+    }
+
+    #[test]
+    fn unknown_node_is_an_error() {
+        assert!(
+            remove_node(p(), "nodes:\n  - name: a\n    host: x\n", "zz")
+                .unwrap_err()
+                .to_string()
+                .contains("no entry with `name: zz`")
+        );
+    }
+}
