@@ -254,3 +254,105 @@ fn jump_host_from_ssh_config_and_agent_auth() {
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.contains("refused every key") && stdout.contains("no ssh-agent"), "{stdout}");
 }
+
+/// What must not change on a host when another node comes or goes: docker, the bridge, the other ports, the veth.
+fn identity(lab: &LabState, node: &str, other_peer: &str) -> String {
+    ssh(
+        lab,
+        node,
+        &format!(
+            "pgrep -x dockerd; ovs-vsctl get bridge sw0 _uuid; ovs-vsctl get port vx-{other_peer} _uuid; \
+             ovs-vsctl get interface vx-{other_peer} _uuid; ip -o link show vxm-sw0 | cut -d: -f1; ip -o link show vxm-dkr | cut -d: -f1"
+        ),
+    )
+}
+
+fn vxlan_rule_sources(lab: &LabState, node: &str) -> Vec<String> {
+    let mut v: Vec<String> = ssh(lab, node, "iptables -S VXMESH-VXLAN")
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace().skip_while(|w| *w != "-s").nth(1).map(|s| s.trim_end_matches("/32").to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn add_and_remove_nodes_under_live_traffic() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m5", &["--nodes", "4"]);
+    let ip = |n: usize| lab.nodes[n - 1].ip.to_string();
+    let dir = TempDir::new("addremove");
+    // Start with node1, node2 and node4; node3 joins later, node4 leaves.
+    let inv = inventory(&lab, &dir.0, |t| {
+        t.lines().filter(|l| !l.contains(&format!("host: {}", ip(3)))).collect::<Vec<_>>().join("\n") + "\n"
+    });
+    let inv = inv.to_str().unwrap();
+    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    let before = identity(&lab, "node1", "node2");
+
+    // A TCP stream from a container on node1 to one on node2, numbered lines, ~8 s long.
+    let rx_ip = ssh(
+        &lab,
+        "node2",
+        // nc's stdin is a fifo held open, so it ends when the sender closes, not when its own stdin does.
+        "docker run -d --name rx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9000 < /tmp/f > /tmp/recv; echo $? > /tmp/rc' >/dev/null; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx",
+    );
+    let rx_ip = rx_ip.trim();
+    ssh(
+        &lab,
+        "node1",
+        &format!(
+            "docker run -d --name tx --network vxmesh busybox sh -c 'i=0; while [ $i -lt 4000 ]; do echo $i; i=$((i+1)); usleep 2000; done | nc {rx_ip} 9000; echo $? > /tmp/rc' >/dev/null"
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+
+    let r = run(&dir.0, &["add-node", "node3", "--host", &ip(3), "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(
+        r.stdout.contains("node1  changed        2") && r.stdout.contains("add tunnel vx-node3"),
+        "one tunnel and the firewall on node1:\n{r}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.0.join("vxmesh.yaml"))
+            .unwrap()
+            .contains(&format!("  - {{name: node3, host: {}}}", ip(3)))
+    );
+    for n in ["node1", "node2", "node3", "node4"] {
+        let mut peers: Vec<String> = (1..=4).map(ip).filter(|p| *p != lab.node(n).unwrap().ip.to_string()).collect();
+        peers.sort();
+        assert_eq!(vxlan_rule_sources(&lab, n), peers, "{n} lets VXLAN in from exactly its peers");
+    }
+
+    let r = run(&dir.0, &["remove-node", "node4", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap().contains("node4"));
+    assert!(!std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap().contains("node4"), "its subnet is freed");
+    assert!(!mesh_state(&lab, "node4").contains("bridge"), "node4 was torn down");
+    for n in ["node1", "node2", "node3"] {
+        let mut peers: Vec<String> = (1..=3).map(ip).filter(|p| *p != lab.node(n).unwrap().ip.to_string()).collect();
+        peers.sort();
+        assert_eq!(vxlan_rule_sources(&lab, n), peers, "{n} after node4 left");
+        assert!(!ssh(&lab, n, "ovs-vsctl list-ports sw0").contains("vx-node4"));
+    }
+    assert_eq!(
+        identity(&lab, "node1", "node2"),
+        before,
+        "docker, sw0, the tunnel to node2 and the veth on node1 are untouched"
+    );
+
+    // The stream ends on its own: every line arrived, in order, and both ends exited cleanly (no reset).
+    ssh(&lab, "node1", "docker wait tx >/dev/null");
+    ssh(&lab, "node2", "docker wait rx >/dev/null");
+    let got = ssh(&lab, "node2", "docker cp rx:/tmp/recv - | tar -xO");
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 4000, "no data lost");
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "in order");
+    assert_eq!(ssh(&lab, "node1", "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "the sender saw no reset");
+    assert_eq!(ssh(&lab, "node2", "docker cp rx:/tmp/rc - | tar -xO").trim(), "0", "the receiver saw no reset");
+}
