@@ -94,7 +94,7 @@ fn main() {
             measure(3, || {
                 p.nodes
                     .iter()
-                    .map(|node| render::script(node, &p.cluster, &diff::diff(node, &HostFacts::default())).len())
+                    .map(|node| render::script(node, &diff::diff(node, &HostFacts::default())).len())
                     .sum::<usize>()
             }),
         );

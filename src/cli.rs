@@ -233,7 +233,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             if cli.json {
                 print_json(&plan_json(&plan, &[(n, steps)]));
             } else {
-                print!("{}", render::script(n, &plan.cluster, &steps));
+                print!("{}", render::script(n, &steps));
             }
             Ok(0)
         }
@@ -537,13 +537,7 @@ fn print_offline_plan(plan: &ClusterPlan) {
     for chunk in plan.nodes.chunks(16 * workers) {
         let texts = map_in_parallel(chunk, workers, |n| {
             let steps = diff::diff(n, &HostFacts::default());
-            format!(
-                "\n=== {} ({}): {} steps ===\n{}",
-                n.name,
-                n.host,
-                steps.len(),
-                render::script(n, &plan.cluster, &steps)
-            )
+            format!("\n=== {} ({}): {} steps ===\n{}", n.name, n.host, steps.len(), render::script(n, &steps))
         });
         for t in texts {
             let _ = out.write_all(t.as_bytes());

@@ -123,6 +123,11 @@ pub enum Change {
         add: Vec<String>,
         remove: Vec<String>,
     },
+    /// The boot script and systemd unit that restore the node after a reboot.
+    BootUnit {
+        script: String,
+        unit: String,
+    },
     /// The host is in a state vxmesh will not change by itself; the script stops here with `reason`.
     Blocked {
         reason: String,
@@ -207,8 +212,15 @@ pub fn rich_rule(peer: Ipv4Addr, port: u16) -> String {
     format!(r#"rule family="ipv4" source address="{peer}" port port="{port}" protocol="udp" accept"#)
 }
 
-/// Everything `node` still needs, in the order it must be applied.
+/// Everything `node` still needs, in the order it must be applied, the boot unit last.
 pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
+    let mut steps = diff_core(node, facts);
+    steps.extend(crate::boot::step(node, facts));
+    steps
+}
+
+/// The network part of [`diff`]: everything but the boot unit (which is built from it).
+pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     let mut steps = vec![];
     let mut add = |description: String, change: Change| steps.push(Step { description, change });
     let mtu = resolve_mtu(node, facts);

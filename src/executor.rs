@@ -199,7 +199,6 @@ pub async fn facts(session: &Session, node: &NodePlan) -> Result<HostFacts, Stri
 pub async fn converge(
     session: &Session,
     node: &NodePlan,
-    cluster: &str,
     dry_run: bool,
     scope: Option<&Scope>,
     bar: &ProgressBar,
@@ -208,7 +207,7 @@ pub async fn converge(
     let facts = facts(session, node).await?;
     let (steps, left): (Vec<Step>, Vec<Step>) =
         diff::diff(node, &facts).into_iter().partition(|s| scope.is_none_or(|f| f(&s.change)));
-    let script = render::script(node, cluster, &steps);
+    let script = render::script(node, &steps);
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),

@@ -90,10 +90,8 @@ async fn connect(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Con
 /// `plan`: what `up` would change on each host, exactly.
 pub async fn plan(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: bool) -> Result<i32, Error> {
     let hosts = connect(inv, plan, opts).await;
-    let cluster = plan.cluster.clone();
-    let raw = executor::on_each(&hosts, opts, "facts", move |node, s, bar| {
-        let cluster = cluster.clone();
-        async move { executor::converge(&s, &node, &cluster, true, None, &bar).await }
+    let raw = executor::on_each(&hosts, opts, "facts", move |node, s, bar| async move {
+        executor::converge(&s, &node, true, None, &bar).await
     })
     .await;
     executor::close_all(&hosts).await;
@@ -126,10 +124,8 @@ pub async fn up(
     json: bool,
 ) -> Result<i32, Error> {
     let hosts = connect(inv, plan, opts).await;
-    let cluster = plan.cluster.clone();
-    let raw = executor::on_each(&hosts, opts, "up", move |node, s, bar| {
-        let cluster = cluster.clone();
-        async move { executor::converge(&s, &node, &cluster, false, None, &bar).await }
+    let raw = executor::on_each(&hosts, opts, "up", move |node, s, bar| async move {
+        executor::converge(&s, &node, false, None, &bar).await
     })
     .await;
     let rows = results(raw);
@@ -412,13 +408,12 @@ pub async fn add_node(
     json: bool,
 ) -> Result<i32, Error> {
     let hosts = connect(inv, plan, opts).await;
-    let cluster = plan.cluster.clone();
     let scope = executor::peer_scope(name);
     let new = name.to_string();
     let raw = executor::on_each(&hosts, opts, "add", move |node, s, bar| {
-        let (cluster, scope) = (cluster.clone(), scope.clone());
+        let scope = scope.clone();
         let whole = node.name == new;
-        async move { executor::converge(&s, &node, &cluster, false, (!whole).then_some(&scope), &bar).await }
+        async move { executor::converge(&s, &node, false, (!whole).then_some(&scope), &bar).await }
     })
     .await;
     finish_change(
@@ -491,11 +486,10 @@ pub async fn remove_node(
             session: h.session,
         })
         .collect();
-    let cluster = new_plan.cluster.clone();
     let scope = executor::peer_scope(name);
     let mut raw = executor::on_each(&remaining, opts, "remove", move |node, s, bar| {
-        let (cluster, scope) = (cluster.clone(), scope.clone());
-        async move { executor::converge(&s, &node, &cluster, false, Some(&scope), &bar).await }
+        let scope = scope.clone();
+        async move { executor::converge(&s, &node, false, Some(&scope), &bar).await }
     })
     .await;
     let started = std::time::Instant::now();

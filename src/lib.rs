@@ -1,5 +1,6 @@
 //! vxmesh: connect docker hosts with a full mesh of VXLAN tunnels over Open vSwitch.
 
+pub mod boot;
 pub mod diff;
 pub mod docker_daemon;
 pub mod error;

@@ -23,6 +23,8 @@ pub struct ClusterPlan {
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
     pub name: String,
+    /// The cluster's name, for the scripts' headers.
+    pub cluster: String,
     pub host: String,
     pub underlay_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
@@ -153,6 +155,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             };
             NodePlan {
                 name: n.name.clone(),
+                cluster: c.name.clone(),
                 host: n.host.clone(),
                 underlay_ip: n.underlay_ip,
                 subnet: a.subnet,

@@ -127,6 +127,7 @@ pub fn commands(change: &Change) -> Vec<Command> {
                 tag = crate::names::RULE_TAG
             ))]
         }
+        Change::BootUnit { script, unit } => boot_unit(script, unit),
         Change::Blocked { reason } => {
             vec![sh(format!("echo {} >&2\nexit 1", shell_quote(&format!("vxmesh: {reason}"))))]
         }
@@ -180,6 +181,21 @@ fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: boo
     v
 }
 
+/// Writes the boot files atomically and enables the unit (by its link, so it works without a running systemd).
+fn boot_unit(script: &str, unit: &str) -> Vec<Command> {
+    use crate::boot::{SCRIPT_PATH, UNIT_PATH, WANTS_LINK};
+    let mark = "VXMESH_BOOT_EOF";
+    vec![
+        sh(format!(
+            "mkdir -p /etc/vxmesh /etc/systemd/system/multi-user.target.wants\ncat > {SCRIPT_PATH}.new <<'{mark}'\n{script}{mark}\nchmod 755 {SCRIPT_PATH}.new\nmv {SCRIPT_PATH}.new {SCRIPT_PATH}"
+        )),
+        sh(format!(
+            "cat > {UNIT_PATH}.new <<'{mark}'\n{unit}{mark}\nmv {UNIT_PATH}.new {UNIT_PATH}\nln -sf {UNIT_PATH} {WANTS_LINK}"
+        )),
+        sh("if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi"),
+    ]
+}
+
 /// Applies the changes' commands in order, merging neighbouring OVS commands into one `ovs-vsctl` transaction.
 pub struct ScriptGroup<'a> {
     pub steps: Vec<&'a Step>,
@@ -206,14 +222,15 @@ pub fn group(steps: &[Step]) -> Vec<ScriptGroup<'_>> {
 }
 
 /// A POSIX shell script that applies `steps` to `node`; runnable by hand, and what `up` sends.
-pub fn script(node: &NodePlan, cluster: &str, steps: &[Step]) -> String {
+pub fn script(node: &NodePlan, steps: &[Step]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "#!/bin/sh");
     let _ = writeln!(
         out,
-        "# vxmesh {}: node `{}` of cluster `{cluster}`, {} step(s). Safe to run again: each command checks or replaces.",
+        "# vxmesh {}: node `{}` of cluster `{}`, {} step(s). Safe to run again: each command checks or replaces.",
         env!("CARGO_PKG_VERSION"),
         node.name,
+        node.cluster,
         steps.len()
     );
     let _ = writeln!(out, "set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"");
@@ -328,6 +345,13 @@ pub fn teardown_script(node: &NodePlan) -> String {
          firewall-cmd --list-rich-rules | grep 'port port=\"{port}\" protocol=\"udp\" accept' | while read -r r; do firewall-cmd --quiet --permanent --remove-rich-rule=\"$r\"; done\n  \
          firewall-cmd --quiet --reload\nfi",
         port = node.firewall.port
+    );
+    let _ = writeln!(
+        out,
+        "rm -f {} {} {}\nrmdir /etc/vxmesh 2>/dev/null || true\nif [ -d /run/systemd/system ]; then systemctl daemon-reload; fi",
+        crate::boot::WANTS_LINK,
+        crate::boot::UNIT_PATH,
+        crate::boot::SCRIPT_PATH
     );
     out.push_str("exit 0\n");
     out

@@ -64,6 +64,15 @@ pub struct HostFacts {
     pub sysctls: BTreeMap<String, String>,
     /// TX checksum offload per device, for the devices vxmesh cares about.
     pub tx_offload: BTreeMap<String, bool>,
+    pub boot: BootFacts,
+}
+
+/// The installed boot files' fingerprints, and whether the unit is enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BootFacts {
+    pub script: Option<String>,
+    pub unit: Option<String>,
+    pub enabled: bool,
 }
 
 impl HostFacts {
@@ -92,6 +101,14 @@ impl HostFacts {
             },
             sysctls: text::key_values(get("sysctl"), '='),
             tx_offload: text::offloads(get("tx-offload")),
+            boot: {
+                let kv = text::key_values(get("boot"), ' ');
+                BootFacts {
+                    script: kv.get("script").cloned(),
+                    unit: kv.get("unit").cloned(),
+                    enabled: get("boot").lines().any(|l| l.trim() == "enabled"),
+                }
+            },
         })
     }
 

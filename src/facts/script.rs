@@ -55,11 +55,13 @@ mark tx-offload
 for d in {offload_devs}; do
   has ethtool && ethtool -k "$d" 2>/dev/null | sed -n "s/^tx-checksumming:/$d tx-checksumming:/p"
 done
-mark end
+mark boot
+{boot}mark end
 "#,
         network = node.docker.network,
         nft_table = crate::names::NFT_TABLE,
         sysctls = sysctls.join(" "),
         offload_devs = offload_devs.join(" "),
+        boot = crate::boot::facts_snippet(),
     )
 }

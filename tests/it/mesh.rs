@@ -356,3 +356,58 @@ fn add_and_remove_nodes_under_live_traffic() {
     assert_eq!(ssh(&lab, "node1", "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "the sender saw no reset");
     assert_eq!(ssh(&lab, "node2", "docker cp rx:/tmp/rc - | tar -xO").trim(), "0", "the receiver saw no reset");
 }
+
+#[test]
+fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m6", &["--nodes", "3"]);
+    let dir = TempDir::new("drift");
+    let inv = inventory(&lab, &dir.0, |t| t);
+    let inv = inv.to_str().unwrap();
+    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+
+    // Hand-made drift on node1: a tunnel deleted, the NAT chain emptied.
+    ssh(&lab, "node1", "ovs-vsctl del-port sw0 vx-node2; iptables -t nat -F VXMESH-NAT");
+    let r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    assert_eq!(r.code, 1, "drift is not clean: {r}");
+    let v = json(&r);
+    let node1 = v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == "node1").unwrap().clone();
+    let drift: Vec<String> =
+        node1["drift"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    assert!(drift[0].contains("add tunnel vx-node2") && drift[1].contains("VXMESH-NAT"), "{drift:?}");
+    assert!(node1["tunnels"].as_array().unwrap().iter().any(|t| t["peer"] == "node2" && t["present"] == false));
+    let r = run(&dir.0, &["up", "-i", inv, "--no-verify", "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    for h in v["hosts"].as_array().unwrap() {
+        let want = if h["node"] == "node1" { 2 } else { 0 };
+        assert_eq!(h["changed"].as_array().unwrap().len(), want, "up restores only what drifted: {h}");
+    }
+
+    // A reboot forgets addresses, veths, sysctls and rules; the boot unit puts them back, no vxmesh involved.
+    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node2", "--name", "m6"]);
+    assert_eq!(r.code, 0, "{r}");
+    let r = run(&dir.0, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "verify passes after the reboot: {r}");
+    let r = run(&dir.0, &["plan", "-i", inv, "--json"]);
+    let v = json(&r);
+    assert!(
+        v["hosts"].as_array().unwrap().iter().all(|h| h["changed"].as_array().unwrap().is_empty()),
+        "nothing left for up: {r}"
+    );
+
+    // down removes the boot unit too.
+    let r = run(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in ["node1", "node2", "node3"] {
+        let left = ssh(
+            &lab,
+            n,
+            "ls /etc/vxmesh /etc/systemd/system/vxmesh.service /etc/systemd/system/multi-user.target.wants/vxmesh.service 2>&1 | grep -vc 'No such file'; true",
+        );
+        assert_eq!(left.trim(), "0", "{n} keeps no boot files");
+    }
+}

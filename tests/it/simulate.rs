@@ -115,6 +115,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             f.firewalld.rich_rules.retain(|r| !remove.contains(r));
             f.firewalld.rich_rules.extend(add.iter().cloned());
         }
+        Change::BootUnit { script, unit } => {
+            f.boot.script = vxmesh::boot::hash_of(script).map(String::from);
+            f.boot.unit = vxmesh::boot::hash_of(unit).map(String::from);
+            f.boot.enabled = true;
+        }
         Change::Blocked { reason } => panic!("simulated hosts never block: {reason}"),
     }
 }
