@@ -427,6 +427,27 @@ fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
     Ok((file, previous))
 }
 
+/// Ctrl-C no longer kills vxmesh outright while it works on hosts: the first one lets hosts mid-step finish and
+/// report (killing the SSH connections would cut their scripts short), the second one exits at once.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let flag = std::sync::Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+            f.store(true, Ordering::SeqCst);
+            eprintln!(
+                "\ninterrupted: hosts mid-step finish and report; no new host is started (Ctrl-C again to quit now)"
+            );
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        });
+    });
+    flag
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
@@ -444,6 +465,7 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> vxmesh::executor::
             command: std::time::Duration::from_secs(a.command_timeout),
         },
         progress: !json && std::io::stderr().is_terminal(),
+        stop: interrupt_flag(),
     }
 }
 

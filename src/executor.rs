@@ -22,7 +22,18 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// Draw progress bars on stderr (off for --json and when stderr is not a terminal).
     pub progress: bool,
+    /// Set on Ctrl-C: hosts already working finish their step and report; no new host is started.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl Options {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// What a host that never started reports after Ctrl-C.
+pub const INTERRUPTED: &str = "interrupted (Ctrl-C) before this host was started";
 
 /// A host's connection, or why there is none.
 pub struct Connected {
@@ -91,6 +102,9 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
             let (gate, opts) = (gate.clone(), opts.clone());
             tokio::spawn(async move {
                 let _permit = gate.acquire_owned().await.expect("semaphore open");
+                if opts.stopped() {
+                    return Connected { node, session: Err(INTERRUPTED.to_string()) };
+                }
                 let session = ssh::connect(&target, &opts.policy, &opts.timeouts).await.map(Arc::new);
                 Connected { node, session }
             })
@@ -129,10 +143,15 @@ where
                 let bar = progress.host(&node.name);
                 let (gate, progress, fut) =
                     (gate.clone(), progress.clone(), op(node.clone(), session.clone(), bar.clone()));
+                let stop = opts.stop.clone();
                 tasks.push(tokio::spawn(async move {
                     let _permit = gate.acquire_owned().await.expect("semaphore open");
                     let started = Instant::now();
-                    let r = fut.await;
+                    let r = if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        Err(INTERRUPTED.to_string())
+                    } else {
+                        fut.await
+                    };
                     progress.done(bar);
                     (node, r, started.elapsed())
                 }));

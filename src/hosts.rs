@@ -14,6 +14,18 @@ use vxmesh::verify::{self, VerifyOptions};
 
 /// Exit code when any host failed.
 const HOSTS_FAILED: i32 = 2;
+/// Exit code after Ctrl-C, as shells expect.
+const INTERRUPTED: i32 = 130;
+
+fn exit_code(opts: &Options, failed: bool) -> i32 {
+    if opts.stopped() {
+        INTERRUPTED
+    } else if failed {
+        HOSTS_FAILED
+    } else {
+        0
+    }
+}
 
 #[derive(Serialize)]
 struct HostResult {
@@ -134,7 +146,7 @@ pub async fn up(
         print_summary(&rows, "changed");
     }
     let report = match &verify {
-        Some(v) if !failed => Some(run_verify(&hosts, plan, opts, v).await),
+        Some(v) if !failed && !opts.stopped() => Some(run_verify(&hosts, plan, opts, v).await),
         _ => None,
     };
     executor::close_all(&hosts).await;
@@ -146,7 +158,7 @@ pub async fn up(
         println!("verify skipped: not every host was built");
     }
     let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
-    Ok(if bad { HOSTS_FAILED } else { 0 })
+    Ok(exit_code(opts, bad))
 }
 
 /// Runs verification, and always removes its containers (also on Ctrl-C).
@@ -389,7 +401,7 @@ pub async fn down(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: boo
     } else {
         print_summary(&rows, "removed");
     }
-    Ok(if failed { HOSTS_FAILED } else { 0 })
+    Ok(exit_code(opts, failed))
 }
 
 fn print_json<T: Serialize>(v: &T) {
@@ -443,7 +455,7 @@ async fn finish_change(
         print_summary(&rows, verb);
     }
     let report = match &verify {
-        Some(v) if !failed => Some(run_verify(hosts, plan, opts, v).await),
+        Some(v) if !failed && !opts.stopped() => Some(run_verify(hosts, plan, opts, v).await),
         _ => None,
     };
     executor::close_all(hosts).await;
@@ -453,7 +465,7 @@ async fn finish_change(
         print_verify(r, plan);
     }
     let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
-    Ok(if bad { HOSTS_FAILED } else { 0 })
+    Ok(exit_code(opts, bad))
 }
 
 /// `remove-node`: withdraw its tunnel and firewall entry from every other node, tear the node down if it answers.

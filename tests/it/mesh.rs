@@ -411,3 +411,52 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
         assert_eq!(left.trim(), "0", "{n} keeps no boot files");
     }
 }
+
+#[test]
+fn an_interrupted_up_converges_when_run_again() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m7", &["--nodes", "3"]);
+    let dir = TempDir::new("interrupt");
+    let inv = inventory(&lab, &dir.0, |t| t);
+    let inv = inv.to_str().unwrap();
+    let start_up = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+            .args(["up", "--no-verify", "-i", inv])
+            .current_dir(&dir.0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let cases: [(&str, u64); 5] = [("kill", 100), ("kill", 250), ("kill", 400), ("int", 250), ("drop-ssh", 200)];
+    for (how, after_ms) in cases {
+        let r = run(&dir.0, &["down", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        let mut child = start_up();
+        std::thread::sleep(std::time::Duration::from_millis(after_ms));
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "`{how}` at {after_ms} ms must hit a running up, not a finished one"
+        );
+        match how {
+            "kill" => child.kill().unwrap(),
+            "int" => {
+                let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            }
+            _ => {
+                // Cut node2's SSH sessions from inside the node: the connection drops mid-run.
+                let _ = vxmesh::lab::node_exec(&lab, "node2", "pkill -f 'sshd: root' || true");
+            }
+        }
+        let status = child.wait().unwrap();
+        if how == "int" {
+            assert!(matches!(status.code(), Some(0) | Some(130)), "Ctrl-C ends cleanly: {status:?}");
+        }
+        let r = run(&dir.0, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "after `{how}` at {after_ms} ms, up converges:\n{r}");
+        assert!(r.stdout.contains("mesh OK"), "{r}");
+        let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+        assert!(r.stdout.contains("0 changed, 3 ok"), "and then has nothing left to do:\n{r}");
+    }
+}
