@@ -27,7 +27,8 @@ pub fn fingerprint(text: &str) -> String {
 /// host that kept something it is a no-op there), except the tunnels, which OVSDB keeps across reboots.
 /// It depends only on the node and on which firewall the host runs, so it is the same on every run.
 pub fn script(node: &NodePlan, facts: &HostFacts) -> String {
-    // Only what picks the firewall backend: anything else the host has would make the script vary.
+    // Only what picks the firewall backend: anything else the host has would make the script vary. Whether
+    // docker runs its DOCKER-USER chain is left for the script to see at boot, as offline scripts do.
     let firewalld = crate::facts::FirewalldFacts { running: facts.firewalld.running, rich_rules: vec![] };
     let basis = HostFacts { tools: facts.tools.clone(), firewalld, ..HostFacts::default() };
     let steps: Vec<_> = diff::diff_core(node, &basis)

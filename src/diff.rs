@@ -51,6 +51,10 @@ pub struct OwnedChain {
     pub chain: &'static str,
     /// The jump rule as iptables-save prints it (after `-A PARENT `).
     pub jump: String,
+    /// Built-in chains the jump may have been in before (it is removed from there).
+    pub former_parents: Vec<&'static str>,
+    /// The facts did not say whether docker's DOCKER-USER chain exists (offline scripts): the script decides.
+    pub parent_at_runtime: bool,
     pub rules: Vec<String>,
 }
 
@@ -163,8 +167,15 @@ fn tag() -> String {
     format!("-m comment --comment {}", names::RULE_TAG)
 }
 
+/// docker's chain for the admin's own forwarding rules: docker keeps it, and its place, across restarts.
+pub const DOCKER_USER: &str = "DOCKER-USER";
+
 /// The iptables chains this node needs, rules spelled exactly as iptables-save prints them.
-pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> {
+/// `docker_user`: whether docker manages iptables here (forwarding is then allowed from its DOCKER-USER chain);
+/// `None` when unknown, and the script looks.
+pub fn owned_chains(node: &NodePlan, firewall: FirewallKind, docker_user: Option<bool>) -> Vec<OwnedChain> {
+    let at_runtime = docker_user.is_none();
+    let docker_user = docker_user.unwrap_or(false);
     let t = tag();
     let mut out = vec![];
     let sub = node.subnet;
@@ -178,13 +189,17 @@ pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> 
         parent: "POSTROUTING",
         chain: names::NAT_CHAIN,
         jump: format!("{t} -j {}", names::NAT_CHAIN),
+        former_parents: vec![],
+        parent_at_runtime: false,
         rules: nat_rules,
     });
     out.push(OwnedChain {
         table: "filter",
-        parent: "FORWARD",
+        parent: if docker_user { DOCKER_USER } else { "FORWARD" },
         chain: names::FORWARD_CHAIN,
         jump: format!("{t} -j {}", names::FORWARD_CHAIN),
+        former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
+        parent_at_runtime: at_runtime,
         rules: node
             .forward_exclude
             .iter()
@@ -201,6 +216,8 @@ pub fn owned_chains(node: &NodePlan, firewall: FirewallKind) -> Vec<OwnedChain> 
             parent: "INPUT",
             chain: names::VXLAN_CHAIN,
             jump: format!("-p udp -m udp --dport {port} {t} -j {}", names::VXLAN_CHAIN),
+            former_parents: vec![],
+            parent_at_runtime: false,
             rules,
         });
     }
@@ -371,21 +388,31 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     }
 
     // Rules: no NAT inside the cluster, masquerade out of it, forwarding allowed, VXLAN only from peers.
-    for chain in owned_chains(node, firewall) {
+    // No filter table in the facts means they were not gathered (offline): let the script look for DOCKER-USER.
+    let docker_user = facts.iptables.tables.get("filter").map(|t| t.contains_key(DOCKER_USER));
+    for chain in owned_chains(node, firewall, docker_user) {
         let rules_ok = facts.iptables.chain(chain.table, chain.chain) == Some(&chain.rules);
+        let stray = chain
+            .former_parents
+            .iter()
+            .any(|p| facts.iptables.chain(chain.table, p).is_some_and(|r| r.contains(&chain.jump)));
         let jump_first = facts.iptables.chain(chain.table, chain.parent).and_then(|r| r.first()) == Some(&chain.jump);
         let jumps = facts
             .iptables
             .chain(chain.table, chain.parent)
             .map_or(0, |r| r.iter().filter(|x| **x == chain.jump).count());
-        if !rules_ok || !jump_first || jumps != 1 {
+        if !rules_ok || !jump_first || jumps != 1 || stray {
             add(
                 format!(
                     "program iptables {}/{} ({} rules) and jump to it first from {}",
                     chain.table,
                     chain.chain,
                     chain.rules.len(),
-                    chain.parent
+                    if chain.parent_at_runtime {
+                        "DOCKER-USER, or FORWARD where docker does not run"
+                    } else {
+                        chain.parent
+                    }
                 ),
                 Change::IptablesChain(chain),
             );

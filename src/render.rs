@@ -148,16 +148,24 @@ fn iptables_chain(c: &OwnedChain) -> Vec<Command> {
         let _ = writeln!(restore, "-A {} {r}", c.chain);
     }
     let _ = write!(restore, "COMMIT\n{EOF_MARK}");
-    vec![
-        sh(restore),
-        sh(format!(
-            "while iptables -w -t {t} -D {p} {j} 2>/dev/null; do :; done",
+    let mut v = vec![sh(restore)];
+    for p in std::iter::once(&c.parent).chain(&c.former_parents) {
+        v.push(sh(format!("while iptables -w -t {t} -D {p} {j} 2>/dev/null; do :; done", t = c.table, j = c.jump)));
+    }
+    if c.parent_at_runtime {
+        v.push(sh(format!(
+            "# docker keeps DOCKER-USER first in FORWARD across restarts: allow the mesh there when docker manages iptables.\n\
+             if iptables -w -t {t} -n -L {du} >/dev/null 2>&1; then parent={du}; else parent={p}; fi\n\
+             iptables -w -t {t} -I \"$parent\" 1 {j}",
             t = c.table,
+            du = crate::diff::DOCKER_USER,
             p = c.parent,
             j = c.jump
-        )),
-        sh(format!("iptables -w -t {} -I {} 1 {}", c.table, c.parent, c.jump)),
-    ]
+        )));
+    } else {
+        v.push(sh(format!("iptables -w -t {} -I {} 1 {}", c.table, c.parent, c.jump)));
+    }
+    v
 }
 
 fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: bool) -> Vec<Command> {
@@ -323,15 +331,20 @@ pub fn teardown_script(node: &NodePlan) -> String {
             n = node.docker.network
         );
     }
-    for (table, parent, chain) in [
-        ("nat", "POSTROUTING", crate::names::NAT_CHAIN),
-        ("filter", "FORWARD", crate::names::FORWARD_CHAIN),
-        ("filter", "INPUT", crate::names::VXLAN_CHAIN),
+    for (table, parents, chain) in [
+        ("nat", &["POSTROUTING"][..], crate::names::NAT_CHAIN),
+        ("filter", &["FORWARD", crate::diff::DOCKER_USER][..], crate::names::FORWARD_CHAIN),
+        ("filter", &["INPUT"][..], crate::names::VXLAN_CHAIN),
     ] {
+        for parent in parents {
+            let _ = writeln!(
+                out,
+                "iptables-save -t {table} 2>/dev/null | sed -n 's/^-A {parent} \\(.*-j {chain}\\)$/\\1/p' | while read -r rule; do eval \"iptables -w -t {table} -D {parent} $rule\"; done"
+            );
+        }
         let _ = writeln!(
             out,
-            "iptables-save -t {table} 2>/dev/null | sed -n 's/^-A {parent} \\(.*-j {chain}\\)$/\\1/p' | while read -r rule; do eval \"iptables -w -t {table} -D {parent} $rule\"; done\n\
-             iptables -w -t {table} -F {chain} 2>/dev/null || true\niptables -w -t {table} -X {chain} 2>/dev/null || true"
+            "iptables -w -t {table} -F {chain} 2>/dev/null || true\niptables -w -t {table} -X {chain} 2>/dev/null || true"
         );
     }
     let _ = writeln!(

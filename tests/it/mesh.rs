@@ -460,3 +460,59 @@ fn an_interrupted_up_converges_when_run_again() {
         assert!(r.stdout.contains("0 changed, 3 ok"), "and then has nothing left to do:\n{r}");
     }
 }
+
+/// A VXLAN frame forged by a host that is not a peer reaches no container; the same frame from a peer's
+/// address does (so the check can fail). With the userspace datapath the host's netfilter never sees tunnel
+/// packets: what stops the forgery here is OVS's `remote_ip` on every tunnel port (docs/security.md).
+#[test]
+fn forged_vxlan_from_a_non_peer_reaches_no_container() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m8", &["--nodes", "2"]);
+    let dir = TempDir::new("forged");
+    let inv = inventory(&lab, &dir.0, |t| t);
+    let r = run(&dir.0, &["up", "-i", inv.to_str().unwrap(), "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    // busybox's nc has no UDP: count arrivals with an iptables rule inside the container's network namespace.
+    let target = ssh(
+        &lab,
+        "node1",
+        "docker run -d --name sink --network vxmesh busybox sleep 600 >/dev/null; pid=$(docker inspect -f '{{.State.Pid}}' sink); \
+         nsenter -t $pid -n iptables -w -A INPUT -s 172.31.254.1 -p udp --dport 9999 -j ACCEPT; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.MacAddress}}' sink",
+    );
+    let (ip, mac) = target.trim().split_once(' ').unwrap();
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/send_vxlan.py");
+    let arrived = || -> u64 {
+        ssh(&lab, "node1", "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let send = |netns: &str, source: &str| {
+        let out = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{netns}"))
+            .args([
+                "/usr/bin/python3",
+                tool.to_str().unwrap(),
+                &lab.nodes[0].ip.to_string(),
+                "4789",
+                "42",
+                mac,
+                ip,
+                "9999",
+                "x",
+                source,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        arrived()
+    };
+    assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), 0, "a non-peer injected frames into a container");
+    assert!(
+        send(&lab.nodes[1].netns, &lab.nodes[1].ip.to_string()) >= 3,
+        "the same frames from a peer's address arrive (the check is real)"
+    );
+}

@@ -108,8 +108,11 @@ enum Drift {
 }
 
 const LINKS: [&str; 3] = ["vxm-sw0", "vxm-dkr", "sw0"];
-const CHAINS: [(&str, &str, &str); 3] =
-    [("nat", "VXMESH-NAT", "POSTROUTING"), ("filter", "VXMESH-FWD", "FORWARD"), ("filter", "VXMESH-VXLAN", "INPUT")];
+const CHAINS: [(&str, &str, &str); 3] = [
+    ("nat", "VXMESH-NAT", "POSTROUTING"),
+    ("filter", "VXMESH-FWD", "DOCKER-USER"),
+    ("filter", "VXMESH-VXLAN", "INPUT"),
+];
 
 fn drift() -> impl Strategy<Value = Drift> {
     prop_oneof![

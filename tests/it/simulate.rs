@@ -104,6 +104,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
         Change::IptablesChain(c) => {
             let t = f.iptables.tables.entry(c.table.to_string()).or_default();
             t.insert(c.chain.to_string(), c.rules.clone());
+            for former in &c.former_parents {
+                if let Some(rules) = t.get_mut(*former) {
+                    rules.retain(|r| *r != c.jump);
+                }
+            }
             let parent = t.entry(c.parent.to_string()).or_default();
             parent.retain(|r| *r != c.jump);
             parent.insert(0, c.jump.clone());
