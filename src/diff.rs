@@ -371,6 +371,18 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
                         guard_existing: facts.docker_daemon_json.trim().is_empty(),
                     },
                 ),
+                // daemon.json is current; docker only reads it when it starts.
+                Ok(None)
+                    if !facts.links.is_empty()
+                        && !facts.links.get(names::DOCKER0).is_some_and(|l| l.addrs.contains(&bip)) =>
+                {
+                    let reason = format!(
+                        "docker0 still has its old address: docker applies bip {bip} only when it starts with no container on \
+                         its default network (live-restore keeps running containers on the old one). Stop the containers on \
+                         docker0, restart docker (systemctl restart docker), then run vxmesh up again"
+                    );
+                    add(format!("stop: {reason}"), Change::Blocked { reason });
+                }
                 Ok(None) => {}
                 Err(reason) => add(format!("stop: {reason}; fix it by hand"), Change::Blocked { reason }),
             }

@@ -173,7 +173,11 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 },
                 docker: DockerSpec {
                     mode: c.docker.mode,
-                    network: c.docker.network.clone(),
+                    // In docker0 mode containers join docker's default network, called `bridge`.
+                    network: match c.docker.mode {
+                        DockerMode::Network => c.docker.network.clone(),
+                        DockerMode::Docker0 => "bridge".to_string(),
+                    },
                     bridge: docker_bridge,
                     subnet: a.subnet,
                     gateway,

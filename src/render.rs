@@ -183,8 +183,10 @@ fn docker_daemon(bip: ipnet::Ipv4Net, m: Mtu, content: &str, guard_existing: boo
         Mtu::Value(_) => ("'", content.to_string()),
     };
     v.push(sh(format!("mkdir -p /etc/docker\ncat > {path}.vxmesh <<{quote}{EOF_MARK}{quote}\n{body}{EOF_MARK}\nmv {path}.vxmesh {path}")));
+    // Restarting docker without live-restore would stop every container on the host: leave that to the admin.
     v.push(sh(format!(
-        "if grep -q '\"live-restore\": *true' {path}; then\n  systemctl restart docker\nelse\n  echo \"vxmesh: restart docker to apply the new bip (enable live-restore to keep containers running across the restart)\" >&2\nfi"
+        "if grep -q '\"live-restore\": *true' {path}; then\n  systemctl restart docker\n  \
+         ip -4 -o addr show dev docker0 | grep -q ' {bip} ' || {{ echo \"vxmesh: docker restarted but kept docker0's old address: it applies bip {bip} only when no container is on its default network (live-restore keeps running ones on the old one). Stop the containers on docker0, restart docker, then run vxmesh up again\" >&2; exit 1; }}\nelse\n  echo \"vxmesh: {path} now has bip {bip}; restart docker to apply it (this stops running containers; with \\\"live-restore\\\": true they survive), then run vxmesh up again\" >&2\n  exit 1\nfi"
     )));
     v
 }

@@ -50,6 +50,27 @@ ip addr replace "$addr" dev br-phy
 ip link set br-phy up
 ip route replace default via "$gw" dev br-phy
 
+# No systemd here: a stand-in for the systemctl calls hosts get (restart docker, daemon-reload).
+mkdir -p "$node/local-sbin"
+cat > "$node/local-sbin/systemctl" <<'SHIM'
+#!/bin/sh
+# vxmesh lab: stands in for systemctl on a host without systemd. Restarts dockerd as its unit would.
+alive() { [ -e "/proc/$1" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
+case "$1 $2" in
+  "restart docker" | "restart docker.service")
+    pid=$(cat /run/docker.pid 2>/dev/null)
+    if [ -n "$pid" ]; then kill "$pid"; while alive "$pid"; do sleep 0.1; done; fi
+    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    for _ in $(seq 300); do docker info >/dev/null 2>&1 && exit 0; sleep 0.1; done
+    echo "lab systemctl: dockerd did not come back" >&2
+    exit 1 ;;
+  restart*) echo "lab systemctl: cannot restart $2 here" >&2; exit 1 ;;
+  *) exit 0 ;;
+esac
+SHIM
+chmod 755 "$node/local-sbin/systemctl"
+mount --bind "$node/local-sbin" /usr/local/sbin
+
 /usr/sbin/sshd -f /etc/vxmesh-lab/sshd_config
 
 if [ "$light" = 0 ]; then

@@ -516,3 +516,54 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
         "the same frames from a peer's address arrive (the check is real)"
     );
 }
+
+/// docker0 mode: bip merged into daemon.json (the admin's keys kept), docker restarted only with live-restore,
+/// a clear report whenever a restart is still needed, and the mesh working on docker's default network.
+#[test]
+fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m9", &["--nodes", "2"]);
+    let dir = TempDir::new("docker0");
+    let inv =
+        inventory(&lab, &dir.0, |t| t.replace("  datapath: netdev", "  docker: {mode: docker0}\n  datapath: netdev"));
+    let inv = inv.to_str().unwrap();
+    // node1: live-restore on, a container running on docker0. node2: an admin key, no live-restore.
+    ssh(
+        &lab,
+        "node1",
+        r#"echo '{"live-restore": true, "log-level": "warn"}' > /etc/docker/daemon.json && systemctl restart docker && docker run -d --name keeper busybox sleep 600 >/dev/null"#,
+    );
+    ssh(&lab, "node2", r#"echo '{"log-level": "warn"}' > /etc/docker/daemon.json"#);
+
+    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 2, "{r}");
+    let v = json(&r);
+    let host = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap().clone();
+    assert!(host("node2")["error"].as_str().unwrap().contains("restart docker to apply it"), "{r}");
+    assert!(host("node1")["error"].as_str().unwrap().contains("Stop the containers on docker0"), "{r}");
+    let json1: Value = serde_json::from_str(&ssh(&lab, "node1", "cat /etc/docker/daemon.json")).unwrap();
+    assert_eq!(json1["live-restore"], true, "the admin's keys are kept");
+    assert_eq!(json1["log-level"], "warn");
+    assert_eq!(json1["bip"], "172.16.0.1/16");
+    assert!(
+        json1["default-address-pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !p["base"].as_str().unwrap().starts_with("172.")),
+        "{json1}"
+    );
+    assert!(
+        ssh(&lab, "node1", "docker ps --format '{{.Names}}'").contains("keeper"),
+        "live-restore kept the container running"
+    );
+
+    // The admin frees docker0 on node1 and restarts docker on node2: now up completes and the mesh works.
+    ssh(&lab, "node1", "docker rm -f keeper >/dev/null && systemctl restart docker");
+    ssh(&lab, "node2", "systemctl restart docker");
+    let r = run(&dir.0, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("2/2 pairs ok") && r.stdout.contains("mesh OK"), "{r}");
+    assert!(ssh(&lab, "node2", "ip -br addr show docker0").contains("172.18.0.1/16"));
+}

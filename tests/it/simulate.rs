@@ -99,7 +99,11 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             l.kind = "bridge".into();
             l.up = true;
         }
-        Change::DockerDaemon { content, .. } => f.docker_daemon_json = content.clone(),
+        Change::DockerDaemon { content, bip, .. } => {
+            f.docker_daemon_json = content.clone();
+            // docker restarted (live-restore on) and gave docker0 the new address.
+            link(f, "docker0").addrs = vec![*bip];
+        }
         Change::Enslave { dev, master } => link(f, dev).master = Some(master.clone()),
         Change::IptablesChain(c) => {
             let t = f.iptables.tables.entry(c.table.to_string()).or_default();
