@@ -254,16 +254,17 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
         add(format!("set {} = {}", s.key, s.value), Change::Sysctl(s.clone()));
     }
 
+    let has_docker = node.docker.mode != DockerMode::None;
     // The veth pair joining the docker bridge to sw0.
     let (sw_end, dk_end) = (&node.veth.switch_end, &node.veth.docker_end);
     let veth_ok = [sw_end, dk_end].iter().all(|d| facts.links.get(*d).is_some_and(|l| l.kind == "veth"));
-    if !veth_ok {
+    if has_docker && !veth_ok {
         add(
             format!("create the veth pair {sw_end} <-> {dk_end}"),
             Change::CreateVeth { switch_end: sw_end.clone(), docker_end: dk_end.clone(), mtu },
         );
     }
-    for dev in [sw_end, dk_end] {
+    for dev in [sw_end, dk_end].into_iter().filter(|_| has_docker) {
         let link = facts.links.get(dev).filter(|_| veth_ok);
         if veth_ok && mtu_num.is_some_and(|m| link.is_some_and(|l| l.mtu != m)) {
             add(format!("set {dev} MTU to {}", mtu_num.unwrap_or_default()), Change::LinkMtu { dev: dev.clone(), mtu });
@@ -325,7 +326,7 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
             Change::RemoveTunnel { bridge: br.clone(), port: stale.to_string() },
         );
     }
-    if !present.contains(sw_end.as_str()) {
+    if has_docker && !present.contains(sw_end.as_str()) {
         add(format!("plug {sw_end} into {br}"), Change::AttachPort { bridge: br.clone(), port: sw_end.clone() });
     }
 
@@ -359,6 +360,7 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
                 add(description, Change::DockerNetwork { spec: node.docker.clone(), mtu, recreate });
             }
         }
+        DockerMode::None => {}
         DockerMode::Docker0 => {
             let bip = Ipv4Net::new(node.docker.gateway, node.docker.subnet.prefix_len()).expect("valid prefix");
             match crate::docker_daemon::merged(&facts.docker_daemon_json, bip, mtu, node.forward_accept) {
@@ -389,7 +391,7 @@ pub fn diff_core(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
         }
     }
     let dk_master = facts.links.get(dk_end).and_then(|l| l.master.as_deref());
-    if !veth_ok || dk_master != Some(node.docker.bridge.as_str()) {
+    if has_docker && (!veth_ok || dk_master != Some(node.docker.bridge.as_str())) {
         add(
             format!("plug {dk_end} into docker bridge {}", node.docker.bridge),
             Change::Enslave { dev: dk_end.clone(), master: node.docker.bridge.clone() },

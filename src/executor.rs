@@ -272,13 +272,15 @@ pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Result<(), String> {
     let firewall = diff::resolve_firewall(node.firewall.kind, facts);
     let mut need: Vec<(&str, &str, &str)> = vec![
         ("ovs-vsctl", "openvswitch-switch", "openvswitch (from the NFV SIG or RDO repository)"),
-        ("docker", "docker.io", "docker-ce (from docker's repository) or moby-engine"),
         ("ip", "iproute2", "iproute"),
         ("iptables", "iptables", "iptables-nft"),
         ("iptables-save", "iptables", "iptables-nft"),
         ("iptables-restore", "iptables", "iptables-nft"),
         ("sysctl", "procps", "procps-ng"),
     ];
+    if node.docker.mode != crate::inventory::DockerMode::None {
+        need.push(("docker", "docker.io", "docker-ce (from docker's repository) or moby-engine"));
+    }
     if !node.tx_offload_off.is_empty() {
         need.push(("ethtool", "ethtool", "ethtool"));
     }
@@ -304,7 +306,9 @@ pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Result<(), String> {
                 .into(),
         );
     }
-    if facts.tools.get("docker").is_some_and(|t| t.version.is_empty()) {
+    if node.docker.mode != crate::inventory::DockerMode::None
+        && facts.tools.get("docker").is_some_and(|t| t.version.is_empty())
+    {
         return Err("docker is installed but its daemon does not answer: start it (systemctl start docker)".into());
     }
     if facts.mtu_of_device_with(node.underlay_ip).is_none() {

@@ -212,8 +212,13 @@ fn print_verify(r: &verify::Report, plan: &ClusterPlan) {
         .into_iter()
         .collect();
     let mtu_checked = r.pairs.iter().any(|p| p.full_size.is_some());
+    let what = if plan.nodes.first().is_some_and(|n| n.docker.mode == vxmesh::inventory::DockerMode::None) {
+        "switch to switch, no docker on the hosts"
+    } else {
+        "container to container, no NAT"
+    };
     println!(
-        "\nverify: {ok_pairs}/{} pairs ok in {:.1}s (container to container, no NAT{}{})",
+        "\nverify: {ok_pairs}/{} pairs ok in {:.1}s ({what}{}{})",
         r.pairs.len(),
         r.seconds,
         if mtu_checked {

@@ -139,7 +139,9 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             let docker_bridge = match c.docker.mode {
                 DockerMode::Network => names::docker_bridge(&c.docker.network),
                 DockerMode::Docker0 => names::DOCKER0.to_string(),
+                DockerMode::None => String::new(),
             };
+            let has_docker = c.docker.mode != DockerMode::None;
             let sysctls = [
                 ("net.ipv4.ip_forward", "1"),
                 // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
@@ -148,10 +150,16 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 (&*format!("net.ipv4.conf.{docker_bridge}.rp_filter"), "2"),
             ]
             .map(|(k, v)| Sysctl { key: k.to_string(), value: v.to_string() })
-            .to_vec();
+            .into_iter()
+            .filter(|s| {
+                has_docker || !s.key.ends_with(".rp_filter") || s.key.contains(&format!(".{}.", names::SWITCH_BRIDGE))
+            })
+            .collect::<Vec<_>>();
             let tx_offload_off = match c.datapath {
-                Datapath::Netdev => vec![names::VETH_SWITCH_END.to_string(), names::VETH_DOCKER_END.to_string()],
-                Datapath::System => vec![],
+                Datapath::Netdev if has_docker => {
+                    vec![names::VETH_SWITCH_END.to_string(), names::VETH_DOCKER_END.to_string()]
+                }
+                _ => vec![],
             };
             NodePlan {
                 name: n.name.clone(),
@@ -177,6 +185,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                     network: match c.docker.mode {
                         DockerMode::Network => c.docker.network.clone(),
                         DockerMode::Docker0 => "bridge".to_string(),
+                        DockerMode::None => String::new(),
                     },
                     bridge: docker_bridge,
                     subnet: a.subnet,

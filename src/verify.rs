@@ -152,6 +152,25 @@ fn client_script(
     )
 }
 
+/// Without docker (`docker.mode: none`) the probes run on the host itself, switch to switch over the tunnels.
+fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String {
+    let mut s = format!(
+        "mtu=$(cat /sys/class/net/{br}/mtu)\necho \"me {me} $mtu\"\nhas_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n",
+        br = node.switch.bridge,
+        me = node.switch.address.addr()
+    );
+    for (name, ip) in targets {
+        s.push_str(&format!(
+            "( rtt=$(ping -c1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p'); echo \"pair {name} ${{rtt:--}} -\"\n  \
+             if [ \"$has_ping\" = 1 ]; then ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
+             over=$(ping -c1 -W1 -w1 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
+             echo \"mtu {name} $full $over\"; fi ) &\n"
+        ));
+    }
+    s.push_str("wait\n");
+    s
+}
+
 fn cleanup_script(run: &str) -> String {
     format!(
         "ids=$(docker ps -aq --filter label=vxmesh.verify={run}); [ -z \"$ids\" ] || docker rm -f $ids >/dev/null 2>&1; true\n"
@@ -171,6 +190,9 @@ pub async fn cleanup(hosts: &[Connected], opts: &Options, run: &str) {
 
 /// Runs the whole verification; the caller calls [`cleanup`] afterwards whatever happens.
 pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions, run: &str) -> Report {
+    if plan.nodes.first().is_some_and(|n| n.docker.mode == crate::inventory::DockerMode::None) {
+        return verify_switches(hosts, plan, opts, v).await;
+    }
     let started = std::time::Instant::now();
     let image = Arc::new(v.image.clone());
     let run_id = Arc::new(run.to_string());
@@ -236,7 +258,40 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     .await;
     let client_out: BTreeMap<String, Result<String, String>> =
         clients.into_iter().map(|(n, r, _)| (n.name.clone(), r)).collect();
-    let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside);
+    let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
+    Report { seconds: started.elapsed().as_secs_f64(), ..report }
+}
+
+/// Hosts without docker: every switch pings every peer's switch through the tunnels, DF probes included.
+async fn verify_switches(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Report {
+    let started = std::time::Instant::now();
+    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut wanted = pairs(&names, v.sample);
+    if let Some(n) = &v.only {
+        wanted.retain(|(a, b)| a == n || b == n);
+    }
+    let switch_of: BTreeMap<String, Ipv4Addr> =
+        plan.nodes.iter().map(|n| (n.name.clone(), n.switch.address.addr())).collect();
+    let targets_of: Arc<BTreeMap<String, Named>> = Arc::new(
+        plan.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    wanted.iter().filter(|(a, _)| *a == n.name).map(|(_, b)| (b.clone(), switch_of[b])).collect(),
+                )
+            })
+            .collect(),
+    );
+    let out = executor::on_each(hosts, opts, "probe", move |node, s, _| {
+        let script = switch_script(&node, &targets_of[&node.name]);
+        async move { s.run(&script).await.map(|o| o.stdout) }
+    })
+    .await;
+    let client_out: BTreeMap<String, Result<String, String>> =
+        out.into_iter().map(|(n, r, _)| (n.name.clone(), r)).collect();
+    let listeners = switch_of.into_iter().map(|(k, v)| (k, Ok(v))).collect();
+    let report = assemble(&wanted, &listeners, &client_out, plan, None, false);
     Report { seconds: started.elapsed().as_secs_f64(), ..report }
 }
 
@@ -247,6 +302,7 @@ pub fn assemble(
     client_out: &BTreeMap<String, Result<String, String>>,
     plan: &ClusterPlan,
     outside: Option<Ipv4Addr>,
+    containers: bool,
 ) -> Report {
     let mut parsed: BTreeMap<String, Parsed> = BTreeMap::new();
     for (node, out) in client_out {
@@ -293,7 +349,15 @@ pub fn assemble(
                 p.oversize_refused = Some(*over);
             }
             let no_nat = p.seen_source.is_some() && p.seen_source == p.client;
-            p.error = if p.seen_source.is_none() {
+            p.error = if !containers && p.rtt_ms.is_none() {
+                Some("no answer from its switch".into())
+            } else if !containers && p.full_size == Some(false) {
+                Some("a full-size packet with don't-fragment was lost".into())
+            } else if !containers && p.oversize_refused == Some(false) {
+                Some("an oversize packet with don't-fragment was not refused".into())
+            } else if !containers {
+                None
+            } else if p.seen_source.is_none() {
                 Some("no answer from the listener".into())
             } else if !no_nat {
                 Some(format!(

@@ -88,6 +88,8 @@ pub enum DockerMode {
     Network,
     /// docker's default bridge, renumbered with `bip` (the classic recipe).
     Docker0,
+    /// No docker: the mesh of switches only (hosts whose workloads attach to sw0 by other means; light labs).
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

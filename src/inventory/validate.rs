@@ -274,7 +274,12 @@ pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
 fn docker(raw: &RawCluster, p: &mut Problems) -> Option<DockerSettings> {
     let d = raw.docker.as_ref().map(|d| &d.value);
     let mode = d.and_then(|d| d.mode.as_ref()).map_or(Some(DockerMode::Network), |v| {
-        word("cluster.docker.mode", v, &[("network", DockerMode::Network), ("docker0", DockerMode::Docker0)], p)
+        word(
+            "cluster.docker.mode",
+            v,
+            &[("network", DockerMode::Network), ("docker0", DockerMode::Docker0), ("none", DockerMode::None)],
+            p,
+        )
     });
     let network = match d.and_then(|d| d.network.as_ref()) {
         None => Some("vxmesh".to_string()),

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The benchmark: fresh labs of 3 and 10 nodes (docker) and 30 light nodes (no docker), vxmesh side by side with
+# the classic recipe over plain ssh (bench/manual.sh). Prints markdown for docs/benchmarks.md. Root; ~5 minutes.
+# Usage: bench/run.sh [SIZES...]   e.g. bench/run.sh 3 10 30L   (L = light: no docker, docker.mode none)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+vx=$PWD/target/release/vxmesh
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(3 10 30L)
+work=$(mktemp -d)
+trap 'rm -rf "$work"; $vx lab destroy --name bench >/dev/null 2>&1 || true' EXIT
+# Seconds and peak RSS (KiB) of one command.
+timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || echo "  (exit $?: $*)" >&2; cat "$work/t" | tail -1; }
+secs() { echo "$1" | cut -d' ' -f1; }
+rss() { echo "$1" | cut -d' ' -f2; }
+echo "| nodes | lab create | cold up | peak RSS | no-op up | verify (pairs) | add-node | status | cold up + verify | by hand over ssh | by hand / vxmesh |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for size in "${sizes[@]}"; do
+  n=${size%L}; light=""; mode=network
+  [ "$size" != "$n" ] && light=--light && mode=none
+  $vx lab destroy --name bench >/dev/null 2>&1 || true
+  create=$(timed $vx lab create --nodes $((n + 1)) --name bench $light)
+  lab=/var/lib/vxmesh-lab/bench
+  # The inventory without the last node (added later by add-node), in its own directory.
+  last=$(python3 -c "import json; print(json.load(open('$lab/state.json'))['nodes'][-1]['ip'])")
+  grep -v "host: $last}" "$lab/vxmesh.yaml" | sed "s/^  datapath: netdev.*/&\n  docker: {mode: $mode}/" > "$work/vxmesh.yaml"
+  inv=$work/vxmesh.yaml
+  rm -f "$work/vxmesh.lock"
+  cold=$(timed $vx up -i "$inv" --no-verify)
+  noop=$(timed $vx up -i "$inv" --no-verify)
+  verify=$(timed $vx verify -i "$inv")
+  add=$(timed $vx add-node "node$((n + 1))" --host "$last" -i "$inv")
+  status=$(timed $vx status -i "$inv")
+  $vx remove-node "node$((n + 1))" -i "$inv" >/dev/null
+  $vx down -i "$inv" >/dev/null
+  full=$([ -z "$light" ] && timed $vx up -i "$inv" || echo "- -")
+  $vx down -i "$inv" >/dev/null
+  # By hand: the same N hosts, the classic page of commands over plain ssh, host after host.
+  manual=$(timed bench/manual.sh bench ${light:+--no-docker})
+  ratio=$(echo "scale=1; $(secs "$manual") / $(secs "$cold")" | bc)
+  printf '| %s%s | %.1f s | %.2f s | %d MiB | %.2f s | %.1f s (%d) | %.1f s | %.2f s | %s | %.1f s | %sx |\n' \
+    "$n" "${light:+ light}" "$(secs "$create")" "$(secs "$cold")" "$(( $(rss "$cold") / 1024 ))" "$(secs "$noop")" \
+    "$(secs "$verify")" "$((n * (n - 1)))" "$(secs "$add")" "$(secs "$status")" \
+    "$([ -z "$light" ] && printf '%.1f s' "$(secs "$full")" || echo -)" "$(secs "$manual")" "$ratio"
+  $vx lab destroy --name bench >/dev/null
+done
