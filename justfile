@@ -13,9 +13,14 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --all-targets -- -D warnings
 
-# The planning benchmark (docs/benchmarks.md)
+# All benchmarks (docs/benchmarks.md): planning, then labs of 3, 10 and 30 light nodes side by side with ssh (root)
 bench:
     cargo bench --bench plan
+    bench/run.sh 3 10 30L
+
+# Data plane on a 3-node lab: iperf3 and ping over the mesh vs the underlay (root)
+bench-dataplane:
+    bench/dataplane.sh
 
 # Re-record the facts fixtures from a real OVS + docker host (root)
 record-fixtures:

@@ -177,6 +177,10 @@ struct VerifyArgs {
     /// An address outside the cluster to reach through NAT (default: cluster.outside from the inventory).
     #[arg(long, value_name = "ADDR")]
     outside: Option<std::net::Ipv4Addr>,
+    /// Also measure TCP throughput and latency with iperf3 (on the hosts), container to container over the mesh
+    /// next to host to host on the underlay, around a ring of hosts.
+    #[arg(long)]
+    bandwidth: bool,
     /// The image for the temporary containers (needs sh, ping, wget, httpd: busybox has them).
     #[arg(long, default_value = "busybox")]
     image: String,
@@ -475,6 +479,7 @@ fn verify_options(inv: &Inventory, a: &VerifyArgs) -> vxmesh::verify::VerifyOpti
         outside: a.outside.or(inv.cluster.outside),
         image: a.image.clone(),
         only: None,
+        bandwidth: a.bandwidth,
     }
 }
 

@@ -247,6 +247,34 @@ fn print_verify(r: &verify::Report, plan: &ClusterPlan) {
             );
         }
     }
+    if !r.bandwidth.is_empty() {
+        println!("\nthroughput (iperf3 TCP, 3 s each) and latency, over the mesh vs host to host on the underlay:");
+        println!(
+            "{:<10} {:<10} {:>13} {:>13} {:>6} {:>5} {:>6} {:>15}",
+            "FROM", "TO", "MESH", "UNDERLAY", "RATIO", "MSS", "FRAGS", "RTT MESH/UNDER"
+        );
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |m| format!("{m:.0} Mbit/s"));
+        for b in &r.bandwidth {
+            let ratio = b.overlay_mbps.zip(b.underlay_mbps).map_or("-".into(), |(o, u)| format!("{:.2}", o / u));
+            let rtt = format!(
+                "{}/{} ms",
+                b.overlay_rtt_ms.map_or("-".into(), |v| format!("{v:.2}")),
+                b.underlay_rtt_ms.map_or("-".into(), |v| format!("{v:.2}"))
+            );
+            println!(
+                "{:<10} {:<10} {:>13} {:>13} {:>6} {:>5} {:>6} {:>15}{}",
+                b.from,
+                b.to,
+                f(b.overlay_mbps),
+                f(b.underlay_mbps),
+                ratio,
+                b.mss.map_or("-".into(), |m| m.to_string()),
+                b.fragments.map_or("-".into(), |n| n.to_string()),
+                rtt,
+                b.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default()
+            );
+        }
+    }
     println!("{}", if r.ok { "mesh OK" } else { "mesh BROKEN" });
 }
 

@@ -24,6 +24,8 @@ pub struct VerifyOptions {
     pub sample: Option<usize>,
     /// Test only the pairs that involve this node (after `add-node`).
     pub only: Option<String>,
+    /// Also measure TCP throughput with iperf3, container to container and host to host, around a ring of hosts.
+    pub bandwidth: bool,
     pub outside: Option<Ipv4Addr>,
     pub image: String,
 }
@@ -62,6 +64,128 @@ pub struct Report {
     pub hosts: Vec<HostCheck>,
     pub outside: Option<Ipv4Addr>,
     pub seconds: f64,
+    /// With `--bandwidth`: one row per ring pair.
+    pub bandwidth: Vec<Bandwidth>,
+}
+
+/// Throughput and latency over the mesh next to the same between the hosts themselves.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Bandwidth {
+    pub from: String,
+    pub to: String,
+    pub overlay_mbps: Option<f64>,
+    pub underlay_mbps: Option<f64>,
+    pub overlay_rtt_ms: Option<f64>,
+    pub underlay_rtt_ms: Option<f64>,
+    /// TCP's maximum segment size on the overlay: MTU - 40 - 12 (timestamps) means full-size segments.
+    pub mss: Option<u32>,
+    /// IP fragments created on the sending host (its containers' and its own namespace) during the run.
+    pub fragments: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Seconds each iperf3 run lasts.
+const IPERF_SECONDS: u32 = 3;
+
+fn bandwidth_server(run: &str, underlay: Ipv4Addr) -> String {
+    let (l, _) = names(run);
+    format!(
+        "command -v iperf3 >/dev/null || {{ echo 'iperf3 is not installed on this host' >&2; exit 1; }}\n\
+         pid=$(docker inspect -f '{{{{.State.Pid}}}}' {l})\n\
+         nsenter -t \"$pid\" -n iperf3 -s -1 -D -p 5201\niperf3 -s -1 -D -p 5202 -B {underlay}\nsleep 0.3\n"
+    )
+}
+
+fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr, underlay_to: Ipv4Addr) -> String {
+    let (l, _) = names(run);
+    // FragCreates, found by its header name (the kernel keeps adding columns to /proc/net/snmp).
+    let frags = "awk '/^Ip:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == \"FragCreates\") c = i; h = 1 } else print $c }' /proc/net/snmp";
+    format!(
+        "pid=$(docker inspect -f '{{{{.State.Pid}}}}' {l})\n\
+         f0=$(( $(nsenter -t \"$pid\" -n {frags}) + $({frags}) ))\n\
+         echo '### overlay'\nnsenter -t \"$pid\" -n iperf3 -c {overlay_to} -p 5201 -t {IPERF_SECONDS} -J\n\
+         echo '### underlay'\niperf3 -c {underlay_to} -p 5202 -t {IPERF_SECONDS} -J -B {underlay_from}\n\
+         echo '### end'\n\
+         f1=$(( $(nsenter -t \"$pid\" -n {frags}) + $({frags}) ))\necho \"fragments $((f1 - f0))\"\n\
+         echo \"underlay-rtt $(ping -c3 -i 0.2 -q {underlay_to} | sed -n 's|.* = [0-9.]*/\\([0-9.]*\\)/.*|\\1|p')\"\n\
+         echo \"overlay-rtt $(nsenter -t \"$pid\" -n ping -c3 -i 0.2 -q {overlay_to} | sed -n 's|.* = [0-9.]*/\\([0-9.]*\\)/.*|\\1|p')\"\n"
+    )
+}
+
+/// Parses what [`bandwidth_client`] printed.
+pub fn parse_bandwidth(text: &str, from: &str, to: &str) -> Bandwidth {
+    let mut b = Bandwidth { from: from.into(), to: to.into(), ..Default::default() };
+    let section = |name: &str| -> Option<serde_json::Value> {
+        let start = text.find(&format!("### {name}\n"))? + name.len() + 5;
+        let end = text[start..].find("### ")? + start;
+        serde_json::from_str(&text[start..end]).ok()
+    };
+    let mbps = |v: &serde_json::Value| v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e6);
+    if let Some(o) = section("overlay") {
+        b.overlay_mbps = mbps(&o);
+        b.mss = o["start"]["tcp_mss_default"].as_u64().map(|m| m as u32);
+        if let Some(e) = o["error"].as_str() {
+            b.error = Some(format!("overlay: {e}"));
+        }
+    }
+    if let Some(u) = section("underlay") {
+        b.underlay_mbps = mbps(&u);
+    }
+    for line in text.lines() {
+        let mut f = line.split_whitespace();
+        match (f.next(), f.next()) {
+            (Some("fragments"), Some(n)) => b.fragments = n.parse().ok(),
+            (Some("underlay-rtt"), Some(r)) => b.underlay_rtt_ms = r.parse().ok(),
+            (Some("overlay-rtt"), Some(r)) => b.overlay_rtt_ms = r.parse().ok(),
+            _ => {}
+        }
+    }
+    if b.overlay_mbps.is_none() && b.error.is_none() {
+        b.error = Some("iperf3 gave no result over the mesh".into());
+    }
+    b
+}
+
+/// Runs iperf3 around a ring of hosts, one pair at a time so they do not compete; listeners must be running.
+async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
+    let n = hosts.len();
+    let mut out = vec![];
+    for i in 0..n {
+        let (a, b) = (&hosts[i], &hosts[(i + 1) % n]);
+        if n < 2 || (n == 2 && i == 1) {
+            break;
+        }
+        let (Ok(sa), Ok(sb)) = (&a.session, &b.session) else { continue };
+        let server = sb.run(&bandwidth_server(run, b.node.underlay_ip)).await;
+        let mut row = match server {
+            Ok(o) if o.code == 0 => {
+                let ip = sb
+                    .run(&format!(
+                        "docker inspect -f '{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}' {}",
+                        b.node.docker.network,
+                        names(run).0
+                    ))
+                    .await
+                    .ok()
+                    .and_then(|o| o.stdout.trim().parse::<Ipv4Addr>().ok());
+                match ip {
+                    Some(ip) => {
+                        match sa.run(&bandwidth_client(run, ip, a.node.underlay_ip, b.node.underlay_ip)).await {
+                            Ok(o) => parse_bandwidth(&o.stdout, &a.node.name, &b.node.name),
+                            Err(e) => Bandwidth { error: Some(e), ..Default::default() },
+                        }
+                    }
+                    None => Bandwidth { error: Some("no listener address".into()), ..Default::default() },
+                }
+            }
+            Ok(o) => Bandwidth { error: Some(o.stderr.trim().to_string()), ..Default::default() },
+            Err(e) => Bandwidth { error: Some(e), ..Default::default() },
+        };
+        row.from = a.node.name.clone();
+        row.to = b.node.name.clone();
+        out.push(row);
+    }
+    out
 }
 
 /// The ordered pairs to test: all of them, or `k` spread evenly.
@@ -110,9 +234,10 @@ fn client_script(
     let net = &node.docker.network;
     let mut inner = String::new();
     // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
+    // Latency pings try three times and the first answer counts: the first may wait for ARP on a busy host.
     for (name, ip) in targets {
         inner.push_str(&format!(
-            "( rtt=$(ping -c1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p'); seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
+            "( rtt=$(ping -c3 -i 0.3 -W3 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
         ));
     }
     for (name, ip) in switches {
@@ -161,7 +286,7 @@ fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String {
     );
     for (name, ip) in targets {
         s.push_str(&format!(
-            "( rtt=$(ping -c1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p'); echo \"pair {name} ${{rtt:--}} -\"\n  \
+            "( rtt=$(ping -c3 -i 0.3 -W3 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); echo \"pair {name} ${{rtt:--}} -\"\n  \
              if [ \"$has_ping\" = 1 ]; then ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
              over=$(ping -c1 -W1 -w1 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
              echo \"mtu {name} $full $over\"; fi ) &\n"
@@ -259,7 +384,8 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     let client_out: BTreeMap<String, Result<String, String>> =
         clients.into_iter().map(|(n, r, _)| (n.name.clone(), r)).collect();
     let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
-    Report { seconds: started.elapsed().as_secs_f64(), ..report }
+    let bandwidth = if v.bandwidth { measure_bandwidth(hosts, run).await } else { vec![] };
+    Report { seconds: started.elapsed().as_secs_f64(), bandwidth, ..report }
 }
 
 /// Hosts without docker: every switch pings every peer's switch through the tunnels, DF probes included.
@@ -404,7 +530,7 @@ pub fn assemble(
         })
         .collect::<Vec<_>>();
     let ok = pairs.iter().all(|p| p.ok) && hosts.iter().all(|h| h.ok);
-    Report { ok, pairs, hosts, outside, seconds: 0.0 }
+    Report { ok, pairs, hosts, outside, seconds: 0.0, bandwidth: vec![] }
 }
 
 #[derive(Default)]
@@ -506,5 +632,30 @@ mod tests {
         assert_eq!(p.mtu["node2"], (true, true));
         assert!(!p.switches["node3"]);
         assert_eq!(p.outside, Some(true));
+    }
+}
+
+#[cfg(test)]
+mod bandwidth_tests {
+    use super::*;
+
+    #[test]
+    fn iperf_json_and_counters_parse() {
+        let text = "### overlay\n{\"start\": {\"tcp_mss_default\": 1398}, \"end\": {\"sum_received\": {\"bits_per_second\": 812000000.0}}}\n\
+                    ### underlay\n{\"start\": {}, \"end\": {\"sum_received\": {\"bits_per_second\": 1020000000.0}}}\n### end\n\
+                    fragments 0\nunderlay-rtt 0.180\noverlay-rtt 0.412\n";
+        let b = parse_bandwidth(text, "a", "b");
+        assert_eq!(b.overlay_mbps, Some(812.0));
+        assert_eq!(b.underlay_mbps, Some(1020.0));
+        assert_eq!(b.mss, Some(1398));
+        assert_eq!(b.fragments, Some(0));
+        assert_eq!((b.overlay_rtt_ms, b.underlay_rtt_ms), (Some(0.412), Some(0.18)));
+        assert!(b.error.is_none());
+    }
+
+    #[test]
+    fn missing_iperf_result_is_an_error() {
+        let b = parse_bandwidth("### overlay\n{\"error\": \"unable to connect\"}\n### underlay\n### end\n", "a", "b");
+        assert!(b.error.as_deref().unwrap().contains("unable to connect"), "{b:?}");
     }
 }

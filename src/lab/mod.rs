@@ -431,7 +431,7 @@ fn write_access_files(state: &LabState) -> Result<()> {
 pub fn inventory_text(state: &LabState) -> String {
     let mut y = format!(
         "# Written by `vxmesh lab create` for lab `{name}`. Use it as it is: vxmesh up -i {inv}\n\
-         cluster:\n  name: lab-{name}\n  cidr: 172.16.0.0/12\n  switch_cidr: 172.30.0.0/16\n\
+         cluster:\n  name: lab-{name}\n  cidr: 172.16.0.0/12\n  node_prefix: {prefix}             # a /12 holds 14 /16s besides docker0's and the switches'\n  switch_cidr: 172.30.0.0/16\n\
          \x20 datapath: netdev             # no kernel OVS module here: OVS's userspace datapath, tunnels via br-phy\n\
          \x20 outside: {outside}          # the lab's outside-world host, for verify's NAT check\n\
          ssh:\n  user: root\n  identity_file: {dir}/id_ed25519\n  known_hosts: {dir}/known_hosts\nnodes:\n",
@@ -439,6 +439,7 @@ pub fn inventory_text(state: &LabState) -> String {
         inv = state.inventory_path().display(),
         outside = state.outside.ip,
         dir = state.dir.display(),
+        prefix = if state.nodes.len() <= 13 { 16 } else { 20 },
     );
     for n in &state.nodes {
         y.push_str(&format!("  - {{name: {}, host: {}}}\n", n.name, n.ip));

@@ -196,6 +196,16 @@ fn light_lab_has_ssh_and_ovs_but_no_docker() {
         let out = ssh(&lab, n, "ovs-vsctl br-exists br-phy && echo ovs; pgrep -x dockerd || echo no-docker");
         assert!(out.contains("ovs") && out.contains("no-docker"), "{out}");
     }
+    // The mesh without docker (docker.mode none): switches and tunnels only, verified switch to switch.
+    let dir = TempDir::new("light");
+    let inv = dir.0.join("vxmesh.yaml");
+    let text = std::fs::read_to_string(lab.inventory_path())
+        .unwrap()
+        .replace("  datapath: netdev", "  docker: {mode: none}\n  datapath: netdev");
+    std::fs::write(&inv, text).unwrap();
+    let r = vxmesh(&dir.0, &["up", "-i", inv.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("2/2 pairs ok") && r.stdout.contains("switch to switch"), "{r}");
 }
 
 #[test]

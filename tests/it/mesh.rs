@@ -86,6 +86,18 @@ fn up_verify_status_down_on_a_real_lab() {
         assert!(h["tunnels"].as_array().unwrap().iter().all(|t| t["bfd"] == "up"), "{h}");
     }
 
+    // Throughput over the mesh next to the underlay: full-size segments (MSS = 1450 - 40 - 12), no fragments.
+    let r = run(&dir.0, &["verify", "-i", inv, "--bandwidth", "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let rows = v["bandwidth"].as_array().unwrap();
+    assert_eq!(rows.len(), 3, "a ring of three pairs: {r}");
+    for b in rows {
+        assert!(b["overlay_mbps"].as_f64().unwrap() > 10.0 && b["underlay_mbps"].as_f64().unwrap() > 10.0, "{b}");
+        assert_eq!(b["mss"], 1398, "{b}");
+        assert_eq!(b["fragments"], 0, "{b}");
+    }
+
     // A plain verify on its own, and the matrix a person reads.
     let r = run(&dir.0, &["verify", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
