@@ -492,6 +492,10 @@ fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, facts: &HostFacts, present: boo
     if t.bfd && iface.bfd.get("enable").map(String::as_str) != Some("true") {
         out.push("BFD is off".to_string());
     }
+    let ms = names::BFD_INTERVAL_MS.to_string();
+    if t.bfd && (iface.bfd.get("min_tx") != Some(&ms) || iface.bfd.get("min_rx") != Some(&ms)) {
+        out.push(format!("BFD intervals are not {ms} ms"));
+    }
     if t.protected && !port.protected {
         out.push("not protected (loop risk)".to_string());
     }

@@ -71,7 +71,8 @@ pub fn commands(change: &Change) -> Vec<Command> {
                 v.push(ovs(format!("--may-exist add-port {bridge} {}", t.port)));
             }
             v.push(ovs(format!(
-                "set interface {p} type=vxlan options:remote_ip={ip} options:key={vni} options:dst_port={port} bfd:enable={bfd}",
+                "set interface {p} type=vxlan options:remote_ip={ip} options:key={vni} options:dst_port={port} bfd:enable={bfd} bfd:min_tx={ms} bfd:min_rx={ms}",
+                ms = crate::names::BFD_INTERVAL_MS,
                 p = t.port,
                 ip = t.remote_ip,
                 bfd = t.bfd

@@ -68,6 +68,8 @@ pub fn apply(f: &mut HostFacts, c: &Change) {
             i.options.insert("key".into(), vni.to_string());
             i.options.insert("dst_port".into(), port.to_string());
             i.bfd.insert("enable".into(), tunnel.bfd.to_string());
+            i.bfd.insert("min_tx".into(), vxmesh::names::BFD_INTERVAL_MS.to_string());
+            i.bfd.insert("min_rx".into(), vxmesh::names::BFD_INTERVAL_MS.to_string());
             f.ovs.ports.get_mut(&*tunnel.port).unwrap().protected = tunnel.protected;
         }
         Change::RemoveTunnel { bridge, port } => {
