@@ -13,6 +13,8 @@ use vxmesh::ipam::{self, Lock};
 use vxmesh::plan::{self, ClusterPlan, NodePlan};
 use vxmesh::render;
 
+use crate::hosts::print_json;
+
 #[derive(Parser)]
 #[command(
     name = "vxmesh",
@@ -523,12 +525,6 @@ fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) 
             })
             .collect(),
     }
-}
-
-fn print_json<T: Serialize>(v: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, v);
-    let _ = writeln!(out);
 }
 
 /// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and

@@ -140,25 +140,7 @@ pub async fn up(
         executor::converge(&s, &node, false, None, &bar).await
     })
     .await;
-    let rows = results(raw);
-    let failed = rows.iter().any(|r| r.status == "failed");
-    if !json {
-        print_summary(&rows, "changed");
-    }
-    let report = match &verify {
-        Some(v) if !failed && !opts.stopped() => Some(run_verify(&hosts, plan, opts, v).await),
-        _ => None,
-    };
-    executor::close_all(&hosts).await;
-    if json {
-        print_json(&json!({"ok": !failed && report.as_ref().is_none_or(|r| r.ok), "hosts": rows, "verify": report}));
-    } else if let Some(r) = &report {
-        print_verify(r, plan);
-    } else if failed && verify.is_some() {
-        println!("verify skipped: not every host was built");
-    }
-    let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
-    Ok(exit_code(opts, bad))
+    finish_change(&hosts, plan, opts, verify, json, raw, "changed").await
 }
 
 /// Runs verification, and always removes its containers (also on Ctrl-C).
@@ -437,7 +419,7 @@ pub async fn down(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: boo
     Ok(exit_code(opts, failed))
 }
 
-fn print_json<T: Serialize>(v: &T) {
+pub fn print_json<T: Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);
     let _ = writeln!(out);
@@ -496,6 +478,8 @@ async fn finish_change(
         print_json(&json!({"ok": !failed && report.as_ref().is_none_or(|r| r.ok), "hosts": rows, "verify": report}));
     } else if let Some(r) = &report {
         print_verify(r, plan);
+    } else if failed && verify.is_some() {
+        println!("verify skipped: not every host was built");
     }
     let bad = failed || report.as_ref().is_some_and(|r| !r.ok);
     Ok(exit_code(opts, bad))
