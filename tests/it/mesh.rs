@@ -579,3 +579,40 @@ fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
     assert!(r.stdout.contains("2/2 pairs ok") && r.stdout.contains("mesh OK"), "{r}");
     assert!(ssh(&lab, "node2", "ip -br addr show docker0").contains("172.18.0.1/16"));
 }
+
+/// The nftables backend: a table of vxmesh's own whose peer set is exactly the current peers, kept so by
+/// remove-node, and gone after down.
+#[test]
+fn nftables_firewall_lists_exactly_the_peers() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("m10", &["--nodes", "3", "--light"]);
+    let dir = TempDir::new("nft");
+    let inv = inventory(&lab, &dir.0, |t| {
+        t.replace("  datapath: netdev", "  docker: {mode: none}\n  firewall: nftables\n  datapath: netdev")
+    });
+    let inv = inv.to_str().unwrap();
+    let peers = |n: &str| -> Vec<String> {
+        let out = ssh(&lab, n, "nft -j list set inet vxmesh peers");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let mut p: Vec<String> = v["nftables"][1]["set"]["elem"]
+            .as_array()
+            .map(|a| a.iter().map(|e| e.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        p.sort();
+        p
+    };
+    let ip = |i: usize| lab.nodes[i].ip.to_string();
+    let r = run(&dir.0, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(peers("node1"), vec![ip(1), ip(2)]);
+    assert_eq!(peers("node3"), vec![ip(0), ip(1)]);
+    assert!(!ssh(&lab, "node1", "iptables -S").contains("VXMESH-VXLAN"), "one firewall backend, not two");
+    let r = run(&dir.0, &["remove-node", "node3", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(peers("node1"), vec![ip(1)]);
+    assert_eq!(peers("node2"), vec![ip(0)]);
+    let r = run(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!ssh(&lab, "node1", "nft list tables").contains("vxmesh"));
+}
