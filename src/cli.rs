@@ -57,15 +57,7 @@ enum Command {
         node: String,
     },
     /// Build the mesh on every host (only what is missing), then verify it.
-    Up {
-        #[command(flatten)]
-        hosts: HostArgs,
-        /// Skip the verification after building.
-        #[arg(long)]
-        no_verify: bool,
-        #[command(flatten)]
-        verify: VerifyArgs,
-    },
+    Up(BuildArgs),
     /// Prove the mesh works: containers on every pair of hosts talk over the tunnels, without NAT.
     Verify {
         #[command(flatten)]
@@ -92,11 +84,7 @@ enum Command {
         #[arg(long)]
         subnet: Option<String>,
         #[command(flatten)]
-        hosts: HostArgs,
-        #[arg(long)]
-        no_verify: bool,
-        #[command(flatten)]
-        verify: VerifyArgs,
+        build: BuildArgs,
     },
     /// Remove a node: its tunnel and firewall entry leave every other node, the node itself is torn down,
     /// and its subnet is freed in the lock file.
@@ -169,6 +157,18 @@ struct HostArgs {
     /// Seconds a single script may run on a host.
     #[arg(long, default_value_t = 300)]
     command_timeout: u64,
+}
+
+/// What the commands that build hosts take: how to reach them, and how to verify afterwards.
+#[derive(Args, Clone)]
+struct BuildArgs {
+    #[command(flatten)]
+    hosts: HostArgs,
+    /// Skip the verification after building.
+    #[arg(long)]
+    no_verify: bool,
+    #[command(flatten)]
+    verify: VerifyArgs,
 }
 
 #[derive(Args, Clone)]
@@ -254,7 +254,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let (inv, plan) = load(&cli.inventory)?;
             runtime().block_on(crate::hosts::plan(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
         }
-        Command::Up { hosts, no_verify, verify } => {
+        Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
             runtime().block_on(crate::hosts::up(&inv, &plan, &host_options(hosts, cli.json, &inv), v, cli.json))
@@ -272,7 +272,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let (inv, plan) = load(&cli.inventory)?;
             runtime().block_on(crate::hosts::down(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
         }
-        Command::AddNode { name, host, underlay_ip, subnet, hosts, no_verify, verify } => {
+        Command::AddNode { name, host, underlay_ip, subnet, build: BuildArgs { hosts, no_verify, verify } } => {
             let text = read_inventory(&cli.inventory)?;
             let old = inventory::parse(&cli.inventory, &text)?;
             if old.node(name).is_some() {
