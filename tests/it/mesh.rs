@@ -522,11 +522,23 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
         std::thread::sleep(std::time::Duration::from_millis(500));
         arrived()
     };
-    assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), 0, "a non-peer injected frames into a container");
-    assert!(
-        send(&lab.nodes[1].netns, &lab.nodes[1].ip.to_string()) >= 3,
-        "the same frames from a peer's address arrive (the check is real)"
-    );
+    // Several rounds each: the peer's first frames can race the tunnel's readiness right after `up`.
+    for _ in 0..3 {
+        assert_eq!(
+            send(&lab.outside.netns, &lab.outside.ip.to_string()),
+            0,
+            "a non-peer injected frames into a container"
+        );
+    }
+    let mut from_peer = 0;
+    for _ in 0..10 {
+        from_peer = send(&lab.nodes[1].netns, &lab.nodes[1].ip.to_string());
+        if from_peer >= 3 {
+            break;
+        }
+    }
+    assert!(from_peer >= 3, "the same frames from a peer's address arrive (the check is real): {from_peer}");
+    assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), from_peer, "and the outsider's still do not");
 }
 
 /// docker0 mode: bip merged into daemon.json (the admin's keys kept), docker restarted only with live-restore,
