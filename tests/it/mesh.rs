@@ -441,7 +441,14 @@ fn an_interrupted_up_converges_when_run_again() {
             .spawn()
             .unwrap()
     };
-    let cases: [(&str, u64); 5] = [("kill", 100), ("kill", 250), ("kill", 400), ("int", 250), ("drop-ssh", 200)];
+    // Kill points as fractions of one uninterrupted cold up on this machine: early, middle and late in the run.
+    let started = std::time::Instant::now();
+    let r = run(&dir.0, &["up", "--no-verify", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    let cold_ms = started.elapsed().as_millis() as u64;
+    let at = |percent: u64| cold_ms * percent / 100;
+    let cases: [(&str, u64); 5] =
+        [("kill", at(15)), ("kill", at(40)), ("kill", at(55)), ("int", at(40)), ("drop-ssh", at(30))];
     for (how, after_ms) in cases {
         let r = run(&dir.0, &["down", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
