@@ -77,8 +77,15 @@ fn up_verify_status_down_on_a_real_lab() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
 
-    // Status: clean, every tunnel's BFD up.
-    let r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    // Status: clean, every tunnel's BFD up (sessions at 1 s intervals take a few seconds to come up).
+    let mut r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    for _ in 0..10 {
+        if r.code == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    }
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     assert_eq!(v["ok"], true, "{r}");
