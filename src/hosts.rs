@@ -353,7 +353,6 @@ pub async fn status(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: b
         );
         for r in &rows {
             let up = r.tunnels.iter().filter(|t| t.bfd.as_deref() == Some("up")).count();
-            let present = r.tunnels.iter().filter(|t| t.present).count();
             let yn = |b: bool| if b { "yes" } else { "no" };
             let tunnels = if r.reachable { format!("{up}/{} up", r.tunnels.len()) } else { "-".into() };
             let drift = match (&r.error, r.drift.len()) {
@@ -382,7 +381,6 @@ pub async fn status(inv: &Inventory, plan: &ClusterPlan, opts: &Options, json: b
                     }
                 );
             }
-            let _ = present;
         }
         println!("{}", if clean { "all hosts match the plan, every tunnel up" } else { "not clean: see above" });
     }

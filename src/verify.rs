@@ -30,6 +30,17 @@ pub struct VerifyOptions {
     pub image: String,
 }
 
+impl VerifyOptions {
+    /// The ordered pairs this verification tests: all, a spread sample, or those involving `only`.
+    pub fn pairs(&self, names: &[String]) -> Vec<(String, String)> {
+        let mut wanted = pairs(names, self.sample);
+        if let Some(n) = &self.only {
+            wanted.retain(|(a, b)| a == n || b == n);
+        }
+        wanted
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Pair {
     pub from: String,
@@ -343,10 +354,7 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     let listener_ip: BTreeMap<String, Result<Ipv4Addr, String>> =
         listeners.into_iter().map(|(n, r, _)| (n.name.clone(), r)).collect();
     let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut wanted = pairs(&names, v.sample);
-    if let Some(n) = &v.only {
-        wanted.retain(|(a, b)| a == n || b == n);
-    }
+    let wanted = v.pairs(&names);
     let switch_of: BTreeMap<&str, Ipv4Addr> =
         plan.nodes.iter().map(|n| (n.name.as_str(), n.switch.address.addr())).collect();
 
@@ -392,10 +400,7 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
 async fn verify_switches(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Report {
     let started = std::time::Instant::now();
     let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
-    let mut wanted = pairs(&names, v.sample);
-    if let Some(n) = &v.only {
-        wanted.retain(|(a, b)| a == n || b == n);
-    }
+    let wanted = v.pairs(&names);
     let switch_of: BTreeMap<String, Ipv4Addr> =
         plan.nodes.iter().map(|n| (n.name.clone(), n.switch.address.addr())).collect();
     let targets_of: Arc<BTreeMap<String, Named>> = Arc::new(

@@ -28,14 +28,12 @@ fn at<T>(v: &At<T>) -> Option<Pos> {
 
 pub fn validate(path: &Path, raw: RawInventory) -> Result<Inventory, Vec<Diagnostic>> {
     let mut p = Problems::default();
-    let cluster_pos = at(&raw.cluster);
     let cluster = cluster(&raw.cluster.value, raw.nodes.value.len(), &mut p);
     let ssh = ssh(raw.ssh.as_ref().map(|s| &s.value), &mut p);
     if raw.nodes.value.is_empty() {
         p.add(at(&raw.nodes), "nodes: the list is empty; name at least one host");
     }
     let nodes = nodes(&raw.nodes.value, cluster.as_ref(), &mut p);
-    let _ = cluster_pos;
     if !p.0.is_empty() {
         return Err(p.0);
     }
