@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use vxmesh::converge;
 use vxmesh::facts::HostFacts;
-use vxmesh::{diff, inventory, ipam, plan, render};
+use vxmesh::model::{inventory, ipam};
+use vxmesh::plan;
 
 /// Counts live heap bytes and their high-water mark.
 struct Counting;
@@ -87,14 +89,14 @@ fn main() {
         let p = plan::plan(&inv, &lock);
         row(
             &format!("offline diff alone, {n} nodes"),
-            measure(3, || p.nodes.iter().map(|node| diff::diff(node, &HostFacts::default()).len()).sum::<usize>()),
+            measure(3, || p.nodes.iter().map(|node| converge::diff(node, &HostFacts::default()).len()).sum::<usize>()),
         );
         row(
             &format!("offline diff + scripts, {n} nodes"),
             measure(3, || {
                 p.nodes
                     .iter()
-                    .map(|node| render::script(node, &diff::diff(node, &HostFacts::default())).len())
+                    .map(|node| converge::script(node, &converge::diff(node, &HostFacts::default())).len())
                     .sum::<usize>()
             }),
         );

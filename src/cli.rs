@@ -1,19 +1,25 @@
 //! Command line: the only place that prints or picks exit codes (0 ok, 1 bad usage or input, 2 a host failed).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
-use vxmesh::diff::{self, Step};
+use serde_json::json;
+use vxmesh::commands::{self, ChangeOutcome, HostResult};
+use vxmesh::components::Step;
+use vxmesh::converge;
 use vxmesh::error::Error;
 use vxmesh::facts::HostFacts;
-use vxmesh::inventory::{self, Inventory};
-use vxmesh::ipam::{self, Lock};
+use vxmesh::model::inventory::{self, Inventory};
+use vxmesh::model::ipam::{self, Lock};
 use vxmesh::plan::{self, ClusterPlan, NodePlan};
-use vxmesh::render;
+use vxmesh::remote::executor::Options;
+use vxmesh::remote::interrupt::Stop;
+use vxmesh::report::{self, json as print_json};
 
-use crate::hosts::print_json;
+/// Exit code when any host failed.
+const HOSTS_FAILED: i32 = 2;
+/// Exit code after Ctrl-C, as shells expect.
+const INTERRUPTED: i32 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -205,72 +211,152 @@ pub fn run() -> i32 {
     }
 }
 
-/// The inventory, validated, with the address plan kept in step with it.
+/// The inventory, validated, with the address plan kept in step with it (the lock is written when it changed).
 fn load(path: &Path) -> Result<(Inventory, ClusterPlan), Error> {
+    load_with(path, true)
+}
+
+/// As [`load`], but the address plan stays in memory: for commands that only show (`render`, `plan --offline`).
+fn load_readonly(path: &Path) -> Result<(Inventory, ClusterPlan), Error> {
+    load_with(path, false)
+}
+
+fn load_with(path: &Path, save: bool) -> Result<(Inventory, ClusterPlan), Error> {
     let inv = inventory::load(path)?;
     let lock_file = ipam::lock_path(path);
     let previous = Lock::load(&lock_file)?;
     let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
-    if previous.as_ref() != Some(&lock) {
+    if save && previous.as_ref() != Some(&lock) {
         lock.save(&lock_file)?;
     }
     let plan = plan::plan(&inv, &lock);
     Ok((inv, plan))
 }
 
+/// 130 after Ctrl-C, 2 when a host failed (or verification found a fault), else 0.
+fn exit_code(opts: &Options, failed: bool) -> i32 {
+    if opts.stopped() {
+        INTERRUPTED
+    } else if failed {
+        HOSTS_FAILED
+    } else {
+        0
+    }
+}
+
+/// Prints a change command's outcome (the summary was printed before verification) and picks its exit code.
+fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, json: bool) -> i32 {
+    if json {
+        print_json(&json!({"ok": outcome.ok, "hosts": outcome.hosts, "verify": outcome.verify}));
+    } else if let Some(r) = &outcome.verify {
+        report::verify(r, plan);
+    } else if outcome.verify_skipped && !outcome.interrupted {
+        println!("verify skipped: not every host was built");
+    }
+    exit_code(opts, !outcome.ok)
+}
+
+/// What change commands print before verification starts: the per-host table (not with --json).
+fn summary_printer(json: bool, verb: &'static str) -> impl Fn(&[HostResult]) {
+    move |rows: &[HostResult]| {
+        if !json {
+            report::summary(rows, verb);
+        }
+    }
+}
+
 fn execute(cli: &Cli) -> Result<i32, Error> {
     match &cli.command {
         Command::Plan { offline: true, .. } => {
-            let (_, plan) = load(&cli.inventory)?;
+            let (_, plan) = load_readonly(&cli.inventory)?;
             if cli.json {
                 let nodes: Vec<(&NodePlan, Vec<Step>)> =
-                    plan.nodes.iter().map(|n| (n, diff::diff(n, &HostFacts::default()))).collect();
-                print_json(&plan_json(&plan, &nodes));
+                    plan.nodes.iter().map(|n| (n, converge::diff(n, &HostFacts::default()))).collect();
+                print_json(&report::plan_json(&plan, &nodes));
             } else {
-                print_offline_plan(&plan);
+                report::offline_plan(&plan);
             }
             Ok(0)
         }
         Command::Render { node } => {
-            let (inv, plan) = load(&cli.inventory)?;
+            let (inv, plan) = load_readonly(&cli.inventory)?;
             let n =
                 plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
-            let steps = diff::diff(n, &HostFacts::default());
+            let steps = converge::diff(n, &HostFacts::default());
             if cli.json {
-                print_json(&plan_json(&plan, &[(n, steps)]));
+                print_json(&report::plan_json(&plan, &[(n, steps)]));
             } else {
-                print!("{}", render::script(n, &steps));
+                print!("{}", converge::script(n, &steps));
             }
             Ok(0)
         }
         Command::FactsScript { node } => {
-            let (inv, plan) = load(&cli.inventory)?;
+            let (inv, plan) = load_readonly(&cli.inventory)?;
             let n =
                 plan.node(node).ok_or_else(|| Error::UnknownNode { name: node.clone(), known: inv.node_names() })?;
-            print!("{}", vxmesh::facts::gather_script(n));
+            print!("{}", converge::gather_script(n, &converge::up_components(n)));
             Ok(0)
         }
         Command::Plan { offline: false, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
-            runtime().block_on(crate::hosts::plan(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
+            let opts = host_options(hosts, cli.json, &inv);
+            let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
+            if cli.json {
+                print_json(&json!({"hosts": rows}));
+            } else {
+                report::plan(&rows);
+            }
+            Ok(exit_code(&opts, rows.iter().any(HostResult::failed)))
         }
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            runtime().block_on(crate::hosts::up(&inv, &plan, &host_options(hosts, cli.json, &inv), v, cli.json))
+            let opts = host_options(hosts, cli.json, &inv);
+            let outcome =
+                runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli.json, "changed")));
+            Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::Verify { hosts, verify } => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = verify_options(&inv, verify);
-            runtime().block_on(crate::hosts::verify(&inv, &plan, &host_options(hosts, cli.json, &inv), &v, cli.json))
+            let opts = host_options(hosts, cli.json, &inv);
+            let r = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
+            if cli.json {
+                print_json(&r);
+            } else {
+                report::verify(&r, &plan);
+            }
+            Ok(exit_code(&opts, !r.ok))
         }
         Command::Status(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            runtime().block_on(crate::hosts::status(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
+            let opts = host_options(hosts, cli.json, &inv);
+            let rows = runtime().block_on(commands::status::run(&inv, &plan, &opts));
+            let clean = rows.iter().all(|r| r.clean());
+            if cli.json {
+                print_json(&json!({"ok": clean, "hosts": rows}));
+            } else {
+                report::status(&rows, clean);
+            }
+            Ok(if rows.iter().any(|r| !r.reachable) {
+                HOSTS_FAILED
+            } else if clean {
+                0
+            } else {
+                1
+            })
         }
         Command::Down(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            runtime().block_on(crate::hosts::down(&inv, &plan, &host_options(hosts, cli.json, &inv), cli.json))
+            let opts = host_options(hosts, cli.json, &inv);
+            let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts));
+            let failed = rows.iter().any(HostResult::failed);
+            if cli.json {
+                print_json(&json!({"ok": !failed, "hosts": rows}));
+            } else {
+                report::summary(&rows, "removed");
+            }
+            Ok(exit_code(&opts, failed))
         }
         Command::AddNode { name, host, underlay_ip, subnet, build: BuildArgs { hosts, no_verify, verify } } => {
             let text = read_inventory(&cli.inventory)?;
@@ -292,14 +378,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             lock.save(&lock_file)?;
             let plan = plan::plan(&inv, &lock);
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            runtime().block_on(crate::hosts::add_node(
+            let opts = host_options(hosts, cli.json, &inv);
+            let outcome = runtime().block_on(commands::add_node::run(
                 &inv,
                 &plan,
                 name,
-                &host_options(hosts, cli.json, &inv),
+                &opts,
                 v,
-                cli.json,
-            ))
+                &summary_printer(cli.json, "changed"),
+            ));
+            Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::RemoveNode { name, force, hosts } => {
             let text = read_inventory(&cli.inventory)?;
@@ -323,15 +411,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 lock.save(&lock_file)
             };
             let opts = host_options(hosts, cli.json, &old);
-            runtime().block_on(crate::hosts::remove_node(
+            let outcome = runtime().block_on(commands::remove_node::run(
                 (&old, &old_plan),
                 &plan,
                 name,
                 *force,
                 &opts,
-                cli.json,
                 commit,
-            ))
+                &summary_printer(cli.json, "changed"),
+            ))?;
+            Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::Lab(cmd) => lab_command(cmd, cli.json),
     }
@@ -433,45 +522,30 @@ fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
     Ok((file, previous))
 }
 
-/// Ctrl-C no longer kills vxmesh outright while it works on hosts: the first one lets hosts mid-step finish and
-/// report (killing the SSH connections would cut their scripts short), the second one exits at once.
-fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let flag = std::sync::Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        rt.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-            f.store(true, Ordering::SeqCst);
-            eprintln!(
-                "\ninterrupted: hosts mid-step finish and report; no new host is started (Ctrl-C again to quit now)"
-            );
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(130);
-        });
-    });
-    flag
+/// The program's one Ctrl-C handler, installed the first time a command needs it.
+fn stop() -> Stop {
+    static STOP: std::sync::OnceLock<Stop> = std::sync::OnceLock::new();
+    STOP.get_or_init(Stop::install).clone()
 }
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
 
-fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> vxmesh::executor::Options {
+fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
     use std::io::IsTerminal;
-    vxmesh::executor::Options {
+    Options {
         forks: a.forks,
-        policy: vxmesh::ssh::HostKeyPolicy {
+        policy: vxmesh::remote::ssh::HostKeyPolicy {
             known_hosts: inv.ssh.known_hosts.clone(),
             accept_new: a.accept_new_host_keys,
         },
-        timeouts: vxmesh::ssh::Timeouts {
+        timeouts: vxmesh::remote::ssh::Timeouts {
             connect: std::time::Duration::from_secs(a.connect_timeout),
             command: std::time::Duration::from_secs(a.command_timeout),
         },
         progress: !json && std::io::stderr().is_terminal(),
-        stop: interrupt_flag(),
+        stop: stop(),
     }
 }
 
@@ -483,96 +557,4 @@ fn verify_options(inv: &Inventory, a: &VerifyArgs) -> vxmesh::verify::VerifyOpti
         only: None,
         bandwidth: a.bandwidth,
     }
-}
-
-#[derive(Serialize)]
-struct PlanJson<'a> {
-    cluster: &'a str,
-    cidr: ipnet::Ipv4Net,
-    tunnel_pairs: usize,
-    nodes: Vec<NodeJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct NodeJson<'a> {
-    desired: &'a NodePlan,
-    steps: Vec<StepJson<'a>>,
-}
-
-#[derive(Serialize)]
-struct StepJson<'a> {
-    #[serde(flatten)]
-    step: &'a Step,
-    commands: Vec<String>,
-}
-
-fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) -> PlanJson<'a> {
-    PlanJson {
-        cluster: &plan.cluster,
-        cidr: plan.cidr,
-        tunnel_pairs: plan.tunnel_pairs,
-        nodes: nodes
-            .iter()
-            .map(|(n, steps)| NodeJson {
-                desired: n,
-                steps: steps
-                    .iter()
-                    .map(|s| StepJson {
-                        step: s,
-                        commands: render::commands(&s.change).iter().map(|c| c.to_shell()).collect(),
-                    })
-                    .collect(),
-            })
-            .collect(),
-    }
-}
-
-/// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
-/// printed in order, so a 1,000-node plan (a million tunnel ports) never sits in memory whole.
-fn print_offline_plan(plan: &ClusterPlan) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = writeln!(
-        out,
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}\n",
-        plan.cluster,
-        plan.nodes.len(),
-        plan.tunnel_pairs,
-        plan.cidr
-    );
-    let _ = writeln!(
-        out,
-        "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
-        "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS"
-    );
-    for n in &plan.nodes {
-        let _ = writeln!(
-            out,
-            "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
-            n.name,
-            n.host,
-            n.underlay_ip.to_string(),
-            n.subnet.to_string(),
-            n.switch.address.to_string(),
-            n.tunnels.len()
-        );
-    }
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for chunk in plan.nodes.chunks(16 * workers) {
-        let texts = map_in_parallel(chunk, workers, |n| {
-            let steps = diff::diff(n, &HostFacts::default());
-            format!("\n=== {} ({}): {} steps ===\n{}", n.name, n.host, steps.len(), render::script(n, &steps))
-        });
-        for t in texts {
-            let _ = out.write_all(t.as_bytes());
-        }
-    }
-}
-
-/// `items.map(f)` on up to `workers` threads, results in input order.
-fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let per = items.len().div_ceil(workers.max(1)).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(per).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<R>>())).collect();
-        handles.into_iter().flat_map(|h| h.join().expect("a rendering thread panicked")).collect()
-    })
 }

@@ -94,3 +94,67 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why one host could not be worked on. Each kind is decided where it happens, never read back from a message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostError {
+    /// No connection: the host did not answer, refused, or a jump host could not reach it.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The host answered but refused every credential offered.
+    #[error("{0}")]
+    Auth(String),
+    /// The host's key is unknown or changed (never accepted silently).
+    #[error("{0}")]
+    HostKey(String),
+    /// The host cannot take the mesh as it is; nothing was changed.
+    #[error("{}", .0.join("; "))]
+    Preflight(Vec<String>),
+    /// The facts script failed, or its output could not be read.
+    #[error("{0}")]
+    Facts(String),
+    /// A step of the apply script failed; the steps before it were applied.
+    #[error("step {step} ({description}) failed with exit {code}: {stderr}")]
+    StepFailed { step: String, description: String, code: u32, stderr: String },
+    /// A script failed before its first step.
+    #[error("the script failed before its first step (exit {code}): {stderr}")]
+    ScriptFailed { code: u32, stderr: String },
+    /// The connection broke while a script ran.
+    #[error("{0}")]
+    Connection(String),
+    /// A verification step on the host failed (its container did not start, ...).
+    #[error("{0}")]
+    Verify(String),
+    #[error("the command did not finish within {0}s")]
+    Timeout(u64),
+    #[error("interrupted (Ctrl-C) before this host was started")]
+    Interrupted,
+    /// The command will not change this host as it is (e.g. containers still on the network `down` removes).
+    #[error("refused, nothing changed: {}", .0.join("; "))]
+    Refused(Vec<String>),
+}
+
+impl HostError {
+    /// A short word for tables and JSON.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostError::Unreachable(_) => "unreachable",
+            HostError::Auth(_) => "auth",
+            HostError::HostKey(_) => "host-key",
+            HostError::Preflight(_) => "preflight",
+            HostError::Facts(_) => "facts",
+            HostError::StepFailed { .. } => "step-failed",
+            HostError::ScriptFailed { .. } => "script-failed",
+            HostError::Connection(_) => "connection",
+            HostError::Verify(_) => "verify",
+            HostError::Timeout(_) => "timeout",
+            HostError::Interrupted => "interrupted",
+            HostError::Refused(_) => "refused",
+        }
+    }
+
+    /// Whether the host was never worked on (so a forced removal may skip it).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, HostError::Unreachable(_) | HostError::Auth(_) | HostError::HostKey(_))
+    }
+}

@@ -1,16 +1,18 @@
-//! vxmesh: connect docker hosts with a full mesh of VXLAN tunnels over Open vSwitch.
+//! vxmesh: connect docker hosts with a full mesh of VXLAN tunnels, from one binary on the admin's laptop.
+//!
+//! Layers, each using only those above it in this list: `error`, `model` (inventory, address plan, names),
+//! `shell` (commands as data), `plan`, `facts`, `components`, `converge`, `remote`, `verify`, `commands`,
+//! `report`; `lab` stands apart (tests/layering.rs keeps it so).
 
-pub mod boot;
-pub mod diff;
-pub mod docker_daemon;
+pub mod commands;
+pub mod components;
+pub mod converge;
 pub mod error;
-pub mod executor;
 pub mod facts;
-pub mod inventory;
-pub mod ipam;
 pub mod lab;
-pub mod names;
+pub mod model;
 pub mod plan;
-pub mod render;
-pub mod ssh;
+pub mod remote;
+pub mod report;
+pub mod shell;
 pub mod verify;

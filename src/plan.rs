@@ -6,9 +6,9 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::inventory::{Datapath, DockerMode, FirewallKind, Inventory, MtuSetting};
-use crate::ipam::Lock;
-use crate::names;
+use crate::model::inventory::{Datapath, DockerMode, FirewallKind, Inventory, MtuSetting};
+use crate::model::ipam::Lock;
+use crate::model::names::{self, IfName};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterPlan {
@@ -36,7 +36,7 @@ pub struct NodePlan {
     pub docker: DockerSpec,
     pub sysctls: Vec<Sysctl>,
     /// Devices whose TX checksum offload must be off (userspace datapath: see docs/architecture.md).
-    pub tx_offload_off: Vec<String>,
+    pub tx_offload_off: Vec<IfName>,
     pub nat: Option<NatSpec>,
     /// Traffic inside the cluster CIDR is accepted in FORWARD, ahead of docker's own rules.
     pub forward_accept: Ipv4Net,
@@ -47,7 +47,7 @@ pub struct NodePlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SwitchSpec {
-    pub bridge: String,
+    pub bridge: IfName,
     pub datapath: Datapath,
     /// The switch address with the cluster's prefix, so the whole cluster routes via sw0.
     pub address: Ipv4Net,
@@ -62,7 +62,7 @@ pub struct VxlanSpec {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TunnelSpec {
     /// Shared by every node's tunnel to the same peer (a million of these in a 1,000-node plan).
-    pub port: Arc<str>,
+    pub port: IfName,
     pub peer: Arc<str>,
     pub remote_ip: Ipv4Addr,
     /// Split horizon: a frame that came in on one tunnel never leaves on another (no loop in a full mesh).
@@ -73,15 +73,16 @@ pub struct TunnelSpec {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VethSpec {
-    pub switch_end: String,
-    pub docker_end: String,
+    pub switch_end: IfName,
+    pub docker_end: IfName,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DockerSpec {
     pub mode: DockerMode,
     pub network: String,
-    pub bridge: String,
+    /// The Linux bridge docker puts the network on; none in `docker.mode: none`.
+    pub bridge: Option<IfName>,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     /// Always false: docker's masquerade would NAT traffic between hosts; vxmesh NATs only what leaves the cluster.
@@ -112,10 +113,10 @@ pub struct FirewallSpec {
 /// Builds every node's desired state. `lock` must hold an allocation for every inventory node.
 pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let c = &inv.cluster;
-    let peers: Vec<(Arc<str>, Arc<str>, Ipv4Addr)> = inv
+    let peers: Vec<(IfName, Arc<str>, Ipv4Addr)> = inv
         .nodes
         .iter()
-        .map(|n| (Arc::from(names::tunnel_port(&n.name)), Arc::from(n.name.as_str()), n.underlay_ip))
+        .map(|n| (names::tunnel_port(&n.name).expect("validated node name"), Arc::from(n.name.as_str()), n.underlay_ip))
         .collect();
     let nodes = inv
         .nodes
@@ -137,27 +138,26 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 })
                 .collect();
             let docker_bridge = match c.docker.mode {
-                DockerMode::Network => names::docker_bridge(&c.docker.network),
-                DockerMode::Docker0 => names::DOCKER0.to_string(),
-                DockerMode::None => String::new(),
+                DockerMode::Network => Some(names::docker_bridge(&c.docker.network).expect("validated network name")),
+                DockerMode::Docker0 => Some(names::docker0()),
+                DockerMode::None => None,
             };
             let has_docker = c.docker.mode != DockerMode::None;
+            let sysctl = |k: String, v: &str| Sysctl { key: k, value: v.to_string() };
+            // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
+            // while the route back may point at the docker bridge, and strict mode would drop them.
             let sysctls = [
-                ("net.ipv4.ip_forward", "1"),
-                // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
-                // while the route back may point at the docker bridge, and strict mode would drop them.
-                (&*format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE), "2"),
-                (&*format!("net.ipv4.conf.{docker_bridge}.rp_filter"), "2"),
+                Some("net.ipv4.ip_forward".to_string()),
+                Some(format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE)),
             ]
-            .map(|(k, v)| Sysctl { key: k.to_string(), value: v.to_string() })
             .into_iter()
-            .filter(|s| {
-                has_docker || !s.key.ends_with(".rp_filter") || s.key.contains(&format!(".{}.", names::SWITCH_BRIDGE))
-            })
+            .chain([docker_bridge.as_ref().map(|b| format!("net.ipv4.conf.{b}.rp_filter"))])
+            .flatten()
+            .map(|k| sysctl(k.clone(), if k.ends_with(".rp_filter") { "2" } else { "1" }))
             .collect::<Vec<_>>();
             let tx_offload_off = match c.datapath {
                 Datapath::Netdev if has_docker => {
-                    vec![names::VETH_SWITCH_END.to_string(), names::VETH_DOCKER_END.to_string()]
+                    vec![names::veth_switch_end(), names::veth_docker_end()]
                 }
                 _ => vec![],
             };
@@ -169,16 +169,13 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 subnet: a.subnet,
                 mtu: c.mtu,
                 switch: SwitchSpec {
-                    bridge: names::SWITCH_BRIDGE.to_string(),
+                    bridge: names::switch_bridge(),
                     datapath: c.datapath,
                     address: Ipv4Net::new(a.switch_ip, c.cidr.prefix_len()).expect("prefix from a valid net"),
                 },
                 vxlan: VxlanSpec { vni: c.vni, port: c.port },
                 tunnels,
-                veth: VethSpec {
-                    switch_end: names::VETH_SWITCH_END.to_string(),
-                    docker_end: names::VETH_DOCKER_END.to_string(),
-                },
+                veth: VethSpec { switch_end: names::veth_switch_end(), docker_end: names::veth_docker_end() },
                 docker: DockerSpec {
                     mode: c.docker.mode,
                     // In docker0 mode containers join docker's default network, called `bridge`.

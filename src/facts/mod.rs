@@ -1,23 +1,24 @@
-//! What a host has now: one script gathers everything in one round trip, pure parsers turn its output into typed facts.
+//! What a host has now: the facts every component shares (OS, tools, links, routes, sysctls, offloads, iptables),
+//! parsed from the facts script's sections, plus a typed slot per component for what only that component reads.
 
-mod docker;
 mod ip;
 mod iptables;
-mod nft;
-mod ovs;
-mod script;
 mod text;
 
-pub use docker::DockerNetwork;
 pub use ip::{Link, Route};
 pub use iptables::Iptables;
-pub use nft::NftTable;
-pub use ovs::{OvsBridge, OvsFacts, OvsInterface, OvsPort};
-pub use script::gather_script;
+pub use text::{MARK, Sections};
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Serialize;
+
+/// The line that opens section `name` of the facts script's output (`mark` is defined in its header).
+pub fn mark(name: &'static str) -> crate::shell::Stmt {
+    crate::shell::Stmt::Run(crate::shell::Cmd::new([crate::shell::Word::Lit("mark"), crate::shell::Word::Lit(name)]))
+}
 
 /// A facts section that could not be read, with the section's name and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,80 +41,105 @@ pub struct Tool {
     pub version: String,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct FirewalldFacts {
-    pub running: bool,
-    pub rich_rules: Vec<String>,
+/// What one component knows of the host, kept in [`HostFacts`] under its type.
+pub trait Part: Any + Send + Sync + fmt::Debug {
+    fn clone_part(&self) -> Box<dyn Part>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Any + Send + Sync + fmt::Debug + Clone> Part for T {
+    fn clone_part(&self) -> Box<dyn Part> {
+        Box::new(self.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
 }
 
 /// Everything vxmesh knows about one host's current state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default)]
 pub struct HostFacts {
     /// /etc/os-release, key by key.
     pub os: BTreeMap<String, String>,
     pub tools: BTreeMap<String, Tool>,
-    pub ovs: OvsFacts,
     pub links: BTreeMap<String, Link>,
     pub routes: Vec<Route>,
-    pub docker_network: Option<DockerNetwork>,
-    /// /etc/docker/daemon.json as found (empty when absent); `docker0` mode merges into it.
-    pub docker_daemon_json: String,
-    pub iptables: Iptables,
-    pub nft: Option<NftTable>,
-    pub firewalld: FirewalldFacts,
     pub sysctls: BTreeMap<String, String>,
     /// TX checksum offload per device, for the devices vxmesh cares about.
     pub tx_offload: BTreeMap<String, bool>,
-    pub boot: BootFacts,
+    /// Read by the NAT/forwarding rules and by the iptables firewall alike.
+    pub iptables: Iptables,
+    /// False when the facts were not gathered (offline scripts): components then let the script decide.
+    pub gathered: bool,
+    parts: BTreeMap<TypeId, Box<dyn Part>>,
 }
 
-/// The installed boot files' fingerprints, and whether the unit is enabled.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct BootFacts {
-    pub script: Option<String>,
-    pub unit: Option<String>,
-    pub enabled: bool,
+impl Clone for HostFacts {
+    fn clone(&self) -> Self {
+        HostFacts {
+            os: self.os.clone(),
+            tools: self.tools.clone(),
+            links: self.links.clone(),
+            routes: self.routes.clone(),
+            sysctls: self.sysctls.clone(),
+            tx_offload: self.tx_offload.clone(),
+            iptables: self.iptables.clone(),
+            gathered: self.gathered,
+            parts: self.parts.iter().map(|(k, v)| (*k, (**v).clone_part())).collect(),
+        }
+    }
 }
 
 impl HostFacts {
-    /// Parses the whole output of [`gather_script`].
-    pub fn parse(output: &str) -> Result<HostFacts, FactsError> {
-        let sections = text::sections(output)?;
-        let get = |name: &str| sections.get(name).map(String::as_str).unwrap_or("");
+    /// Parses the sections every component shares.
+    pub fn parse_common(sections: &Sections) -> Result<HostFacts, FactsError> {
         Ok(HostFacts {
-            os: text::key_values(get("os-release"), '='),
-            tools: text::tools(get("tools")),
-            ovs: ovs::parse(get("ovs-bridge"), get("ovs-port"), get("ovs-interface"))?,
-            links: ip::parse_links(get("ip-addr"))?,
-            routes: ip::parse_routes(get("ip-route"))?,
-            docker_network: docker::parse(get("docker-network"))?,
-            docker_daemon_json: get("docker-daemon-json").to_string(),
-            iptables: iptables::parse(get("iptables-save")),
-            nft: nft::parse(get("nft"))?,
-            firewalld: FirewalldFacts {
-                running: get("firewalld-state").trim() == "running",
-                rich_rules: get("firewalld-rich-rules")
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect(),
-            },
-            sysctls: text::key_values(get("sysctl"), '='),
-            tx_offload: text::offloads(get("tx-offload")),
-            boot: {
-                let kv = text::key_values(get("boot"), ' ');
-                BootFacts {
-                    script: kv.get("script").cloned(),
-                    unit: kv.get("unit").cloned(),
-                    enabled: get("boot").lines().any(|l| l.trim() == "enabled"),
-                }
-            },
+            os: text::key_values(sections.get("os-release"), '='),
+            tools: text::tools(sections.get("tools")),
+            links: ip::parse_links(sections.get("ip-addr"))?,
+            routes: ip::parse_routes(sections.get("ip-route"))?,
+            sysctls: text::key_values(sections.get("sysctl"), '='),
+            tx_offload: text::offloads(sections.get("tx-offload")),
+            iptables: iptables::parse(sections.get("iptables-save")),
+            gathered: true,
+            parts: BTreeMap::new(),
         })
+    }
+
+    /// A component's own facts, if it parsed any.
+    pub fn part<T: Part>(&self) -> Option<&T> {
+        self.parts.get(&TypeId::of::<T>()).and_then(|p| (**p).as_any().downcast_ref())
+    }
+
+    /// A component's own facts, made empty first if absent.
+    pub fn part_mut<T: Part + Default>(&mut self) -> &mut T {
+        self.parts
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .as_any_mut()
+            .downcast_mut()
+            .expect("keyed by its type")
+    }
+
+    pub fn set_part<T: Part>(&mut self, part: T) {
+        self.parts.insert(TypeId::of::<T>(), Box::new(part));
     }
 
     /// The MTU of the device that holds `ip`: the underlay the tunnels ride on.
     pub fn mtu_of_device_with(&self, ip: std::net::Ipv4Addr) -> Option<u32> {
         self.links.values().find(|l| l.addrs.iter().any(|a| a.addr() == ip)).map(|l| l.mtu)
+    }
+
+    /// The OS family's package manager, for install hints.
+    pub fn is_rpm_family(&self) -> bool {
+        let os = self.os.get("ID").cloned().unwrap_or_default();
+        let like = self.os.get("ID_LIKE").cloned().unwrap_or_default();
+        ["rhel", "centos", "fedora", "rocky", "almalinux", "ol"]
+            .iter()
+            .any(|d| os == *d || like.split(' ').any(|l| l == *d))
     }
 }

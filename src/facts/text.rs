@@ -7,7 +7,22 @@ use super::{FactsError, Tool};
 /// Every section starts with a line `### vxmesh:NAME`; a script that stopped early leaves no `### vxmesh:end`.
 pub const MARK: &str = "### vxmesh:";
 
-pub fn sections(output: &str) -> Result<BTreeMap<String, String>, FactsError> {
+/// The facts script's output, split into its named sections.
+#[derive(Debug, Clone, Default)]
+pub struct Sections(BTreeMap<String, String>);
+
+impl Sections {
+    pub fn parse(output: &str) -> Result<Sections, FactsError> {
+        sections(output).map(Sections)
+    }
+
+    /// A section's text; empty when the script printed none (the tool is absent, or the thing does not exist).
+    pub fn get(&self, name: &str) -> &str {
+        self.0.get(name).map(String::as_str).unwrap_or("")
+    }
+}
+
+fn sections(output: &str) -> Result<BTreeMap<String, String>, FactsError> {
     let mut out = BTreeMap::new();
     let mut current: Option<(String, String)> = None;
     let mut ended = false;

@@ -51,30 +51,45 @@ fn render_unknown_node_lists_the_known_ones() {
     assert!(r.stderr.contains("no node named `vm9` in the inventory (nodes: vm1, vm2, vm3)"), "{r}");
 }
 
+/// Hosts on loopback with nothing listening on their SSH port: commands fail fast without sending anything away.
+const CLOSED_HOSTS: &str = "cluster:\n  cidr: 172.16.0.0/12\nssh:\n  port: 9\nnodes:\n  - name: vm1\n    host: 127.0.0.11\n    underlay_ip: 192.0.2.1\n  - name: vm2\n    host: 127.0.0.12\n    underlay_ip: 192.0.2.2\n  - name: vm3\n    host: 127.0.0.13\n    underlay_ip: 192.0.2.3\n";
+
+#[test]
+fn showing_the_plan_writes_no_lock() {
+    let dir = example();
+    for cmd in [&["plan", "--offline"][..], &["plan", "--offline", "--json"], &["render", "vm1"]] {
+        let r = vxmesh(&dir.0, cmd);
+        assert_eq!(r.code, 0, "{r}");
+    }
+    assert!(!dir.0.join("vxmesh.lock").exists(), "render and plan --offline compute the address plan in memory");
+}
+
 #[test]
 fn lock_is_written_once_and_then_kept() {
-    let dir = example();
-    let first = vxmesh(&dir.0, &["plan", "--offline"]);
-    assert_eq!(first.code, 0, "{first}");
+    let dir = dir_with(CLOSED_HOSTS);
+    let first = vxmesh(&dir.0, &["status", "--connect-timeout", "2"]);
+    assert_eq!(first.code, 2, "no host answers: {first}");
     let lock = std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap();
     let modified = std::fs::metadata(dir.0.join("vxmesh.lock")).unwrap().modified().unwrap();
     // Reordering the nodes keeps every allocation: the lock decides.
     let inv = std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap();
-    let reordered = inv
-        .replace("  - name: vm2\n    host: 192.168.122.82\n", "")
-        .replace("nodes:\n", "nodes:\n  - name: vm2\n    host: 192.168.122.82\n");
+    let vm2 = "  - name: vm2\n    host: 127.0.0.12\n    underlay_ip: 192.0.2.2\n";
+    let reordered = inv.replace(vm2, "").replace("nodes:\n", &format!("nodes:\n{vm2}"));
     assert_ne!(inv, reordered);
     std::fs::write(dir.0.join("vxmesh.yaml"), reordered).unwrap();
-    let second = vxmesh(&dir.0, &["plan", "--offline"]);
-    assert_eq!(second.code, 0, "{second}");
+    let second = vxmesh(&dir.0, &["status", "--connect-timeout", "2"]);
+    assert_eq!(second.code, 2, "{second}");
     assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap(), lock);
     assert_eq!(
         std::fs::metadata(dir.0.join("vxmesh.lock")).unwrap().modified().unwrap(),
         modified,
         "an unchanged lock is not rewritten"
     );
+    let offline = vxmesh(&dir.0, &["plan", "--offline"]);
     let table_line = |out: &str, node: &str| out.lines().find(|l| l.starts_with(node)).unwrap().to_string();
-    assert_eq!(table_line(&first.stdout, "vm2"), table_line(&second.stdout, "vm2"));
+    let kept = vxmesh::model::ipam::Lock::load(&dir.0.join("vxmesh.lock")).unwrap().unwrap();
+    let vm2_subnet = kept.nodes["vm2"].subnet.to_string();
+    assert!(table_line(&offline.stdout, "vm2").contains(&vm2_subnet), "vm2 keeps {vm2_subnet}: {offline}");
 }
 
 #[test]

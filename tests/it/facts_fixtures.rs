@@ -1,6 +1,8 @@
 //! Facts parsers and the diff on output recorded from a real host (tests/fixtures/record.sh).
 
-use vxmesh::diff::{self, Change};
+use vxmesh::components::docker_network::DockerNetworkFacts;
+use vxmesh::components::ovs::{self, OvsFacts};
+use vxmesh::converge::{self as diff, preflight};
 use vxmesh::facts::HostFacts;
 
 use crate::util::{plan_of, read_fixture};
@@ -11,7 +13,7 @@ fn vm1() -> vxmesh::plan::NodePlan {
 }
 
 fn facts(name: &str) -> HostFacts {
-    HostFacts::parse(&read_fixture(&format!("facts/{name}.txt"))).unwrap()
+    diff::parse_for(&vm1(), &read_fixture(&format!("facts/{name}.txt"))).unwrap()
 }
 
 #[test]
@@ -23,19 +25,20 @@ fn converged_host_needs_nothing() {
 #[test]
 fn converged_host_facts_read_right() {
     let f = facts("converged-host");
+    let o = f.part::<OvsFacts>().unwrap();
     assert_eq!(f.os["ID"], "debian");
     assert!(f.tools["ovs-vsctl"].version.contains("3.1"), "{:?}", f.tools);
-    assert_eq!(f.ovs.bridges["sw0"].datapath_type, "netdev");
-    assert_eq!(f.ovs.bridges["sw0"].ports, ["sw0", "vx-vm2", "vx-vm3", "vxm-sw0"]);
-    assert!(f.ovs.ports["vx-vm2"].protected);
-    assert_eq!(f.ovs.interfaces["vx-vm3"].options["remote_ip"], "192.168.122.83");
-    assert_eq!(f.ovs.interfaces["vx-vm3"].bfd["enable"], "true");
-    assert_eq!(f.ovs.interfaces["sw0"].mtu_request, Some(1450));
+    assert_eq!(o.bridges["sw0"].datapath_type, "netdev");
+    assert_eq!(o.bridges["sw0"].ports, ["sw0", "vx-vm2", "vx-vm3", "vxm-sw0"]);
+    assert!(o.ports["vx-vm2"].protected);
+    assert_eq!(o.interfaces["vx-vm3"].options["remote_ip"], "192.168.122.83");
+    assert_eq!(o.interfaces["vx-vm3"].bfd["enable"], "true");
+    assert_eq!(o.interfaces["sw0"].mtu_request, Some(1450));
     assert_eq!(f.links["sw0"].addrs, ["172.30.0.1/12".parse().unwrap()]);
     assert_eq!(f.links["vxm-dkr"].master.as_deref(), Some("br-vxmesh"));
     assert_eq!(f.links["vxm-sw0"].kind, "veth");
     assert_eq!(f.mtu_of_device_with("192.168.122.81".parse().unwrap()), Some(1500));
-    let net = f.docker_network.as_ref().unwrap();
+    let net = f.part::<DockerNetworkFacts>().unwrap().0.as_ref().unwrap();
     assert_eq!(net.subnet.as_deref(), Some("172.18.0.0/16"));
     assert_eq!(net.options["com.docker.network.driver.mtu"], "1450");
     assert_eq!(f.iptables.chain("nat", "VXMESH-NAT").unwrap().len(), 2);
@@ -47,8 +50,9 @@ fn converged_host_facts_read_right() {
 #[test]
 fn bare_host_needs_the_full_build_with_a_known_mtu() {
     let f = facts("bare-host");
-    assert!(f.ovs.reachable && f.ovs.bridges.is_empty());
-    assert!(f.docker_network.is_none());
+    let o = f.part::<OvsFacts>().unwrap();
+    assert!(o.reachable && o.bridges.is_empty());
+    assert!(f.part::<DockerNetworkFacts>().unwrap().0.is_none());
     let steps = diff::diff(&vm1(), &f);
     let offline = diff::diff(&vm1(), &HostFacts::default());
     // The bare host differs from "nothing known" only where it already matches (IPv4 forwarding was on).
@@ -58,7 +62,10 @@ fn bare_host_needs_the_full_build_with_a_known_mtu() {
     let missing: Vec<String> = offline.iter().map(|s| same(&s.description)).filter(|d| !bare.contains(d)).collect();
     assert_eq!(missing, ["set net.ipv4.ip_forward = 1"]);
     assert_eq!(f.sysctls["net.ipv4.ip_forward"], "1");
-    assert!(steps.iter().all(|s| !format!("{:?}", s.change).contains("Detect")), "MTU learnt from the host's underlay");
+    assert!(
+        steps.iter().all(|s| !s.change.to_json().to_string().contains("detect")),
+        "MTU learnt from the host's underlay"
+    );
 }
 
 #[test]
@@ -73,7 +80,7 @@ fn drift_is_repaired_and_nothing_else() {
             "program iptables nat/VXMESH-NAT (2 rules) and jump to it first from POSTROUTING",
         ]
     );
-    assert!(matches!(&steps[0].change, Change::Tunnel { repair, .. } if !repair.is_empty()));
+    assert!(matches!(steps[0].change_as(), Some(ovs::Change::Tunnel { repair, .. }) if !repair.is_empty()));
 }
 
 #[test]
@@ -81,26 +88,26 @@ fn docker_inspect_fixture_matches_the_gathered_section() {
     let f = facts("converged-host");
     let raw: serde_json::Value = serde_json::from_str(&read_fixture("facts/docker-network-inspect.json")).unwrap();
     assert_eq!(raw[0]["Name"], "vxmesh");
-    assert_eq!(f.docker_network.unwrap().name, "vxmesh");
+    assert_eq!(f.part::<DockerNetworkFacts>().unwrap().0.as_ref().unwrap().name, "vxmesh");
 }
 
 #[test]
 fn a_cut_facts_output_is_refused() {
     let full = read_fixture("facts/converged-host.txt");
     let cut = &full[..full.len() / 2];
-    assert!(HostFacts::parse(cut).is_err());
+    assert!(diff::parse_for(&vm1(), cut).is_err());
 }
 
 #[test]
 fn preflight_names_what_to_install_for_the_os() {
     let mut f = facts("converged-host");
-    assert_eq!(vxmesh::executor::preflight(&vm1(), &f), Ok(()));
+    assert_eq!(preflight(&vm1(), &f), Vec::<String>::new());
     f.tools.remove("ovs-vsctl");
-    let e = vxmesh::executor::preflight(&vm1(), &f).unwrap_err();
+    let e = preflight(&vm1(), &f).join("; ");
     assert!(e.contains("missing ovs-vsctl") && e.contains("apt-get install openvswitch-switch"), "{e}");
     f.os.insert("ID".into(), "rocky".into());
     f.os.insert("ID_LIKE".into(), "rhel centos fedora".into());
-    let e = vxmesh::executor::preflight(&vm1(), &f).unwrap_err();
+    let e = preflight(&vm1(), &f).join("; ");
     assert!(e.contains("dnf install openvswitch"), "{e}");
 }
 
@@ -109,12 +116,12 @@ fn preflight_refuses_a_host_without_the_underlay_or_with_a_colliding_route() {
     let mut f = facts("converged-host");
     let node = vm1();
     f.routes.push(vxmesh::facts::Route { dst: "172.18.0.0/24".into(), dev: Some("eth1".into()), gateway: None });
-    let e = vxmesh::executor::preflight(&node, &f).unwrap_err();
+    let e = preflight(&node, &f).join("; ");
     assert!(e.contains("collides with route 172.18.0.0/24 via eth1"), "{e}");
     let mut f = facts("converged-host");
     for l in f.links.values_mut() {
         l.addrs.retain(|a| a.addr().to_string() != "192.168.122.81");
     }
-    let e = vxmesh::executor::preflight(&node, &f).unwrap_err();
+    let e = preflight(&node, &f).join("; ");
     assert!(e.contains("no interface on this host has the underlay address 192.168.122.81"), "{e}");
 }

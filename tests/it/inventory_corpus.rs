@@ -20,7 +20,7 @@ fn every_bad_inventory_names_place_and_value() {
             .unwrap_or_else(|| panic!("{}: first line must be `# expect: MESSAGE`", path.display()));
         // Messages name the file as the user gave it; give it relative, as a user would.
         let rel = Path::new(path.file_name().unwrap());
-        let got = match vxmesh::inventory::parse(rel, &text) {
+        let got = match vxmesh::model::inventory::parse(rel, &text) {
             Ok(_) => "accepted".to_string(),
             Err(e) => e.to_string(),
         };
@@ -34,7 +34,7 @@ fn every_bad_inventory_names_place_and_value() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let text = "cluster:\n  cidr: 172.16.0.0/12\n  vni: 0\n  port: 0\nnodes:\n  - {name: a, host: 10.0.0.1}\n  - {name: a, host: 10.0.0.1}\n";
-    let e = vxmesh::inventory::parse(Path::new("v.yaml"), text).unwrap_err().to_string();
+    let e = vxmesh::model::inventory::parse(Path::new("v.yaml"), text).unwrap_err().to_string();
     let lines: Vec<&str> = e.lines().collect();
     assert_eq!(lines.len(), 5, "{e}");
     assert!(lines[0].starts_with("v.yaml:3:8: cluster.vni: `0`"), "{e}");
@@ -44,14 +44,14 @@ fn every_problem_is_reported_at_once() {
 #[test]
 fn the_example_inventory_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.yaml");
-    let inv = vxmesh::inventory::load(&path).unwrap();
+    let inv = vxmesh::model::inventory::load(&path).unwrap();
     assert_eq!(inv.nodes.len(), 3);
     assert_eq!(inv.cluster.switch_cidr.to_string(), "172.30.0.0/16");
 }
 
 #[test]
 fn minimal_inventory_gets_documented_defaults() {
-    let inv = vxmesh::inventory::parse(
+    let inv = vxmesh::model::inventory::parse(
         Path::new("m.yaml"),
         "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n",
     )

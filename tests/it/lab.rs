@@ -15,9 +15,9 @@ fn lab_hosts_are_real_private_and_rebootable() {
     eprintln!("3-node lab created in {secs:.1} s");
 
     // The inventory it wrote is valid and points at the lab.
-    let inv = vxmesh::inventory::load(&lab.inventory_path()).unwrap();
+    let inv = vxmesh::model::inventory::load(&lab.inventory_path()).unwrap();
     assert_eq!(inv.nodes.len(), 3);
-    assert_eq!(inv.cluster.datapath, vxmesh::inventory::Datapath::Netdev);
+    assert_eq!(inv.cluster.datapath, vxmesh::model::inventory::Datapath::Netdev);
     assert_eq!(inv.cluster.outside, Some(lab.outside.ip));
 
     for n in ["node1", "node2", "node3"] {

@@ -2,11 +2,14 @@
 
 mod cli;
 mod facts_fixtures;
+mod hostile;
 mod inventory_corpus;
 mod lab;
 mod labkit;
+mod layering;
 mod mesh;
 mod properties;
 mod simulate;
 mod snapshots;
+mod transport;
 mod util;

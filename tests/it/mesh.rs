@@ -77,6 +77,25 @@ fn up_verify_status_down_on_a_real_lab() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
 
+    // A port name planted in OVSDB (reachable over TCP on many hosts) is data: `up` removes the stray port
+    // and runs nothing of it.
+    let marker = "/tmp/vxmesh-pwned-m1";
+    let _ = std::fs::remove_file(marker);
+    let peer = &lab.nodes[1].ip;
+    ssh(
+        &lab,
+        "node1",
+        &format!(
+            "rm -f {marker}; ovs-vsctl add-port sw0 'vx-zz;touch {marker}' -- set Interface 'vx-zz;touch {marker}' type=vxlan options:remote_ip={peer}"
+        ),
+    );
+    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains(&format!("remove tunnel vx-zz;touch {marker}")), "{r}");
+    assert_eq!(ssh(&lab, "node1", &format!("test -e {marker} && echo RAN || echo clean")).trim(), "clean");
+    assert!(!std::path::Path::new(marker).exists());
+    assert!(!ssh(&lab, "node1", "ovs-vsctl list-ports sw0").contains("vx-zz"), "the stray port is gone");
+
     // Status: clean, every tunnel's BFD up (sessions at 1 s intervals take a few seconds to come up).
     let mut r = run(&dir.0, &["status", "-i", inv, "--json"]);
     for _ in 0..10 {
@@ -90,7 +109,7 @@ fn up_verify_status_down_on_a_real_lab() {
     let v = json(&r);
     assert_eq!(v["ok"], true, "{r}");
     for h in v["hosts"].as_array().unwrap() {
-        assert!(h["tunnels"].as_array().unwrap().iter().all(|t| t["bfd"] == "up"), "{h}");
+        assert!(h["tunnels"].as_array().unwrap().iter().all(|t| t["state"] == "up"), "{h}");
     }
 
     // Throughput over the mesh next to the underlay: full-size segments (MSS = 1450 - 40 - 12), no fragments.

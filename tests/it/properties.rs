@@ -4,10 +4,13 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use proptest::prelude::*;
-use vxmesh::diff;
+use vxmesh::components::docker_network::DockerNetworkFacts;
+use vxmesh::components::firewall::FirewalldFacts;
+use vxmesh::components::ovs::OvsFacts;
+use vxmesh::converge;
 use vxmesh::facts::HostFacts;
-use vxmesh::inventory::{self, overlaps};
-use vxmesh::ipam::{self, Lock};
+use vxmesh::model::inventory::{self, overlaps};
+use vxmesh::model::ipam::{self, Lock};
 
 use crate::simulate;
 use crate::util::{plan_of, read_fixture};
@@ -136,7 +139,7 @@ fn drift() -> impl Strategy<Value = Drift> {
 }
 
 fn apply_drift(f: &mut HostFacts, d: &Drift) {
-    let ports: Vec<String> = f.ovs.bridges.get("sw0").map(|b| b.ports.clone()).unwrap_or_default();
+    let ports: Vec<String> = f.part_mut::<OvsFacts>().bridges.get("sw0").map(|b| b.ports.clone()).unwrap_or_default();
     let pick = |i: usize| ports.get(i % ports.len().max(1)).cloned();
     match d {
         Drift::DropLink(i) => {
@@ -148,26 +151,26 @@ fn apply_drift(f: &mut HostFacts, d: &Drift) {
             }
         }
         Drift::DropPort(i) => {
-            if let (Some(p), Some(b)) = (pick(*i), f.ovs.bridges.get_mut("sw0")) {
+            if let (Some(p), Some(b)) = (pick(*i), f.part_mut::<OvsFacts>().bridges.get_mut("sw0")) {
                 b.ports.retain(|x| *x != p);
             }
         }
         Drift::RetargetTunnel(i, b) => {
-            if let Some(iface) = pick(*i).and_then(|p| f.ovs.interfaces.get_mut(&p)) {
+            if let Some(iface) = pick(*i).and_then(|p| f.part_mut::<OvsFacts>().interfaces.get_mut(&p)) {
                 iface.options.insert("remote_ip".into(), format!("192.0.2.{b}"));
             }
         }
         Drift::Unprotect(i) => {
-            if let Some(port) = pick(*i).and_then(|p| f.ovs.ports.get_mut(&p)) {
+            if let Some(port) = pick(*i).and_then(|p| f.part_mut::<OvsFacts>().ports.get_mut(&p)) {
                 port.protected = false;
             }
         }
         Drift::DropBridge => {
-            f.ovs.bridges.remove("sw0");
+            f.part_mut::<OvsFacts>().bridges.remove("sw0");
         }
-        Drift::DockerGone => f.docker_network = None,
+        Drift::DockerGone => f.set_part(DockerNetworkFacts(None)),
         Drift::DockerSubnet => {
-            if let Some(n) = f.docker_network.as_mut() {
+            if let Some(n) = f.part_mut::<DockerNetworkFacts>().0.as_mut() {
                 n.subnet = Some("172.99.0.0/16".into());
             }
         }
@@ -195,7 +198,7 @@ fn apply_drift(f: &mut HostFacts, d: &Drift) {
             f.tx_offload.insert(LINKS[*i].into(), true);
         }
         Drift::StaleTunnel => {
-            if let Some(b) = f.ovs.bridges.get_mut("sw0") {
+            if let Some(b) = f.part_mut::<OvsFacts>().bridges.get_mut("sw0") {
                 b.ports.push("vx-gone".into());
             }
         }
@@ -210,7 +213,7 @@ fn apply_drift(f: &mut HostFacts, d: &Drift) {
             }
         }
         Drift::ForeignFirewalldRule => f
-            .firewalld
+            .part_mut::<FirewalldFacts>()
             .rich_rules
             .push(r#"rule family="ipv4" source address="192.0.2.9" port port="4789" protocol="udp" accept"#.into()),
     }
@@ -234,16 +237,16 @@ proptest! {
     ) {
         let (_, plan) = plan_of(&variant_yaml(firewall, mode, nat));
         let node = plan.node("vm1").unwrap();
-        let mut facts = HostFacts::parse(&read_fixture("facts/converged-host.txt")).unwrap();
-        facts.firewalld.running = firewall == "firewalld";
+        let mut facts = converge::parse_for(node, &read_fixture("facts/converged-host.txt")).unwrap();
+        facts.part_mut::<FirewalldFacts>().running = firewall == "firewalld";
         for d in &drifts {
             apply_drift(&mut facts, d);
         }
-        let steps = diff::diff(node, &facts);
+        let steps = converge::diff(node, &facts);
         for s in &steps {
-            simulate::apply(&mut facts, &s.change);
+            simulate::apply(&mut facts, s);
         }
-        let again = diff::diff(node, &facts);
+        let again = converge::diff(node, &facts);
         prop_assert!(again.is_empty(), "after {:?}\nfirst pass: {:#?}\nstill needed: {:#?}", drifts, steps.iter().map(|s| &s.description).collect::<Vec<_>>(), again);
     }
 }
@@ -251,6 +254,7 @@ proptest! {
 #[test]
 fn converged_fixture_is_converged_for_the_simulator_too() {
     let (_, plan) = plan_of(&read_fixture("three-nodes.yaml"));
-    let facts = HostFacts::parse(&read_fixture("facts/converged-host.txt")).unwrap();
-    assert!(diff::diff(plan.node("vm1").unwrap(), &facts).is_empty());
+    let node = plan.node("vm1").unwrap();
+    let facts: HostFacts = converge::parse_for(node, &read_fixture("facts/converged-host.txt")).unwrap();
+    assert!(converge::diff(node, &facts).is_empty());
 }

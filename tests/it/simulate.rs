@@ -1,136 +1,173 @@
 //! A model of what each change does to a host's facts, so the diff can be checked to converge.
 //! The lab tests check the same against real hosts; this checks it for every drift proptest can think of.
 
-use vxmesh::diff::{Change, Mtu};
-use vxmesh::facts::{DockerNetwork, HostFacts, Link, OvsBridge, OvsInterface, OvsPort};
+use vxmesh::components::boot::{self, BootFacts};
+use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts};
+use vxmesh::components::docker0::{self, DaemonJson};
+use vxmesh::components::firewall::{FirewalldFacts, NftFacts, NftTable};
+use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
+use vxmesh::components::{Mtu, Step, kernel, rules, veth};
+use vxmesh::facts::{HostFacts, Link};
 
 fn mtu(m: Mtu) -> u32 {
-    match m {
-        Mtu::Value(v) => v,
-        Mtu::Detect => panic!("simulated hosts always know their MTU"),
-    }
+    m.value().expect("simulated hosts always know their MTU")
 }
 
 fn link<'a>(f: &'a mut HostFacts, dev: &str) -> &'a mut Link {
     f.links.entry(dev.to_string()).or_default()
 }
 
-fn add_port(f: &mut HostFacts, bridge: &str, port: &str) {
-    let b = f.ovs.bridges.get_mut(bridge).expect("ovs-vsctl add-port fails without the bridge");
+fn add_port(o: &mut OvsFacts, bridge: &str, port: &str) {
+    let b = o.bridges.get_mut(bridge).expect("ovs-vsctl add-port fails without the bridge");
     if !b.ports.iter().any(|p| p == port) {
         b.ports.push(port.to_string());
         b.ports.sort();
     }
-    f.ovs
-        .ports
-        .entry(port.to_string())
-        .or_insert_with(|| OvsPort { protected: false, interfaces: vec![port.to_string()] });
-    f.ovs.interfaces.entry(port.to_string()).or_default();
+    o.ports.entry(port.to_string()).or_insert_with(|| OvsPort { protected: false, interfaces: vec![port.to_string()] });
+    o.interfaces.entry(port.to_string()).or_default();
 }
 
-pub fn apply(f: &mut HostFacts, c: &Change) {
-    match c {
-        Change::Sysctl(s) => {
-            f.sysctls.insert(s.key.clone(), s.value.clone());
+/// Applies one step's effect, whichever component made it.
+pub fn apply(f: &mut HostFacts, s: &Step) {
+    if let Some(c) = s.change_as::<kernel::SetSysctl>() {
+        f.sysctls.insert(c.key.clone(), c.value.clone());
+    } else if let Some(c) = s.change_as::<veth::Change>() {
+        apply_veth(f, c);
+    } else if let Some(c) = s.change_as::<ovs::Change>() {
+        apply_ovs(f, c);
+    } else if let Some(c) = s.change_as::<docker_network::Change>() {
+        match c {
+            docker_network::Change::DockerNetwork { spec, mtu: m, .. } => {
+                let options = docker_network::options(spec, *m)
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.display().trim_matches('\'').to_string()))
+                    .collect();
+                f.set_part(DockerNetworkFacts(Some(DockerNetwork {
+                    name: spec.network.clone(),
+                    driver: "bridge".into(),
+                    subnet: Some(spec.subnet.to_string()),
+                    gateway: Some(spec.gateway.to_string()),
+                    options,
+                    containers: vec![],
+                })));
+                let l = link(f, spec.bridge.as_ref().unwrap());
+                l.kind = "bridge".into();
+                l.up = true;
+            }
+            docker_network::Change::RemoveDockerNetwork { .. } => f.set_part(DockerNetworkFacts(None)),
         }
-        Change::CreateVeth { switch_end, docker_end, mtu: m } => {
+    } else if let Some(c) = s.change_as::<docker0::Change>() {
+        match c {
+            docker0::Change::DockerDaemon { content, bip, .. } => {
+                f.set_part(DaemonJson(content.clone()));
+                // docker restarted (live-restore on) and gave docker0 the new address.
+                link(f, "docker0").addrs = vec![*bip];
+            }
+            docker0::Change::Blocked { reason } => panic!("simulated hosts never block: {reason}"),
+        }
+    } else if let Some(c) = s.change_as::<rules::Change>() {
+        let rules::Change::IptablesChain(c) = c else { panic!("up never removes chains") };
+        let t = f.iptables.tables.entry(c.table.to_string()).or_default();
+        t.insert(c.chain.to_string(), c.rules.clone());
+        for former in &c.former_parents {
+            if let Some(rules) = t.get_mut(*former) {
+                rules.retain(|r| *r != c.jump);
+            }
+        }
+        let parent = t.entry(c.parent.to_string()).or_default();
+        parent.retain(|r| *r != c.jump);
+        parent.insert(0, c.jump.clone());
+    } else if let Some(c) = s.change_as::<vxmesh::components::firewall::nftables::Change>() {
+        if let vxmesh::components::firewall::nftables::Change::NftTable { port, peers } = c {
+            f.set_part(NftFacts(Some(NftTable { peers: peers.iter().copied().collect(), guarded_port: Some(*port) })));
+        }
+    } else if let Some(vxmesh::components::firewall::firewalld::Change::Firewalld { add, remove }) = s.change_as() {
+        let fw = f.part_mut::<FirewalldFacts>();
+        fw.rich_rules.retain(|r| !remove.contains(r));
+        fw.rich_rules.extend(add.iter().cloned());
+    } else if let Some(c) = s.change_as::<boot::Change>() {
+        if let boot::Change::BootUnit { script, unit } = c {
+            f.set_part(BootFacts {
+                script: boot::hash_of(script).map(String::from),
+                unit: boot::hash_of(unit).map(String::from),
+                enabled: true,
+            });
+        }
+    } else {
+        panic!("the simulator does not know {}'s change {:?}", s.component, s.change);
+    }
+}
+
+fn apply_veth(f: &mut HostFacts, c: &veth::Change) {
+    match c {
+        veth::Change::CreateVeth { switch_end, docker_end, mtu: m } => {
             for d in [switch_end, docker_end] {
                 f.links.insert(
-                    d.clone(),
+                    d.to_string(),
                     Link { mtu: mtu(*m), up: false, kind: "veth".into(), master: None, addrs: vec![] },
                 );
                 // A fresh veth has offloads on again.
-                f.tx_offload.insert(d.clone(), true);
+                f.tx_offload.insert(d.to_string(), true);
             }
         }
-        Change::LinkMtu { dev, mtu: m } => link(f, dev).mtu = mtu(*m),
-        Change::LinkUp { dev } => link(f, dev).up = true,
-        Change::TxOffloadOff { dev } => {
-            f.tx_offload.insert(dev.clone(), false);
+        veth::Change::LinkMtu { dev, mtu: m } => link(f, dev).mtu = mtu(*m),
+        veth::Change::LinkUp { dev } => link(f, dev).up = true,
+        veth::Change::TxOffloadOff { dev } => {
+            f.tx_offload.insert(dev.to_string(), false);
         }
-        Change::Bridge { bridge, datapath, mtu: m } => {
-            f.ovs
-                .bridges
-                .entry(bridge.clone())
+        veth::Change::Enslave { dev, master } => link(f, dev).master = Some(master.to_string()),
+        veth::Change::DeleteVeth { dev } => {
+            f.links.remove(dev.as_str());
+        }
+    }
+}
+
+fn apply_ovs(f: &mut HostFacts, c: &ovs::Change) {
+    match c {
+        ovs::Change::Bridge { bridge, datapath, mtu: m } => {
+            let o = f.part_mut::<OvsFacts>();
+            o.bridges
+                .entry(bridge.to_string())
                 .or_insert_with(|| OvsBridge { datapath_type: String::new(), ports: vec![] })
                 .datapath_type = datapath.as_str().to_string();
-            add_port(f, bridge, bridge);
-            f.ovs.interfaces.get_mut(bridge).unwrap().mtu_request = Some(mtu(*m));
+            add_port(o, bridge, bridge);
+            o.interfaces.get_mut(bridge.as_str()).unwrap().mtu_request = Some(mtu(*m));
             let l = link(f, bridge);
             l.kind = "openvswitch".into();
             l.mtu = mtu(*m);
         }
-        Change::Tunnel { bridge, tunnel, vni, port, .. } => {
-            add_port(f, bridge, &tunnel.port);
-            let i = f.ovs.interfaces.get_mut(&*tunnel.port).unwrap();
+        ovs::Change::Tunnel { bridge, tunnel, vni, port, .. } => {
+            let o = f.part_mut::<OvsFacts>();
+            add_port(o, bridge, &tunnel.port);
+            let i = o.interfaces.get_mut(tunnel.port.as_str()).unwrap();
             *i = OvsInterface { r#type: "vxlan".into(), ..OvsInterface::default() };
             i.options.insert("remote_ip".into(), tunnel.remote_ip.to_string());
             i.options.insert("key".into(), vni.to_string());
             i.options.insert("dst_port".into(), port.to_string());
             i.bfd.insert("enable".into(), tunnel.bfd.to_string());
-            i.bfd.insert("min_tx".into(), vxmesh::names::BFD_INTERVAL_MS.to_string());
-            i.bfd.insert("min_rx".into(), vxmesh::names::BFD_INTERVAL_MS.to_string());
-            f.ovs.ports.get_mut(&*tunnel.port).unwrap().protected = tunnel.protected;
+            i.bfd.insert("min_tx".into(), vxmesh::model::names::BFD_INTERVAL_MS.to_string());
+            i.bfd.insert("min_rx".into(), vxmesh::model::names::BFD_INTERVAL_MS.to_string());
+            o.ports.get_mut(tunnel.port.as_str()).unwrap().protected = tunnel.protected;
         }
-        Change::RemoveTunnel { bridge, port } => {
-            if let Some(b) = f.ovs.bridges.get_mut(bridge) {
+        ovs::Change::RemoveTunnel { bridge, port } => {
+            let o = f.part_mut::<OvsFacts>();
+            if let Some(b) = o.bridges.get_mut(bridge.as_str()) {
                 b.ports.retain(|p| p != port);
             }
-            f.ovs.ports.remove(port);
-            f.ovs.interfaces.remove(port);
+            o.ports.remove(port);
+            o.interfaces.remove(port);
         }
-        Change::AttachPort { bridge, port } => add_port(f, bridge, port),
-        Change::SwitchAddress { dev, address, stale } => {
+        ovs::Change::AttachPort { bridge, port } => add_port(f.part_mut::<OvsFacts>(), bridge, port),
+        ovs::Change::SwitchAddress { dev, address, stale } => {
             let l = link(f, dev);
             l.addrs.retain(|a| !stale.contains(a));
             if !l.addrs.contains(address) {
                 l.addrs.push(*address);
             }
         }
-        Change::DockerNetwork { spec, mtu: m, .. } => {
-            let options = vxmesh::diff::docker_options(spec, *m).into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-            f.docker_network = Some(DockerNetwork {
-                name: spec.network.clone(),
-                driver: "bridge".into(),
-                subnet: Some(spec.subnet.to_string()),
-                gateway: Some(spec.gateway.to_string()),
-                options,
-                containers: 0,
-            });
-            let l = link(f, &spec.bridge);
-            l.kind = "bridge".into();
-            l.up = true;
+        ovs::Change::LinkUp { dev } => link(f, dev).up = true,
+        ovs::Change::RemoveBridge { bridge } => {
+            f.part_mut::<OvsFacts>().bridges.remove(bridge.as_str());
         }
-        Change::DockerDaemon { content, bip, .. } => {
-            f.docker_daemon_json = content.clone();
-            // docker restarted (live-restore on) and gave docker0 the new address.
-            link(f, "docker0").addrs = vec![*bip];
-        }
-        Change::Enslave { dev, master } => link(f, dev).master = Some(master.clone()),
-        Change::IptablesChain(c) => {
-            let t = f.iptables.tables.entry(c.table.to_string()).or_default();
-            t.insert(c.chain.to_string(), c.rules.clone());
-            for former in &c.former_parents {
-                if let Some(rules) = t.get_mut(*former) {
-                    rules.retain(|r| *r != c.jump);
-                }
-            }
-            let parent = t.entry(c.parent.to_string()).or_default();
-            parent.retain(|r| *r != c.jump);
-            parent.insert(0, c.jump.clone());
-        }
-        Change::NftTable { port, peers } => {
-            f.nft = Some(vxmesh::facts::NftTable { peers: peers.iter().copied().collect(), guarded_port: Some(*port) });
-        }
-        Change::Firewalld { add, remove } => {
-            f.firewalld.rich_rules.retain(|r| !remove.contains(r));
-            f.firewalld.rich_rules.extend(add.iter().cloned());
-        }
-        Change::BootUnit { script, unit } => {
-            f.boot.script = vxmesh::boot::hash_of(script).map(String::from);
-            f.boot.unit = vxmesh::boot::hash_of(unit).map(String::from);
-            f.boot.enabled = true;
-        }
-        Change::Blocked { reason } => panic!("simulated hosts never block: {reason}"),
     }
 }

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use vxmesh::inventory::{self, Inventory};
-use vxmesh::ipam;
+use vxmesh::model::inventory::{self, Inventory};
+use vxmesh::model::ipam;
 use vxmesh::plan::{self, ClusterPlan};
 
 pub fn fixtures() -> PathBuf {

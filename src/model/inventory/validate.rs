@@ -10,7 +10,7 @@ use super::model::*;
 use super::pos_of;
 use super::raw::{At, RawCluster, RawInventory, RawMtu, RawNode, RawSsh};
 use crate::error::{Diagnostic, Pos};
-use crate::names;
+use crate::model::names;
 
 /// Every problem found, in file order as far as the checks go.
 #[derive(Default)]
@@ -282,7 +282,7 @@ fn docker(raw: &RawCluster, p: &mut Problems) -> Option<DockerSettings> {
     let network = match d.and_then(|d| d.network.as_ref()) {
         None => Some("vxmesh".to_string()),
         Some(v) => {
-            let derived = names::docker_bridge(&v.value);
+            let derived = format!("{}{}", names::DOCKER_BRIDGE_PREFIX, v.value);
             check_name("cluster.docker.network", v, names::NETWORK_NAME_MAX, &derived, p).then(|| v.value.clone())
         }
     };
@@ -316,7 +316,7 @@ fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Ve
         let n = &entry.value;
         let name = n.name.value.as_str();
         let field = format!("nodes[{name}]");
-        check_name("nodes.name", &n.name, names::NODE_NAME_MAX, &names::tunnel_port(name), p);
+        check_name("nodes.name", &n.name, names::NODE_NAME_MAX, &format!("{}{name}", names::TUNNEL_PREFIX), p);
         if let Some(first) = seen_name.insert(name, at(&n.name)) {
             p.add(
                 at(&n.name),

@@ -3,7 +3,7 @@
 use ipnet::Ipv4Net;
 use serde_json::{Map, Value, json};
 
-use crate::diff::Mtu;
+use super::super::core::Mtu;
 
 /// docker's built-in default address pools (used when daemon.json names none).
 const DOCKER_DEFAULT_POOLS: [(&str, u8); 2] = [("172.17.0.0/12", 16), ("192.168.0.0/16", 20)];
@@ -34,7 +34,7 @@ pub fn merged(current: &str, bip: Ipv4Net, mtu: Mtu, cluster: Ipv4Net) -> Result
             p["base"]
                 .as_str()
                 .and_then(|b| b.parse::<Ipv4Net>().ok())
-                .is_some_and(|b| crate::inventory::overlaps(&b, &cluster))
+                .is_some_and(|b| crate::model::inventory::overlaps(&b, &cluster))
         })
     };
     let needs_pools = match doc.get("default-address-pools") {
@@ -45,7 +45,7 @@ pub fn merged(current: &str, bip: Ipv4Net, mtu: Mtu, cluster: Ipv4Net) -> Result
         // Keep docker's own pools where they do not collide with the cluster, so `docker network create` still works.
         let pools: Vec<Value> = DOCKER_DEFAULT_POOLS
             .iter()
-            .filter(|(base, _)| !crate::inventory::overlaps(&base.parse().expect("constant"), &cluster))
+            .filter(|(base, _)| !crate::model::inventory::overlaps(&base.parse().expect("constant"), &cluster))
             .map(|(base, size)| json!({"base": base, "size": size}))
             .collect();
         doc.insert("default-address-pools".into(), Value::Array(pools));

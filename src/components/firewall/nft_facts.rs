@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::FactsError;
+use crate::facts::FactsError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NftTable {

@@ -10,7 +10,9 @@ use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCe
 use russh::{ChannelMsg, Disconnect};
 use ssh2_config::{ParseRule, SshConfig};
 
-use crate::inventory::{Become, SshSettings};
+use crate::converge::{Output, Transport};
+use crate::error::HostError;
+use crate::model::inventory::{Become, SshSettings};
 
 /// Everything needed to reach one host, after the inventory and ~/.ssh/config are merged.
 #[derive(Debug, Clone)]
@@ -43,14 +45,6 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts { connect: Duration::from_secs(10), command: Duration::from_secs(300) }
     }
-}
-
-/// What a remote script did.
-#[derive(Debug, Clone, Default)]
-pub struct Output {
-    pub stdout: String,
-    pub stderr: String,
-    pub code: u32,
 }
 
 pub fn expand_home(p: &Path) -> PathBuf {
@@ -191,12 +185,15 @@ pub struct Session {
     timeouts: Timeouts,
 }
 
-pub async fn connect(target: &Target, policy: &HostKeyPolicy, timeouts: &Timeouts) -> Result<Session, String> {
+pub async fn connect(target: &Target, policy: &HostKeyPolicy, timeouts: &Timeouts) -> Result<Session, HostError> {
     let what = format!("{}@{}:{}", target.user, target.host, target.port);
     match tokio::time::timeout(timeouts.connect, connect_inner(target, policy)).await {
         Ok(Ok((handle, jumps))) => Ok(Session { handle, _jumps: jumps, sudo: target.sudo, timeouts: timeouts.clone() }),
         Ok(Err(e)) => Err(e),
-        Err(_) => Err(format!("cannot connect to {what}: no answer within {}s", timeouts.connect.as_secs())),
+        Err(_) => Err(HostError::Unreachable(format!(
+            "cannot connect to {what}: no answer within {}s",
+            timeouts.connect.as_secs()
+        ))),
     }
 }
 
@@ -211,14 +208,14 @@ fn config() -> Arc<client::Config> {
 async fn connect_inner(
     target: &Target,
     policy: &HostKeyPolicy,
-) -> Result<(Handle<Checker>, Vec<Handle<Checker>>), String> {
+) -> Result<(Handle<Checker>, Vec<Handle<Checker>>), HostError> {
     let what = format!("{}@{}:{}", target.user, target.host, target.port);
     let refusal = Arc::new(Mutex::new(None));
     let checker =
         Checker { host: target.host.clone(), port: target.port, policy: policy.clone(), refusal: refusal.clone() };
     let explain = |e: russh::Error| match refusal.lock().unwrap().take() {
-        Some(why) => why,
-        None => format!("cannot connect to {what}: {e}"),
+        Some(why) => HostError::HostKey(why),
+        None => HostError::Unreachable(format!("cannot connect to {what}: {e}")),
     };
     let mut jumps = vec![];
     let mut handle = if target.jumps.is_empty() {
@@ -233,7 +230,7 @@ async fn connect_inner(
                     let ch = p
                         .channel_open_direct_tcpip(j.host.clone(), u32::from(j.port), "127.0.0.1", 0)
                         .await
-                        .map_err(|e| format!("jump to {}: {e}", j.host))?;
+                        .map_err(|e| HostError::Unreachable(format!("jump to {}: {e}", j.host)))?;
                     jumps.push(p);
                     let hop_refusal = Arc::new(Mutex::new(None));
                     let c = Checker {
@@ -243,7 +240,10 @@ async fn connect_inner(
                         refusal: hop_refusal.clone(),
                     };
                     let mut h = client::connect_stream(config(), ch.into_stream(), c).await.map_err(|e| {
-                        hop_refusal.lock().unwrap().take().unwrap_or_else(|| format!("via jump to {}: {e}", j.host))
+                        match hop_refusal.lock().unwrap().take() {
+                            Some(why) => HostError::HostKey(why),
+                            None => HostError::Unreachable(format!("via jump to {}: {e}", j.host)),
+                        }
                     })?;
                     authenticate(&mut h, j).await?;
                     h
@@ -255,7 +255,7 @@ async fn connect_inner(
         let ch = last
             .channel_open_direct_tcpip(target.host.clone(), u32::from(target.port), "127.0.0.1", 0)
             .await
-            .map_err(|e| format!("jump host cannot reach {what}: {e}"))?;
+            .map_err(|e| HostError::Unreachable(format!("jump host cannot reach {what}: {e}")))?;
         jumps.push(last);
         client::connect_stream(config(), ch.into_stream(), checker).await.map_err(explain)?
     };
@@ -264,7 +264,7 @@ async fn connect_inner(
 }
 
 /// Key files first (as listed), then every key the ssh-agent holds.
-async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), String> {
+async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), HostError> {
     let what = format!("{}@{}", target.user, target.host);
     let mut tried = vec![];
     for file in &target.identity_files {
@@ -279,7 +279,7 @@ async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), St
         let res = h
             .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
             .await
-            .map_err(|e| format!("authentication to {what}: {e}"))?;
+            .map_err(|e| HostError::Auth(format!("authentication to {what}: {e}")))?;
         if res.success() {
             return Ok(());
         }
@@ -300,25 +300,26 @@ async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), St
     } else if target.identity_files.is_empty() {
         tried.push("no identity_file given and no ssh-agent (SSH_AUTH_SOCK) to ask".into());
     }
-    Err(format!("{what} refused every key: {}", tried.join(", ")))
+    Err(HostError::Auth(format!("{what} refused every key: {}", tried.join(", "))))
 }
 
 impl Session {
     /// Runs `script` with `sh -s` (under `sudo -n` when becoming root), the script on stdin.
-    pub async fn run(&self, script: &str) -> Result<Output, String> {
+    pub async fn run(&self, script: &str) -> Result<Output, HostError> {
         let fut = self.run_inner(script);
         match tokio::time::timeout(self.timeouts.command, fut).await {
             Ok(r) => r,
-            Err(_) => Err(format!("the command did not finish within {}s", self.timeouts.command.as_secs())),
+            Err(_) => Err(HostError::Timeout(self.timeouts.command.as_secs())),
         }
     }
 
-    async fn run_inner(&self, script: &str) -> Result<Output, String> {
-        let mut ch = self.handle.channel_open_session().await.map_err(|e| format!("cannot open a channel: {e}"))?;
+    async fn run_inner(&self, script: &str) -> Result<Output, HostError> {
+        let broken = |what: &str, e: russh::Error| HostError::Connection(format!("{what}: {e}"));
+        let mut ch = self.handle.channel_open_session().await.map_err(|e| broken("cannot open a channel", e))?;
         let cmd = if self.sudo { "sudo -n sh -s" } else { "sh -s" };
-        ch.exec(true, cmd).await.map_err(|e| format!("cannot start `{cmd}`: {e}"))?;
-        ch.data(script.as_bytes()).await.map_err(|e| format!("cannot send the script: {e}"))?;
-        ch.eof().await.map_err(|e| format!("cannot send the script: {e}"))?;
+        ch.exec(true, cmd).await.map_err(|e| broken(&format!("cannot start `{cmd}`"), e))?;
+        ch.data(script.as_bytes()).await.map_err(|e| broken("cannot send the script", e))?;
+        ch.eof().await.map_err(|e| broken("cannot send the script", e))?;
         let (mut out, mut err, mut code) = (Vec::new(), Vec::new(), None);
         while let Some(msg) = ch.wait().await {
             match msg {
@@ -332,7 +333,8 @@ impl Session {
                 _ => {}
             }
         }
-        let code = code.ok_or_else(|| "the connection closed before the command finished".to_string())?;
+        let code =
+            code.ok_or_else(|| HostError::Connection("the connection closed before the command finished".into()))?;
         Ok(Output {
             stdout: String::from_utf8_lossy(&out).into_owned(),
             stderr: String::from_utf8_lossy(&err).into_owned(),
@@ -342,6 +344,12 @@ impl Session {
 
     pub async fn close(&self) {
         let _ = self.handle.disconnect(Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+impl Transport for Session {
+    fn run<'a>(&'a self, script: &'a str) -> futures::future::BoxFuture<'a, Result<Output, HostError>> {
+        Box::pin(Session::run(self, script))
     }
 }
 

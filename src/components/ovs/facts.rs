@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::FactsError;
+use crate::facts::FactsError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OvsFacts {

@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::inventory::{Cluster, Inventory, Node};
+use crate::model::inventory::{Cluster, Inventory, Node};
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -138,7 +138,10 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
             taken_blocks.insert(b);
             owner_of_block.insert(b, &n.name);
         }
-        if a.id == 0 || u64::from(a.id) > crate::inventory::switch_capacity(c.switch_cidr) || !taken_ids.insert(a.id) {
+        if a.id == 0
+            || u64::from(a.id) > crate::model::inventory::switch_capacity(c.switch_cidr)
+            || !taken_ids.insert(a.id)
+        {
             return Err(lock_err(format!(
                 "node `{}` has switch id {}, which is out of range or used twice",
                 n.name, a.id
@@ -173,7 +176,7 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
         while taken_ids.contains(&id_cursor) {
             id_cursor += 1;
         }
-        if u64::from(id_cursor) > crate::inventory::switch_capacity(c.switch_cidr) {
+        if u64::from(id_cursor) > crate::model::inventory::switch_capacity(c.switch_cidr) {
             return Err(Error::Exhausted(format!(
                 "cluster.switch_cidr `{}` has no free switch address left for node `{}`",
                 c.switch_cidr, n.name
@@ -228,7 +231,7 @@ impl BlockSpace {
 
     fn usable(&self, i: u32) -> bool {
         let s = self.subnet(i);
-        !self.reserved.iter().any(|r| crate::inventory::overlaps(&s, r))
+        !self.reserved.iter().any(|r| crate::model::inventory::overlaps(&s, r))
     }
 }
 
@@ -238,7 +241,7 @@ mod tests {
     use std::path::Path;
 
     fn inv(yaml: &str) -> Inventory {
-        crate::inventory::parse(Path::new("t.yaml"), yaml).unwrap()
+        crate::model::inventory::parse(Path::new("t.yaml"), yaml).unwrap()
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::FactsError;
+use crate::facts::FactsError;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DockerNetwork {
@@ -14,8 +14,8 @@ pub struct DockerNetwork {
     pub gateway: Option<String>,
     /// Driver options, e.g. `com.docker.network.bridge.name`.
     pub options: BTreeMap<String, String>,
-    /// Containers attached right now: recreating the network would cut them off.
-    pub containers: usize,
+    /// Names of the containers attached right now: recreating or removing the network would cut them off.
+    pub containers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +57,16 @@ pub fn parse(body: &str) -> Result<Option<DockerNetwork>, FactsError> {
             subnet: cfg.as_ref().and_then(|c| c.subnet.clone()),
             gateway: cfg.and_then(|c| c.gateway),
             options: r.options.unwrap_or_default(),
-            containers: r.containers.map_or(0, |c| c.len()),
+            containers: {
+                let mut names: Vec<String> = r
+                    .containers
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(id, c)| c["Name"].as_str().map_or_else(|| id.chars().take(12).collect(), String::from))
+                    .collect();
+                names.sort();
+                names
+            },
         }
     }))
 }

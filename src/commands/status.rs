@@ -1,0 +1,78 @@
+//! `status`: per host, reachable, the switch and its peers (with BFD's view on OVS), the docker network, and
+//! drift from the plan. Read-only.
+
+use serde::Serialize;
+
+use crate::components::{self, PeerLink};
+use crate::converge::{self, host};
+use crate::model::inventory::Inventory;
+use crate::plan::ClusterPlan;
+use crate::remote::executor::{self, Options};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostStatus {
+    pub node: String,
+    pub host: String,
+    pub reachable: bool,
+    pub error: Option<String>,
+    pub switch: bool,
+    pub subnet: String,
+    pub docker_network: bool,
+    pub tunnels: Vec<PeerLink>,
+    pub drift: Vec<String>,
+}
+
+impl HostStatus {
+    /// Reachable, nothing to repair, every tunnel present and up.
+    pub fn clean(&self) -> bool {
+        self.reachable
+            && self.error.is_none()
+            && self.drift.is_empty()
+            && self.tunnels.iter().all(|t| t.present && t.state.as_deref() == Some("up"))
+    }
+}
+
+pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<HostStatus> {
+    let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
+    let out = executor::on_each(&hosts, opts, "status", |node, t, bar| async move {
+        bar.set_message("gathering facts");
+        host::facts(t.as_ref(), &node).await
+    })
+    .await;
+    sessions.close().await;
+    out.into_iter()
+        .map(|o| {
+            let n = &o.node;
+            match o.result {
+                Err(e) => HostStatus {
+                    node: n.name.clone(),
+                    host: n.host.clone(),
+                    reachable: false,
+                    error: Some(e.to_string()),
+                    switch: false,
+                    subnet: n.subnet.to_string(),
+                    docker_network: false,
+                    tunnels: vec![],
+                    drift: vec![],
+                },
+                Ok(f) => {
+                    let comps = components::for_node(n);
+                    let present: Vec<(&str, bool)> = comps.iter().flat_map(|c| c.present(&f)).collect();
+                    let has = |what: &str| present.iter().any(|(k, v)| *k == what && *v);
+                    let problems = converge::preflight(n, &f);
+                    HostStatus {
+                        node: n.name.clone(),
+                        host: n.host.clone(),
+                        reachable: true,
+                        error: (!problems.is_empty()).then(|| problems.join("; ")),
+                        switch: has("switch"),
+                        subnet: n.subnet.to_string(),
+                        docker_network: has("docker network"),
+                        tunnels: comps.iter().flat_map(|c| c.peers(&f)).collect(),
+                        drift: converge::diff(n, &f).into_iter().map(|s| s.description).collect(),
+                    }
+                }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,157 @@
+//! What a host runs at boot to restore its part of the mesh without the admin's laptop: a script under
+//! /etc/vxmesh/ and a systemd unit ordered after Open vSwitch and docker. The script itself is the node's
+//! from-scratch build of what the kernel forgets (`converge` renders it from the other components' steps).
+
+use serde::Serialize;
+
+use super::core::{Component, Concern, Ctx, Phase, Step};
+use crate::cmd;
+use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::shell::{Stmt, Word, when};
+
+pub const SCRIPT_PATH: &str = "/etc/vxmesh/boot.sh";
+pub const UNIT_PATH: &str = "/etc/systemd/system/vxmesh.service";
+pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vxmesh.service";
+
+const SCRIPT_HASH: &str = "# vxmesh-boot-hash: ";
+const UNIT_HASH: &str = "# vxmesh-unit-hash: ";
+
+/// FNV-1a, 64 bits: a stable fingerprint of a file's content, so facts can tell whether it is current.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The boot script with its fingerprint as the second line (after the shebang).
+pub fn with_fingerprint(body: &str) -> String {
+    let (shebang, rest) = body.split_once('\n').unwrap_or((body, ""));
+    format!("{shebang}\n{SCRIPT_HASH}{}\n{rest}", fingerprint(body))
+}
+
+pub fn unit() -> String {
+    let body = format!(
+        "[Unit]\nDescription=vxmesh: restore this host's part of the container mesh\n\
+         After=network-online.target openvswitch-switch.service openvswitch.service ovs-vswitchd.service docker.service\n\
+         Wants=network-online.target\n\n[Service]\nType=oneshot\nExecStart=/bin/sh {SCRIPT_PATH}\nRemainAfterExit=yes\n\n\
+         [Install]\nWantedBy=multi-user.target\n"
+    );
+    format!("{UNIT_HASH}{}\n{body}", fingerprint(&body))
+}
+
+/// The fingerprints written into the files, as the facts script reports them.
+pub fn hash_of(content: &str) -> Option<&str> {
+    content.lines().find_map(|l| l.strip_prefix(SCRIPT_HASH).or_else(|| l.strip_prefix(UNIT_HASH)))
+}
+
+/// The installed boot files' fingerprints, and whether the unit is enabled.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BootFacts {
+    pub script: Option<String>,
+    pub unit: Option<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// The boot script and systemd unit that restore the node after a reboot.
+    BootUnit {
+        script: String,
+        unit: String,
+    },
+    RemoveBootUnit,
+}
+
+/// The boot unit, carrying the script that should be installed.
+pub struct Boot {
+    pub script: String,
+}
+
+fn daemon_reload() -> Stmt {
+    when(cmd!["test", "-d", "/run/systemd/system"], vec![cmd!["systemctl", "daemon-reload"].into()])
+}
+
+impl Component for Boot {
+    fn name(&self) -> &'static str {
+        "boot"
+    }
+
+    fn gather(&self) -> Vec<Stmt> {
+        let hash = |prefix: &str, label: &str, path: &'static str| {
+            let expr = format!("s/^{prefix}/{label} /p");
+            cmd!["sed", "-n", Word::Data(expr), path].silent_stderr().may_fail().into()
+        };
+        vec![
+            mark("boot"),
+            hash(SCRIPT_HASH, "script", SCRIPT_PATH),
+            hash(UNIT_HASH, "unit", UNIT_PATH),
+            when(cmd!["test", "-L", WANTS_LINK], vec![cmd!["echo", "enabled"].into()]),
+        ]
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        let body = s.get("boot");
+        let kv: std::collections::BTreeMap<&str, &str> =
+            body.lines().filter_map(|l| l.split_once(' ')).map(|(k, v)| (k.trim(), v.trim())).collect();
+        facts.set_part(BootFacts {
+            script: kv.get("script").map(|s| s.to_string()),
+            unit: kv.get("unit").map(|s| s.to_string()),
+            enabled: body.lines().any(|l| l.trim() == "enabled"),
+        });
+        Ok(())
+    }
+
+    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
+        let unit = unit();
+        let empty = BootFacts::default();
+        let have = facts.part::<BootFacts>().unwrap_or(&empty);
+        let current =
+            have.script.as_deref() == hash_of(&self.script) && have.unit.as_deref() == hash_of(&unit) && have.enabled;
+        if current {
+            return vec![];
+        }
+        let commands = vec![
+            cmd!["mkdir", "-p", "/etc/vxmesh", "/etc/systemd/system/multi-user.target.wants"].into(),
+            Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(self.script.clone())], mode: Some("755") },
+            Stmt::WriteFile { path: UNIT_PATH, content: vec![Word::Data(unit.clone())], mode: None },
+            // Enabled by its link, so it works without a running systemd.
+            cmd!["ln", "-sf", UNIT_PATH, WANTS_LINK].into(),
+            daemon_reload(),
+        ];
+        vec![
+            Step::new(
+                Phase::Boot,
+                self.name(),
+                format!("install the boot unit (vxmesh.service runs {SCRIPT_PATH} after OVS and docker)"),
+                Change::BootUnit { script: self.script.clone(), unit },
+                commands,
+            )
+            // The script holds the peer list (firewall rules): it follows every change of peers, or a reboot
+            // would bring back the old list.
+            .concerning(Concern::Peers)
+            .kept_across_reboots(),
+        ]
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let have = facts.part::<BootFacts>().cloned().unwrap_or_default();
+        if have.script.is_none() && have.unit.is_none() && !have.enabled {
+            return vec![];
+        }
+        vec![Step::new(
+            Phase::Boot,
+            self.name(),
+            "remove the boot unit and /etc/vxmesh",
+            Change::RemoveBootUnit,
+            vec![
+                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH].into(),
+                cmd!["rmdir", "/etc/vxmesh"].silent().may_fail().into(),
+                daemon_reload(),
+            ],
+        )]
+    }
+}

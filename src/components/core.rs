@@ -1,0 +1,217 @@
+//! What every component of a node's network is: the trait, and the typed steps its diff yields.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::facts::{FactsError, HostFacts, Sections};
+use crate::shell::Stmt;
+
+/// The overlay MTU as a number, or "learn it on the host" when the facts cannot tell (offline scripts):
+/// then commands use [`crate::shell::Var::Mtu`], which the script sets first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mtu {
+    Detect,
+    #[serde(untagged)]
+    Value(u32),
+}
+
+impl Mtu {
+    /// The MTU as one shell word.
+    pub fn word(self) -> crate::shell::Word {
+        match self {
+            Mtu::Value(v) => crate::shell::data(v),
+            Mtu::Detect => crate::shell::Word::Var(crate::shell::Var::Mtu),
+        }
+    }
+
+    pub fn value(self) -> Option<u32> {
+        match self {
+            Mtu::Value(v) => Some(v),
+            Mtu::Detect => None,
+        }
+    }
+}
+
+/// What every component's diff may need beyond its own plan and the facts.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub mtu: Mtu,
+}
+
+/// Where a step goes in the script: steps are applied phase by phase, each component's in its own order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Host-wide settings first (forwarding).
+    Host,
+    /// Links the switch will plug in (the veth pair).
+    Links,
+    /// The switch and its tunnels.
+    Switch,
+    /// The switch's address and state.
+    SwitchAddress,
+    /// Docker's side: the network or daemon.json.
+    Docker,
+    /// Devices joined to docker's bridge.
+    Attach,
+    /// Per-device settings, once every device exists.
+    Devices,
+    /// NAT and forwarding rules.
+    Rules,
+    /// Who may send VXLAN here.
+    Firewall,
+    /// The boot unit, built from all of the above.
+    Boot,
+}
+
+/// Which part of the mesh a step concerns, so `add-node` and `remove-node` touch only a peer's share on others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "peer")]
+pub enum Concern {
+    /// The node itself (bridge, docker, rules): left alone when another node is added or removed.
+    Node,
+    /// One peer's share: its tunnel.
+    Peer(Arc<str>),
+    /// The list of peers as a whole (the firewall's allow list).
+    Peers,
+}
+
+/// A component's typed change, kept as the component made it (tests and JSON read it).
+pub trait Change: Any + Send + Sync + fmt::Debug {
+    fn to_json(&self) -> Value;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Serialize + Any + Send + Sync + fmt::Debug> Change for T {
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).expect("changes serialize")
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// One change with the sentence an admin reads and the commands that make it.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub phase: Phase,
+    pub component: &'static str,
+    pub description: String,
+    pub change: Arc<dyn Change>,
+    pub commands: Vec<Stmt>,
+    pub concern: Concern,
+    /// Part of the boot script: what the kernel forgets at reboot (tunnels live in OVSDB, daemon.json on disk).
+    pub at_boot: bool,
+}
+
+impl Step {
+    pub fn new(
+        phase: Phase,
+        component: &'static str,
+        description: impl Into<String>,
+        change: impl Change,
+        commands: Vec<Stmt>,
+    ) -> Step {
+        Step {
+            phase,
+            component,
+            description: description.into(),
+            change: Arc::new(change),
+            commands,
+            concern: Concern::Node,
+            at_boot: true,
+        }
+    }
+
+    pub fn concerning(mut self, concern: Concern) -> Step {
+        self.concern = concern;
+        self
+    }
+
+    /// Not restored by the boot script (the host keeps it across reboots).
+    pub fn kept_across_reboots(mut self) -> Step {
+        self.at_boot = false;
+        self
+    }
+
+    /// The typed change, if it is of type `T`.
+    pub fn change_as<T: 'static>(&self) -> Option<&T> {
+        self.change.as_any().downcast_ref()
+    }
+}
+
+/// A tool a component needs on the host, and the package that brings it per OS family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need {
+    pub tool: &'static str,
+    pub debian: &'static str,
+    pub rpm: &'static str,
+}
+
+pub const fn need(tool: &'static str, debian: &'static str, rpm: &'static str) -> Need {
+    Need { tool, debian, rpm }
+}
+
+/// How a data plane sees one peer, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerLink {
+    pub peer: String,
+    pub present: bool,
+    /// The liveness the data plane reports (BFD's state on OVS), if any.
+    pub state: Option<String>,
+}
+
+/// One piece of a node's network: what it reads, what it changes, what it removes.
+pub trait Component: Send + Sync {
+    /// Short and stable: `ovs`, `docker-network`, `iptables`, ...
+    fn name(&self) -> &'static str;
+
+    /// Tools it needs on this host (the facts may pick among backends, as the firewall's `auto` does).
+    fn needs(&self, _facts: &HostFacts) -> Vec<Need> {
+        vec![]
+    }
+
+    /// Its read-only part of the facts script: sections opened with [`crate::facts::mark`].
+    fn gather(&self) -> Vec<Stmt> {
+        vec![]
+    }
+
+    /// Its own facts from its sections, kept in `facts` as a typed part.
+    fn parse(&self, _sections: &Sections, _facts: &mut HostFacts) -> Result<(), FactsError> {
+        Ok(())
+    }
+
+    /// Reasons this host cannot take the component now (a daemon not answering, a file it cannot read).
+    fn preflight(&self, _facts: &HostFacts) -> Vec<String> {
+        vec![]
+    }
+
+    /// What is missing or wrong, in the order it must be applied; empty when the host matches.
+    fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step>;
+
+    /// What removes its part of the host, given what is there; empty when nothing is.
+    fn teardown(&self, _facts: &HostFacts) -> Vec<Step> {
+        vec![]
+    }
+
+    /// Why its part cannot be removed now without harm (containers still attached); checked on every
+    /// component before any teardown command runs.
+    fn refuse_teardown(&self, _facts: &HostFacts) -> Option<String> {
+        None
+    }
+
+    /// For a data plane: each planned peer as the host sees it.
+    fn peers(&self, _facts: &HostFacts) -> Vec<PeerLink> {
+        vec![]
+    }
+
+    /// Short yes/no facts for `status` (e.g. `switch`, `docker network`).
+    fn present(&self, _facts: &HostFacts) -> Vec<(&'static str, bool)> {
+        vec![]
+    }
+}

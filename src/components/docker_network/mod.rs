@@ -1,0 +1,195 @@
+//! `docker.mode: network`: a docker bridge network of the node's subnet, at the overlay MTU, with docker's own
+//! masquerade off (docker would otherwise NAT container traffic between hosts).
+
+mod facts;
+
+pub use facts::DockerNetwork;
+
+use serde::Serialize;
+
+use super::core::{Component, Ctx, Mtu, Need, Phase, Step};
+use crate::cmd;
+use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::plan::DockerSpec;
+use crate::shell::{Cmd, Stmt, Word, data, join};
+
+pub struct DockerNetworkAttachment<'a> {
+    pub spec: &'a DockerSpec,
+}
+
+/// The mesh network as the host has it (`None`: absent).
+#[derive(Debug, Clone, Default)]
+pub struct DockerNetworkFacts(pub Option<DockerNetwork>);
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    DockerNetwork { spec: DockerSpec, mtu: Mtu, recreate: Option<String> },
+    RemoveDockerNetwork { network: String },
+}
+
+const OPT_BRIDGE: &str = "com.docker.network.bridge.name";
+const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+const OPT_MTU: &str = "com.docker.network.driver.mtu";
+
+/// Docker options the mesh network is created with, each as one `KEY=VALUE` word.
+pub fn options(spec: &DockerSpec, mtu: Mtu) -> Vec<(&'static str, Word)> {
+    let bridge = spec.bridge.as_ref().map_or(Word::Lit(""), Word::from);
+    vec![(OPT_BRIDGE, bridge), (OPT_MASQ, data(spec.masquerade)), (OPT_MTU, mtu.word())]
+}
+
+impl DockerNetworkAttachment<'_> {
+    fn network(&self) -> Word {
+        Word::Data(self.spec.network.clone())
+    }
+}
+
+impl Component for DockerNetworkAttachment<'_> {
+    fn name(&self) -> &'static str {
+        "docker-network"
+    }
+
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        super::docker::needs()
+    }
+
+    fn gather(&self) -> Vec<Stmt> {
+        vec![
+            mark("docker-network"),
+            Stmt::If {
+                conds: vec![cmd!["has", "docker"]],
+                negate: false,
+                then: vec![cmd!["docker", "network", "inspect", self.network()].may_fail().into()],
+                otherwise: vec![],
+            },
+        ]
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        // docker prints `[]` (and fails) for a network that does not exist.
+        let body = s.get("docker-network");
+        let body = if body.trim() == "[]" { "" } else { body };
+        facts.set_part(DockerNetworkFacts(facts::parse(body)?));
+        Ok(())
+    }
+
+    fn preflight(&self, facts: &HostFacts) -> Vec<String> {
+        super::docker::preflight(facts)
+    }
+
+    fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        let spec = self.spec;
+        let net = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref());
+        let recreate = net.and_then(|n| drift(spec, ctx.mtu, n));
+        if net.is_some() && recreate.is_none() {
+            return vec![];
+        }
+        let description = match &recreate {
+            None => format!(
+                "create docker network {} ({}, bridge {})",
+                spec.network,
+                spec.subnet,
+                spec.bridge.as_ref().map(|b| b.to_string()).unwrap_or_default()
+            ),
+            Some(why) => format!("recreate docker network {} ({why})", spec.network),
+        };
+        let mut cmds: Vec<Stmt> = vec![];
+        if recreate.is_some() {
+            cmds.push(cmd!["docker", "network", "rm", self.network()].no_stdout().into());
+        }
+        let mut create = cmd![
+            "docker",
+            "network",
+            "create",
+            "--driver",
+            "bridge",
+            "--subnet",
+            data(spec.subnet),
+            "--gateway",
+            data(spec.gateway)
+        ];
+        for (k, v) in options(spec, ctx.mtu) {
+            create.argv.push("-o".into());
+            create.argv.push(join([Word::Lit(k), "=".into(), v]));
+        }
+        create.argv.push(self.network());
+        let create = create.no_stdout();
+        cmds.push(Stmt::If {
+            conds: vec![cmd!["docker", "network", "inspect", self.network()].silent()],
+            negate: true,
+            then: vec![create.into()],
+            otherwise: vec![],
+        });
+        vec![Step::new(
+            Phase::Docker,
+            self.name(),
+            description,
+            Change::DockerNetwork { spec: spec.clone(), mtu: ctx.mtu, recreate },
+            cmds,
+        )]
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        if facts.part::<DockerNetworkFacts>().is_none_or(|d| d.0.is_none()) {
+            return vec![];
+        }
+        let cmds: Vec<Stmt> =
+            vec![Cmd::new(["docker".into(), "network".into(), "rm".into(), self.network()]).no_stdout().into()];
+        vec![Step::new(
+            Phase::Docker,
+            self.name(),
+            format!("remove docker network {}", self.spec.network),
+            Change::RemoveDockerNetwork { network: self.spec.network.clone() },
+            cmds,
+        )]
+    }
+
+    fn refuse_teardown(&self, facts: &HostFacts) -> Option<String> {
+        let net = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref())?;
+        (!net.containers.is_empty()).then(|| {
+            format!(
+                "docker network {} still has containers attached ({}); stop or disconnect them (docker network disconnect), then run this again",
+                net.name,
+                net.containers.join(", ")
+            )
+        })
+    }
+
+    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
+        vec![("docker network", facts.part::<DockerNetworkFacts>().is_some_and(|d| d.0.is_some()))]
+    }
+}
+
+/// Why the existing docker network must be recreated, if it must.
+fn drift(spec: &DockerSpec, mtu: Mtu, net: &DockerNetwork) -> Option<String> {
+    let mut why = vec![];
+    if net.driver != "bridge" {
+        why.push(format!("driver is {}", net.driver));
+    }
+    if net.subnet.as_deref() != Some(&*spec.subnet.to_string()) {
+        why.push(format!("subnet is {}", net.subnet.as_deref().unwrap_or("unset")));
+    }
+    if net.gateway.as_deref() != Some(&*spec.gateway.to_string()) {
+        why.push(format!("gateway is {}", net.gateway.as_deref().unwrap_or("unset")));
+    }
+    let wanted = [
+        (OPT_BRIDGE, spec.bridge.as_ref().map(|b| b.to_string())),
+        (OPT_MASQ, Some(spec.masquerade.to_string())),
+        // An MTU learnt only at run time cannot be compared.
+        (OPT_MTU, mtu.value().map(|m| m.to_string())),
+    ];
+    for (k, v) in wanted {
+        let Some(v) = v else { continue };
+        let have = net.options.get(k).map(String::as_str).unwrap_or("unset");
+        if have != v {
+            why.push(format!("{k} is {have}, want {v}"));
+        }
+    }
+    if why.is_empty() {
+        return None;
+    }
+    if !net.containers.is_empty() {
+        why.push(format!("{} containers attached must be reconnected", net.containers.len()));
+    }
+    Some(why.join("; "))
+}

@@ -1,0 +1,50 @@
+//! The pieces of a node's network, each behind [`Component`]; this module is where a node's pieces are chosen.
+
+pub mod boot;
+pub mod core;
+mod docker;
+pub mod docker0;
+pub mod docker_network;
+pub mod firewall;
+pub mod kernel;
+pub mod ovs;
+pub mod rules;
+pub mod veth;
+
+pub use core::{Change, Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step};
+
+use crate::model::inventory::{DockerMode, FirewallKind};
+use crate::plan::NodePlan;
+
+/// A node's components, in the order their steps apply within a phase.
+pub fn for_node(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
+    let mut v: Vec<Box<dyn Component + '_>> = vec![Box::new(kernel::Kernel { node })];
+    if let Some(bridge) = &node.docker.bridge {
+        v.push(Box::new(veth::Veth { node, bridge }));
+    }
+    v.push(Box::new(ovs::Ovs { node }));
+    match node.docker.mode {
+        DockerMode::Network => v.push(Box::new(docker_network::DockerNetworkAttachment { spec: &node.docker })),
+        DockerMode::Docker0 => v.push(Box::new(docker0::Docker0 { spec: &node.docker, cluster: node.forward_accept })),
+        DockerMode::None => {}
+    }
+    v.push(Box::new(rules::Rules { node }));
+    match node.firewall.kind {
+        FirewallKind::Iptables => v.push(Box::new(firewall::IptablesFirewall { node })),
+        FirewallKind::Nftables => v.push(Box::new(firewall::Nftables { node })),
+        FirewallKind::Firewalld => v.push(Box::new(firewall::Firewalld { node })),
+        FirewallKind::Auto => v.push(Box::new(firewall::AnyFirewall::new(node))),
+        FirewallKind::None => {}
+    }
+    v
+}
+
+/// What `down` looks at: the node's components, with every firewall backend (any may have been used before).
+pub fn for_teardown(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
+    let mut v: Vec<Box<dyn Component + '_>> = for_node(node)
+        .into_iter()
+        .filter(|c| !["iptables", "nftables", "firewalld", "firewall"].contains(&c.name()))
+        .collect();
+    v.push(Box::new(firewall::AnyFirewall::new(node)));
+    v
+}

@@ -1,0 +1,315 @@
+//! The Open vSwitch data plane: bridge `sw0`, one protected VXLAN port per peer (BFD on), the veth's switch end,
+//! and sw0's address. All OVS changes of one run share one `ovs-vsctl` transaction.
+
+mod facts;
+
+pub use facts::{OvsBridge, OvsFacts, OvsInterface, OvsPort};
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use super::core::{Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step, need};
+use crate::cmd;
+use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::inventory::Datapath;
+use crate::model::names::{self, IfName};
+use crate::plan::{NodePlan, TunnelSpec};
+use crate::shell::{Stmt, Word, data, join};
+use ipnet::Ipv4Net;
+
+pub struct Ovs<'a> {
+    pub node: &'a NodePlan,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    Bridge {
+        bridge: IfName,
+        datapath: Datapath,
+        mtu: Mtu,
+    },
+    Tunnel {
+        bridge: IfName,
+        tunnel: TunnelSpec,
+        vni: u32,
+        port: u16,
+        repair: Vec<String>,
+    },
+    /// `port` is as the host named it: data, never code.
+    RemoveTunnel {
+        bridge: IfName,
+        port: String,
+    },
+    AttachPort {
+        bridge: IfName,
+        port: IfName,
+    },
+    SwitchAddress {
+        dev: IfName,
+        address: Ipv4Net,
+        stale: Vec<Ipv4Net>,
+    },
+    LinkUp {
+        dev: IfName,
+    },
+    RemoveBridge {
+        bridge: IfName,
+    },
+}
+
+const TOOL: &str = "ovs-vsctl";
+
+fn ovs(args: impl IntoIterator<Item = Word>) -> Stmt {
+    Stmt::Batch { tool: TOOL, args: args.into_iter().collect() }
+}
+
+fn set(key: &'static str, value: impl std::fmt::Display) -> Word {
+    join([Word::Lit(key), data(value)])
+}
+
+impl Ovs<'_> {
+    fn tunnel_step(&self, t: &TunnelSpec, repair: Vec<String>) -> Step {
+        let n = self.node;
+        let br = &n.switch.bridge;
+        let mut cmds = vec![];
+        if repair.is_empty() {
+            cmds.push(ovs(["--may-exist".into(), "add-port".into(), br.into(), (&t.port).into()]));
+        }
+        let ms = names::BFD_INTERVAL_MS;
+        cmds.push(ovs([
+            "set".into(),
+            "interface".into(),
+            (&t.port).into(),
+            "type=vxlan".into(),
+            set("options:remote_ip=", t.remote_ip),
+            set("options:key=", n.vxlan.vni),
+            set("options:dst_port=", n.vxlan.port),
+            set("bfd:enable=", t.bfd),
+            set("bfd:min_tx=", ms),
+            set("bfd:min_rx=", ms),
+        ]));
+        cmds.push(ovs(["set".into(), "port".into(), (&t.port).into(), set("protected=", t.protected)]));
+        let description = if repair.is_empty() {
+            format!("add tunnel {} to {} ({})", t.port, t.peer, t.remote_ip)
+        } else {
+            format!("repair tunnel {} to {}: {}", t.port, t.peer, repair.join(", "))
+        };
+        Step::new(
+            Phase::Switch,
+            self.name(),
+            description,
+            Change::Tunnel { bridge: br.clone(), tunnel: t.clone(), vni: n.vxlan.vni, port: n.vxlan.port, repair },
+            cmds,
+        )
+        .concerning(Concern::Peer(t.peer.clone()))
+        // OVSDB keeps tunnels across reboots.
+        .kept_across_reboots()
+    }
+}
+
+impl Component for Ovs<'_> {
+    fn name(&self) -> &'static str {
+        "ovs"
+    }
+
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        vec![need(TOOL, "openvswitch-switch", "openvswitch (from the NFV SIG or RDO repository)")]
+    }
+
+    fn gather(&self) -> Vec<Stmt> {
+        let list = |section: &'static str, columns: &'static str, table: &'static str| {
+            vec![mark(section), cmd![TOOL, "--timeout=5", "--format=json", columns, "list", table].into()]
+        };
+        vec![Stmt::If {
+            conds: vec![cmd!["has", TOOL], cmd![TOOL, "--timeout=5", "show"].silent()],
+            negate: false,
+            then: [
+                list("ovs-bridge", "--columns=_uuid,name,datapath_type,ports", "Bridge"),
+                list("ovs-port", "--columns=_uuid,name,interfaces,protected", "Port"),
+                list(
+                    "ovs-interface",
+                    "--columns=_uuid,name,type,options,bfd,bfd_status,mtu_request,error",
+                    "Interface",
+                ),
+            ]
+            .concat(),
+            otherwise: vec![],
+        }]
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        facts.set_part(facts::parse(s.get("ovs-bridge"), s.get("ovs-port"), s.get("ovs-interface"))?);
+        Ok(())
+    }
+
+    fn preflight(&self, facts: &HostFacts) -> Vec<String> {
+        let reachable = facts.part::<OvsFacts>().is_some_and(|o| o.reachable);
+        if facts.tools.contains_key(TOOL) && !reachable {
+            vec!["Open vSwitch is installed but ovsdb-server does not answer: start it (systemctl start openvswitch-switch)".into()]
+        } else {
+            vec![]
+        }
+    }
+
+    fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        let name = self.name();
+        let n = self.node;
+        let empty = OvsFacts::default();
+        let of = facts.part::<OvsFacts>().unwrap_or(&empty);
+        let mut steps = vec![];
+        let br = &n.switch.bridge;
+        let bridge = of.bridges.get(br.as_str());
+        let want_dp = n.switch.datapath.as_str();
+        let dp_ok =
+            bridge.is_some_and(|b| b.datapath_type == want_dp || (want_dp == "system" && b.datapath_type.is_empty()));
+        let mtu_ok =
+            ctx.mtu.value().is_none_or(|m| of.interfaces.get(br.as_str()).is_some_and(|i| i.mtu_request == Some(m)));
+        if bridge.is_none() || !dp_ok || !mtu_ok {
+            let what = if bridge.is_none() { "create" } else { "repair" };
+            steps.push(Step::new(
+                Phase::Switch,
+                name,
+                format!("{what} OVS bridge {br} (datapath {want_dp})"),
+                Change::Bridge { bridge: br.clone(), datapath: n.switch.datapath, mtu: ctx.mtu },
+                vec![
+                    ovs(["--may-exist".into(), "add-br".into(), br.into()]),
+                    ovs(["set".into(), "bridge".into(), br.into(), set("datapath_type=", want_dp)]),
+                    ovs(["set".into(), "interface".into(), br.into(), join(["mtu_request=".into(), ctx.mtu.word()])]),
+                ],
+            ));
+        }
+        let present: BTreeSet<&str> = bridge.map(|b| b.ports.iter().map(String::as_str).collect()).unwrap_or_default();
+        for t in &n.tunnels {
+            match tunnel_drift(t, n, of, present.contains(t.port.as_str())) {
+                Some(r) if r.is_empty() => {}
+                repair => steps.push(self.tunnel_step(t, repair.unwrap_or_default())),
+            }
+        }
+        let wanted: BTreeSet<&str> = n.tunnels.iter().map(|t| t.port.as_str()).collect();
+        for stale in present.iter().filter(|p| p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p)) {
+            let peer = stale.strip_prefix(names::TUNNEL_PREFIX).unwrap_or(stale);
+            steps.push(
+                Step::new(
+                    Phase::Switch,
+                    name,
+                    format!("remove tunnel {stale} (no longer a peer)"),
+                    Change::RemoveTunnel { bridge: br.clone(), port: stale.to_string() },
+                    vec![ovs(["--if-exists".into(), "del-port".into(), br.into(), Word::Data(stale.to_string())])],
+                )
+                .concerning(Concern::Peer(peer.into()))
+                .kept_across_reboots(),
+            );
+        }
+        if n.docker.bridge.is_some() && !present.contains(n.veth.switch_end.as_str()) {
+            let port = &n.veth.switch_end;
+            steps.push(Step::new(
+                Phase::Switch,
+                name,
+                format!("plug {port} into {br}"),
+                Change::AttachPort { bridge: br.clone(), port: port.clone() },
+                vec![ovs(["--may-exist".into(), "add-port".into(), br.into(), port.into()])],
+            ));
+        }
+        // sw0's address: the cluster routes through it.
+        let link = facts.links.get(br.as_str());
+        let addrs = link.map(|l| l.addrs.clone()).unwrap_or_default();
+        let address = n.switch.address;
+        let stale: Vec<Ipv4Net> = addrs.iter().filter(|a| **a != address).copied().collect();
+        if !addrs.contains(&address) || !stale.is_empty() {
+            let mut cmds: Vec<Stmt> = stale
+                .iter()
+                .map(|s| cmd!["ip", "addr", "del", data(s), "dev", br].silent().may_fail().into())
+                .collect();
+            cmds.push(cmd!["ip", "addr", "replace", data(address), "dev", br].into());
+            steps.push(Step::new(
+                Phase::SwitchAddress,
+                name,
+                format!("give {br} the address {address}"),
+                Change::SwitchAddress { dev: br.clone(), address, stale },
+                cmds,
+            ));
+        }
+        if !link.is_some_and(|l| l.up) {
+            steps.push(Step::new(
+                Phase::SwitchAddress,
+                name,
+                format!("bring {br} up"),
+                Change::LinkUp { dev: br.clone() },
+                vec![cmd!["ip", "link", "set", "dev", br, "up"].into()],
+            ));
+        }
+        steps
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let br = &self.node.switch.bridge;
+        let present = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(br.as_str()));
+        if !present {
+            return vec![];
+        }
+        vec![Step::new(
+            Phase::Switch,
+            self.name(),
+            format!("delete OVS bridge {br} and its tunnels"),
+            Change::RemoveBridge { bridge: br.clone() },
+            vec![ovs(["--if-exists".into(), "del-br".into(), br.into()])],
+        )]
+    }
+
+    fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
+        let empty = OvsFacts::default();
+        let of = facts.part::<OvsFacts>().unwrap_or(&empty);
+        let ports = of.bridges.get(self.node.switch.bridge.as_str()).map(|b| b.ports.as_slice()).unwrap_or_default();
+        self.node
+            .tunnels
+            .iter()
+            .map(|t| PeerLink {
+                peer: t.peer.to_string(),
+                present: ports.iter().any(|p| *p == *t.port),
+                state: of.interfaces.get(t.port.as_str()).and_then(|i| i.bfd_status.get("state").cloned()),
+            })
+            .collect()
+    }
+
+    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
+        let has = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(self.node.switch.bridge.as_str()));
+        vec![("switch", has)]
+    }
+}
+
+/// `None`: the tunnel port is missing. `Some(empty)`: it matches. Otherwise what differs.
+fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, of: &OvsFacts, present: bool) -> Option<Vec<String>> {
+    if !present {
+        return None;
+    }
+    let mut out = vec![];
+    let iface = of.interfaces.get(t.port.as_str()).cloned().unwrap_or_default();
+    let port = of.ports.get(t.port.as_str()).cloned().unwrap_or_default();
+    if iface.r#type != "vxlan" {
+        out.push(format!("type is `{}`", iface.r#type));
+    }
+    let want = [
+        ("remote_ip", t.remote_ip.to_string()),
+        ("key", node.vxlan.vni.to_string()),
+        ("dst_port", node.vxlan.port.to_string()),
+    ];
+    for (k, v) in want {
+        let have = iface.options.get(k).map(String::as_str).unwrap_or("unset");
+        if have != v {
+            out.push(format!("{k} is {have}, want {v}"));
+        }
+    }
+    if t.bfd && iface.bfd.get("enable").map(String::as_str) != Some("true") {
+        out.push("BFD is off".to_string());
+    }
+    let ms = names::BFD_INTERVAL_MS.to_string();
+    if t.bfd && (iface.bfd.get("min_tx") != Some(&ms) || iface.bfd.get("min_rx") != Some(&ms)) {
+        out.push(format!("BFD intervals are not {ms} ms"));
+    }
+    if t.protected && !port.protected {
+        out.push("not protected (loop risk)".to_string());
+    }
+    Some(out)
+}

@@ -1,0 +1,237 @@
+//! iptables chains vxmesh owns, each reached by one jump placed first in a built-in chain: no NAT inside the
+//! cluster and masquerade out of it (`VXMESH-NAT`), forwarding allowed ahead of docker's DROP (`VXMESH-FWD`), and,
+//! for the iptables firewall, VXLAN only from peers (`VXMESH-VXLAN`). Chains are replaced in one
+//! `iptables-restore --noflush` transaction, never rule by rule; removal goes through iptables-restore too, so
+//! rules read back from the host are only ever data.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::core::{Component, Concern, Ctx, Need, Phase, Step, need};
+use crate::cmd;
+use crate::facts::HostFacts;
+use crate::model::names;
+use crate::plan::NodePlan;
+use crate::shell::{Cmd, Stmt, Word};
+
+/// docker's chain for the admin's own forwarding rules: docker keeps it, and its place, across restarts.
+pub const DOCKER_USER: &str = "DOCKER-USER";
+
+/// One iptables chain vxmesh owns, reached by one jump placed first in a built-in chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OwnedChain {
+    pub table: &'static str,
+    pub parent: &'static str,
+    pub chain: &'static str,
+    /// The jump rule as iptables-save prints it (after `-A PARENT `).
+    pub jump: String,
+    /// Built-in chains the jump may have been in before (it is removed from there).
+    pub former_parents: Vec<&'static str>,
+    /// The facts did not say whether docker's DOCKER-USER chain exists (offline scripts): the script decides.
+    pub parent_at_runtime: bool,
+    pub rules: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    IptablesChain(OwnedChain),
+    RemoveChain { table: &'static str, chain: &'static str, jumps: Vec<String> },
+}
+
+fn tag() -> String {
+    format!("-m comment --comment {}", names::RULE_TAG)
+}
+
+/// The NAT and forwarding chains. `docker_user`: whether docker manages iptables here (forwarding is then allowed
+/// from its DOCKER-USER chain); `None` when unknown, and the script looks.
+pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedChain> {
+    let at_runtime = docker_user.is_none();
+    let docker_user = docker_user.unwrap_or(false);
+    let t = tag();
+    let sub = node.subnet;
+    let cidr = node.forward_accept;
+    let mut nat_rules = vec![format!("-s {sub} -d {cidr} {t} -j ACCEPT")];
+    if let Some(n) = &node.nat {
+        nat_rules.push(format!("-s {} ! -d {} {t} -j MASQUERADE", n.source, n.cluster));
+    }
+    vec![
+        OwnedChain {
+            table: "nat",
+            parent: "POSTROUTING",
+            chain: names::NAT_CHAIN,
+            jump: format!("{t} -j {}", names::NAT_CHAIN),
+            former_parents: vec![],
+            parent_at_runtime: false,
+            rules: nat_rules,
+        },
+        OwnedChain {
+            table: "filter",
+            parent: if docker_user { DOCKER_USER } else { "FORWARD" },
+            chain: names::FORWARD_CHAIN,
+            jump: format!("{t} -j {}", names::FORWARD_CHAIN),
+            former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
+            parent_at_runtime: at_runtime,
+            rules: node
+                .forward_exclude
+                .iter()
+                .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")])
+                .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
+                .collect(),
+        },
+    ]
+}
+
+/// The iptables firewall's chain: UDP to the VXLAN port only from the peers' underlay addresses.
+pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
+    let t = tag();
+    let port = node.firewall.port;
+    let mut rules: Vec<String> = node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
+    rules.push(format!("{t} -j DROP"));
+    OwnedChain {
+        table: "filter",
+        parent: "INPUT",
+        chain: names::VXLAN_CHAIN,
+        jump: format!("-p udp -m udp --dport {port} {t} -j {}", names::VXLAN_CHAIN),
+        former_parents: vec![],
+        parent_at_runtime: false,
+        rules,
+    }
+}
+
+/// Whether docker runs its DOCKER-USER chain here; `None` when the facts were not gathered.
+pub fn docker_user(facts: &HostFacts) -> Option<bool> {
+    facts.iptables.tables.get("filter").map(|t| t.contains_key(DOCKER_USER))
+}
+
+fn iptables(table: &'static str, rest: impl IntoIterator<Item = Word>) -> Cmd {
+    Cmd::new(["iptables".into(), "-w".into(), "-t".into(), Word::Lit(table)].into_iter().chain(rest))
+}
+
+/// The jump rule's words (our own rules have no quoted parts).
+fn jump_words(jump: &str) -> Vec<Word> {
+    jump.split_whitespace().map(|w| Word::Data(w.to_string())).collect()
+}
+
+/// The chain's content replaced in one iptables-restore transaction, then exactly one jump to it, placed first.
+fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
+    let mut restore = format!("*{}\n:{} - [0:0]\n", c.table, c.chain);
+    for r in &c.rules {
+        let _ = writeln!(restore, "-A {} {r}", c.chain);
+    }
+    restore.push_str("COMMIT\n");
+    let mut v = vec![cmd!["iptables-restore", "--noflush"].stdin(restore).into()];
+    for p in std::iter::once(&c.parent).chain(&c.former_parents) {
+        let del = iptables(c.table, [Word::Lit("-D"), Word::Lit(p)].into_iter().chain(jump_words(&c.jump)));
+        v.push(Stmt::Repeat(del.silent_stderr()));
+    }
+    let insert = |parent: &'static str| {
+        Stmt::Run(iptables(
+            c.table,
+            ["-I".into(), Word::Lit(parent), "1".into()].into_iter().chain(jump_words(&c.jump)),
+        ))
+    };
+    if c.parent_at_runtime {
+        v.push(Stmt::Comment(
+            "docker keeps DOCKER-USER first in FORWARD across restarts: allow the mesh there when docker manages iptables."
+                .into(),
+        ));
+        v.push(Stmt::If {
+            conds: vec![iptables(c.table, ["-n".into(), "-L".into(), DOCKER_USER.into()]).silent()],
+            negate: false,
+            then: vec![insert(DOCKER_USER)],
+            otherwise: vec![insert(c.parent)],
+        });
+    } else {
+        v.push(insert(c.parent));
+    }
+    v
+}
+
+/// Steps for the chains the host does not have exactly as planned.
+pub fn chain_steps(component: &'static str, chains: Vec<OwnedChain>, facts: &HostFacts, concern: Concern) -> Vec<Step> {
+    let ipt = &facts.iptables;
+    chains
+        .into_iter()
+        .filter(|c| {
+            let rules_ok = ipt.chain(c.table, c.chain) == Some(&c.rules);
+            let stray = c.former_parents.iter().any(|p| ipt.chain(c.table, p).is_some_and(|r| r.contains(&c.jump)));
+            let parent = ipt.chain(c.table, c.parent);
+            let jump_first = parent.and_then(|r| r.first()) == Some(&c.jump);
+            let jumps = parent.map_or(0, |r| r.iter().filter(|x| **x == c.jump).count());
+            !rules_ok || !jump_first || jumps != 1 || stray
+        })
+        .map(|c| {
+            let description = format!(
+                "program iptables {}/{} ({} rules) and jump to it first from {}",
+                c.table,
+                c.chain,
+                c.rules.len(),
+                if c.parent_at_runtime { "DOCKER-USER, or FORWARD where docker does not run" } else { c.parent }
+            );
+            let commands = chain_commands(&c);
+            Step::new(Phase::Rules, component, description, Change::IptablesChain(c), commands)
+                .concerning(concern.clone())
+        })
+        .collect()
+}
+
+/// Removes `chain` and every jump to it that the host has, in one iptables-restore transaction.
+pub fn remove_chain_steps(
+    component: &'static str,
+    table: &'static str,
+    chain: &'static str,
+    facts: &HostFacts,
+) -> Vec<Step> {
+    let Some(chains) = facts.iptables.tables.get(table) else { return vec![] };
+    let target = format!("-j {chain}");
+    let jumps: Vec<(String, String)> = chains
+        .iter()
+        .flat_map(|(parent, rules)| {
+            rules.iter().filter(|r| r.ends_with(&target)).map(move |r| (parent.clone(), r.clone()))
+        })
+        .collect();
+    if !chains.contains_key(chain) && jumps.is_empty() {
+        return vec![];
+    }
+    // Declaring the chain first makes the transaction valid whether or not it exists, and empties it.
+    let mut restore = format!("*{table}\n:{chain} - [0:0]\n");
+    for (parent, rule) in &jumps {
+        let _ = writeln!(restore, "-D {parent} {rule}");
+    }
+    let _ = write!(restore, "-X {chain}\nCOMMIT\n");
+    vec![Step::new(
+        Phase::Rules,
+        component,
+        format!("remove iptables {table}/{chain} and {} jumps to it", jumps.len()),
+        Change::RemoveChain { table, chain, jumps: jumps.into_iter().map(|(p, r)| format!("-A {p} {r}")).collect() },
+        vec![cmd!["iptables-restore", "--noflush"].stdin(restore).into()],
+    )]
+}
+
+/// NAT and forwarding rules, on every host whatever its firewall.
+pub struct Rules<'a> {
+    pub node: &'a NodePlan,
+}
+
+impl Component for Rules<'_> {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        ["iptables", "iptables-save", "iptables-restore"].map(|t| need(t, "iptables", "iptables-nft")).to_vec()
+    }
+
+    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
+        chain_steps(self.name(), routing_chains(self.node, docker_user(facts)), facts, Concern::Node)
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        [("nat", names::NAT_CHAIN), ("filter", names::FORWARD_CHAIN)]
+            .into_iter()
+            .flat_map(|(table, chain)| remove_chain_steps(self.name(), table, chain, facts))
+            .collect()
+    }
+}

@@ -1,0 +1,142 @@
+//! One host's round trips over a [`Transport`]: facts (read-only), then the missing steps in one script; or
+//! the teardown. All checks come before the first change.
+
+use serde::Serialize;
+
+use super::{Transport, diff, gather_script, parse_facts, preflight, script, teardown, up_components};
+use crate::components::{Concern, Step};
+use crate::error::HostError;
+use crate::facts::HostFacts;
+use crate::plan::NodePlan;
+
+/// Which changes a command may make on a host: all, or (on the other hosts, for `add-node` and `remove-node`)
+/// only what concerns one peer: its tunnel, and the firewall's list of peers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Whole,
+    Peer(String),
+}
+
+impl Scope {
+    pub fn admits(&self, step: &Step) -> bool {
+        match (self, &step.concern) {
+            (Scope::Whole, _) => true,
+            (Scope::Peer(p), Concern::Peer(q)) => **p == **q,
+            (Scope::Peer(_), Concern::Peers) => true,
+            (Scope::Peer(_), Concern::Node) => false,
+        }
+    }
+}
+
+/// What a command found and did on one host.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Applied {
+    /// Descriptions of the steps applied (or, for `plan`, that would be).
+    pub steps: Vec<String>,
+    /// Steps the host needed but the command's scope left alone (drift to repair with `up`).
+    pub left_alone: Vec<String>,
+    /// The script that was (or would be) sent.
+    #[serde(skip)]
+    pub script: String,
+}
+
+/// Runs the facts script and parses it with `parse`.
+async fn gather(
+    t: &dyn Transport,
+    script: &str,
+    parse: impl FnOnce(&str) -> Result<HostFacts, crate::facts::FactsError>,
+) -> Result<HostFacts, HostError> {
+    let out = t.run(script).await?;
+    if out.code != 0 {
+        return Err(HostError::Facts(format!("gathering facts failed (exit {}): {}", out.code, tail(&out.stderr, 5))));
+    }
+    parse(&out.stdout).map_err(|e| HostError::Facts(e.to_string()))
+}
+
+/// The host's facts, as `up` needs them (no checks).
+pub async fn facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, HostError> {
+    let comps = up_components(node);
+    gather(t, &gather_script(node, &comps), |out| parse_facts(out, &comps)).await
+}
+
+/// Facts, preflight, diff and (unless `dry_run`) the missing steps within `scope`, applied in one round trip.
+pub async fn converge(
+    t: &dyn Transport,
+    node: &NodePlan,
+    dry_run: bool,
+    scope: &Scope,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    progress("gathering facts");
+    let facts = facts(t, node).await?;
+    let problems = preflight(node, &facts);
+    if !problems.is_empty() {
+        return Err(HostError::Preflight(problems));
+    }
+    let (steps, left): (Vec<Step>, Vec<Step>) = diff(node, &facts).into_iter().partition(|s| scope.admits(s));
+    let applied = Applied {
+        steps: steps.iter().map(|s| s.description.clone()).collect(),
+        left_alone: left.into_iter().map(|s| s.description).collect(),
+        script: script(node, &steps),
+    };
+    if steps.is_empty() || dry_run {
+        return Ok(applied);
+    }
+    progress(&format!("applying {} steps", steps.len()));
+    run_script(t, &applied.script).await?;
+    Ok(applied)
+}
+
+/// Removes the mesh from the host: facts first, and nothing at all when any component refuses.
+pub async fn remove(
+    t: &dyn Transport,
+    node: &NodePlan,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    progress("gathering facts");
+    let facts = gather(t, &super::teardown_gather_script(node), |out| super::parse_teardown_facts(node, out)).await?;
+    let steps = teardown(node, &facts).map_err(HostError::Refused)?;
+    let applied = Applied {
+        steps: steps.iter().map(|s| s.description.clone()).collect(),
+        left_alone: vec![],
+        script: script(node, &steps),
+    };
+    if !steps.is_empty() {
+        progress("removing the mesh");
+        run_script(t, &applied.script).await?;
+    }
+    Ok(applied)
+}
+
+async fn run_script(t: &dyn Transport, script: &str) -> Result<(), HostError> {
+    let out = t.run(script).await?;
+    if out.code != 0 {
+        return Err(failed_step(&out.stderr, out.code));
+    }
+    Ok(())
+}
+
+/// Names the step a script stopped in, from its `### vxmesh-step` markers, with what it printed.
+pub fn failed_step(stderr: &str, code: u32) -> HostError {
+    let last = stderr.lines().rev().find_map(|l| l.strip_prefix("### vxmesh-step "));
+    let printed: String = stderr.lines().filter(|l| !l.starts_with("### vxmesh-step ")).collect::<Vec<_>>().join("\n");
+    match last {
+        Some(step) => {
+            let (n, desc) = step.split_once(' ').unwrap_or((step, ""));
+            HostError::StepFailed {
+                step: n.to_string(),
+                description: desc.to_string(),
+                code,
+                stderr: tail(&printed, 8),
+            }
+        }
+        None => HostError::ScriptFailed { code, stderr: tail(&printed, 8) },
+    }
+}
+
+/// The last `n` non-empty lines of `s`.
+pub fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+    let t = lines[lines.len().saturating_sub(n)..].join("\n");
+    if t.is_empty() { "(nothing on stderr)".into() } else { t }
+}

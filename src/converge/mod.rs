@@ -1,0 +1,276 @@
+//! From components to scripts: the facts script, the diff of a whole node, the apply script with its step
+//! markers, the boot script, teardown and preflight. Pure: [`host`] runs them over a [`Transport`].
+
+pub mod host;
+pub mod transport;
+
+pub use transport::{Output, Transport};
+
+use std::fmt::Write as _;
+
+use crate::cmd;
+use crate::components::{self, Component, Ctx, Mtu, Phase, Step, boot::Boot};
+use crate::facts::{FactsError, HostFacts, MARK, Sections, mark};
+use crate::model::inventory::{MtuSetting, VXLAN_OVERHEAD};
+use crate::plan::NodePlan;
+use crate::shell::{self, Stmt, Var, Word, when};
+
+/// The overlay MTU: fixed, or the underlay device's MTU minus VXLAN's overhead.
+pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
+    match node.mtu {
+        MtuSetting::Fixed(m) => Mtu::Value(u32::from(m)),
+        MtuSetting::Auto => match facts.mtu_of_device_with(node.underlay_ip) {
+            Some(m) => Mtu::Value(m.saturating_sub(u32::from(VXLAN_OVERHEAD))),
+            None => Mtu::Detect,
+        },
+    }
+}
+
+/// Tools whose presence (and, for the daemons, whose answer) the facts report. A static list: the loop is the
+/// same on every host.
+const TOOLS: &str = r#"for t in ovs-vsctl docker ip bridge iptables iptables-save iptables-restore nft firewall-cmd ethtool sysctl; do
+  p=$(command -v "$t" 2>/dev/null) || continue
+  case $t in
+    ovs-vsctl) v=$(ovs-vsctl --version 2>/dev/null | head -n1) ;;
+    docker) v=$(docker version --format '{{.Server.Version}}' 2>/dev/null) ;;
+    ip) v=$(ip -V 2>/dev/null) ;;
+    *) v=$("$t" --version 2>/dev/null | head -n1) ;;
+  esac
+  printf '%s\t%s\t%s\n' "$t" "$p" "$v"
+done"#;
+
+/// The sections every component shares.
+fn common_gather(node: &NodePlan) -> Vec<Stmt> {
+    let mut sysctl = cmd!["sysctl", "-e"];
+    sysctl.argv.extend(node.sysctls.iter().map(|s| Word::Data(s.key.clone())));
+    let offload: Vec<Stmt> = [&node.veth.switch_end, &node.veth.docker_end]
+        .into_iter()
+        .map(|d| {
+            let expr = format!("s/^tx-checksumming:/{d} tx-checksumming:/p");
+            cmd!["ethtool", "-k", d].silent_stderr().pipe(cmd!["sed", "-n", Word::Data(expr)]).into()
+        })
+        .collect();
+    vec![
+        mark("os-release"),
+        cmd!["cat", "/etc/os-release"].silent_stderr().may_fail().into(),
+        mark("tools"),
+        Stmt::Static(TOOLS),
+        mark("ip-addr"),
+        cmd!["ip", "-j", "-d", "addr", "show"].silent_stderr().may_fail().into(),
+        mark("ip-route"),
+        cmd!["ip", "-j", "route", "show"].silent_stderr().may_fail().into(),
+        mark("iptables-save"),
+        when(cmd!["has", "iptables-save"], vec![cmd!["iptables-save"].silent_stderr().may_fail().into()]),
+        mark("sysctl"),
+        sysctl.silent_stderr().may_fail().into(),
+        mark("tx-offload"),
+        when(cmd!["has", "ethtool"], offload),
+    ]
+}
+
+/// The read-only script that prints every section the components parse. It changes nothing on the host.
+pub fn gather_script(node: &NodePlan, comps: &[Box<dyn Component + '_>]) -> String {
+    let mut out = String::from("export LC_ALL=C PATH=\"$PATH:/usr/sbin:/sbin\"\n");
+    let _ = writeln!(out, "mark() {{ printf '{MARK}%s\\n' \"$1\"; }}");
+    out.push_str("has() { command -v \"$1\" >/dev/null 2>&1; }\n");
+    let mut stmts = common_gather(node);
+    for c in comps {
+        stmts.extend(c.gather());
+    }
+    stmts.push(mark("end"));
+    out.push_str(&shell::render(&stmts, 0));
+    out
+}
+
+/// The host's facts from the gather script's output: the shared sections, then each component's own.
+pub fn parse_facts(output: &str, comps: &[Box<dyn Component + '_>]) -> Result<HostFacts, FactsError> {
+    let sections = Sections::parse(output)?;
+    let mut facts = HostFacts::parse_common(&sections)?;
+    for c in comps {
+        c.parse(&sections, &mut facts)?;
+    }
+    Ok(facts)
+}
+
+/// Everything `node` still needs, in the order it must be applied, the boot unit last.
+pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
+    let comps = components::for_node(node);
+    let mut steps = network_diff(node, &comps, facts);
+    steps.extend(Boot { script: boot_script(node, facts) }.diff(facts, &ctx(node, facts)));
+    steps
+}
+
+fn ctx(node: &NodePlan, facts: &HostFacts) -> Ctx {
+    Ctx { mtu: resolve_mtu(node, facts) }
+}
+
+/// Every component's steps, phase by phase.
+fn network_diff(node: &NodePlan, comps: &[Box<dyn Component + '_>], facts: &HostFacts) -> Vec<Step> {
+    let ctx = ctx(node, facts);
+    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.diff(facts, &ctx)).collect();
+    // Stable: within a phase, components keep their order.
+    steps.sort_by_key(|s| s.phase);
+    steps
+}
+
+/// The boot script: the node's from-scratch build of what the kernel forgets (every command checks before it
+/// changes, so on a host that kept something it is a no-op there). It depends only on the node and on which
+/// firewall the host runs, so it is the same on every run.
+pub fn boot_script(node: &NodePlan, facts: &HostFacts) -> String {
+    // Only what picks the firewall backend: anything else the host has would make the script vary. Whether
+    // docker runs its DOCKER-USER chain is left for the script to see at boot, as offline scripts do.
+    let mut basis = HostFacts::default();
+    basis.tools = facts.tools.clone();
+    if let Some(f) = facts.part::<components::firewall::FirewalldFacts>() {
+        basis.set_part(components::firewall::FirewalldFacts { running: f.running, rich_rules: vec![] });
+    }
+    let comps = components::for_node(node);
+    let steps: Vec<Step> = network_diff(node, &comps, &basis).into_iter().filter(|s| s.at_boot).collect();
+    components::boot::with_fingerprint(&script(node, &steps))
+}
+
+/// A POSIX shell script that applies `steps` to `node`; runnable by hand, and what `up` sends. Before each step
+/// it prints `### vxmesh-step N description` on stderr, so a failure names its step.
+pub fn script(node: &NodePlan, steps: &[Step]) -> String {
+    let mut out = String::new();
+    out.push_str("#!/bin/sh\n");
+    let header = format!(
+        "vxmesh {}: node `{}` of cluster `{}`, {} step(s). Safe to run again: each command checks or replaces.",
+        env!("CARGO_PKG_VERSION"),
+        node.name,
+        node.cluster,
+        steps.len()
+    );
+    out.push_str(&shell::render(&[Stmt::Comment(header)], 0));
+    out.push_str("set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"\n");
+    out.push_str("step() { printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }\n");
+    if steps.iter().flat_map(|s| &s.commands).any(|c| c.uses(Var::Mtu)) {
+        out.push_str(&shell::learn_mtu(node.underlay_ip, &node.name, VXLAN_OVERHEAD));
+    }
+    let total = steps.len();
+    let mut n = 0;
+    for group in groups(steps) {
+        n += group.len();
+        out.push('\n');
+        let mut head = vec![];
+        let marker = if let [only] = group {
+            head.push(Stmt::Comment(format!("[{n}/{total}] {}", only.description)));
+            only.description.clone()
+        } else {
+            let first = n + 1 - group.len();
+            head.push(Stmt::Comment(format!("[{first}-{n}/{total}] one OVS transaction:")));
+            head.extend(group.iter().map(|s| Stmt::Comment(format!("  - {}", s.description))));
+            format!("OVS transaction of {} changes", group.len())
+        };
+        head.push(cmd!["step", Word::Data(n.to_string()), Word::Data(shell::one_line(&marker))].into());
+        out.push_str(&shell::render(&head, 0));
+        let body: Vec<Stmt> = group.iter().flat_map(|s| s.commands.iter().cloned()).collect();
+        out.push_str(&shell::render(&body, 0));
+    }
+    out.push('\n');
+    out.push_str(&shell::render(&[cmd!["step", "done", Word::Lit("all steps applied")].into()], 0));
+    out
+}
+
+/// Steps split so that neighbouring steps made only of batched commands (OVS) share one transaction.
+fn groups(steps: &[Step]) -> Vec<&[Step]> {
+    let batch_only = |s: &Step| !s.commands.is_empty() && s.commands.iter().all(|c| matches!(c, Stmt::Batch { .. }));
+    let mut out: Vec<&[Step]> = vec![];
+    let mut start = 0;
+    for i in 1..=steps.len() {
+        let split = i == steps.len() || !(batch_only(&steps[i - 1]) && batch_only(&steps[i]));
+        if split {
+            out.push(&steps[start..i]);
+            start = i;
+        }
+    }
+    out
+}
+
+/// What removes the mesh from a host, from what it has; or why it must not be touched.
+pub fn teardown(node: &NodePlan, facts: &HostFacts) -> Result<Vec<Step>, Vec<String>> {
+    let comps = components::for_teardown(node);
+    let refusals: Vec<String> = comps.iter().filter_map(|c| c.refuse_teardown(facts)).collect();
+    if !refusals.is_empty() {
+        return Err(refusals);
+    }
+    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.teardown(facts)).collect();
+    steps.extend(Boot { script: String::new() }.teardown(facts));
+    // Removal runs the phases backwards: firewall and rules first, the switch last but one, the boot unit last.
+    steps.sort_by_key(|s| std::cmp::Reverse(s.phase));
+    if let Some(i) = steps.iter().position(|s| s.phase == Phase::Boot) {
+        let boot = steps.remove(i);
+        steps.push(boot);
+    }
+    Ok(steps)
+}
+
+/// The components `down` gathers facts for (every firewall backend, the boot unit).
+pub fn teardown_gather_script(node: &NodePlan) -> String {
+    let mut comps = components::for_teardown(node);
+    comps.push(Box::new(Boot { script: String::new() }));
+    gather_script(node, &comps)
+}
+
+/// Facts for `down`, parsed as [`teardown_gather_script`] gathered them.
+pub fn parse_teardown_facts(node: &NodePlan, output: &str) -> Result<HostFacts, FactsError> {
+    let mut comps = components::for_teardown(node);
+    comps.push(Box::new(Boot { script: String::new() }));
+    parse_facts(output, &comps)
+}
+
+/// `node`'s facts from the output of its `up` facts script (what `vxmesh facts-script` prints).
+pub fn parse_for(node: &NodePlan, output: &str) -> Result<HostFacts, FactsError> {
+    parse_facts(output, &up_components(node))
+}
+
+/// The components `up` gathers facts for, the boot unit included.
+pub fn up_components(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
+    let mut comps = components::for_node(node);
+    comps.push(Box::new(Boot { script: String::new() }));
+    comps
+}
+
+/// Everything that stops a host from taking the mesh, all at once, with what to install per OS family.
+pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Vec<String> {
+    let comps = components::for_node(node);
+    let mut problems = vec![];
+    let mut missing: Vec<components::Need> = vec![];
+    for need in comps.iter().flat_map(|c| c.needs(facts)) {
+        if !facts.tools.contains_key(need.tool) && !missing.contains(&need) {
+            missing.push(need);
+        }
+    }
+    if !missing.is_empty() {
+        let rpm = facts.is_rpm_family();
+        let tools: Vec<&str> = missing.iter().map(|m| m.tool).collect();
+        let mut pkgs: Vec<&str> = missing.iter().map(|m| if rpm { m.rpm } else { m.debian }).collect();
+        pkgs.dedup();
+        let how = if rpm { "dnf install" } else { "apt-get install" };
+        let name = facts.os.get("PRETTY_NAME").cloned().unwrap_or_else(|| "this host".into());
+        problems.push(format!("missing {} on {name}; install with: {how} {}", tools.join(", "), pkgs.join(" ")));
+    } else {
+        problems.extend(comps.iter().flat_map(|c| c.preflight(facts)));
+    }
+    if facts.mtu_of_device_with(node.underlay_ip).is_none() {
+        problems.push(format!(
+            "no interface on this host has the underlay address {} (underlay_ip of {})",
+            node.underlay_ip, node.name
+        ));
+    }
+    let ours: Vec<&str> =
+        [Some(node.switch.bridge.as_str()), node.docker.bridge.as_deref()].into_iter().flatten().collect();
+    if let Some(r) = facts.routes.iter().find(|r| {
+        r.dst.parse::<ipnet::Ipv4Net>().is_ok_and(|d| crate::model::inventory::overlaps(&d, &node.subnet))
+            && !r.dev.as_deref().is_some_and(|d| ours.contains(&d))
+    }) {
+        problems.push(format!(
+            "subnet {} of {} collides with route {} via {} already on the host; pin another subnet for this node",
+            node.subnet,
+            node.name,
+            r.dst,
+            r.dev.as_deref().unwrap_or("?")
+        ));
+    }
+    problems
+}

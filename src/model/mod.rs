@@ -1,0 +1,5 @@
+//! The model: the validated inventory, the address plan kept in the lock file, and the names of what vxmesh makes.
+
+pub mod inventory;
+pub mod ipam;
+pub mod names;

@@ -1,0 +1,157 @@
+//! Names of every device, chain and table vxmesh creates on a host: derived from the validated inventory,
+//! deterministic, and within Linux's 15 bytes. A device name is an [`IfName`], which only this module makes.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// Linux interface names hold at most 15 bytes (IFNAMSIZ 16 with the trailing NUL).
+pub const IFNAME_MAX: usize = 15;
+
+/// A network device name that is valid by construction: 1 to 15 bytes of letters, digits, `-` and `_`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct IfName(Arc<str>);
+
+impl IfName {
+    /// `None` for anything but a safe interface name: the only way to make one.
+    fn checked(s: &str) -> Option<IfName> {
+        let ok = !s.is_empty()
+            && s.len() <= IFNAME_MAX
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !s.starts_with('-');
+        ok.then(|| IfName(Arc::from(s)))
+    }
+
+    fn fixed(s: &'static str) -> IfName {
+        IfName::checked(s).expect("constant names are valid")
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for IfName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for IfName {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for IfName {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for IfName {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+/// The bridge every host gets (OVS or Linux).
+pub const SWITCH_BRIDGE: &str = "sw0";
+
+/// The veth end plugged into `sw0`.
+pub const VETH_SWITCH_END: &str = "vxm-sw0";
+
+/// The veth end enslaved to the docker bridge.
+pub const VETH_DOCKER_END: &str = "vxm-dkr";
+
+/// Prefix of tunnel ports; every port on `sw0` with it belongs to vxmesh.
+pub const TUNNEL_PREFIX: &str = "vx-";
+
+/// Prefix of the Linux bridge docker creates for the mesh network.
+pub const DOCKER_BRIDGE_PREFIX: &str = "br-";
+
+/// The bridge of docker's default network, used in `docker0` mode.
+pub const DOCKER0: &str = "docker0";
+
+pub fn switch_bridge() -> IfName {
+    IfName::fixed(SWITCH_BRIDGE)
+}
+
+pub fn veth_switch_end() -> IfName {
+    IfName::fixed(VETH_SWITCH_END)
+}
+
+pub fn veth_docker_end() -> IfName {
+    IfName::fixed(VETH_DOCKER_END)
+}
+
+pub fn docker0() -> IfName {
+    IfName::fixed(DOCKER0)
+}
+
+/// The comment tagging every firewall and NAT rule vxmesh owns.
+pub const RULE_TAG: &str = "vxmesh";
+
+/// iptables chains vxmesh owns, one per purpose, so removing them is exact.
+pub const NAT_CHAIN: &str = "VXMESH-NAT";
+pub const FORWARD_CHAIN: &str = "VXMESH-FWD";
+pub const VXLAN_CHAIN: &str = "VXMESH-VXLAN";
+
+/// BFD's transmit and receive intervals on tunnels, in ms. OVS's default (100 ms) costs every host 10 packets a
+/// second per peer through its datapath; at 1 s a dead peer still shows within ~3 s, at a tenth of the cost.
+pub const BFD_INTERVAL_MS: u32 = 1000;
+
+/// The nftables table vxmesh owns when the firewall backend is nftables.
+pub const NFT_TABLE: &str = "vxmesh";
+
+/// The tunnel port on every node that leads to `peer`: the same name on every host.
+/// `None` when `peer` is not a valid node name (validation reports it; the plan only sees valid ones).
+pub fn tunnel_port(peer: &str) -> Option<IfName> {
+    IfName::checked(&format!("{TUNNEL_PREFIX}{peer}"))
+}
+
+/// The Linux bridge docker creates for a `mode: network` docker network; `None` for an invalid network name.
+pub fn docker_bridge(network: &str) -> Option<IfName> {
+    IfName::checked(&format!("{DOCKER_BRIDGE_PREFIX}{network}"))
+}
+
+/// Longest node name whose tunnel port name still fits.
+pub const NODE_NAME_MAX: usize = IFNAME_MAX - TUNNEL_PREFIX.len();
+
+/// Longest docker network name whose bridge name still fits.
+pub const NETWORK_NAME_MAX: usize = IFNAME_MAX - DOCKER_BRIDGE_PREFIX.len();
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_allowed_names_fit_ifnamsiz() {
+        assert_eq!(tunnel_port(&"n".repeat(NODE_NAME_MAX)).unwrap().len(), IFNAME_MAX);
+        assert_eq!(docker_bridge(&"d".repeat(NETWORK_NAME_MAX)).unwrap().len(), IFNAME_MAX);
+        assert!(tunnel_port(&"n".repeat(NODE_NAME_MAX + 1)).is_none());
+        for fixed in [SWITCH_BRIDGE, VETH_SWITCH_END, VETH_DOCKER_END, DOCKER0] {
+            assert!(IfName::checked(fixed).is_some(), "{fixed}");
+        }
+    }
+
+    #[test]
+    fn only_safe_names_can_be_made() {
+        for bad in ["a;b", "a b", "$(id)", "a\nb", "a'b", "x`y`"] {
+            assert!(tunnel_port(bad).is_none(), "{bad:?}");
+            assert!(docker_bridge(bad).is_none(), "{bad:?}");
+        }
+        for bad in ["", "-x", "a;b", "a\nb"] {
+            assert!(IfName::checked(bad).is_none(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! Runs work on every host in parallel (bounded by `--forks`), one SSH connection per host, with progress bars;
+//! one host's failure never stops the others. Every host ends with one [`Outcome`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::interrupt::Stop;
+use super::ssh::{self, HostKeyPolicy, Session, Timeouts};
+use crate::converge::Transport;
+use crate::error::HostError;
+use crate::model::inventory::Inventory;
+use crate::plan::{ClusterPlan, NodePlan};
+
+#[derive(Clone)]
+pub struct Options {
+    pub forks: usize,
+    pub policy: HostKeyPolicy,
+    pub timeouts: Timeouts,
+    /// Draw progress bars on stderr (off for --json and when stderr is not a terminal).
+    pub progress: bool,
+    /// Ctrl-C: hosts already working finish their step and report; no new host is started.
+    pub stop: Stop,
+}
+
+impl Options {
+    pub fn stopped(&self) -> bool {
+        self.stop.stopped()
+    }
+}
+
+/// A host's connection, or why there is none. Any [`Transport`] will do (tests use recorded ones).
+pub struct Connected {
+    pub node: Arc<NodePlan>,
+    pub session: Result<Arc<dyn Transport>, HostError>,
+}
+
+/// How one host ended a command.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    pub node: Arc<NodePlan>,
+    pub result: Result<T, HostError>,
+    pub elapsed: Duration,
+}
+
+/// Progress: an overall bar and one line per host in flight.
+#[derive(Clone)]
+pub struct Progress {
+    multi: MultiProgress,
+    overall: ProgressBar,
+}
+
+impl Progress {
+    pub fn new(enabled: bool, total: usize, what: &str) -> Progress {
+        let target = if enabled { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let multi = MultiProgress::with_draw_target(target);
+        let overall = multi.add(ProgressBar::new(total as u64));
+        overall.set_style(
+            ProgressStyle::with_template("{prefix:>8} [{bar:30}] {pos}/{len} hosts {elapsed}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        overall.set_prefix(what.to_string());
+        Progress { multi, overall }
+    }
+
+    pub fn host(&self, name: &str) -> ProgressBar {
+        let bar = self.multi.insert_before(&self.overall, ProgressBar::new_spinner());
+        bar.set_style(ProgressStyle::with_template("  {spinner} {prefix:<14} {msg}").expect("template"));
+        bar.set_prefix(name.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    pub fn done(&self, bar: ProgressBar) {
+        bar.finish_and_clear();
+        self.overall.inc(1);
+    }
+
+    pub fn finish(&self) {
+        self.overall.finish_and_clear();
+    }
+}
+
+/// SSH sessions keep their connection; closing them politely ends it.
+pub struct Sessions(Vec<Arc<Session>>);
+
+impl Sessions {
+    pub async fn close(&self) {
+        for s in &self.0 {
+            s.close().await;
+        }
+    }
+}
+
+type SessionOrWhy = Result<Arc<Session>, HostError>;
+
+/// Opens one connection per host, all in parallel (bounded), host keys checked.
+pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> (Vec<Connected>, Sessions) {
+    let config = Arc::new(ssh::load_ssh_config());
+    let results: Vec<(Arc<NodePlan>, SessionOrWhy)> = bounded(
+        plan.nodes.iter().map(|n| {
+            let node = Arc::new(n.clone());
+            let target = ssh::resolve(&n.host, &inv.ssh, config.as_ref().as_ref());
+            let opts = opts.clone();
+            async move {
+                if opts.stopped() {
+                    return (node, Err(HostError::Interrupted));
+                }
+                let session = ssh::connect(&target, &opts.policy, &opts.timeouts).await.map(Arc::new);
+                (node, session)
+            }
+        }),
+        opts.forks,
+    )
+    .await;
+    let sessions = Sessions(results.iter().filter_map(|(_, s)| s.as_ref().ok().cloned()).collect());
+    let connected =
+        results.into_iter().map(|(node, s)| Connected { node, session: s.map(|s| s as Arc<dyn Transport>) }).collect();
+    (connected, sessions)
+}
+
+/// Runs `futures` at most `limit` at a time; results in input order.
+pub async fn bounded<T>(futures: impl IntoIterator<Item = impl Future<Output = T>>, limit: usize) -> Vec<T> {
+    let mut out: Vec<(usize, T)> =
+        futures::stream::iter(futures.into_iter().enumerate().map(|(i, f)| async move { (i, f.await) }))
+            .buffer_unordered(limit.max(1))
+            .collect()
+            .await;
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Runs `op` on every connected host in parallel (bounded); hosts without a connection report why.
+pub async fn on_each<T, F, Fut>(hosts: &[Connected], opts: &Options, what: &str, op: F) -> Vec<Outcome<T>>
+where
+    F: Fn(Arc<NodePlan>, Arc<dyn Transport>, ProgressBar) -> Fut,
+    Fut: Future<Output = Result<T, HostError>>,
+{
+    let progress = Progress::new(opts.progress, hosts.len(), what);
+    let out = bounded(
+        hosts.iter().map(|h| {
+            let node = h.node.clone();
+            let work = match &h.session {
+                Err(e) => Err(e.clone()),
+                Ok(session) => {
+                    let bar = progress.host(&node.name);
+                    Ok((op(node.clone(), session.clone(), bar.clone()), bar))
+                }
+            };
+            let (progress, stop) = (progress.clone(), opts.stop.clone());
+            async move {
+                let started = Instant::now();
+                let result = match work {
+                    Err(e) => Err(e),
+                    Ok((_, bar)) if stop.stopped() => {
+                        progress.done(bar);
+                        Err(HostError::Interrupted)
+                    }
+                    Ok((fut, bar)) => {
+                        let r = fut.await;
+                        progress.done(bar);
+                        r
+                    }
+                };
+                Outcome { node, result, elapsed: started.elapsed() }
+            }
+        }),
+        opts.forks,
+    )
+    .await;
+    progress.finish();
+    out
+}

@@ -1,0 +1,63 @@
+//! The program's one Ctrl-C handler. The first Ctrl-C lets hosts mid-step finish and report (killing the SSH
+//! connections would cut their scripts short) and starts no new host; the second one exits at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+
+/// Set once on Ctrl-C; every part of the program reads the same one.
+#[derive(Clone)]
+pub struct Stop {
+    flag: Arc<AtomicBool>,
+    changed: watch::Receiver<bool>,
+    trigger: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop::new()
+    }
+}
+
+impl Stop {
+    /// A stop that only [`Stop::trigger`] sets (tests, and before the handler is installed).
+    pub fn new() -> Stop {
+        let (tx, rx) = watch::channel(false);
+        Stop { flag: Arc::new(AtomicBool::new(false)), changed: rx, trigger: Arc::new(tx) }
+    }
+
+    /// Installs the handler. Call once, at start.
+    pub fn install() -> Stop {
+        let stop = Stop::new();
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let _ = tokio::signal::ctrl_c().await;
+                s.trigger();
+                eprintln!(
+                    "\ninterrupted: hosts mid-step finish and report; no new host is started (Ctrl-C again to quit now)"
+                );
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            });
+        });
+        stop
+    }
+
+    pub fn trigger(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let _ = self.trigger.send(true);
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once Ctrl-C was pressed.
+    pub async fn interrupted(&self) {
+        let mut rx = self.changed.clone();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+}

@@ -1,0 +1,168 @@
+//! Runs verification on the hosts: listeners, then clients, then (with `--bandwidth`) iperf3 around a ring.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use super::scripts::{
+    bandwidth_client, bandwidth_server, cleanup_script, client_script, listener_script, names, switch_script,
+};
+use super::{Bandwidth, Named, Report, VerifyOptions, assemble, parse_bandwidth};
+use crate::error::HostError;
+use crate::plan::ClusterPlan;
+use crate::remote::executor::{self, Connected, Options};
+
+/// Runs iperf3 around a ring of hosts, one pair at a time so they do not compete; listeners must be running.
+async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
+    let n = hosts.len();
+    let mut out = vec![];
+    for i in 0..n {
+        let (a, b) = (&hosts[i], &hosts[(i + 1) % n]);
+        if n < 2 || (n == 2 && i == 1) {
+            break;
+        }
+        let (Ok(sa), Ok(sb)) = (&a.session, &b.session) else { continue };
+        let server = sb.run(&bandwidth_server(run, b.node.underlay_ip)).await;
+        let mut row = match server {
+            Ok(o) if o.code == 0 => {
+                let ip = sb
+                    .run(&format!(
+                        "docker inspect -f '{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}' {}",
+                        b.node.docker.network,
+                        names(run).0
+                    ))
+                    .await
+                    .ok()
+                    .and_then(|o| o.stdout.trim().parse::<Ipv4Addr>().ok());
+                match ip {
+                    Some(ip) => {
+                        match sa.run(&bandwidth_client(run, ip, a.node.underlay_ip, b.node.underlay_ip)).await {
+                            Ok(o) => parse_bandwidth(&o.stdout, &a.node.name, &b.node.name),
+                            Err(e) => Bandwidth { error: Some(e.to_string()), ..Default::default() },
+                        }
+                    }
+                    None => Bandwidth { error: Some("no listener address".into()), ..Default::default() },
+                }
+            }
+            Ok(o) => Bandwidth { error: Some(o.stderr.trim().to_string()), ..Default::default() },
+            Err(e) => Bandwidth { error: Some(e.to_string()), ..Default::default() },
+        };
+        row.from = a.node.name.clone();
+        row.to = b.node.name.clone();
+        out.push(row);
+    }
+    out
+}
+
+/// Removes every temporary container of run `run` on every host; used on success, failure and Ctrl-C.
+pub async fn cleanup(hosts: &[Connected], opts: &Options, run: &str) {
+    let script = Arc::new(cleanup_script(run));
+    let quiet = Options { progress: false, ..opts.clone() };
+    executor::on_each(hosts, &quiet, "cleanup", move |_, s, _| {
+        let script = script.clone();
+        async move { s.run(&script).await.map(|_| ()) }
+    })
+    .await;
+}
+
+/// Runs the whole verification; the caller calls [`cleanup`] afterwards whatever happens.
+pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions, run: &str) -> Report {
+    if plan.nodes.first().is_some_and(|n| n.docker.mode == crate::model::inventory::DockerMode::None) {
+        return verify_switches(hosts, plan, opts, v).await;
+    }
+    let started = std::time::Instant::now();
+    let image = Arc::new(v.image.clone());
+    let run_id = Arc::new(run.to_string());
+    // Phase 1: a listener on every host.
+    let listeners = executor::on_each(hosts, opts, "listen", {
+        let (image, run_id) = (image.clone(), run_id.clone());
+        move |node, s, bar| {
+            let script = listener_script(&node, &run_id, &image);
+            async move {
+                bar.set_message("starting listener container");
+                let out = s.run(&script).await?;
+                if out.code != 0 {
+                    return Err(HostError::Verify(format!("listener container did not start: {}", out.stderr.trim())));
+                }
+                out.stdout
+                    .trim()
+                    .parse::<Ipv4Addr>()
+                    .map_err(|_| HostError::Verify(format!("listener has no address: {}", out.stdout.trim())))
+            }
+        }
+    })
+    .await;
+    let listener_ip: BTreeMap<String, Result<Ipv4Addr, String>> =
+        listeners.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
+    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let wanted = v.pairs(&names);
+    let switch_of: BTreeMap<&str, Ipv4Addr> =
+        plan.nodes.iter().map(|n| (n.name.as_str(), n.switch.address.addr())).collect();
+
+    // Phase 2: every host's client probes its peers.
+    let per_host: BTreeMap<String, (Named, Named)> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            let targets: Vec<(String, Ipv4Addr)> = wanted
+                .iter()
+                .filter(|(a, _)| *a == n.name)
+                .filter_map(|(_, b)| listener_ip.get(b).and_then(|r| r.as_ref().ok()).map(|ip| (b.clone(), *ip)))
+                .collect();
+            let switches = names.iter().filter(|b| **b != n.name).map(|b| (b.clone(), switch_of[b.as_str()])).collect();
+            (n.name.clone(), (targets, switches))
+        })
+        .collect();
+    let per_host = Arc::new(per_host);
+    let clients = executor::on_each(hosts, opts, "probe", {
+        let (image, run_id, per_host, outside) = (image.clone(), run_id.clone(), per_host.clone(), v.outside);
+        move |node, s, bar| {
+            let (targets, switches) = per_host[&node.name].clone();
+            let script = client_script(&node, &run_id, &image, &targets, &switches, outside);
+            async move {
+                bar.set_message(format!("probing {} peers", targets.len()));
+                let out = s.run(&script).await?;
+                if !out.stdout.starts_with("me ") {
+                    return Err(HostError::Verify(format!("client container did not start: {}", out.stderr.trim())));
+                }
+                Ok(out.stdout)
+            }
+        }
+    })
+    .await;
+    let client_out: BTreeMap<String, Result<String, String>> =
+        clients.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
+    let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
+    let bandwidth = if v.bandwidth { measure_bandwidth(hosts, run).await } else { vec![] };
+    Report { seconds: started.elapsed().as_secs_f64(), bandwidth, ..report }
+}
+
+/// Hosts without docker: every switch pings every peer's switch through the tunnels, DF probes included.
+async fn verify_switches(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Report {
+    let started = std::time::Instant::now();
+    let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
+    let wanted = v.pairs(&names);
+    let switch_of: BTreeMap<String, Ipv4Addr> =
+        plan.nodes.iter().map(|n| (n.name.clone(), n.switch.address.addr())).collect();
+    let targets_of: Arc<BTreeMap<String, Named>> = Arc::new(
+        plan.nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.name.clone(),
+                    wanted.iter().filter(|(a, _)| *a == n.name).map(|(_, b)| (b.clone(), switch_of[b])).collect(),
+                )
+            })
+            .collect(),
+    );
+    let out = executor::on_each(hosts, opts, "probe", move |node, s, _| {
+        let script = switch_script(&node, &targets_of[&node.name]);
+        async move { s.run(&script).await.map(|o| o.stdout) }
+    })
+    .await;
+    let client_out: BTreeMap<String, Result<String, String>> =
+        out.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
+    let listeners = switch_of.into_iter().map(|(k, v)| (k, Ok(v))).collect();
+    let report = assemble(&wanted, &listeners, &client_out, plan, None, false);
+    Report { seconds: started.elapsed().as_secs_f64(), ..report }
+}
