@@ -18,6 +18,8 @@ use vxmesh::report::{self, json as print_json};
 
 /// Exit code when any host failed.
 const HOSTS_FAILED: i32 = 2;
+/// Exit code when `status` found drift or `verify` a failed check: the hosts answered, the mesh is not right.
+const CHECK_FAILED: i32 = 3;
 /// Exit code after Ctrl-C, as shells expect.
 const INTERRUPTED: i32 = 130;
 
@@ -30,7 +32,8 @@ const INTERRUPTED: i32 = 130;
 and builds on each host: an OVS bridge `sw0`, one VXLAN tunnel port per peer (split horizon, BFD on), a docker \
 bridge network on the host's own subnet joined to sw0 by a veth pair, NAT only towards the outside world, and \
 VXLAN allowed only from the peers.\n\nStart with `vxmesh plan --offline` to read exactly what would be done.",
-    after_help = "Exit codes: 0 success, 1 bad usage or bad inventory, 2 some host failed.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
+    after_help = "Exit codes: 0 success, 1 bad usage or bad inventory (nothing touched), 2 some host failed, \
+3 drift found (status) or a check failed (verify), 130 interrupted.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
 )]
 struct Cli {
     /// The inventory file (YAML). Its address plan is kept beside it, in the same name with `.lock`.
@@ -40,6 +43,10 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+
+    /// When another vxmesh command is working on the same inventory, stop at once instead of waiting for it.
+    #[arg(long, global = true)]
+    no_wait: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -73,8 +80,15 @@ enum Command {
     },
     /// Per host: reachable, sw0 and tunnels present, tunnel liveness (BFD), drift from the plan.
     Status(HostArgs),
-    /// Remove everything vxmesh created on every host; docker and OVS keep running.
-    Down(HostArgs),
+    /// Remove everything vxmesh created on every host; docker and OVS keep running. Every host is looked at
+    /// first: if containers are still on the mesh network anywhere, no host is touched (unless --force).
+    Down {
+        /// Disconnect containers still attached to the mesh's docker network instead of refusing.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        hosts: HostArgs,
+    },
     /// Add a node to the inventory and the mesh: build it, and on every other node add its tunnel
     /// and let it through the firewall, touching nothing else there. Then verify its pairs.
     AddNode {
@@ -233,12 +247,14 @@ fn load_with(path: &Path, save: bool) -> Result<(Inventory, ClusterPlan), Error>
     Ok((inv, plan))
 }
 
-/// 130 after Ctrl-C, 2 when a host failed (or verification found a fault), else 0.
-fn exit_code(opts: &Options, failed: bool) -> i32 {
+/// 130 after Ctrl-C, 2 when a host failed, 3 when a check failed, else 0.
+fn exit_code(opts: &Options, hosts_failed: bool, check_failed: bool) -> i32 {
     if opts.stopped() {
         INTERRUPTED
-    } else if failed {
+    } else if hosts_failed {
         HOSTS_FAILED
+    } else if check_failed {
+        CHECK_FAILED
     } else {
         0
     }
@@ -253,7 +269,8 @@ fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, json: boo
     } else if outcome.verify_skipped && !outcome.interrupted {
         println!("verify skipped: not every host was built");
     }
-    exit_code(opts, !outcome.ok)
+    let hosts_failed = outcome.hosts.iter().any(HostResult::failed);
+    exit_code(opts, hosts_failed, outcome.verify.as_ref().is_some_and(|r| !r.ok))
 }
 
 /// What change commands print before verification starts: the per-host table (not with --json).
@@ -265,7 +282,48 @@ fn summary_printer(json: bool, verb: &'static str) -> impl Fn(&[HostResult]) {
     }
 }
 
+/// Held for the whole command: two vxmesh commands on one inventory never interleave. It locks a file beside
+/// the lock file (which is replaced by rename on every save, so it cannot carry the lock itself).
+struct InventoryGuard(#[allow(dead_code)] std::fs::File);
+
+fn guard(inventory: &Path, no_wait: bool) -> Result<InventoryGuard, Error> {
+    let path = ipam::lock_path(inventory).with_extension("lock.guard");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Io { action: "open the inventory's guard file", path: path.clone(), source })?;
+    match file.try_lock() {
+        Ok(()) => return Ok(InventoryGuard(file)),
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(Error::Io { action: "lock the inventory's guard file", path, source });
+        }
+    }
+    let busy = format!("another vxmesh command is working on {} (it holds {})", inventory.display(), path.display());
+    if no_wait {
+        return Err(Error::Busy(format!("{busy}; nothing was done (without --no-wait, vxmesh waits for it)")));
+    }
+    eprintln!("{busy}; waiting for it to finish (Ctrl-C to give up)");
+    file.lock().map_err(|source| Error::Io { action: "lock the inventory's guard file", path, source })?;
+    Ok(InventoryGuard(file))
+}
+
+/// Whether the command reads or writes hosts or the lock, and so must not interleave with another.
+fn needs_guard(c: &Command) -> bool {
+    !matches!(
+        c,
+        Command::Plan { offline: true, .. } | Command::Render { .. } | Command::FactsScript { .. } | Command::Lab(_)
+    )
+}
+
 fn execute(cli: &Cli) -> Result<i32, Error> {
+    let _guard = if needs_guard(&cli.command) && cli.inventory.exists() {
+        Some(guard(&cli.inventory, cli.no_wait)?)
+    } else {
+        None
+    };
     match &cli.command {
         Command::Plan { offline: true, .. } => {
             let (_, plan) = load_readonly(&cli.inventory)?;
@@ -306,7 +364,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 report::plan(&rows);
             }
-            Ok(exit_code(&opts, rows.iter().any(HostResult::failed)))
+            Ok(exit_code(&opts, rows.iter().any(HostResult::failed), false))
         }
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
@@ -320,13 +378,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let (inv, plan) = load(&cli.inventory)?;
             let v = verify_options(&inv, verify);
             let opts = host_options(hosts, cli.json, &inv);
-            let r = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
+            let done = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
+            let r = &done.report;
             if cli.json {
-                print_json(&r);
+                print_json(r);
             } else {
-                report::verify(&r, &plan);
+                report::verify(r, &plan);
             }
-            Ok(exit_code(&opts, !r.ok))
+            Ok(exit_code(&opts, !done.unreachable.is_empty(), !r.ok))
         }
         Command::Status(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
@@ -338,25 +397,19 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             } else {
                 report::status(&rows, clean);
             }
-            Ok(if rows.iter().any(|r| !r.reachable) {
-                HOSTS_FAILED
-            } else if clean {
-                0
-            } else {
-                1
-            })
+            Ok(exit_code(&opts, rows.iter().any(|r| !r.reachable), !clean))
         }
-        Command::Down(hosts) => {
+        Command::Down { force, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
             let opts = host_options(hosts, cli.json, &inv);
-            let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts));
+            let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
             let failed = rows.iter().any(HostResult::failed);
             if cli.json {
                 print_json(&json!({"ok": !failed, "hosts": rows}));
             } else {
                 report::summary(&rows, "removed");
             }
-            Ok(exit_code(&opts, failed))
+            Ok(exit_code(&opts, failed, false))
         }
         Command::AddNode { name, host, underlay_ip, subnet, build: BuildArgs { hosts, no_verify, verify } } => {
             let text = read_inventory(&cli.inventory)?;

@@ -78,6 +78,10 @@ pub enum Error {
     #[error("{0}")]
     Hosts(String),
 
+    /// Another vxmesh command holds the inventory (with `--no-wait`).
+    #[error("{0}")]
+    Busy(String),
+
     /// The local lab could not be built, changed or torn down.
     #[error("lab: {0}")]
     Lab(String),

@@ -40,11 +40,15 @@ pub fn summary(rows: &[HostResult], verb: &str) {
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
     let _ = writeln!(
         out,
-        "{} hosts: {} {verb}, {} ok, {} failed",
+        "{} hosts: {} {verb}, {} ok, {} failed{}",
         rows.len(),
         count("changed"),
         count("ok"),
-        count("failed")
+        count("failed"),
+        match count("held") {
+            0 => String::new(),
+            n => format!(", {n} held back: no host is changed until every host passes its checks"),
+        }
     );
 }
 

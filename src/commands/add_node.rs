@@ -1,13 +1,13 @@
 //! `add-node`: build the new node; on every other node add its tunnel and let it through the firewall, nothing
-//! else. Then verify the pairs that involve it.
+//! else. Every host is checked first. Then verify the pairs that involve it.
 
-use crate::converge::host::{self, Scope};
+use crate::converge::host::Scope;
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Options};
 use crate::verify::VerifyOptions;
 
-use super::{ChangeOutcome, HostResult, finish_change, results};
+use super::{ChangeOutcome, HostResult, apply_all, finish_change, gather_checked, results, rows_in_order};
 
 pub async fn run(
     inv: &Inventory,
@@ -18,13 +18,17 @@ pub async fn run(
     before_verify: &dyn Fn(&[HostResult]),
 ) -> ChangeOutcome {
     let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
-    let out = executor::on_each(&hosts, opts, "add", |node, t, bar| {
-        let scope = if node.name == name { Scope::Whole } else { Scope::Peer(name.to_string()) };
-        async move { host::converge(t.as_ref(), &node, false, &scope, &|m| bar.set_message(m.to_string())).await }
-    })
-    .await;
+    let scope = |n: &str| if n == name { Scope::Whole } else { Scope::Peer(name.to_string()) };
+    let rows = match gather_checked(&hosts, plan, opts).await {
+        Err(refused) => refused,
+        Ok((gathered, mut unreachable)) => {
+            let mut rows = results(apply_all(&hosts, opts, gathered, false, scope, "add").await);
+            rows.append(&mut unreachable);
+            rows_in_order(plan, rows)
+        }
+    };
     let verify = verify.map(|v| VerifyOptions { only: Some(name.to_string()), ..v });
-    let outcome = finish_change(&hosts, plan, opts, verify, results(out), before_verify).await;
+    let outcome = finish_change(&hosts, plan, opts, verify, rows, before_verify).await;
     sessions.close().await;
     outcome
 }

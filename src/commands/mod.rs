@@ -9,14 +9,18 @@ pub mod status;
 pub mod up;
 pub mod verify;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::converge::host::Applied;
+use crate::converge::host::{self, Applied, Scope};
+use crate::converge::{self, fleet_problems};
 use crate::error::HostError;
-use crate::plan::ClusterPlan;
-use crate::remote::executor::{Connected, Options, Outcome};
+use crate::facts::HostFacts;
+use crate::plan::{ClusterPlan, NodePlan};
+use crate::remote::executor::{self, Connected, Options, Outcome};
 use crate::verify::{Report, VerifyOptions};
 
 /// One host's result, as tables and JSON show it.
@@ -24,7 +28,8 @@ use crate::verify::{Report, VerifyOptions};
 pub struct HostResult {
     pub node: String,
     pub host: String,
-    /// `ok` (nothing to do), `changed`, or `failed`.
+    /// `ok` (nothing to do), `changed`, `failed`, or `held` (left unchanged because another host failed its
+    /// checks: every host is checked before any is changed).
     pub status: &'static str,
     pub changed: Vec<String>,
     /// Drift the command was not allowed to repair (`add-node` and `remove-node` touch only their node).
@@ -48,7 +53,7 @@ pub fn results(outcomes: Vec<Outcome<Applied>>) -> Vec<HostResult> {
     outcomes.into_iter().map(|o| result(&o.node.name, &o.node.host, o.result, o.elapsed)).collect()
 }
 
-fn result(node: &str, host: &str, r: Result<Applied, HostError>, elapsed: Duration) -> HostResult {
+pub(crate) fn result(node: &str, host: &str, r: Result<Applied, HostError>, elapsed: Duration) -> HostResult {
     let (status, applied, error) = match r {
         Ok(a) if a.steps.is_empty() => ("ok", a, None),
         Ok(a) => ("changed", a, None),
@@ -129,4 +134,103 @@ pub async fn finish_change(
         verify: report,
         interrupted: opts.stopped(),
     }
+}
+
+/// Facts of every host, gathered at once before anything changes.
+pub type Gathered = BTreeMap<String, HostFacts>;
+
+/// Phase one of the commands that change hosts: facts from every host at once, then every check on every host
+/// (each host's preflight and collisions across hosts). Hosts that cannot be reached fail alone and the others
+/// go on; a reachable host with a problem stops the command before any host is changed (`Err`: every row).
+pub async fn gather_checked(
+    hosts: &[Connected],
+    plan: &ClusterPlan,
+    opts: &Options,
+) -> Result<(Gathered, Vec<HostResult>), Vec<HostResult>> {
+    let out = executor::on_each(hosts, opts, "facts", |node, t, bar| async move {
+        bar.set_message("gathering facts");
+        host::facts(t.as_ref(), &node).await
+    })
+    .await;
+    split_checked(out, |facts| fleet_problems(plan, facts))
+}
+
+/// Facts for `down`: every host at once; with any host refusing its teardown (and no `force`), none is changed.
+pub async fn gather_for_teardown(
+    hosts: &[Connected],
+    opts: &Options,
+    force: bool,
+) -> Result<(Gathered, Vec<HostResult>), Vec<HostResult>> {
+    let out = executor::on_each(hosts, opts, "facts", |node, t, bar| async move {
+        bar.set_message("gathering facts");
+        host::teardown_facts(t.as_ref(), &node).await
+    })
+    .await;
+    split_checked(out, |facts| {
+        facts.iter().filter_map(|(n, f)| converge::teardown(n, f, force).err().map(|r| (n.name.clone(), r))).collect()
+    })
+}
+
+/// Splits gathered facts into usable ones and unreachable hosts, or refuses all when `check` finds problems.
+fn split_checked(
+    out: Vec<Outcome<HostFacts>>,
+    check: impl FnOnce(&[(&NodePlan, &HostFacts)]) -> Vec<(String, Vec<String>)>,
+) -> Result<(Gathered, Vec<HostResult>), Vec<HostResult>> {
+    let reached: Vec<(&NodePlan, &HostFacts)> =
+        out.iter().filter_map(|o| o.result.as_ref().ok().map(|f| (o.node.as_ref(), f))).collect();
+    let problems: BTreeMap<String, Vec<String>> = check(&reached).into_iter().collect();
+    let mut unreachable = vec![];
+    let mut gathered = Gathered::new();
+    let mut rows = vec![];
+    for o in out {
+        let (name, host) = (o.node.name.clone(), o.node.host.clone());
+        match (o.result, problems.get(&name)) {
+            (Err(e), _) => {
+                let row = result(&name, &host, Err(e), o.elapsed);
+                unreachable.push(row.clone());
+                rows.push(row);
+            }
+            (Ok(_), Some(p)) => rows.push(result(&name, &host, Err(HostError::Preflight(p.clone())), o.elapsed)),
+            (Ok(f), None) => {
+                gathered.insert(name.clone(), f);
+                rows.push(HostResult {
+                    status: "held",
+                    error: Some("not changed: another host failed its checks".into()),
+                    ..result(&name, &host, Ok(Applied::default()), o.elapsed)
+                });
+            }
+        }
+    }
+    if problems.is_empty() { Ok((gathered, unreachable)) } else { Err(rows) }
+}
+
+/// Phase two: every host that passed gets its diff within `scope_of` its name, against the facts of phase one.
+pub async fn apply_all(
+    hosts: &[Connected],
+    opts: &Options,
+    gathered: Gathered,
+    dry_run: bool,
+    scope_of: impl Fn(&str) -> Scope,
+    what: &str,
+) -> Vec<Outcome<Applied>> {
+    let gathered = Arc::new(gathered);
+    let ready: Vec<Connected> = hosts
+        .iter()
+        .filter(|h| gathered.contains_key(&h.node.name))
+        .map(|h| Connected { node: h.node.clone(), session: h.session.clone() })
+        .collect();
+    executor::on_each(&ready, opts, what, |node, t, bar| {
+        let (facts, scope) = (gathered.clone(), scope_of(&node.name));
+        async move {
+            let f = &facts[&node.name];
+            host::apply(t.as_ref(), &node, f, dry_run, &scope, &|m| bar.set_message(m.to_string())).await
+        }
+    })
+    .await
+}
+
+/// The rows of a command: the hosts it worked on, then those it could not reach, in plan order.
+pub fn rows_in_order(plan: &ClusterPlan, mut rows: Vec<HostResult>) -> Vec<HostResult> {
+    rows.sort_by_key(|r| plan.nodes.iter().position(|n| n.name == r.node).unwrap_or(usize::MAX));
+    rows
 }

@@ -1,18 +1,20 @@
 //! `remove-node`: withdraw the node's tunnel and firewall entry from every other node, tear the node down if it
-//! answers, free its subnet.
+//! answers, free its subnet. Every host is checked before the inventory, the lock or any host changes.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::converge::host::{self, Applied, Scope};
-use crate::error::Error;
+use crate::converge::{self};
+use crate::error::{Error, HostError};
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Connected, Options, Outcome};
 
-use super::{ChangeOutcome, HostResult, finish_change, results};
+use super::{ChangeOutcome, HostResult, apply_all, finish_change, gather_checked, result, results, rows_in_order};
 
-/// `commit` records the new inventory and lock; it runs only once the node is known reachable (or `force`).
+/// `commit` records the new inventory and lock; it runs only once every host passed its checks and the node is
+/// known reachable (or `force`).
 pub async fn run(
     old: (&Inventory, &ClusterPlan),
     new_plan: &ClusterPlan,
@@ -32,30 +34,67 @@ pub async fn run(
             "{name} cannot be reached ({e}); nothing was changed. `vxmesh remove-node {name} --force` removes it from the mesh anyway (its own host then keeps its mesh until cleaned by hand)"
         )));
     }
-    commit()?;
     // The remaining nodes, seen through the new plan.
     let remaining: Vec<Connected> = hosts
         .into_iter()
         .map(|h| Connected { node: Arc::new(new_plan.node(&h.node.name).expect("kept").clone()), session: h.session })
         .collect();
-    let mut out = executor::on_each(&remaining, opts, "remove", |node, t, bar| async move {
-        host::converge(t.as_ref(), &node, false, &Scope::Peer(name.to_string()), &|m| bar.set_message(m.to_string()))
-            .await
-    })
-    .await;
     let started = Instant::now();
-    let teardown = match &gone.session {
-        Ok(t) => host::remove(t.as_ref(), &gone.node, &|_| {}).await.map(|mut a| {
+    // The leaving node's own teardown is checked with the others.
+    let gone_facts = match &gone.session {
+        Ok(t) => Some(host::teardown_facts(t.as_ref(), &gone.node).await),
+        Err(_) => None,
+    };
+    let gone_refusal = match &gone_facts {
+        Some(Ok(f)) => converge::teardown(&gone.node, f, force).err(),
+        _ => None,
+    };
+    let checked = gather_checked(&remaining, new_plan, opts).await;
+    let (gathered, mut unreachable) = match (checked, gone_refusal) {
+        (Ok(ok), None) => ok,
+        (checked, refusal) => {
+            let mut rows = checked.map_or_else(|rows| rows, |(g, _)| held(new_plan, &g));
+            let why =
+                refusal.map_or(HostError::Refused(vec!["another host failed its checks".into()]), HostError::Refused);
+            rows.push(result(&gone.node.name, &gone.node.host, Err(why), started.elapsed()));
+            let outcome = finish_change(&remaining, new_plan, opts, None, rows, before_verify).await;
+            sessions.close().await;
+            return Ok(outcome);
+        }
+    };
+    commit()?;
+    let mut out = apply_all(&remaining, opts, gathered, false, |_| Scope::Peer(name.to_string()), "remove").await;
+    let teardown = match (&gone.session, gone_facts) {
+        (Ok(t), Some(Ok(f))) => host::remove_with(t.as_ref(), &gone.node, &f, force, &|_| {}).await.map(|mut a| {
             a.steps.insert(0, "left the cluster".into());
             a
         }),
-        Err(e) => Ok(Applied {
-            steps: vec![format!("forced: unreachable ({e}), dropped from the mesh without cleaning it")],
+        (Ok(_), Some(Err(e))) => Err(e),
+        (_, _) => Ok(Applied {
+            steps: vec![format!(
+                "forced: unreachable ({}), dropped from the mesh without cleaning it",
+                gone.session.as_ref().err().map(|e| e.to_string()).unwrap_or_default()
+            )],
             ..Applied::default()
         }),
     };
     out.push(Outcome { node: gone.node.clone(), result: teardown, elapsed: started.elapsed() });
-    let outcome = finish_change(&remaining, new_plan, opts, None, results(out), before_verify).await;
+    let mut rows = results(out);
+    rows.append(&mut unreachable);
+    let outcome = finish_change(&remaining, new_plan, opts, None, rows_in_order(plan, rows), before_verify).await;
     sessions.close().await;
     Ok(outcome)
+}
+
+/// Rows for hosts that passed their checks but were left unchanged.
+fn held(plan: &ClusterPlan, gathered: &super::Gathered) -> Vec<HostResult> {
+    plan.nodes
+        .iter()
+        .filter(|n| gathered.contains_key(&n.name))
+        .map(|n| HostResult {
+            status: "held",
+            error: Some("not changed: another host failed its checks".into()),
+            ..result(&n.name, &n.host, Ok(Applied::default()), std::time::Duration::ZERO)
+        })
+        .collect()
 }

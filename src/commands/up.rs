@@ -1,12 +1,12 @@
-//! `up`: converge every host (only what is missing), then verify.
+//! `up`: gather and check every host, then converge each (only what is missing), then verify.
 
-use crate::converge::host::{self, Scope};
+use crate::converge::host::Scope;
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Options};
 use crate::verify::VerifyOptions;
 
-use super::{ChangeOutcome, HostResult, finish_change, results};
+use super::{ChangeOutcome, HostResult, apply_all, finish_change, gather_checked, results, rows_in_order};
 
 pub async fn run(
     inv: &Inventory,
@@ -16,11 +16,15 @@ pub async fn run(
     before_verify: &dyn Fn(&[HostResult]),
 ) -> ChangeOutcome {
     let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
-    let out = executor::on_each(&hosts, opts, "up", |node, t, bar| async move {
-        host::converge(t.as_ref(), &node, false, &Scope::Whole, &|m| bar.set_message(m.to_string())).await
-    })
-    .await;
-    let outcome = finish_change(&hosts, plan, opts, verify, results(out), before_verify).await;
+    let rows = match gather_checked(&hosts, plan, opts).await {
+        Err(refused) => refused,
+        Ok((gathered, mut unreachable)) => {
+            let mut rows = results(apply_all(&hosts, opts, gathered, false, |_| Scope::Whole, "up").await);
+            rows.append(&mut unreachable);
+            rows_in_order(plan, rows)
+        }
+    };
+    let outcome = finish_change(&hosts, plan, opts, verify, rows, before_verify).await;
     sessions.close().await;
     outcome
 }

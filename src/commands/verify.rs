@@ -5,9 +5,16 @@ use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Options};
 use crate::verify::{Report, VerifyOptions};
 
-pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Report {
+/// The verification, and the hosts it could not reach (a host failure, not a failed check).
+pub struct Verified {
+    pub report: Report,
+    pub unreachable: Vec<String>,
+}
+
+pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Verified {
     let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
+    let unreachable = hosts.iter().filter(|h| h.session.is_err()).map(|h| h.node.name.clone()).collect();
     let report = super::run_verify(&hosts, plan, opts, v).await;
     sessions.close().await;
-    report
+    Verified { report, unreachable }
 }

@@ -210,6 +210,12 @@ pub trait Component: Send + Sync {
         vec![]
     }
 
+    /// Address ranges the host uses for something that is not the mesh's (e.g. other docker networks), each
+    /// with what uses it: none may overlap a node's subnet.
+    fn claims(&self, _facts: &HostFacts) -> Vec<(String, ipnet::Ipv4Net)> {
+        vec![]
+    }
+
     /// Short yes/no facts for `status` (e.g. `switch`, `docker network`).
     fn present(&self, _facts: &HostFacts) -> Vec<(&'static str, bool)> {
         vec![]

@@ -60,6 +60,7 @@ pub async fn facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, Host
 }
 
 /// Facts, preflight, diff and (unless `dry_run`) the missing steps within `scope`, applied in one round trip.
+/// For one host on its own; commands that touch several gather and check all of them first ([`apply`]).
 pub async fn converge(
     t: &dyn Transport,
     node: &NodePlan,
@@ -73,7 +74,20 @@ pub async fn converge(
     if !problems.is_empty() {
         return Err(HostError::Preflight(problems));
     }
-    let (steps, left): (Vec<Step>, Vec<Step>) = diff(node, &facts).into_iter().partition(|s| scope.admits(s));
+    apply(t, node, &facts, dry_run, scope, progress).await
+}
+
+/// The diff of `node` against `facts` (gathered and checked before), within `scope`; unless `dry_run`, the
+/// missing steps are sent as one script.
+pub async fn apply(
+    t: &dyn Transport,
+    node: &NodePlan,
+    facts: &HostFacts,
+    dry_run: bool,
+    scope: &Scope,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    let (steps, left): (Vec<Step>, Vec<Step>) = diff(node, facts).into_iter().partition(|s| scope.admits(s));
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),
@@ -87,6 +101,11 @@ pub async fn converge(
     Ok(applied)
 }
 
+/// What `down` needs to know of a host: everything any component may have left there.
+pub async fn teardown_facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, HostError> {
+    gather(t, &super::teardown_gather_script(node), |out| super::parse_teardown_facts(node, out)).await
+}
+
 /// Removes the mesh from the host: facts first, and nothing at all when any component refuses.
 pub async fn remove(
     t: &dyn Transport,
@@ -94,8 +113,19 @@ pub async fn remove(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
     progress("gathering facts");
-    let facts = gather(t, &super::teardown_gather_script(node), |out| super::parse_teardown_facts(node, out)).await?;
-    let steps = teardown(node, &facts).map_err(HostError::Refused)?;
+    let facts = teardown_facts(t, node).await?;
+    remove_with(t, node, &facts, false, progress).await
+}
+
+/// Removes the mesh as `facts` show it. `force` disconnects containers still on the mesh's docker network.
+pub async fn remove_with(
+    t: &dyn Transport,
+    node: &NodePlan,
+    facts: &HostFacts,
+    force: bool,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    let steps = teardown(node, facts, force).map_err(HostError::Refused)?;
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: vec![],

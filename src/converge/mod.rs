@@ -187,11 +187,12 @@ fn groups(steps: &[Step]) -> Vec<&[Step]> {
     out
 }
 
-/// What removes the mesh from a host, from what it has; or why it must not be touched.
-pub fn teardown(node: &NodePlan, facts: &HostFacts) -> Result<Vec<Step>, Vec<String>> {
+/// What removes the mesh from a host, from what it has; or why it must not be touched. With `force`, nothing
+/// is refused (containers still on the mesh's docker network are disconnected).
+pub fn teardown(node: &NodePlan, facts: &HostFacts, force: bool) -> Result<Vec<Step>, Vec<String>> {
     let comps = components::for_teardown(node);
     let refusals: Vec<String> = comps.iter().filter_map(|c| c.refuse_teardown(facts)).collect();
-    if !refusals.is_empty() {
+    if !refusals.is_empty() && !force {
         return Err(refusals);
     }
     let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.teardown(facts)).collect();
@@ -258,19 +259,73 @@ pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Vec<String> {
             node.underlay_ip, node.name
         ));
     }
-    let ours: Vec<&str> =
-        [Some(node.switch.bridge.as_str()), node.docker.bridge.as_deref()].into_iter().flatten().collect();
-    if let Some(r) = facts.routes.iter().find(|r| {
-        r.dst.parse::<ipnet::Ipv4Net>().is_ok_and(|d| crate::model::inventory::overlaps(&d, &node.subnet))
-            && !r.dev.as_deref().is_some_and(|d| ours.contains(&d))
-    }) {
-        problems.push(format!(
-            "subnet {} of {} collides with route {} via {} already on the host; pin another subnet for this node",
-            node.subnet,
-            node.name,
-            r.dst,
-            r.dev.as_deref().unwrap_or("?")
-        ));
-    }
+    problems.extend(collisions(node, &comps, facts, &[node]));
     problems
+}
+
+/// Address ranges in use on `host` for something else (routes through devices that are not the mesh's, other
+/// docker networks) that collide with a subnet or switch address of any of `nodes`. A foreign route less specific
+/// than the cluster's own route loses to it and is no collision; one as specific or more would capture traffic.
+fn collisions(
+    host: &NodePlan,
+    comps: &[Box<dyn Component + '_>],
+    facts: &HostFacts,
+    nodes: &[&NodePlan],
+) -> Vec<String> {
+    let ours: Vec<&str> =
+        [Some(host.switch.bridge.as_str()), host.docker.bridge.as_deref()].into_iter().flatten().collect();
+    let cluster_prefix = host.switch.address.prefix_len();
+    let mut claims: Vec<(String, ipnet::Ipv4Net)> = facts
+        .routes
+        .iter()
+        .filter(|r| !r.dev.as_deref().is_some_and(|d| ours.contains(&d)))
+        .filter_map(|r| {
+            let net = r.dst.parse::<ipnet::Ipv4Net>().ok()?;
+            Some((format!("route {} via {}", r.dst, r.dev.as_deref().unwrap_or("?")), net))
+        })
+        .filter(|(_, net)| net.prefix_len() >= cluster_prefix)
+        .collect();
+    claims.extend(comps.iter().flat_map(|c| c.claims(facts)));
+    let mut out = vec![];
+    for (what, net) in &claims {
+        for n in nodes {
+            let fix = if n.name == host.name { "this node" } else { "that node" };
+            if crate::model::inventory::overlaps(net, &n.subnet) {
+                out.push(format!(
+                    "subnet {} of {} collides with {what} already on the host; pin another subnet for {fix}",
+                    n.subnet, n.name
+                ));
+            } else if net.contains(&n.switch.address.addr()) {
+                out.push(format!(
+                    "switch address {} of {} lies in {what} already on the host; choose another cluster.switch_cidr",
+                    n.switch.address.addr(),
+                    n.name
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Every problem on every host, before any host is changed: each host's own preflight, and collisions of what
+/// any host has with any node's subnet or switch address. Hosts without facts (unreachable) are skipped here.
+pub fn fleet_problems(
+    plan: &crate::plan::ClusterPlan,
+    facts: &[(&NodePlan, &HostFacts)],
+) -> Vec<(String, Vec<String>)> {
+    let nodes: Vec<&NodePlan> = plan.nodes.iter().collect();
+    facts
+        .iter()
+        .map(|(node, f)| {
+            let comps = components::for_node(node);
+            let mut problems = preflight(node, f);
+            for c in collisions(node, &comps, f, &nodes) {
+                if !problems.contains(&c) {
+                    problems.push(c);
+                }
+            }
+            (node.name.clone(), problems)
+        })
+        .filter(|(_, p)| !p.is_empty())
+        .collect()
 }

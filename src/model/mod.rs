@@ -1,5 +1,6 @@
 //! The model: the validated inventory, the address plan kept in the lock file, and the names of what vxmesh makes.
 
+mod blocks;
 pub mod inventory;
 pub mod ipam;
 pub mod names;

@@ -114,3 +114,70 @@ fn json_plan_carries_steps_with_commands() {
     assert!(steps.iter().all(|s| s["description"].is_string() && !s["commands"].as_array().unwrap().is_empty()));
     assert_eq!(v["nodes"][0]["desired"]["subnet"], "172.18.0.0/16");
 }
+
+#[test]
+fn a_second_command_on_the_same_inventory_waits_or_refuses() {
+    let dir = dir_with(CLOSED_HOSTS);
+    // Another vxmesh command holds the inventory: this test takes its guard as a running command would.
+    let guard = std::fs::File::create(dir.0.join("vxmesh.lock.guard")).unwrap();
+    guard.lock().unwrap();
+    let r = vxmesh(&dir.0, &["status", "--no-wait", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("another vxmesh command is working on vxmesh.yaml"), "{r}");
+    assert!(!dir.0.join("vxmesh.lock").exists(), "nothing was done");
+    // Without --no-wait it waits, says so, and goes on once the first command ends.
+    let bin = env!("CARGO_BIN_EXE_vxmesh");
+    let child = std::process::Command::new(bin)
+        .args(["status", "--connect-timeout", "2"])
+        .current_dir(&dir.0)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert!(!dir.0.join("vxmesh.lock").exists(), "the second command waited");
+    drop(guard);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("waiting for it to finish"), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "then it ran (no host answers on loopback): {stderr}");
+    assert!(dir.0.join("vxmesh.lock").exists());
+}
+
+#[test]
+fn exit_codes_are_as_documented() {
+    let dir = dir_with(CLOSED_HOSTS);
+    for (args, code) in [
+        (&["status", "--connect-timeout", "2"][..], 2),
+        (&["verify", "--connect-timeout", "2"], 2),
+        (&["up", "--connect-timeout", "2"], 2),
+        (&["down", "--connect-timeout", "2"], 2),
+        (&["plan", "--offline"], 0),
+        (&["nonsense"], 1),
+    ] {
+        let r = vxmesh(&dir.0, args);
+        assert_eq!(r.code, code, "{r}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for row in ["| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 130 |"] {
+        assert!(readme.contains(row), "README's exit code table has {row}");
+    }
+}
+
+#[test]
+fn the_boot_unit_passes_systemd_analyze_verify() {
+    let dir = TempDir::new("unit");
+    let verify = |text: &str| {
+        let path = dir.0.join("vxmesh.service");
+        std::fs::write(&path, text).unwrap();
+        let out =
+            std::process::Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let unit = vxmesh::components::boot::unit();
+    let (ok, stderr) = verify(&unit);
+    assert!(ok, "{stderr}");
+    // The check is real: a unit systemd could not run is refused.
+    let (ok, stderr) = verify(&unit.replace("ExecStart=/bin/sh", "ExecStart=/nonexistent/sh"));
+    assert!(!ok, "{stderr}");
+}

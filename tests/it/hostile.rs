@@ -183,7 +183,7 @@ fn hostile_host_strings_reach_tools_as_single_arguments() {
             f.set_part(planted.part::<FirewalldFacts>().cloned().unwrap_or_default());
             f
         };
-        let down_steps = converge::teardown(node, &teardown_facts).unwrap();
+        let down_steps = converge::teardown(node, &teardown_facts, false).unwrap();
         let down = converge::script(node, &down_steps);
         let (calls, _) = run_with_stubs(&dir.0, &down);
         assert_nothing_else_ran(&calls, &pwn);

@@ -175,7 +175,8 @@ fn a_create_that_fails_halfway_leaves_nothing() {
     let _ = lab::destroy("t2");
     let _guard = LabGuard("t2".into());
     let dir = TempDir::new("lab-fail");
-    let out = Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(["lab", "create", "--name", "t2", "--nodes", "3"])
         .env("VXMESH_LAB_FAIL_AFTER", "node2")
         .current_dir(&dir.0)

@@ -41,7 +41,9 @@ pub fn create(name: &str, extra: &[&str]) -> (LabGuard, LabState, f64) {
 /// `ssh` to a lab node with strict host key checking against the lab's known_hosts (or another file).
 pub fn ssh_with(lab: &LabState, ip: &str, known_hosts: &str, script: &str) -> std::process::Output {
     let key = lab.dir.join("id_ed25519");
-    Command::new("ssh")
+    // A hung command (ssh, docker wait) fails the test instead of hanging CI.
+    Command::new("timeout")
+        .args(["--kill-after=5", "180", "ssh"])
         .args(["-i", &key.to_string_lossy()])
         .args(["-o", &format!("UserKnownHostsFile={known_hosts}"), "-o", "StrictHostKeyChecking=yes"])
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR"])

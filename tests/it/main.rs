@@ -2,6 +2,7 @@
 
 mod cli;
 mod facts_fixtures;
+mod faults;
 mod hostile;
 mod inventory_corpus;
 mod lab;

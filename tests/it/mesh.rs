@@ -265,7 +265,8 @@ fn jump_host_from_ssh_config_and_agent_auth() {
         .unwrap();
     assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
 
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(["status", "-i"])
         .arg(&inv)
         .env("HOME", &home.0)
@@ -281,7 +282,8 @@ fn jump_host_from_ssh_config_and_agent_auth() {
     assert!(stdout.lines().any(|l| l.starts_with("node1") && l.contains(" yes ")), "{stdout}");
 
     // Without the agent there is no key: refused, saying so.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(["status", "-i"])
         .arg(&inv)
         .env("HOME", &home.0)
@@ -353,8 +355,8 @@ fn add_and_remove_nodes_under_live_traffic() {
     let r = run(&dir.0, &["add-node", "node3", "--host", &ip(3), "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(
-        r.stdout.contains("node1  changed        2") && r.stdout.contains("add tunnel vx-node3"),
-        "one tunnel and the firewall on node1:\n{r}"
+        r.stdout.contains("node1  changed        3") && r.stdout.contains("add tunnel vx-node3"),
+        "one tunnel, the firewall and the boot unit (it holds the firewall's peers) on node1:\n{r}"
     );
     assert!(
         std::fs::read_to_string(dir.0.join("vxmesh.yaml"))
@@ -409,7 +411,7 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
     // Hand-made drift on node1: a tunnel deleted, the NAT chain emptied.
     ssh(&lab, "node1", "ovs-vsctl del-port sw0 vx-node2; iptables -t nat -F VXMESH-NAT");
     let r = run(&dir.0, &["status", "-i", inv, "--json"]);
-    assert_eq!(r.code, 1, "drift is not clean: {r}");
+    assert_eq!(r.code, 3, "drift is not clean: {r}");
     let v = json(&r);
     let node1 = v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == "node1").unwrap().clone();
     let drift: Vec<String> =
@@ -459,6 +461,7 @@ fn an_interrupted_up_converges_when_run_again() {
     let inv = inventory(&lab, &dir.0, |t| t);
     let inv = inv.to_str().unwrap();
     let start_up = || {
+        // Spawned directly: the test signals vxmesh itself (and then waits for it).
         std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
             .args(["up", "--no-verify", "-i", inv])
             .current_dir(&dir.0)
@@ -572,6 +575,39 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
     }
     assert!(from_peer >= 3, "the same frames from a peer's address arrive (the check is real): {from_peer}");
     assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), from_peer, "and the outsider's still do not");
+
+    // The host firewall's own drop rule counts the forgeries: with the userspace datapath OVS hands a VXLAN
+    // packet that matches no tunnel to br-phy's kernel side, where VXMESH-VXLAN drops it; the peer's packets end
+    // in their tunnel and never reach it. send_vxlan.py sends 3 frames a call; the outsider made 4 calls.
+    let counters = ssh(&lab, "node1", "iptables -w -L VXMESH-VXLAN -v -x -n");
+    let dropped: u64 = counters
+        .lines()
+        .filter(|l| l.contains("DROP"))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(dropped, 12, "every forged frame and none of the peer's hit the DROP rule:\n{counters}");
+}
+
+/// Sends VXLAN frames (3: see send_vxlan.py) from namespace `netns` with source address `source` to `to`:4789.
+fn send_vxlan(netns: &str, source: &str, to: &str) {
+    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/send_vxlan.py");
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args([
+            "/usr/bin/python3",
+            tool.to_str().unwrap(),
+            to,
+            "4789",
+            "42",
+            "02:00:00:00:00:01",
+            "172.31.0.9",
+            "9999",
+            "x",
+            source,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// docker0 mode: bip merged into daemon.json (the admin's keys kept), docker restarted only with live-restore,
@@ -653,6 +689,22 @@ fn nftables_firewall_lists_exactly_the_peers() {
     assert_eq!(peers("node1"), vec![ip(1), ip(2)]);
     assert_eq!(peers("node3"), vec![ip(0), ip(1)]);
     assert!(!ssh(&lab, "node1", "iptables -S").contains("VXMESH-VXLAN"), "one firewall backend, not two");
+    // The table's own drop rule counts VXLAN from a non-peer, and only from a non-peer.
+    let dropped = || -> u64 {
+        let t = ssh(&lab, "node1", "nft list table inet vxmesh");
+        t.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap()
+    };
+    let before = dropped();
+    for _ in 0..3 {
+        send_vxlan(&lab.nodes[1].netns, &ip(1), &ip(0));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(dropped(), before, "a peer's VXLAN is not dropped");
+    for _ in 0..3 {
+        send_vxlan(&lab.outside.netns, &lab.outside.ip.to_string(), &ip(0));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(dropped(), before + 9, "each non-peer frame (3 calls of 3) is dropped and counted");
     let r = run(&dir.0, &["remove-node", "node3", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peers("node1"), vec![ip(1)]);

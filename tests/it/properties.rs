@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use ipnet::Ipv4Net;
+
 use proptest::prelude::*;
 use vxmesh::components::docker_network::DockerNetworkFacts;
 use vxmesh::components::firewall::FirewalldFacts;
@@ -85,6 +87,189 @@ proptest! {
         match alloc(&yaml, None) {
             Ok(lock) => prop_assert!(count <= room.min(switch_room) && lock.nodes.len() == count),
             Err(e) => prop_assert!(count > room.min(switch_room) && e.contains("has room for"), "{e}"),
+        }
+    }
+}
+
+/// What happens to the inventory between two runs of vxmesh.
+#[derive(Debug, Clone)]
+enum Change {
+    Add(String),
+    Remove(prop::sample::Index),
+    /// Rotate the list: order must never matter.
+    Reorder(prop::sample::Index),
+    /// Pin a node (new or old) to a block nothing holds yet.
+    Pin(prop::sample::Index, prop::sample::Index),
+    Unpin(prop::sample::Index),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => "[a-z][a-z0-9]{0,5}".prop_map(Change::Add),
+        2 => any::<prop::sample::Index>().prop_map(Change::Remove),
+        1 => any::<prop::sample::Index>().prop_map(Change::Reorder),
+        2 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(n, b)| Change::Pin(n, b)),
+        1 => any::<prop::sample::Index>().prop_map(Change::Unpin),
+    ]
+}
+
+/// A /16 of /24s with the switch range and two excluded blocks in the middle, so free space has holes.
+const SHAPE: &str =
+    "  cidr: 10.0.0.0/16\n  node_prefix: 24\n  switch_cidr: 10.0.200.0/24\n  exclude: [10.0.8.0/22, 10.0.17.0/24]\n";
+
+fn reserved() -> Vec<Ipv4Net> {
+    ["10.0.200.0/24", "10.0.8.0/22", "10.0.17.0/24"].iter().map(|s| s.parse().unwrap()).collect()
+}
+
+/// The inventory: names in list order, each with its pinned subnet if any.
+fn pinned_yaml(nodes: &[(String, Option<Ipv4Net>)]) -> String {
+    let mut y = format!("cluster:\n{SHAPE}nodes:\n");
+    for (i, (n, pin)) in nodes.iter().enumerate() {
+        let pin = pin.map(|p| format!(", subnet: {p}")).unwrap_or_default();
+        y.push_str(&format!("  - {{name: {n}, host: 192.0.{}.{}{pin}}}\n", i / 250, i % 250 + 1));
+    }
+    y
+}
+
+/// Blocks of the cluster no reserved range touches, that neither the lock nor a pin holds.
+fn free_blocks(lock: &Lock, nodes: &[(String, Option<Ipv4Net>)]) -> Vec<Ipv4Net> {
+    let held: BTreeSet<Ipv4Net> =
+        lock.nodes.values().map(|a| a.subnet).chain(nodes.iter().filter_map(|(_, p)| *p)).collect();
+    let cidr: Ipv4Net = "10.0.0.0/16".parse().unwrap();
+    cidr.subnets(24).unwrap().filter(|b| !held.contains(b) && !reserved().iter().any(|r| overlaps(b, r))).collect()
+}
+
+fn apply_change(nodes: &mut Vec<(String, Option<Ipv4Net>)>, c: &Change, lock: &Lock) {
+    match c {
+        Change::Add(n) if !nodes.iter().any(|(m, _)| m == n) => nodes.push((n.clone(), None)),
+        Change::Add(_) => {}
+        Change::Remove(i) if nodes.len() > 1 => {
+            nodes.remove(i.index(nodes.len()));
+        }
+        Change::Remove(_) => {}
+        Change::Reorder(i) => {
+            let k = i.index(nodes.len());
+            nodes.rotate_left(k);
+        }
+        Change::Pin(n, b) => {
+            let free = free_blocks(lock, nodes);
+            let k = n.index(nodes.len());
+            nodes[k].1 = Some(free[b.index(free.len())]);
+        }
+        Change::Unpin(i) => {
+            let k = i.index(nodes.len());
+            nodes[k].1 = None;
+        }
+    }
+}
+
+/// Everything a lock must hold whatever came before it.
+fn check_lock(lock: &Lock, nodes: &[(String, Option<Ipv4Net>)]) -> Result<(), TestCaseError> {
+    let names: BTreeSet<&str> = nodes.iter().map(|(n, _)| n.as_str()).collect();
+    prop_assert_eq!(lock.nodes.keys().map(String::as_str).collect::<BTreeSet<_>>(), names);
+    let all: Vec<(&String, &ipam::Allocation)> = lock.nodes.iter().collect();
+    for (i, (n, a)) in all.iter().enumerate() {
+        prop_assert!(a.subnet.prefix_len() == 24 && lock.cidr.contains(&a.subnet), "{n}: {}", a.subnet);
+        for r in reserved() {
+            prop_assert!(!overlaps(&a.subnet, &r), "{n}: {} overlaps the reserved {r}", a.subnet);
+        }
+        prop_assert!(lock.switch_cidr.contains(&a.switch_ip) && a.switch_ip != lock.switch_cidr.network());
+        for (m, b) in &all[i + 1..] {
+            prop_assert!(!overlaps(&a.subnet, &b.subnet), "{n} and {m} share {}", a.subnet);
+            prop_assert!(a.id != b.id && a.switch_ip != b.switch_ip, "{n} and {m} share switch id {}", a.id);
+        }
+    }
+    for (n, pin) in nodes {
+        if let Some(p) = pin {
+            prop_assert_eq!(lock.nodes[n].subnet, *p, "{} is pinned", n);
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Run after run on top of the lock, whatever is added, removed, reordered or pinned: no two nodes share a
+    /// block or a switch address, nothing lands in the switch range or an excluded block, and every node already
+    /// in the lock keeps its block and address (unless the inventory pins it elsewhere).
+    #[test]
+    fn allocations_on_an_existing_lock_stay_disjoint_and_stable(
+        first in names(20),
+        runs in prop::collection::vec(prop::collection::vec(change(), 1..6), 1..6),
+    ) {
+        let mut nodes: Vec<(String, Option<Ipv4Net>)> = first.into_iter().map(|n| (n, None)).collect();
+        let mut lock = alloc(&pinned_yaml(&nodes), None).unwrap();
+        check_lock(&lock, &nodes)?;
+        for changes in &runs {
+            for c in changes {
+                apply_change(&mut nodes, c, &lock);
+            }
+            let next = alloc(&pinned_yaml(&nodes), Some(&lock)).map_err(|e| TestCaseError::fail(format!("{e}\n{}", pinned_yaml(&nodes))))?;
+            check_lock(&next, &nodes)?;
+            for (n, pin) in &nodes {
+                if let Some(old) = lock.nodes.get(n) {
+                    let moved_by_pin = pin.is_some_and(|p| p != old.subnet);
+                    prop_assert_eq!(next.nodes[n].id, old.id, "{} got another switch id", n);
+                    prop_assert!(moved_by_pin || next.nodes[n] == *old, "{} was renumbered: {:?} -> {:?}", n, old, next.nodes[n]);
+                }
+            }
+            lock = next;
+        }
+    }
+}
+
+/// A CIDR anywhere in IPv4, of any length, or near 10/8 where layouts tend to be valid.
+fn any_net() -> impl Strategy<Value = Ipv4Net> {
+    prop_oneof![
+        (any::<u32>(), 0u8..=32).prop_map(|(a, p)| Ipv4Net::new(a.into(), p).unwrap().trunc()),
+        (0u32..1 << 24, 8u8..=30).prop_map(|(a, p)| Ipv4Net::new((10 << 24 | a).into(), p).unwrap().trunc()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Whatever the layout (a /0 cut into /30s, a /32, special ranges, switch and excludes anywhere), the
+    /// inventory is refused with file:line:col messages or allocated without overlap: never a panic, and
+    /// never the minutes that walking every block took.
+    #[test]
+    fn any_layout_is_refused_or_allocated_never_a_panic(
+        cidr in any_net(),
+        node_prefix in prop::option::of(0i64..=33),
+        switch in prop::option::of(any_net()),
+        exclude in prop::option::of(prop::collection::vec(any_net(), 0..3)),
+        mode in prop::sample::select(vec!["network", "docker0", "none"]),
+        underlays in prop::collection::vec(any::<u32>(), 1..5),
+    ) {
+        let mut y = format!("cluster:\n  cidr: {cidr}\n  docker: {{mode: {mode}}}\n");
+        if let Some(np) = node_prefix {
+            y.push_str(&format!("  node_prefix: {np}\n"));
+        }
+        if let Some(s) = switch {
+            y.push_str(&format!("  switch_cidr: {s}\n"));
+        }
+        if let Some(ex) = exclude {
+            y.push_str(&format!("  exclude: [{}]\n", ex.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")));
+        }
+        y.push_str("nodes:\n");
+        for (i, u) in underlays.iter().enumerate() {
+            y.push_str(&format!("  - {{name: n{i}, host: {}}}\n", std::net::Ipv4Addr::from(*u)));
+        }
+        match inventory::parse(Path::new("p.yaml"), &y) {
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(e.lines().all(|l| l.starts_with("p.yaml:")), "{}", e);
+            }
+            Ok(inv) => {
+                if let Ok(lock) = ipam::allocate(&inv, None, Path::new("p.lock")) {
+                    let subnets: Vec<_> = lock.nodes.values().map(|a| a.subnet).collect();
+                    for (i, a) in subnets.iter().enumerate() {
+                        prop_assert!(inv.cluster.cidr.contains(a) && !overlaps(a, &inv.cluster.switch_cidr), "{a}\n{y}");
+                        prop_assert!(subnets[i + 1..].iter().all(|b| !overlaps(a, b)), "{a}\n{y}");
+                    }
+                }
+            }
         }
     }
 }

@@ -57,8 +57,10 @@ impl std::fmt::Display for Run {
     }
 }
 
+/// Runs the built binary in `dir`, under a timeout so a hung host fails the test instead of hanging CI.
 pub fn vxmesh(dir: &Path, args: &[&str]) -> Run {
-    let out: Output = std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
+    let out: Output = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(args)
         .current_dir(dir)
         .output()

@@ -112,11 +112,14 @@ impl Component for Docker0<'_> {
     }
 
     fn gather(&self) -> Vec<Stmt> {
-        vec![mark("docker-daemon-json"), cmd!["cat", PATH].silent_stderr().may_fail().into()]
+        let mut v = super::docker::gather_networks();
+        v.extend([mark("docker-daemon-json"), cmd!["cat", PATH].silent_stderr().may_fail().into()]);
+        v
     }
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         facts.set_part(DaemonJson(s.get("docker-daemon-json").to_string()));
+        super::docker::parse_networks(s, facts);
         Ok(())
     }
 
@@ -153,6 +156,11 @@ impl Component for Docker0<'_> {
             Ok(None) => vec![],
             Err(reason) => vec![self.blocked(reason.clone(), format!("stop: {reason}; fix it by hand"))],
         }
+    }
+
+    fn claims(&self, facts: &HostFacts) -> Vec<(String, Ipv4Net)> {
+        // docker0 is the mesh's network in this mode: docker calls it `bridge`.
+        super::docker::claims(facts, "bridge")
     }
 
     fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {

@@ -54,7 +54,8 @@ impl Component for DockerNetworkAttachment<'_> {
     }
 
     fn gather(&self) -> Vec<Stmt> {
-        vec![
+        let mut v = super::docker::gather_networks();
+        v.extend([
             mark("docker-network"),
             Stmt::If {
                 conds: vec![cmd!["has", "docker"]],
@@ -62,7 +63,8 @@ impl Component for DockerNetworkAttachment<'_> {
                 then: vec![cmd!["docker", "network", "inspect", self.network()].may_fail().into()],
                 otherwise: vec![],
             },
-        ]
+        ]);
+        v
     }
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
@@ -70,6 +72,7 @@ impl Component for DockerNetworkAttachment<'_> {
         let body = s.get("docker-network");
         let body = if body.trim() == "[]" { "" } else { body };
         facts.set_part(DockerNetworkFacts(facts::parse(body)?));
+        super::docker::parse_networks(s, facts);
         Ok(())
     }
 
@@ -130,11 +133,26 @@ impl Component for DockerNetworkAttachment<'_> {
     }
 
     fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        if facts.part::<DockerNetworkFacts>().is_none_or(|d| d.0.is_none()) {
+        let Some(net) = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref()) else {
             return vec![];
-        }
-        let cmds: Vec<Stmt> =
-            vec![Cmd::new(["docker".into(), "network".into(), "rm".into(), self.network()]).no_stdout().into()];
+        };
+        // Containers still attached are there only when `--force` overrode the refusal: they lose the mesh.
+        let mut cmds: Vec<Stmt> = net
+            .containers
+            .iter()
+            .map(|c| {
+                Cmd::new([
+                    "docker".into(),
+                    "network".into(),
+                    "disconnect".into(),
+                    "-f".into(),
+                    self.network(),
+                    Word::Data(c.clone()),
+                ])
+                .into()
+            })
+            .collect();
+        cmds.push(Cmd::new(["docker".into(), "network".into(), "rm".into(), self.network()]).no_stdout().into());
         vec![Step::new(
             Phase::Docker,
             self.name(),
@@ -148,11 +166,15 @@ impl Component for DockerNetworkAttachment<'_> {
         let net = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref())?;
         (!net.containers.is_empty()).then(|| {
             format!(
-                "docker network {} still has containers attached ({}); stop or disconnect them (docker network disconnect), then run this again",
+                "docker network {} still has containers attached ({}); stop or disconnect them (docker network disconnect), then run this again, or pass --force to disconnect them",
                 net.name,
                 net.containers.join(", ")
             )
         })
+    }
+
+    fn claims(&self, facts: &HostFacts) -> Vec<(String, ipnet::Ipv4Net)> {
+        super::docker::claims(facts, &self.spec.network)
     }
 
     fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {

@@ -1,186 +1,121 @@
 //! Turns the raw inventory into the validated model, collecting every problem instead of stopping at the first.
+//!
+//! Each part is checked as far as the parts it depends on are valid: a bad `vni` does not hide a node's bad
+//! underlay, while a bad `cidr` does hide checks that need the cidr.
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 
+use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::*;
-use super::pos_of;
-use super::raw::{At, RawCluster, RawInventory, RawMtu, RawNode, RawSsh};
-use crate::error::{Diagnostic, Pos};
+use super::nodes::{self, Layout};
+use super::ranges::{DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, non_unicast, overlaps, special_overlap};
+use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, Scalar, Shaped};
+use crate::error::Diagnostic;
+use crate::model::blocks::BlockSpace;
 use crate::model::names;
 
-/// Every problem found, in file order as far as the checks go.
+pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Result<Inventory, Vec<Diagnostic>> {
+    let mut ck = Check::new(src);
+    let Some(inv) = ck.shaped("inventory", raw, "a mapping with `cluster:` and `nodes:`") else {
+        return Err(ck.into_problems());
+    };
+    let nodes = ck.shaped("nodes", &inv.nodes, "a list of nodes, e.g. `[{name: vm1, host: 192.168.122.81}]`");
+    let node_count = nodes.map_or(0, Vec::len);
+    let draft = ck
+        .shaped("cluster", &inv.cluster, "a mapping of cluster settings, e.g. `{cidr: 172.16.0.0/12}`")
+        .map_or_else(Draft::default, |c| cluster(c, node_count, &mut ck));
+    let ssh_raw = match &inv.ssh {
+        Some(s) => ck.shaped("ssh", s, "a mapping of SSH settings, e.g. `{user: root}`"),
+        None => None,
+    };
+    let ssh = ssh(ssh_raw, &mut ck);
+    if nodes.is_some_and(Vec::is_empty) {
+        ck.add(at(&inv.nodes), "nodes: the list is empty; name at least one host");
+    }
+    let nodes = nodes::nodes(nodes.map_or(&[], Vec::as_slice), &draft.layout, &mut ck);
+    if ck.count() > 0 {
+        return Err(ck.into_problems());
+    }
+    match draft.finish() {
+        Some(cluster) => Ok(Inventory { path: path.to_path_buf(), cluster, ssh, nodes }),
+        // Every `None` above comes with a problem; this is a safety net, never a panic.
+        None => Err(vec![Diagnostic::at(
+            at(&inv.cluster),
+            "cluster: incomplete, yet no problem was reported (a bug in vxmesh)",
+        )]),
+    }
+}
+
+/// The cluster section, each field `None` when it had a problem.
 #[derive(Default)]
-struct Problems(Vec<Diagnostic>);
+struct Draft {
+    name: Option<String>,
+    layout: Layout,
+    vni: Option<u32>,
+    port: Option<u16>,
+    mtu: Option<MtuSetting>,
+    backend: Option<Backend>,
+    datapath: Option<Datapath>,
+    mode: Option<DockerMode>,
+    network: Option<String>,
+    nat: Option<bool>,
+    firewall: Option<FirewallKind>,
+    outside: Option<Option<Ipv4Addr>>,
+}
 
-impl Problems {
-    fn add(&mut self, pos: Option<Pos>, message: impl Into<String>) {
-        self.0.push(Diagnostic::at(pos, message));
+impl Draft {
+    fn finish(self) -> Option<Cluster> {
+        let l = self.layout;
+        Some(Cluster {
+            name: self.name?,
+            cidr: l.cidr?,
+            node_prefix: l.node_prefix?,
+            switch_cidr: l.switch_cidr?,
+            exclude: l.exclude?,
+            vni: self.vni?,
+            port: self.port?,
+            mtu: self.mtu?,
+            backend: self.backend?,
+            datapath: self.datapath?,
+            docker: DockerSettings { mode: self.mode?, network: self.network? },
+            nat: self.nat?,
+            firewall: self.firewall?,
+            outside: self.outside?,
+        })
     }
 }
 
-fn at<T>(v: &At<T>) -> Option<Pos> {
-    pos_of(&v.referenced)
-}
-
-pub fn validate(path: &Path, raw: RawInventory) -> Result<Inventory, Vec<Diagnostic>> {
-    let mut p = Problems::default();
-    let cluster = cluster(&raw.cluster.value, raw.nodes.value.len(), &mut p);
-    let ssh = ssh(raw.ssh.as_ref().map(|s| &s.value), &mut p);
-    if raw.nodes.value.is_empty() {
-        p.add(at(&raw.nodes), "nodes: the list is empty; name at least one host");
-    }
-    let nodes = nodes(&raw.nodes.value, cluster.as_ref(), &mut p);
-    if !p.0.is_empty() {
-        return Err(p.0);
-    }
-    Ok(Inventory { path: path.to_path_buf(), cluster: cluster.expect("a cluster without problems"), ssh, nodes })
-}
-
-fn parse_cidr(field: &str, v: &At<String>, p: &mut Problems) -> Option<Ipv4Net> {
-    let text = v.value.trim();
-    match text.parse::<Ipv4Net>() {
-        Ok(net) if net.trunc() != net => {
-            p.add(at(v), format!("{field}: `{text}` has host bits set; did you mean `{}`?", net.trunc()));
-            None
-        }
-        Ok(net) => Some(net),
-        Err(_) if text.parse::<ipnet::Ipv6Net>().is_ok() => {
-            p.add(at(v), format!("{field}: `{text}` is IPv6; vxmesh plans IPv4 overlays only"));
-            None
-        }
-        Err(_) => {
-            p.add(at(v), format!("{field}: `{text}` is not an IPv4 CIDR (expected e.g. `172.16.0.0/12`)"));
-            None
-        }
-    }
-}
-
-fn parse_ip(field: &str, v: &At<String>, p: &mut Problems) -> Option<Ipv4Addr> {
-    let text = v.value.trim();
-    match text.parse::<Ipv4Addr>() {
-        Ok(ip) => Some(ip),
-        Err(_) => {
-            p.add(at(v), format!("{field}: `{text}` is not an IPv4 address"));
-            None
-        }
-    }
-}
-
-fn ranged(field: &str, v: &At<i64>, lo: i64, hi: i64, p: &mut Problems) -> Option<i64> {
-    if (lo..=hi).contains(&v.value) {
-        Some(v.value)
-    } else {
-        p.add(at(v), format!("{field}: `{}` is out of range {lo}..={hi}", v.value));
-        None
-    }
-}
-
-fn word<T: Copy>(field: &str, v: &At<String>, choices: &[(&str, T)], p: &mut Problems) -> Option<T> {
-    let found = choices.iter().find(|(w, _)| *w == v.value).map(|(_, t)| *t);
-    if found.is_none() {
-        let names: Vec<String> = choices.iter().map(|(w, _)| format!("`{w}`")).collect();
-        p.add(at(v), format!("{field}: `{}` is not one of {}", v.value, names.join(", ")));
-    }
-    found
-}
-
-/// Characters safe in interface names, sysctl paths and shell words alike.
-fn is_safe_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-}
-
-fn check_name(field: &str, v: &At<String>, max: usize, derived: &str, p: &mut Problems) -> bool {
-    let name = &v.value;
-    if !is_safe_name(name) {
-        p.add(
-            at(v),
-            format!("{field}: `{name}` may use only letters, digits, `-` and `_`, starting with a letter or digit"),
-        );
-        false
-    } else if name.len() > max {
-        p.add(
-            at(v),
-            format!(
-                "{field}: `{name}` is {} bytes; at most {max} fit, since the interface `{derived}` must stay within {} bytes",
-                name.len(),
-                names::IFNAME_MAX
-            ),
-        );
-        false
-    } else {
-        true
-    }
-}
-
-fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Cluster> {
-    let before = p.0.len();
-    let name = raw.name.as_ref().map(|n| n.value.clone()).unwrap_or_else(|| "vxmesh".into());
-    if let Some(n) = &raw.name
-        && !is_safe_name(&n.value)
-    {
-        p.add(at(n), format!("cluster.name: `{}` may use only letters, digits, `-` and `_`", n.value));
-    }
-    let cidr = parse_cidr("cluster.cidr", &raw.cidr, p);
-    let node_prefix = match (&raw.node_prefix, cidr) {
-        (Some(v), Some(c)) => ranged("cluster.node_prefix", v, i64::from(c.prefix_len()) + 1, 30, p).map(|n| n as u8),
-        (Some(v), None) => ranged("cluster.node_prefix", v, 1, 30, p).map(|n| n as u8),
-        (None, Some(c)) => Some(default_node_prefix(c)),
-        (None, None) => None,
+fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
+    // `Some(None)`: no docker section; `None`: one that is not a mapping (reported).
+    let docker = match &raw.docker {
+        Some(d) => ck.shaped("cluster.docker", d, "a mapping, e.g. `{mode: network}`").map(Some),
+        None => Some(None),
     };
-    let switch_cidr = match (&raw.switch_cidr, cidr, node_prefix) {
-        (Some(v), Some(c), _) => parse_cidr("cluster.switch_cidr", v, p).and_then(|s| {
-            if c.contains(&s) {
-                Some(s)
-            } else {
-                p.add(at(v), format!("cluster.switch_cidr: `{s}` lies outside cluster.cidr `{c}`; sw0 addresses must be inside the cluster"));
-                None
-            }
-        }),
-        (Some(v), None, _) => parse_cidr("cluster.switch_cidr", v, p),
-        (None, Some(c), Some(np)) => c.subnets(np).ok().and_then(|s| s.last()),
-        _ => None,
-    };
-    let exclude: Vec<Ipv4Net> = match (&raw.exclude, cidr) {
-        (Some(list), _) => list.iter().filter_map(|v| parse_cidr("cluster.exclude", v, p)).collect(),
-        (None, Some(c)) => default_exclude(c),
-        (None, None) => vec![],
-    };
-    let vni = raw.vni.as_ref().map_or(Some(42), |v| ranged("cluster.vni", v, 1, (1 << 24) - 1, p)).map(|n| n as u32);
-    let port = raw.port.as_ref().map_or(Some(4789), |v| ranged("cluster.port", v, 1, 65535, p)).map(|n| n as u16);
-    let mtu = match &raw.mtu {
-        None => Some(MtuSetting::Auto),
-        Some(v) => match &v.value {
-            RawMtu::Word(w) if w == "auto" => Some(MtuSetting::Auto),
-            RawMtu::Number(n) if (i64::from(MTU_MIN)..=i64::from(MTU_MAX)).contains(n) => {
-                Some(MtuSetting::Fixed(*n as u16))
-            }
-            RawMtu::Number(n) => {
-                p.add(at(v), format!("cluster.mtu: `{n}` is out of range {MTU_MIN}..={MTU_MAX}"));
-                None
-            }
-            RawMtu::Word(w) => {
-                p.add(at(v), format!("cluster.mtu: `{w}` is neither `auto` nor a number in {MTU_MIN}..={MTU_MAX}"));
-                None
-            }
-        },
-    };
-    let backend =
-        raw.backend.as_ref().map_or(Some(Backend::Ovs), |v| word("cluster.backend", v, &[("ovs", Backend::Ovs)], p));
-    let datapath = raw.datapath.as_ref().map_or(Some(Datapath::System), |v| {
-        word("cluster.datapath", v, &[("system", Datapath::System), ("netdev", Datapath::Netdev)], p)
-    });
-    let docker = docker(raw, p);
-    let nat = raw.nat.as_ref().is_none_or(|v| v.value);
-    let firewall = raw.firewall.as_ref().map_or(Some(FirewallKind::Auto), |v| {
-        word(
+    let mode = docker.and_then(|d| docker_mode(d, ck));
+    let layout = layout(raw, mode, node_count, ck);
+    Draft {
+        name: cluster_name(raw, ck),
+        vni: raw.vni.as_ref().map_or(Some(42), |v| ck.int("cluster.vni", v, 1, (1 << 24) - 1)).map(|n| n as u32),
+        port: raw.port.as_ref().map_or(Some(4789), |v| ck.int("cluster.port", v, 1, 65535)).map(|n| n as u16),
+        mtu: raw.mtu.as_ref().map_or(Some(MtuSetting::Auto), |v| mtu(v, ck)),
+        backend: word(ck, "cluster.backend", &raw.backend, &[("ovs", Backend::Ovs)], Backend::Ovs),
+        datapath: word(
+            ck,
+            "cluster.datapath",
+            &raw.datapath,
+            &[("system", Datapath::System), ("netdev", Datapath::Netdev)],
+            Datapath::System,
+        ),
+        mode,
+        network: docker.and_then(|d| docker_network(d, ck)),
+        nat: raw.nat.as_ref().map_or(Some(true), |v| ck.boolean("cluster.nat", v)),
+        firewall: word(
+            ck,
             "cluster.firewall",
-            v,
+            &raw.firewall,
             &[
                 ("auto", FirewallKind::Auto),
                 ("firewalld", FirewallKind::Firewalld),
@@ -188,65 +123,126 @@ fn cluster(raw: &RawCluster, node_count: usize, p: &mut Problems) -> Option<Clus
                 ("iptables", FirewallKind::Iptables),
                 ("none", FirewallKind::None),
             ],
-            p,
-        )
-    });
-    let outside = raw.outside.as_ref().and_then(|v| parse_ip("cluster.outside", v, p));
-    if let (Some(o), Some(c), Some(v)) = (outside, cidr, raw.outside.as_ref())
-        && c.contains(&o)
-    {
-        p.add(
-            at(v),
-            format!("cluster.outside: `{o}` lies inside cluster.cidr `{c}`; it must be an address outside the cluster"),
-        );
+            FirewallKind::Auto,
+        ),
+        outside: outside(raw, &layout, ck),
+        layout,
     }
+}
 
-    if let (Some(c), Some(np), Some(s)) = (cidr, node_prefix, switch_cidr) {
-        for (e, v) in exclude.iter().zip(raw.exclude.iter().flatten()) {
-            if !c.contains(e) {
-                p.add(at(v), format!("cluster.exclude: `{e}` lies outside cluster.cidr `{c}`"));
-            }
-        }
-        let room = c
-            .subnets(np)
-            .map(|it| it.filter(|b| !overlaps(b, &s) && !exclude.iter().any(|e| overlaps(b, e))).count())
-            .unwrap_or(0);
-        if node_count > room {
-            p.add(
-                at(&raw.cidr),
-                format!(
-                    "cluster.cidr: `{c}` has room for {room} node subnets of /{np} (outside switch_cidr `{s}` and the excluded blocks), but the inventory lists {node_count} nodes"
-                ),
-            );
-        }
-        let switch_room = switch_capacity(s);
-        if node_count as u64 > switch_room {
-            let pos = raw.switch_cidr.as_ref().map_or(at(&raw.cidr), at);
-            p.add(
-                pos,
-                format!("cluster.switch_cidr: `{s}` has room for {switch_room} switch addresses, but the inventory lists {node_count} nodes; give it a larger block"),
-            );
-        }
-    }
-    if p.0.len() != before {
+/// A word field that may be left out.
+fn word<T: Copy>(ck: &mut Check, field: &str, v: &Option<At<Scalar>>, choices: &[(&str, T)], default: T) -> Option<T> {
+    v.as_ref().map_or(Some(default), |v| ck.word(field, v, choices))
+}
+
+fn cluster_name(raw: &RawCluster, ck: &mut Check) -> Option<String> {
+    let Some(v) = &raw.name else { return Some("vxmesh".into()) };
+    let name = ck.text("cluster.name", v, "a name: letters, digits, `-` and `_`")?;
+    if !is_safe_name(&name) {
+        ck.add(at(v), format!("cluster.name: `{}` may use only letters, digits, `-` and `_`", shown(&name)));
         return None;
     }
-    Some(Cluster {
-        name,
-        cidr: cidr?,
-        node_prefix: node_prefix?,
-        switch_cidr: switch_cidr?,
-        exclude,
-        vni: vni?,
-        port: port?,
-        mtu: mtu?,
-        backend: backend?,
-        datapath: datapath?,
-        docker: docker?,
-        nat,
-        firewall: firewall?,
-        outside,
+    Some(name)
+}
+
+fn mtu(v: &At<Scalar>, ck: &mut Check) -> Option<MtuSetting> {
+    let range = i64::from(MTU_MIN)..=i64::from(MTU_MAX);
+    match &v.value {
+        Scalar::Text(w) if w == "auto" => Some(MtuSetting::Auto),
+        // A number, also quoted (`mtu: "1450"`), as `int` takes it.
+        Scalar::Int(_) => ck.int("cluster.mtu", v, *range.start(), *range.end()).map(|n| MtuSetting::Fixed(n as u16)),
+        Scalar::Text(w) if w.trim().parse::<i64>().is_ok() => {
+            ck.int("cluster.mtu", v, *range.start(), *range.end()).map(|n| MtuSetting::Fixed(n as u16))
+        }
+        Scalar::Text(_) | Scalar::Float(_) | Scalar::Bool(_) => {
+            let message =
+                format!("cluster.mtu: `{}` is neither `auto` nor a number in {MTU_MIN}..={MTU_MAX}", ck.written(v));
+            ck.add(at(v), message);
+            None
+        }
+        _ => {
+            ck.wrong("cluster.mtu", v, &format!("`auto` or a number in {MTU_MIN}..={MTU_MAX}"));
+            None
+        }
+    }
+}
+
+fn docker_mode(docker: Option<&RawDocker>, ck: &mut Check) -> Option<DockerMode> {
+    let v = docker.and_then(|d| d.mode.as_ref());
+    v.map_or(Some(DockerMode::Network), |v| {
+        ck.word(
+            "cluster.docker.mode",
+            v,
+            &[("network", DockerMode::Network), ("docker0", DockerMode::Docker0), ("none", DockerMode::None)],
+        )
     })
+}
+
+fn docker_network(docker: Option<&RawDocker>, ck: &mut Check) -> Option<String> {
+    let Some(v) = docker.and_then(|d| d.network.as_ref()) else {
+        return Some("vxmesh".into());
+    };
+    let field = "cluster.docker.network";
+    let name = ck.text(field, v, "a docker network name")?;
+    if DOCKER_RESERVED_NETWORKS.contains(&name.as_str()) {
+        ck.add(
+            at(v),
+            format!("{field}: `{name}` is a network docker makes itself; choose another name, e.g. `vxmesh`"),
+        );
+        return None;
+    }
+    let derived = format!("{}{name}", names::DOCKER_BRIDGE_PREFIX);
+    check_name(field, v, &name, names::NETWORK_NAME_MAX, &derived, ck).then_some(name)
+}
+
+/// Whether docker0 keeps its default 172.17.0.0/16 on the hosts: every mode but `docker0`, which renumbers it.
+fn keeps_docker0(mode: Option<DockerMode>) -> Option<&'static str> {
+    match mode? {
+        DockerMode::Network => Some("network"),
+        DockerMode::None => Some("none"),
+        DockerMode::Docker0 => None,
+    }
+}
+
+fn layout(raw: &RawCluster, mode: Option<DockerMode>, node_count: usize, ck: &mut Check) -> Layout {
+    let cidr = cluster_cidr(raw, mode, ck);
+    let node_prefix = node_prefix(raw, cidr, ck);
+    let exclude = exclude(raw, cidr, mode, ck);
+    let switch_cidr = switch_cidr(raw, cidr, node_prefix, mode, exclude.as_deref(), ck);
+    let layout = Layout { cidr, node_prefix, switch_cidr, exclude };
+    room(raw, &layout, node_count, ck);
+    layout
+}
+
+fn cluster_cidr(raw: &RawCluster, mode: Option<DockerMode>, ck: &mut Check) -> Option<Ipv4Net> {
+    let c = ck.cidr("cluster.cidr", &raw.cidr)?;
+    let problem = if let Some(special) = special_overlap(&c) {
+        format!("overlaps {}", special.describe())
+    } else if c.prefix_len() > 29 {
+        format!(
+            "is a /{}; a cluster must be a /29 or larger, since each node subnet is at least a /30 and \
+             cluster.node_prefix must be longer than the cluster's prefix",
+            c.prefix_len()
+        )
+    } else if let Some(m) = keeps_docker0(mode).filter(|_| DOCKER0_DEFAULT.contains(&c)) {
+        format!(
+            "lies inside `{DOCKER0_DEFAULT}`, docker0's default bridge range, which docker keeps on every host in \
+             docker mode `{m}`; choose another range, or docker mode `docker0` (which renumbers docker0)"
+        )
+    } else {
+        return Some(c);
+    };
+    ck.add(at(&raw.cidr), format!("cluster.cidr: `{c}` {problem}"));
+    None
+}
+
+fn node_prefix(raw: &RawCluster, cidr: Option<Ipv4Net>, ck: &mut Check) -> Option<u8> {
+    let lo = cidr.map_or(1, |c| i64::from(c.prefix_len()) + 1);
+    match (&raw.node_prefix, cidr) {
+        (Some(v), _) => ck.int("cluster.node_prefix", v, lo, 30).map(|n| n as u8),
+        (None, Some(c)) => Some(default_node_prefix(c)),
+        (None, None) => None,
+    }
 }
 
 /// /16 per node in a /12 or larger cluster (the classic layout), /24 otherwise.
@@ -256,8 +252,88 @@ fn default_node_prefix(cidr: Ipv4Net) -> u8 {
 
 /// docker0's default subnet, when it falls in the cluster: handing it to a node would collide on every host.
 fn default_exclude(cidr: Ipv4Net) -> Vec<Ipv4Net> {
-    let docker0: Ipv4Net = "172.17.0.0/16".parse().expect("constant");
-    if cidr.contains(&docker0) { vec![docker0] } else { vec![] }
+    if cidr.contains(&DOCKER0_DEFAULT) { vec![DOCKER0_DEFAULT] } else { vec![] }
+}
+
+fn exclude(raw: &RawCluster, cidr: Option<Ipv4Net>, mode: Option<DockerMode>, ck: &mut Check) -> Option<Vec<Ipv4Net>> {
+    let Some(list) = &raw.exclude else { return cidr.map(default_exclude) };
+    let items = ck.shaped("cluster.exclude", list, "a list of CIDRs, e.g. `[172.17.0.0/16]`")?;
+    let before = ck.count();
+    let nets: Vec<Ipv4Net> = items.iter().filter_map(|v| excluded_block(v, cidr, ck)).collect();
+    if let (Some(c), Some(m)) = (cidr, keeps_docker0(mode))
+        && c.contains(&DOCKER0_DEFAULT)
+        && !nets.iter().any(|e| e.contains(&DOCKER0_DEFAULT))
+    {
+        ck.add(
+            at(list),
+            format!(
+                "cluster.exclude: leaves `{DOCKER0_DEFAULT}`, docker0's default bridge range, free for nodes, but docker \
+                 keeps it on every host in docker mode `{m}`; add `{DOCKER0_DEFAULT}` to the list"
+            ),
+        );
+    }
+    (ck.count() == before).then_some(nets)
+}
+
+fn excluded_block(v: &At<Scalar>, cidr: Option<Ipv4Net>, ck: &mut Check) -> Option<Ipv4Net> {
+    let e = ck.cidr("cluster.exclude", v)?;
+    let problem = if let Some(special) = special_overlap(&e) {
+        format!("overlaps {}", special.describe())
+    } else if let Some(c) = cidr.filter(|c| !c.contains(&e)) {
+        format!("lies outside cluster.cidr `{c}`")
+    } else {
+        return Some(e);
+    };
+    ck.add(at(v), format!("cluster.exclude: `{e}` {problem}"));
+    None
+}
+
+fn switch_cidr(
+    raw: &RawCluster,
+    cidr: Option<Ipv4Net>,
+    node_prefix: Option<u8>,
+    mode: Option<DockerMode>,
+    exclude: Option<&[Ipv4Net]>,
+    ck: &mut Check,
+) -> Option<Ipv4Net> {
+    let s = match (&raw.switch_cidr, cidr, node_prefix) {
+        (Some(v), ..) => given_switch_cidr(v, cidr, ck)?,
+        // The last block, computed: walking a /0's billion /30s to reach it took minutes.
+        (None, Some(c), Some(np)) => Ipv4Net::new(c.broadcast(), np).ok()?.trunc(),
+        _ => return None,
+    };
+    let problem = if let Some(m) = keeps_docker0(mode).filter(|_| overlaps(&s, &DOCKER0_DEFAULT)) {
+        format!(
+            "overlaps `{DOCKER0_DEFAULT}`, docker0's default bridge range, which docker keeps on every host in docker \
+             mode `{m}`; sw0 would take addresses docker0 routes"
+        )
+    } else if let Some(e) = exclude.and_then(|ex| ex.iter().find(|e| overlaps(&s, e))) {
+        format!("overlaps the excluded block `{e}`; sw0 addresses must come from space the cluster may use")
+    } else {
+        return Some(s);
+    };
+    let (pos, label) = match &raw.switch_cidr {
+        Some(v) => (at(v), format!("cluster.switch_cidr: `{s}`")),
+        None => (
+            at(&raw.cidr),
+            format!("cluster.switch_cidr: `{s}` (the default: the last /{} of cluster.cidr)", s.prefix_len()),
+        ),
+    };
+    ck.add(pos, format!("{label} {problem}; set cluster.switch_cidr to another block"));
+    None
+}
+
+fn given_switch_cidr(v: &At<Scalar>, cidr: Option<Ipv4Net>, ck: &mut Check) -> Option<Ipv4Net> {
+    let s = ck.cidr("cluster.switch_cidr", v)?;
+    let problem = if let Some(special) = special_overlap(&s) {
+        format!("overlaps {}", special.describe())
+    } else if let Some(c) = cidr.filter(|c| !c.contains(&s)) {
+        format!("lies outside cluster.cidr `{c}`; sw0 addresses must be inside the cluster")
+    } else {
+        return Some(s);
+    };
+    ck.add(at(v), format!("cluster.switch_cidr: `{s}` {problem}"));
+    None
 }
 
 /// Usable host addresses of the switch range (network and broadcast excluded).
@@ -265,132 +341,60 @@ pub fn switch_capacity(s: Ipv4Net) -> u64 {
     (1u64 << (32 - s.prefix_len())).saturating_sub(2)
 }
 
-pub fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+/// The cluster must hold a block per node outside the reserved ranges, and the switch range an address per node.
+fn room(raw: &RawCluster, l: &Layout, node_count: usize, ck: &mut Check) {
+    let (Some(c), Some(np), Some(s), Some(ex)) = (l.cidr, l.node_prefix, l.switch_cidr, &l.exclude) else { return };
+    let Some(blocks) = BlockSpace::new(c, np, ex.iter().copied().chain([s])) else { return };
+    let room = blocks.free_count();
+    if node_count > room as usize {
+        ck.add(
+            at(&raw.cidr),
+            format!(
+                "cluster.cidr: `{c}` has room for {room} node subnets of /{np} (outside switch_cidr `{s}` and the excluded blocks), but the inventory lists {node_count} nodes"
+            ),
+        );
+    }
+    let switch_room = switch_capacity(s);
+    if node_count as u64 > switch_room {
+        let pos = raw.switch_cidr.as_ref().map_or(at(&raw.cidr), at);
+        ck.add(
+            pos,
+            format!("cluster.switch_cidr: `{s}` has room for {switch_room} switch addresses, but the inventory lists {node_count} nodes; give it a larger block"),
+        );
+    }
 }
 
-fn docker(raw: &RawCluster, p: &mut Problems) -> Option<DockerSettings> {
-    let d = raw.docker.as_ref().map(|d| &d.value);
-    let mode = d.and_then(|d| d.mode.as_ref()).map_or(Some(DockerMode::Network), |v| {
-        word(
-            "cluster.docker.mode",
-            v,
-            &[("network", DockerMode::Network), ("docker0", DockerMode::Docker0), ("none", DockerMode::None)],
-            p,
-        )
-    });
-    let network = match d.and_then(|d| d.network.as_ref()) {
-        None => Some("vxmesh".to_string()),
-        Some(v) => {
-            let derived = format!("{}{}", names::DOCKER_BRIDGE_PREFIX, v.value);
-            check_name("cluster.docker.network", v, names::NETWORK_NAME_MAX, &derived, p).then(|| v.value.clone())
-        }
+fn outside(raw: &RawCluster, l: &Layout, ck: &mut Check) -> Option<Option<Ipv4Addr>> {
+    let Some(v) = &raw.outside else { return Some(None) };
+    let o = ck.ip("cluster.outside", v)?;
+    let problem = if let Some(special) = non_unicast(o, true) {
+        format!("is in {}; `verify` needs a unicast address to reach through NAT", special.describe())
+    } else if let Some(c) = l.cidr.filter(|c| c.contains(&o)) {
+        format!("lies inside cluster.cidr `{c}`; it must be an address outside the cluster")
+    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&o)) {
+        format!("lies inside cluster.switch_cidr `{s}`; it must be an address outside the cluster")
+    } else {
+        return Some(Some(o));
     };
-    Some(DockerSettings { mode: mode?, network: network? })
+    ck.add(at(v), format!("cluster.outside: `{o}` {problem}"));
+    None
 }
 
-fn ssh(raw: Option<&RawSsh>, p: &mut Problems) -> SshSettings {
-    let user = raw.and_then(|r| r.user.as_ref()).map(|u| u.value.clone());
-    let port = raw.and_then(|r| r.port.as_ref()).and_then(|v| ranged("ssh.port", v, 1, 65535, p)).map(|n| n as u16);
+fn ssh(raw: Option<&RawSsh>, ck: &mut Check) -> SshSettings {
+    let text = |ck: &mut Check, field, v: Option<&At<Scalar>>, expected| v.and_then(|v| ck.text(field, v, expected));
+    let user = text(ck, "ssh.user", raw.and_then(|r| r.user.as_ref()), "a user name");
+    let port = raw.and_then(|r| r.port.as_ref()).and_then(|v| ck.int("ssh.port", v, 1, 65535)).map(|n| n as u16);
     let r#become = raw
         .and_then(|r| r.r#become.as_ref())
-        .map_or(Some(Become::Auto), |v| {
-            word("ssh.become", v, &[("auto", Become::Auto), ("yes", Become::Yes), ("no", Become::No)], p)
-        })
+        .and_then(|v| ck.word("ssh.become", v, &[("auto", Become::Auto), ("yes", Become::Yes), ("no", Become::No)]))
         .unwrap_or(Become::Auto);
-    let identity_file = raw.and_then(|r| r.identity_file.as_ref()).map(|v| PathBuf::from(&v.value));
-    let known_hosts = raw
-        .and_then(|r| r.known_hosts.as_ref())
-        .map_or_else(|| PathBuf::from("~/.ssh/known_hosts"), |v| PathBuf::from(&v.value));
-    SshSettings { user, port, identity_file, r#become, known_hosts }
-}
-
-fn nodes(raw: &[At<RawNode>], cluster: Option<&Cluster>, p: &mut Problems) -> Vec<Node> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut seen_name: HashMap<&str, Option<Pos>> = HashMap::new();
-    let mut seen_host: HashMap<&str, (&str, Option<Pos>)> = HashMap::new();
-    let mut seen_underlay: HashMap<Ipv4Addr, &str> = HashMap::new();
-    let mut pinned: Vec<(Ipv4Net, &str)> = Vec::new();
-
-    for entry in raw {
-        let n = &entry.value;
-        let name = n.name.value.as_str();
-        let field = format!("nodes[{name}]");
-        check_name("nodes.name", &n.name, names::NODE_NAME_MAX, &format!("{}{name}", names::TUNNEL_PREFIX), p);
-        if let Some(first) = seen_name.insert(name, at(&n.name)) {
-            p.add(
-                at(&n.name),
-                format!("nodes.name: `{name}` is listed twice (first at line {})", first.map_or(0, |f| f.line)),
-            );
-        }
-        let host = n.host.value.trim();
-        if host.is_empty() {
-            p.add(at(&n.host), format!("{field}.host: is empty; give an SSH address or ~/.ssh/config alias"));
-        } else if let Some((other, first)) = seen_host.insert(host, (name, at(&n.host))) {
-            p.add(
-                at(&n.host),
-                format!(
-                    "{field}.host: `{host}` is also the host of node `{other}` (line {})",
-                    first.map_or(0, |f| f.line)
-                ),
-            );
-        }
-        let underlay = match &n.underlay_ip {
-            Some(v) => parse_ip(&format!("{field}.underlay_ip"), v, p),
-            None => match host.parse::<Ipv4Addr>() {
-                Ok(ip) => Some(ip),
-                Err(_) => {
-                    if !host.is_empty() {
-                        p.add(
-                            at(&n.host),
-                            format!("{field}.host: `{host}` is not an IPv4 address, so the tunnel endpoint is unknown; set `underlay_ip`"),
-                        );
-                    }
-                    None
-                }
-            },
-        };
-        if let Some(ip) = underlay
-            && let Some(other) = seen_underlay.insert(ip, name)
-        {
-            let pos = n.underlay_ip.as_ref().map_or(at(&n.host), at);
-            p.add(pos, format!("{field}.underlay_ip: `{ip}` is also the tunnel endpoint of node `{other}`"));
-        }
-        let subnet = n.subnet.as_ref().and_then(|v| {
-            let s = parse_cidr(&format!("{field}.subnet"), v, p)?;
-            let c = cluster?;
-            let problem = if !c.cidr.contains(&s) {
-                Some(format!("lies outside cluster.cidr `{}`", c.cidr))
-            } else if s.prefix_len() != c.node_prefix {
-                Some(format!(
-                    "is a /{}, but every node subnet is a /{} (cluster.node_prefix)",
-                    s.prefix_len(),
-                    c.node_prefix
-                ))
-            } else if overlaps(&s, &c.switch_cidr) {
-                Some(format!("overlaps cluster.switch_cidr `{}`", c.switch_cidr))
-            } else if let Some(e) = c.exclude.iter().find(|e| overlaps(&s, e)) {
-                Some(format!("overlaps the excluded block `{e}`"))
-            } else {
-                pinned
-                    .iter()
-                    .find(|(o, _)| overlaps(&s, o))
-                    .map(|(o, other)| format!("overlaps `{o}`, the subnet of node `{other}`"))
-            };
-            match problem {
-                Some(why) => {
-                    p.add(at(v), format!("{field}.subnet: `{s}` {why}"));
-                    None
-                }
-                None => {
-                    pinned.push((s, name));
-                    Some(s)
-                }
-            }
-        });
-        if let Some(ip) = underlay {
-            out.push(Node { name: name.to_string(), host: host.to_string(), underlay_ip: ip, subnet, pos: at(entry) });
-        }
+    let identity_file = text(ck, "ssh.identity_file", raw.and_then(|r| r.identity_file.as_ref()), "a file path");
+    let known_hosts = text(ck, "ssh.known_hosts", raw.and_then(|r| r.known_hosts.as_ref()), "a file path");
+    SshSettings {
+        user,
+        port,
+        identity_file: identity_file.map(PathBuf::from),
+        r#become,
+        known_hosts: PathBuf::from(known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
     }
-    out
 }

@@ -1,0 +1,106 @@
+//! From the file to the raw inventory: a size limit, UTF-8, exactly one YAML document, and the parser's
+//! errors reduced to one escaped line at their place.
+
+use std::io::Read;
+use std::path::Path;
+
+use super::check::escaped;
+use super::pos_of;
+use super::raw::{At, RawInventory, Scalar, Shaped};
+use crate::error::{Diagnostic, Diagnostics, Error, Pos, Result};
+
+/// Thousands of nodes fit in a few hundred KiB; past this a file is a mistake (or `-i /dev/zero`),
+/// and parsing it would only cost time and memory.
+pub const MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Parser messages can quote keys of any length; one line of a terminal is enough.
+const MESSAGE_MAX: usize = 300;
+
+fn refused(path: &Path, d: Diagnostic) -> Error {
+    Error::Inventory(Diagnostics { file: path.to_path_buf(), items: vec![d] })
+}
+
+fn too_big(size: &str) -> Diagnostic {
+    Diagnostic::at(None, format!("is {size} bytes; inventories are at most 4 MiB"))
+}
+
+/// The file's text, read no further than the limit (a FIFO or a device never ends).
+pub fn read_file(path: &Path) -> Result<String> {
+    let io = |source| Error::Io { action: "read the inventory", path: path.to_path_buf(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len > MAX_BYTES {
+        return Err(refused(path, too_big(&len.to_string())));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1).read_to_end(&mut bytes).map_err(io)?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(refused(path, too_big(&format!("more than {MAX_BYTES}"))));
+    }
+    String::from_utf8(bytes).map_err(|e| refused(path, not_utf8(e.as_bytes(), e.utf8_error().valid_up_to())))
+}
+
+/// Where the first byte that is not UTF-8 is, as an editor would show it.
+fn not_utf8(bytes: &[u8], valid: usize) -> Diagnostic {
+    let before = String::from_utf8_lossy(&bytes[..valid]);
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u64 + 1;
+    Diagnostic::at(
+        Some(Pos { line, column }),
+        format!("the file is not UTF-8 text (byte `{:#04x}` here); save the inventory as UTF-8", bytes[valid]),
+    )
+}
+
+/// Parses one YAML document into the raw inventory.
+pub fn parse(text: &str) -> Result<At<Shaped<RawInventory>>, Diagnostic> {
+    if text.len() as u64 > MAX_BYTES {
+        return Err(too_big(&text.len().to_string()));
+    }
+    let raw: At<Shaped<RawInventory>> = serde_saphyr::from_str(text).map_err(|e| explain(text, &e))?;
+    // Nothing but blank lines and comments parses as an empty value (a written `~` is left to validation).
+    if matches!(raw.value, Shaped::Wrong(Scalar::Null)) && raw.defined.span().byte_len() == Some(0) {
+        return Err(Diagnostic::at(
+            Some(Pos { line: 1, column: 1 }),
+            "the file is empty; an inventory needs `cluster:` and `nodes:`",
+        ));
+    }
+    Ok(raw)
+}
+
+fn explain(text: &str, e: &serde_saphyr::Error) -> Diagnostic {
+    match e.without_snippet() {
+        serde_saphyr::Error::MultipleDocuments { location, .. } => second_document(text, location.line()),
+        _ => yaml_diagnostic(e),
+    }
+}
+
+/// The parser reports the second document where its content starts; the user looks for the `---` above it.
+fn second_document(text: &str, reported: u64) -> Diagnostic {
+    let lines: Vec<&str> = text.lines().take(usize::try_from(reported).unwrap_or(usize::MAX)).collect();
+    let marker = lines.iter().rposition(|l| l == &"---" || l.starts_with("--- ") || l.starts_with("---\t"));
+    let line = marker.map_or(reported, |i| i as u64 + 1);
+    Diagnostic::at(
+        Some(Pos { line, column: 1 }),
+        "a second YAML document starts here; an inventory is one document: remove this `---` and what follows, or merge them",
+    )
+}
+
+/// serde-saphyr's message, reduced to one line, placed at its location, and escaped: it may quote a key.
+fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e.location().and_then(|l| pos_of(&l));
+    let full = e.to_string();
+    // The library appends a source snippet after the first line; ours carries the position already.
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    Diagnostic::at(pos, escaped(strip_location_prefix(first), MESSAGE_MAX))
+}
+
+/// `error: line 3 column 3: unknown field` -> `unknown field`: the position is printed in front already.
+fn strip_location_prefix(message: &str) -> &str {
+    let m = message.strip_prefix("error: ").unwrap_or(message);
+    let m = match m.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((_, tail)) => tail,
+        None => m,
+    };
+    // Advice meant for programs embedding the parser, not for someone editing an inventory.
+    m.split(", set DuplicateKeyPolicy").next().unwrap_or(m)
+}

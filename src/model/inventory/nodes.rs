@@ -1,0 +1,179 @@
+//! Checks the node list: names, hosts and tunnel endpoints unique and usable, pinned subnets where the layout
+//! allows them. Every lookup is hashed or ordered, so thousands of nodes cost milliseconds.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use super::check::{Check, at, check_name, shown};
+use super::model::Node;
+use super::ranges::{NetMap, non_unicast, overlaps, special_overlap};
+use super::raw::{At, RawNode, Shaped};
+use crate::error::Pos;
+use crate::model::names;
+
+/// The cluster's address layout, as far as the node checks need it: each part `None` when it is wrong
+/// (and reported) or cannot be known.
+#[derive(Default)]
+pub struct Layout {
+    pub cidr: Option<Ipv4Net>,
+    pub node_prefix: Option<u8>,
+    pub switch_cidr: Option<Ipv4Net>,
+    pub exclude: Option<Vec<Ipv4Net>>,
+}
+
+/// What earlier nodes already claimed, for the "listed twice" checks.
+#[derive(Default)]
+struct Seen {
+    names: HashMap<String, Option<Pos>>,
+    /// By lowercase host (DNS names are case-insensitive): the host as written, its node, its line.
+    hosts: HashMap<String, (String, String, Option<Pos>)>,
+    underlays: HashMap<Ipv4Addr, String>,
+    pinned: NetMap<String>,
+    exclude: NetMap<()>,
+}
+
+pub fn nodes(raw: &[At<Shaped<RawNode>>], layout: &Layout, ck: &mut Check) -> Vec<Node> {
+    let mut seen = Seen::default();
+    for e in layout.exclude.iter().flatten() {
+        seen.exclude.insert(*e, ());
+    }
+    raw.iter().filter_map(|entry| node(entry, layout, &mut seen, ck)).collect()
+}
+
+fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut Check) -> Option<Node> {
+    let n = ck.shaped("nodes", entry, "a node mapping, e.g. `{name: vm1, host: 192.168.122.81}`")?;
+    let name = node_name(n, seen, ck);
+    // Messages name the node as written, escaped: a name is never trusted to be printable.
+    let who = name.as_deref().map_or_else(|| ck.written(&n.name), shown);
+    let label = format!("nodes[{who}]");
+    let host = host(n, &label, &who, seen, ck);
+    let underlay = underlay(n, &label, &who, host.as_deref(), layout, seen, ck);
+    let subnet = pinned_subnet(n, &label, &who, layout, seen, ck);
+    Some(Node { name: name?, host: host?, underlay_ip: underlay?, subnet: subnet?, pos: at(entry) })
+}
+
+fn node_name(n: &RawNode, seen: &mut Seen, ck: &mut Check) -> Option<String> {
+    let v = &n.name;
+    let name = ck.text("nodes.name", v, "a node name: letters, digits, `-` and `_`")?;
+    let derived = format!("{}{name}", names::TUNNEL_PREFIX);
+    check_name("nodes.name", v, &name, names::NODE_NAME_MAX, &derived, ck);
+    if let Some(first) = seen.names.insert(name.clone(), at(v)) {
+        let line = first.map_or(0, |f| f.line);
+        ck.add(at(v), format!("nodes.name: `{}` is listed twice (first at line {line})", shown(&name)));
+    }
+    Some(name)
+}
+
+fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) -> Option<String> {
+    let v = &n.host;
+    let field = format!("{label}.host");
+    let host = ck.text(&field, v, "an SSH address or ~/.ssh/config alias")?.trim().to_string();
+    if host.is_empty() {
+        ck.add(at(v), format!("{field}: is empty; give an SSH address or ~/.ssh/config alias"));
+        return None;
+    }
+    let key = host.to_ascii_lowercase();
+    if let Some((as_written, other, first)) = seen.hosts.get(&key) {
+        let line = first.map_or(0, |f| f.line);
+        let spelled = if *as_written == host { String::new() } else { format!(", written `{}`", shown(as_written)) };
+        ck.add(at(v), format!("{field}: `{}` is also the host of node `{other}` (line {line}{spelled})", shown(&host)));
+    } else {
+        seen.hosts.insert(key, (host.clone(), who.to_string(), at(v)));
+    }
+    Some(host)
+}
+
+/// The tunnel endpoint: `underlay_ip`, or `host` when that is an address. Other hosts send VXLAN to it, so it
+/// must be unicast, reachable, and outside the overlay (or the host would route its own tunnel into sw0).
+fn underlay(
+    n: &RawNode,
+    label: &str,
+    who: &str,
+    host: Option<&str>,
+    l: &Layout,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<Ipv4Addr> {
+    let (field, v, ip) = match &n.underlay_ip {
+        Some(v) => {
+            let field = format!("{label}.underlay_ip");
+            let ip = ck.ip(&field, v)?;
+            (field, v, ip)
+        }
+        None => {
+            let host = host?;
+            let Ok(ip) = host.parse::<Ipv4Addr>() else {
+                ck.add(
+                    at(&n.host),
+                    format!("{label}.host: `{}` is not an IPv4 address, so the tunnel endpoint is unknown; set `underlay_ip`", shown(host)),
+                );
+                return None;
+            };
+            (format!("{label}.host"), &n.host, ip)
+        }
+    };
+    let inside = |range: &str, net: Ipv4Net| {
+        format!(
+            "lies inside {range} `{net}`; a tunnel endpoint must be outside the overlay, or the host would route its own tunnel into sw0"
+        )
+    };
+    let problem = if let Some(special) = non_unicast(ip, false) {
+        format!("is in {}; a tunnel endpoint must be a unicast address the other hosts reach", special.describe())
+    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&ip)) {
+        inside("cluster.switch_cidr", s)
+    } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
+        inside("cluster.cidr", c)
+    } else if let Some(other) = seen.underlays.get(&ip) {
+        format!("is also the tunnel endpoint of node `{other}`")
+    } else {
+        seen.underlays.insert(ip, who.to_string());
+        return Some(ip);
+    };
+    ck.add(at(v), format!("{field}: `{ip}` {problem}"));
+    None
+}
+
+/// `Some(None)` when no subnet is pinned; `None` when the pinned one is refused.
+fn pinned_subnet(
+    n: &RawNode,
+    label: &str,
+    who: &str,
+    l: &Layout,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<Option<Ipv4Net>> {
+    let Some(v) = &n.subnet else { return Some(None) };
+    let field = format!("{label}.subnet");
+    let s = ck.cidr(&field, v)?;
+    match subnet_problem(s, l, seen) {
+        Some(why) => {
+            ck.add(at(v), format!("{field}: `{s}` {why}"));
+            None
+        }
+        None => {
+            seen.pinned.insert(s, who.to_string());
+            Some(Some(s))
+        }
+    }
+}
+
+fn subnet_problem(s: Ipv4Net, l: &Layout, seen: &Seen) -> Option<String> {
+    if let Some(special) = special_overlap(&s) {
+        return Some(format!("overlaps {}", special.describe()));
+    }
+    if let Some(c) = l.cidr.filter(|c| !c.contains(&s)) {
+        return Some(format!("lies outside cluster.cidr `{c}`"));
+    }
+    if let Some(np) = l.node_prefix.filter(|np| *np != s.prefix_len()) {
+        return Some(format!("is a /{}, but every node subnet is a /{np} (cluster.node_prefix)", s.prefix_len()));
+    }
+    if let Some(sw) = l.switch_cidr.filter(|sw| overlaps(&s, sw)) {
+        return Some(format!("overlaps cluster.switch_cidr `{sw}`"));
+    }
+    if let Some((e, ())) = seen.exclude.first_overlap(&s) {
+        return Some(format!("overlaps the excluded block `{e}`"));
+    }
+    seen.pinned.first_overlap(&s).map(|(o, other)| format!("overlaps `{o}`, the subnet of node `{other}`"))
+}
