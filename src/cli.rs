@@ -103,6 +103,9 @@ enum Command {
         /// Pin its subnet; otherwise the lowest free one.
         #[arg(long)]
         subnet: Option<String>,
+        /// Its data plane when it differs from cluster.backend: `ovs` or `linux` (no Open vSwitch needed).
+        #[arg(long, value_name = "ovs|linux")]
+        backend: Option<String>,
         #[command(flatten)]
         build: BuildArgs,
     },
@@ -137,6 +140,10 @@ enum LabCommand {
         /// Hosts without docker: sshd and Open vSwitch only, for control-plane tests with 30+ hosts.
         #[arg(long)]
         light: bool,
+        /// The hosts' data plane: `ovs` (Open vSwitch, userspace datapath), `linux` (no Open vSwitch at all:
+        /// the kernel backend), or `mixed` (odd hosts OVS, even hosts the kernel).
+        #[arg(long, value_enum, default_value = "ovs")]
+        backend: LabBackendArg,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
     Destroy {
@@ -154,6 +161,13 @@ enum LabCommand {
         #[arg(long, default_value = "lab")]
         name: String,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LabBackendArg {
+    Ovs,
+    Linux,
+    Mixed,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -411,14 +425,26 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(exit_code(&opts, failed, false))
         }
-        Command::AddNode { name, host, underlay_ip, subnet, build: BuildArgs { hosts, no_verify, verify } } => {
+        Command::AddNode {
+            name,
+            host,
+            underlay_ip,
+            subnet,
+            backend,
+            build: BuildArgs { hosts, no_verify, verify },
+        } => {
             let text = read_inventory(&cli.inventory)?;
             let old = inventory::parse(&cli.inventory, &text)?;
             if old.node(name).is_some() {
                 return Err(Error::Usage(format!("node `{name}` is already in the inventory")));
             }
-            let entry =
-                inventory::edit::NewNode { name, host, underlay_ip: underlay_ip.as_deref(), subnet: subnet.as_deref() };
+            let entry = inventory::edit::NewNode {
+                name,
+                host,
+                underlay_ip: underlay_ip.as_deref(),
+                subnet: subnet.as_deref(),
+                backend: backend.as_deref(),
+            };
             let new_text = inventory::edit::add_node(&cli.inventory, &text, &entry)?;
             let inv = inventory::parse(&cli.inventory, &new_text)?;
             if inv.node(name).is_none() || inv.nodes.len() != old.nodes.len() + 1 {
@@ -482,9 +508,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
 fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
     use vxmesh::lab;
     match cmd {
-        LabCommand::Create { nodes, name, light } => {
+        LabCommand::Create { nodes, name, light, backend } => {
             let started = std::time::Instant::now();
-            let opts = lab::CreateOptions { name: name.clone(), nodes: *nodes, light: *light };
+            let backend = match backend {
+                LabBackendArg::Ovs => lab::LabBackend::Ovs,
+                LabBackendArg::Linux => lab::LabBackend::Linux,
+                LabBackendArg::Mixed => lab::LabBackend::Mixed,
+            };
+            let opts = lab::CreateOptions { name: name.clone(), nodes: *nodes, light: *light, backend };
             let state = lab::create(&opts, &mut |line| eprintln!("lab: {line}"))?;
             let secs = started.elapsed().as_secs_f64();
             if json {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::model::inventory::{Datapath, DockerMode, FirewallKind, Inventory, MtuSetting};
+use crate::model::inventory::{Backend, Datapath, DockerMode, FirewallKind, Inventory, MtuSetting};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
 
@@ -29,6 +29,8 @@ pub struct NodePlan {
     pub underlay_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub mtu: MtuSetting,
+    /// The data plane this node runs: the cluster's, or the node's own override.
+    pub backend: Backend,
     pub switch: SwitchSpec,
     pub vxlan: VxlanSpec,
     pub tunnels: Vec<TunnelSpec>,
@@ -67,8 +69,10 @@ pub struct TunnelSpec {
     pub remote_ip: Ipv4Addr,
     /// Split horizon: a frame that came in on one tunnel never leaves on another (no loop in a full mesh).
     pub protected: bool,
-    /// Liveness of the tunnel, reported by `status`.
+    /// Liveness of the tunnel, reported by `status`: BFD between OVS hosts only (a Linux peer never answers it).
     pub bfd: bool,
+    /// The peer's switch address: what `status` pings when BFD cannot tell.
+    pub peer_switch: Ipv4Addr,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,10 +117,14 @@ pub struct FirewallSpec {
 /// Builds every node's desired state. `lock` must hold an allocation for every inventory node.
 pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let c = &inv.cluster;
-    let peers: Vec<(IfName, Arc<str>, Ipv4Addr)> = inv
+    let backend_of = |n: &crate::model::inventory::Node| n.backend.unwrap_or(c.backend);
+    let peers: Vec<(IfName, Arc<str>, Ipv4Addr, Backend, Ipv4Addr)> = inv
         .nodes
         .iter()
-        .map(|n| (names::tunnel_port(&n.name).expect("validated node name"), Arc::from(n.name.as_str()), n.underlay_ip))
+        .map(|n| {
+            let port = names::tunnel_port(&n.name).expect("validated node name");
+            (port, Arc::from(n.name.as_str()), n.underlay_ip, backend_of(n), lock.nodes[&n.name].switch_ip)
+        })
         .collect();
     let nodes = inv
         .nodes
@@ -129,12 +137,13 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
-                .map(|(_, (port, peer, ip))| TunnelSpec {
+                .map(|(_, (port, peer, ip, peer_backend, peer_switch))| TunnelSpec {
                     port: port.clone(),
                     peer: peer.clone(),
                     remote_ip: *ip,
                     protected: true,
-                    bfd: true,
+                    bfd: backend_of(n) == Backend::Ovs && *peer_backend == Backend::Ovs,
+                    peer_switch: *peer_switch,
                 })
                 .collect();
             let docker_bridge = match c.docker.mode {
@@ -156,7 +165,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             .map(|k| sysctl(k.clone(), if k.ends_with(".rp_filter") { "2" } else { "1" }))
             .collect::<Vec<_>>();
             let tx_offload_off = match c.datapath {
-                Datapath::Netdev if has_docker => {
+                Datapath::Netdev if has_docker && backend_of(n) == Backend::Ovs => {
                     vec![names::veth_switch_end(), names::veth_docker_end()]
                 }
                 _ => vec![],
@@ -168,6 +177,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 underlay_ip: n.underlay_ip,
                 subnet: a.subnet,
                 mtu: c.mtu,
+                backend: backend_of(n),
                 switch: SwitchSpec {
                     bridge: names::switch_bridge(),
                     datapath: c.datapath,

@@ -206,6 +206,8 @@ pub enum Stmt {
     Comment(String),
     /// Shell written in this program's source, with nothing from outside in it (loops, pipelines).
     Static(&'static str),
+    /// Each statement in the background (`( ... ) &`); a later `wait` collects them.
+    Background(Vec<Stmt>),
 }
 
 impl Stmt {
@@ -217,6 +219,7 @@ impl Stmt {
                 conds.iter().any(|c| c.uses(v)) || then.iter().chain(otherwise).any(|s| s.uses(v))
             }
             Stmt::WriteFile { content, .. } => content.iter().any(|w| w.uses(v)),
+            Stmt::Background(b) => b.iter().any(|s| s.uses(v)),
             Stmt::Fail(_) | Stmt::Comment(_) | Stmt::Static(_) => false,
         }
     }
@@ -431,6 +434,13 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
         Stmt::Static(text) => {
             for l in text.lines() {
                 let _ = writeln!(out, "{pad}{l}");
+            }
+        }
+        Stmt::Background(stmts) => {
+            for st in stmts {
+                let _ = writeln!(out, "{pad}(");
+                out.push_str(&render(std::slice::from_ref(st), indent + 2));
+                let _ = writeln!(out, "{pad}) &");
             }
         }
         Stmt::Batch { .. } => unreachable!("batches are grouped by render"),

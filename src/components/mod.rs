@@ -7,13 +7,16 @@ pub mod docker0;
 pub mod docker_network;
 pub mod firewall;
 pub mod kernel;
+pub mod linux;
+mod liveness;
 pub mod ovs;
 pub mod rules;
+pub mod switch;
 pub mod veth;
 
 pub use core::{Change, Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step};
 
-use crate::model::inventory::{DockerMode, FirewallKind};
+use crate::model::inventory::{Backend, DockerMode, FirewallKind};
 use crate::plan::NodePlan;
 
 /// A node's components, in the order their steps apply within a phase.
@@ -22,7 +25,10 @@ pub fn for_node(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
     if let Some(bridge) = &node.docker.bridge {
         v.push(Box::new(veth::Veth { node, bridge }));
     }
-    v.push(Box::new(ovs::Ovs { node }));
+    match node.backend {
+        Backend::Ovs => v.push(Box::new(ovs::Ovs { node })),
+        Backend::Linux => v.push(Box::new(linux::Linux { node })),
+    }
     match node.docker.mode {
         DockerMode::Network => v.push(Box::new(docker_network::DockerNetworkAttachment { spec: &node.docker })),
         DockerMode::Docker0 => v.push(Box::new(docker0::Docker0 { spec: &node.docker, cluster: node.forward_accept })),

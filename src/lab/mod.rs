@@ -47,6 +47,30 @@ pub struct LabNode {
     /// The machine-side end of the node's veth, in the lab bridge.
     pub veth: String,
     pub ip: Ipv4Addr,
+    /// A host without Open vSwitch (the kernel backend): its underlay address sits on eth0 itself.
+    #[serde(default)]
+    pub kernel: bool,
+}
+
+/// Which data plane the lab's hosts run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabBackend {
+    /// Open vSwitch on every host (userspace datapath, underlay on br-phy).
+    Ovs,
+    /// No Open vSwitch at all: every host uses the kernel backend.
+    Linux,
+    /// Odd hosts Open vSwitch, even hosts the kernel: both kinds in one mesh.
+    Mixed,
+}
+
+impl LabBackend {
+    fn kernel(self, i: usize) -> bool {
+        match self {
+            LabBackend::Ovs => false,
+            LabBackend::Linux => true,
+            LabBackend::Mixed => i.is_multiple_of(2),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +78,7 @@ pub struct CreateOptions {
     pub name: String,
     pub nodes: usize,
     pub light: bool,
+    pub backend: LabBackend,
 }
 
 impl LabState {
@@ -152,6 +177,7 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
         netns: format!("vxlab-{name}-node{i}"),
         veth: format!("vxl{name}n{i}"),
         ip: host(subnet, FIRST_NODE_HOST + (i - 1) as u8),
+        kernel: opts.backend.kernel(i),
     };
     let state = LabState {
         name: name.clone(),
@@ -166,6 +192,7 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
             netns: format!("vxlab-{name}-out"),
             veth: format!("vxl{name}o"),
             ip: host(subnet, OUTSIDE_HOST),
+            kernel: true,
         },
     };
     std::fs::create_dir_all(&dir).map_err(|e| lab_err(format!("cannot create {}: {e}", dir.display())))?;
@@ -354,6 +381,7 @@ fn boot_node(state: &LabState, n: &LabNode) -> Result<()> {
             &addr,
             &state.gateway.to_string(),
             if state.light { "1" } else { "0" },
+            if n.kernel { "linux" } else { "ovs" },
         ],
     )
 }
@@ -442,7 +470,8 @@ pub fn inventory_text(state: &LabState) -> String {
         prefix = if state.nodes.len() <= 13 { 16 } else { 20 },
     );
     for n in &state.nodes {
-        y.push_str(&format!("  - {{name: {}, host: {}}}\n", n.name, n.ip));
+        let backend = if n.kernel { ", backend: linux" } else { "" };
+        y.push_str(&format!("  - {{name: {}, host: {}{backend}}}\n", n.name, n.ip));
     }
     y
 }
@@ -509,7 +538,13 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
         .map(String::from)
         .collect();
     for ns in &namespaces {
-        power_off(&LabNode { name: ns.clone(), netns: ns.clone(), veth: String::new(), ip: Ipv4Addr::UNSPECIFIED });
+        power_off(&LabNode {
+            name: ns.clone(),
+            netns: ns.clone(),
+            veth: String::new(),
+            ip: Ipv4Addr::UNSPECIFIED,
+            kernel: false,
+        });
     }
     let links = run("ip", &["-o", "link", "show"]).unwrap_or_default();
     for l in links.lines().filter_map(|l| l.split(": ").nth(1)).map(|l| l.split('@').next().unwrap_or(l)) {

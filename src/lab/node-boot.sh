@@ -1,9 +1,9 @@
 #!/bin/bash
 # Boots one lab node. Runs as PID 1 of the node's own PID, mount and UTS namespaces, inside its network namespace,
 # so killing it ends every process of the node, containers included.
-# Args: NODE_DIR HOSTNAME UNDERLAY_CIDR GATEWAY LIGHT(0|1)
+# Args: NODE_DIR HOSTNAME UNDERLAY_CIDR GATEWAY LIGHT(0|1) BACKEND(ovs|linux)
 set -eu
-node=$1 name=$2 addr=$3 gw=$4 light=$5
+node=$1 name=$2 addr=$3 gw=$4 light=$5 backend=${6:-ovs}
 exec >>"$node/boot.log" 2>&1
 echo "boot $(date +%T.%N) $name"
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -32,23 +32,31 @@ mkdir -p "$node/openvswitch"
 mount --bind "$node/openvswitch" /etc/openvswitch
 mkdir -p /run/openvswitch /run/sshd /var/log/openvswitch /run/netns
 
-# Open vSwitch, with its database kept across reboots like a real host's.
-if [ ! -e /etc/openvswitch/conf.db ]; then
-  ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
-fi
-ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
-  --remote=db:Open_vSwitch,Open_vSwitch,manager_options --pidfile --detach --log-file
-ovs-vsctl --no-wait init
-ovs-vswitchd --pidfile --detach --log-file
-
-# The underlay address lives on br-phy, as on OVS-DPDK hosts: the userspace datapath routes tunnels through it.
 ip link set lo up
-ethtool -K eth0 tx off >/dev/null
-ovs-vsctl --may-exist add-br br-phy -- set bridge br-phy datapath_type=netdev -- --may-exist add-port br-phy eth0
-ip link set eth0 up
-ip addr replace "$addr" dev br-phy
-ip link set br-phy up
-ip route replace default via "$gw" dev br-phy
+if [ "$backend" = ovs ]; then
+  # Open vSwitch, with its database kept across reboots like a real host's.
+  if [ ! -e /etc/openvswitch/conf.db ]; then
+    ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
+  fi
+  ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
+    --remote=db:Open_vSwitch,Open_vSwitch,manager_options --pidfile --detach --log-file
+  ovs-vsctl --no-wait init
+  ovs-vswitchd --pidfile --detach --log-file
+
+  # The underlay address lives on br-phy, as on OVS-DPDK hosts: the userspace datapath routes tunnels through it.
+  ethtool -K eth0 tx off >/dev/null
+  ovs-vsctl --may-exist add-br br-phy -- set bridge br-phy datapath_type=netdev -- --may-exist add-port br-phy eth0
+  ip link set eth0 up
+  ip addr replace "$addr" dev br-phy
+  ip link set br-phy up
+  ip route replace default via "$gw" dev br-phy
+else
+  # A host without Open vSwitch: no OVS daemon runs and none of its tools answer, the underlay is eth0 itself.
+  mount --bind /dev/null /usr/bin/ovs-vsctl
+  ip link set eth0 up
+  ip addr replace "$addr" dev eth0
+  ip route replace default via "$gw" dev eth0
+fi
 
 # No systemd here: a stand-in for the systemctl calls hosts get (restart docker, daemon-reload).
 mkdir -p "$node/local-sbin"

@@ -94,6 +94,18 @@ pub fn veth_docker_end() -> IfName {
     IfName::fixed(VETH_DOCKER_END)
 }
 
+/// The kernel backend's VXLAN device, in `sw0`.
+pub const VXLAN_DEVICE: &str = "vxm-vxlan";
+
+pub fn vxlan_device() -> IfName {
+    IfName::fixed(VXLAN_DEVICE)
+}
+
+/// A throwaway device the facts script makes (and removes) to learn whether the kernel has VXLAN.
+pub fn vxlan_probe() -> IfName {
+    IfName::fixed("vxm-probe")
+}
+
 pub fn docker0() -> IfName {
     IfName::fixed(DOCKER0)
 }

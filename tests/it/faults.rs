@@ -11,12 +11,12 @@ use vxmesh::lab::LabState;
 use crate::labkit::{SERIAL, create, require_root, ssh};
 use crate::util::{Run, TempDir, vxmesh};
 
-fn json(r: &Run) -> Value {
+pub(crate) fn json(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{r}"))
 }
 
 /// The ordered pairs `verify --json` reports as failed.
-fn failed_pairs(v: &Value) -> BTreeSet<(String, String)> {
+pub(crate) fn failed_pairs(v: &Value) -> BTreeSet<(String, String)> {
     v["pairs"]
         .as_array()
         .unwrap()
@@ -37,18 +37,18 @@ fn verify(dir: &Path, inv: &str) -> (Run, Value) {
     (r, v)
 }
 
-fn status(dir: &Path, inv: &str) -> (Run, Value) {
+pub(crate) fn status(dir: &Path, inv: &str) -> (Run, Value) {
     let r = vxmesh(dir, &["status", "-i", inv, "--json"]);
     let v = json(&r);
     (r, v)
 }
 
-fn host<'a>(v: &'a Value, node: &str) -> &'a Value {
+pub(crate) fn host<'a>(v: &'a Value, node: &str) -> &'a Value {
     v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == node).unwrap()
 }
 
 /// Waits up to `secs` for `status` to reach `code`.
-fn status_until(dir: &Path, inv: &str, code: i32, secs: u64) -> (Run, Value) {
+pub(crate) fn status_until(dir: &Path, inv: &str, code: i32, secs: u64) -> (Run, Value) {
     let mut last = status(dir, inv);
     for _ in 0..secs {
         if last.0.code == code {

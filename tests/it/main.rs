@@ -5,6 +5,7 @@ mod facts_fixtures;
 mod faults;
 mod hostile;
 mod inventory_corpus;
+mod kernel;
 mod lab;
 mod labkit;
 mod layering;

@@ -6,7 +6,7 @@ use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts
 use vxmesh::components::docker0::{self, DaemonJson};
 use vxmesh::components::firewall::{FirewalldFacts, NftFacts, NftTable};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
-use vxmesh::components::{Mtu, Step, kernel, rules, veth};
+use vxmesh::components::{Mtu, Step, kernel, rules, switch, veth};
 use vxmesh::facts::{HostFacts, Link};
 
 fn mtu(m: Mtu) -> u32 {
@@ -35,6 +35,17 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         apply_veth(f, c);
     } else if let Some(c) = s.change_as::<ovs::Change>() {
         apply_ovs(f, c);
+    } else if let Some(c) = s.change_as::<switch::Change>() {
+        match c {
+            switch::Change::SwitchAddress { dev, address, stale } => {
+                let l = link(f, dev);
+                l.addrs.retain(|a| !stale.contains(a));
+                if !l.addrs.contains(address) {
+                    l.addrs.push(*address);
+                }
+            }
+            switch::Change::LinkUp { dev } => link(f, dev).up = true,
+        }
     } else if let Some(c) = s.change_as::<docker_network::Change>() {
         match c {
             docker_network::Change::DockerNetwork { spec, mtu: m, .. } => {
@@ -158,14 +169,6 @@ fn apply_ovs(f: &mut HostFacts, c: &ovs::Change) {
             o.interfaces.remove(port);
         }
         ovs::Change::AttachPort { bridge, port } => add_port(f.part_mut::<OvsFacts>(), bridge, port),
-        ovs::Change::SwitchAddress { dev, address, stale } => {
-            let l = link(f, dev);
-            l.addrs.retain(|a| !stale.contains(a));
-            if !l.addrs.contains(address) {
-                l.addrs.push(*address);
-            }
-        }
-        ovs::Change::LinkUp { dev } => link(f, dev).up = true,
         ovs::Change::RemoveBridge { bridge } => {
             f.part_mut::<OvsFacts>().bridges.remove(bridge.as_str());
         }

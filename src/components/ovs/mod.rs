@@ -16,7 +16,6 @@ use crate::model::inventory::Datapath;
 use crate::model::names::{self, IfName};
 use crate::plan::{NodePlan, TunnelSpec};
 use crate::shell::{Stmt, Word, data, join};
-use ipnet::Ipv4Net;
 
 pub struct Ovs<'a> {
     pub node: &'a NodePlan,
@@ -46,14 +45,6 @@ pub enum Change {
         bridge: IfName,
         port: IfName,
     },
-    SwitchAddress {
-        dev: IfName,
-        address: Ipv4Net,
-        stale: Vec<Ipv4Net>,
-    },
-    LinkUp {
-        dev: IfName,
-    },
     RemoveBridge {
         bridge: IfName,
     },
@@ -70,6 +61,11 @@ fn set(key: &'static str, value: impl std::fmt::Display) -> Word {
 }
 
 impl Ovs<'_> {
+    /// Peers BFD cannot watch (kernel-backend hosts): `status` pings their switch addresses instead.
+    fn no_bfd_peers(&self) -> Vec<std::net::Ipv4Addr> {
+        self.node.tunnels.iter().filter(|t| !t.bfd).map(|t| t.peer_switch).collect()
+    }
+
     fn tunnel_step(&self, t: &TunnelSpec, repair: Vec<String>) -> Step {
         let n = self.node;
         let br = &n.switch.bridge;
@@ -137,10 +133,14 @@ impl Component for Ovs<'_> {
             .concat(),
             otherwise: vec![],
         }]
+        .into_iter()
+        .chain(super::liveness::gather(&self.no_bfd_peers()))
+        .collect()
     }
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         facts.set_part(facts::parse(s.get("ovs-bridge"), s.get("ovs-port"), s.get("ovs-interface"))?);
+        super::liveness::parse(s, facts);
         Ok(())
     }
 
@@ -212,34 +212,7 @@ impl Component for Ovs<'_> {
                 vec![ovs(["--may-exist".into(), "add-port".into(), br.into(), port.into()])],
             ));
         }
-        // sw0's address: the cluster routes through it.
-        let link = facts.links.get(br.as_str());
-        let addrs = link.map(|l| l.addrs.clone()).unwrap_or_default();
-        let address = n.switch.address;
-        let stale: Vec<Ipv4Net> = addrs.iter().filter(|a| **a != address).copied().collect();
-        if !addrs.contains(&address) || !stale.is_empty() {
-            let mut cmds: Vec<Stmt> = stale
-                .iter()
-                .map(|s| cmd!["ip", "addr", "del", data(s), "dev", br].silent().may_fail().into())
-                .collect();
-            cmds.push(cmd!["ip", "addr", "replace", data(address), "dev", br].into());
-            steps.push(Step::new(
-                Phase::SwitchAddress,
-                name,
-                format!("give {br} the address {address}"),
-                Change::SwitchAddress { dev: br.clone(), address, stale },
-                cmds,
-            ));
-        }
-        if !link.is_some_and(|l| l.up) {
-            steps.push(Step::new(
-                Phase::SwitchAddress,
-                name,
-                format!("bring {br} up"),
-                Change::LinkUp { dev: br.clone() },
-                vec![cmd!["ip", "link", "set", "dev", br, "up"].into()],
-            ));
-        }
+        steps.extend(super::switch::address_steps(name, n, facts));
         steps
     }
 
@@ -268,7 +241,11 @@ impl Component for Ovs<'_> {
             .map(|t| PeerLink {
                 peer: t.peer.to_string(),
                 present: ports.iter().any(|p| *p == *t.port),
-                state: of.interfaces.get(t.port.as_str()).and_then(|i| i.bfd_status.get("state").cloned()),
+                state: if t.bfd {
+                    of.interfaces.get(t.port.as_str()).and_then(|i| i.bfd_status.get("state").cloned())
+                } else {
+                    super::liveness::state(facts, t.peer_switch)
+                },
             })
             .collect()
     }
@@ -301,8 +278,12 @@ fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, of: &OvsFacts, present: bool) -
             out.push(format!("{k} is {have}, want {v}"));
         }
     }
-    if t.bfd && iface.bfd.get("enable").map(String::as_str) != Some("true") {
+    let bfd_on = iface.bfd.get("enable").map(String::as_str) == Some("true");
+    if t.bfd && !bfd_on {
         out.push("BFD is off".to_string());
+    }
+    if !t.bfd && bfd_on {
+        out.push("BFD is on towards a peer that never answers it".to_string());
     }
     let ms = names::BFD_INTERVAL_MS.to_string();
     if t.bfd && (iface.bfd.get("min_tx") != Some(&ms) || iface.bfd.get("min_rx") != Some(&ms)) {

@@ -11,6 +11,7 @@ pub struct NewNode<'a> {
     pub host: &'a str,
     pub underlay_ip: Option<&'a str>,
     pub subnet: Option<&'a str>,
+    pub backend: Option<&'a str>,
 }
 
 fn edit_error(path: &Path, message: String) -> Error {
@@ -56,6 +57,9 @@ pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
     }
     if let Some(s) = n.subnet {
         fields.push(format!("subnet: {s}"));
+    }
+    if let Some(b) = n.backend {
+        fields.push(format!("backend: {b}"));
     }
     let key_line = lines[block.key];
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -159,7 +163,7 @@ mod tests {
         let out = add_node(
             p(),
             text,
-            &NewNode { name: "c", host: "192.0.2.3", underlay_ip: None, subnet: Some("10.9.0.0/16") },
+            &NewNode { name: "c", host: "192.0.2.3", underlay_ip: None, subnet: Some("10.9.0.0/16"), backend: None },
         )
         .unwrap();
         assert_eq!(
@@ -176,8 +180,12 @@ mod tests {
     #[test]
     fn flow_items_stay_flow_items() {
         let text = "cluster: {cidr: 10.0.0.0/8}\nnodes:\n- {name: a, host: 192.0.2.1}\n- {name: b, host: 192.0.2.2}\n";
-        let out = add_node(p(), text, &NewNode { name: "c", host: "h", underlay_ip: Some("192.0.2.3"), subnet: None })
-            .unwrap();
+        let out = add_node(
+            p(),
+            text,
+            &NewNode { name: "c", host: "h", underlay_ip: Some("192.0.2.3"), subnet: None, backend: None },
+        )
+        .unwrap();
         assert!(out.ends_with("- {name: b, host: 192.0.2.2}\n- {name: c, host: h, underlay_ip: 192.0.2.3}\n"), "{out}");
         assert_eq!(
             remove_node(p(), &out, "a").unwrap(),
@@ -190,7 +198,7 @@ mod tests {
         let out = add_node(
             p(),
             "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n",
-            &NewNode { name: "b", host: "192.0.2.2", underlay_ip: None, subnet: None },
+            &NewNode { name: "b", host: "192.0.2.2", underlay_ip: None, subnet: None, backend: None },
         )
         .unwrap();
         assert_eq!(

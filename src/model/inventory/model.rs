@@ -54,8 +54,13 @@ pub const MTU_MAX: u16 = 9000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
+    /// Open vSwitch: bridge `sw0` with one protected VXLAN port per peer, BFD towards OVS peers.
     Ovs,
+    /// The kernel's own: a Linux bridge `sw0`, one VXLAN device, one all-zeros FDB entry per peer.
+    Linux,
 }
+
+pub const BACKENDS: [(&str, Backend); 2] = [("ovs", Backend::Ovs), ("linux", Backend::Linux)];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -131,6 +136,8 @@ pub struct Node {
     pub underlay_ip: Ipv4Addr,
     /// The subnet the user pinned, if any.
     pub subnet: Option<Ipv4Net>,
+    /// The data plane of this node, when it differs from `cluster.backend`.
+    pub backend: Option<Backend>,
     /// Where the node's entry starts in the inventory, for later messages.
     #[serde(skip)]
     pub pos: Option<Pos>,

@@ -51,7 +51,11 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
     let host = host(n, &label, &who, seen, ck);
     let underlay = underlay(n, &label, &who, host.as_deref(), layout, seen, ck);
     let subnet = pinned_subnet(n, &label, &who, layout, seen, ck);
-    Some(Node { name: name?, host: host?, underlay_ip: underlay?, subnet: subnet?, pos: at(entry) })
+    let backend = match &n.backend {
+        None => Some(None),
+        Some(v) => ck.word(&format!("{label}.backend"), v, &super::model::BACKENDS).map(Some),
+    };
+    Some(Node { name: name?, host: host?, underlay_ip: underlay?, subnet: subnet?, backend: backend?, pos: at(entry) })
 }
 
 fn node_name(n: &RawNode, seen: &mut Seen, ck: &mut Check) -> Option<String> {

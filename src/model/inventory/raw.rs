@@ -68,6 +68,7 @@ pub struct RawNode {
     pub host: At<Scalar>,
     pub underlay_ip: Option<At<Scalar>>,
     pub subnet: Option<At<Scalar>>,
+    pub backend: Option<At<Scalar>>,
 }
 
 /// One YAML value with the type the parser gave it; lists and mappings are only noted, for the message.

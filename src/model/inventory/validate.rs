@@ -101,7 +101,7 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
         vni: raw.vni.as_ref().map_or(Some(42), |v| ck.int("cluster.vni", v, 1, (1 << 24) - 1)).map(|n| n as u32),
         port: raw.port.as_ref().map_or(Some(4789), |v| ck.int("cluster.port", v, 1, 65535)).map(|n| n as u16),
         mtu: raw.mtu.as_ref().map_or(Some(MtuSetting::Auto), |v| mtu(v, ck)),
-        backend: word(ck, "cluster.backend", &raw.backend, &[("ovs", Backend::Ovs)], Backend::Ovs),
+        backend: word(ck, "cluster.backend", &raw.backend, &BACKENDS, Backend::Ovs),
         datapath: word(
             ck,
             "cluster.datapath",

@@ -1,0 +1,196 @@
+//! The kernel backend on the lab, on hosts that run no Open vSwitch at all, alone and mixed with OVS hosts in
+//! one mesh: every pair, day-two changes under a live stream, reboots, down, and no broadcast storm.
+
+use std::path::Path;
+
+use vxmesh::lab::LabState;
+
+use crate::faults::{failed_pairs, host, json, status_until};
+use crate::labkit::{SERIAL, create, require_root, ssh};
+use crate::util::{TempDir, vxmesh};
+
+fn inventory_without(lab: &LabState, dir: &Path, skip: &[&str]) -> String {
+    let text: String = std::fs::read_to_string(lab.inventory_path())
+        .unwrap()
+        .lines()
+        .filter(|l| !skip.iter().any(|s| l.contains(&format!("name: {s},"))))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = dir.join("vxmesh.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// What the kernel backend leaves on a host: the bridge, the VXLAN device, all-zeros FDB entries, rules, files.
+fn kernel_state(lab: &LabState, node: &str) -> String {
+    ssh(
+        lab,
+        node,
+        "ip -o link show sw0 2>/dev/null | grep -o 'sw0'; ip -o link show vxm-vxlan 2>/dev/null | grep -o vxm-vxlan; \
+         bridge fdb show 2>/dev/null | grep -c '^00:00:00:00:00:00' | sed 's/^/flood:/'; iptables-save | grep -c VXMESH | sed 's/^/iptables:/'; \
+         ls /etc/vxmesh 2>/dev/null; true",
+    )
+}
+
+fn flood_targets(lab: &LabState, node: &str) -> Vec<String> {
+    let mut v: Vec<String> = ssh(lab, node, "bridge fdb show dev vxm-vxlan | grep '^00:00:00:00:00:00'")
+        .lines()
+        .filter_map(|l| l.split_whitespace().skip_while(|w| *w != "dst").nth(1).map(String::from))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn mixed_mesh_of_ovs_and_kernel_hosts() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Odd nodes run Open vSwitch, even nodes only the kernel: node2, node4 and (later) node6 have no OVS.
+    let (_guard, lab, _) = create("k1", &["--nodes", "6", "--backend", "mixed"]);
+    let dir = TempDir::new("kernel");
+    let inv = inventory_without(&lab, &dir.0, &["node5", "node6"]);
+    let inv = inv.as_str();
+    let ip = |n: usize| lab.nodes[n - 1].ip.to_string();
+    assert!(ssh(&lab, "node2", "pgrep -x ovs-vswitchd || echo none").contains("none"), "node2 runs no OVS");
+
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let pairs = v["verify"]["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 12, "{r}");
+    for p in pairs {
+        assert_eq!(p["ok"], true, "{p}");
+        assert_eq!(p["seen_source"], p["client"], "no NAT: {p}");
+        assert_eq!(p["full_size"], true, "full-size DF packets across both kinds of host: {p}");
+    }
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert!(r.stdout.contains("4 hosts: 0 changed, 4 ok, 0 failed"), "a second up changes nothing: {r}");
+    assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(3), ip(4)]);
+    // OVS hosts keep BFD only towards OVS peers; kernel peers are watched by ping. All of it up.
+    let (r, s) = status_until(&dir.0, inv, 0, 15);
+    assert_eq!(r.code, 0, "{r}");
+    let node1 =
+        ssh(&lab, "node1", "ovs-vsctl get interface vx-node2 bfd:enable; ovs-vsctl get interface vx-node3 bfd:enable");
+    assert_eq!(node1.split_whitespace().collect::<Vec<_>>(), ["\"false\"", "\"true\""], "{node1}");
+    assert_eq!(host(&s, "node2")["tunnels"].as_array().unwrap().len(), 3);
+
+    // A stream from a container on node1 (OVS) to one on node2 (kernel) while node6 (kernel) joins and node3
+    // (OVS) leaves.
+    let rx_ip = ssh(
+        &lab,
+        "node2",
+        "docker run -d --name rx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9000 < /tmp/f > /tmp/recv; echo $? > /tmp/rc' >/dev/null; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx",
+    );
+    let rx_ip = rx_ip.trim();
+    ssh(
+        &lab,
+        "node1",
+        &format!(
+            "docker run -d --name tx --network vxmesh busybox sh -c 'i=0; while [ $i -lt 4000 ]; do echo $i; i=$((i+1)); usleep 2000; done | nc {rx_ip} 9000; echo $? > /tmp/rc' >/dev/null"
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let r = vxmesh(&dir.0, &["add-node", "node6", "--host", &ip(6), "--backend", "linux", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let changed = |n: &str| -> Vec<String> {
+        v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap()["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect()
+    };
+    let on_kernel = changed("node2");
+    assert_eq!(on_kernel.len(), 3, "one FDB entry, the firewall, the boot unit: {on_kernel:?}");
+    assert!(on_kernel[0].starts_with("flood broadcasts to node6"), "{on_kernel:?}");
+    let on_ovs = changed("node1");
+    assert_eq!(on_ovs.len(), 3, "one tunnel port, the firewall, the boot unit: {on_ovs:?}");
+    assert!(on_ovs[0].starts_with("add tunnel vx-node6"), "{on_ovs:?}");
+    assert_eq!(v["verify"]["ok"], true, "{r}");
+    let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(4), ip(6)], "node3 withdrawn, node6 added");
+    ssh(&lab, "node1", "docker wait tx >/dev/null");
+    ssh(&lab, "node2", "docker wait rx >/dev/null");
+    let got = ssh(&lab, "node2", "docker cp rx:/tmp/recv - | tar -xO");
+    assert_eq!(got.lines().count(), 4000, "no byte lost");
+    assert!(got.lines().enumerate().all(|(i, l)| l == i.to_string()), "in order");
+    assert_eq!(ssh(&lab, "node1", "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "no reset");
+    ssh(&lab, "node1", "docker rm -f tx >/dev/null");
+    ssh(&lab, "node2", "docker rm -f rx >/dev/null");
+
+    // A kernel host forgets everything at reboot; its boot unit brings it back without vxmesh.
+    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node4", "--name", "k1"]);
+    assert_eq!(r.code, 0, "{r}");
+    let (r, _) = status_until(&dir.0, inv, 0, 30);
+    assert_eq!(r.code, 0, "node4 restored itself: {r}");
+    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(failed_pairs(&json(&r)).is_empty());
+
+    // down leaves nothing: no bridge, no VXLAN device, no FDB entry, no rule, no file.
+    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in ["node2", "node4", "node6"] {
+        assert_eq!(kernel_state(&lab, n).trim(), "flood:0\niptables:0", "{n} after down");
+    }
+}
+
+/// One ARP broadcast from a container crosses the underlay a bounded number of times: once to each peer from
+/// its host (head-end replication), never again from a receiver (no loop), on an all-kernel and a mixed mesh.
+#[test]
+fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for (lab_name, backend) in [("k2", "linux"), ("k3", "mixed")] {
+        let (_guard, lab, _) = create(lab_name, &["--nodes", "4", "--backend", backend]);
+        let dir = TempDir::new("storm");
+        let inv_path = dir.0.join("vxmesh.yaml");
+        std::fs::write(&inv_path, std::fs::read_to_string(lab.inventory_path()).unwrap()).unwrap();
+        let inv = inv_path.to_str().unwrap();
+        let r = vxmesh(&dir.0, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        // Count, on the machine's lab bridge, VXLAN packets whose inner frame is an Ethernet broadcast.
+        let table = format!("vxt{lab_name}");
+        let nft = |args: &str| {
+            let out = std::process::Command::new("sh").arg("-c").arg(format!("nft {args}")).output().unwrap();
+            assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        nft(&format!("add table bridge {table}"));
+        let cleanup = || {
+            let _ = std::process::Command::new("nft").args(["delete", "table", "bridge", &table]).status();
+        };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            nft(&format!("'add chain bridge {table} count {{ type filter hook forward priority 0; policy accept; }}'"));
+            nft(&format!("add rule bridge {table} count udp dport 4789 @th,128,48 0xffffffffffff counter"));
+            let counted = || -> u64 {
+                let t = nft(&format!("list table bridge {table}"));
+                t.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap()
+            };
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let before = counted();
+            // One ARP request for an address nobody has, from a container on node1.
+            ssh(
+                &lab,
+                "node1",
+                "docker run --rm --network vxmesh busybox arping -c1 -w1 172.16.255.254 >/dev/null 2>&1; true",
+            );
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let frames = counted() - before;
+            let peers = lab.nodes.len() as u64 - 1;
+            assert!(
+                (peers..=2 * peers).contains(&frames),
+                "{backend} mesh: one broadcast made {frames} frames on the underlay (peers: {peers})"
+            );
+        }));
+        cleanup();
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+        let r = vxmesh(&dir.0, &["down", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+    }
+}
