@@ -7,7 +7,7 @@ use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Options};
 use crate::verify::VerifyOptions;
 
-use super::{ChangeOutcome, HostResult, apply_all, finish_change, gather_checked, results, rows_in_order};
+use super::{ChangeOutcome, HostResult, check_then_apply, finish_change};
 
 pub async fn run(
     inv: &Inventory,
@@ -19,14 +19,7 @@ pub async fn run(
 ) -> ChangeOutcome {
     let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
     let scope = |n: &str| if n == name { Scope::Whole } else { Scope::Peer(name.to_string()) };
-    let rows = match gather_checked(&hosts, plan, opts).await {
-        Err(refused) => refused,
-        Ok((gathered, mut unreachable)) => {
-            let mut rows = results(apply_all(&hosts, opts, gathered, false, scope, "add").await);
-            rows.append(&mut unreachable);
-            rows_in_order(plan, rows)
-        }
-    };
+    let rows = check_then_apply(&hosts, plan, opts, false, scope, "add").await;
     let verify = verify.map(|v| VerifyOptions { only: Some(name.to_string()), ..v });
     let outcome = finish_change(&hosts, plan, opts, verify, rows, before_verify).await;
     sessions.close().await;

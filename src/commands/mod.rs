@@ -204,6 +204,15 @@ fn split_checked(
     if problems.is_empty() { Ok((gathered, unreachable)) } else { Err(rows) }
 }
 
+/// The connected hosts that passed phase one (their facts are in `gathered`).
+fn ready(hosts: &[Connected], gathered: &Gathered) -> Vec<Connected> {
+    hosts
+        .iter()
+        .filter(|h| gathered.contains_key(&h.node.name))
+        .map(|h| Connected { node: h.node.clone(), session: h.session.clone() })
+        .collect()
+}
+
 /// Phase two: every host that passed gets its diff within `scope_of` its name, against the facts of phase one.
 pub async fn apply_all(
     hosts: &[Connected],
@@ -213,17 +222,46 @@ pub async fn apply_all(
     scope_of: impl Fn(&str) -> Scope,
     what: &str,
 ) -> Vec<Outcome<Applied>> {
+    let ready = ready(hosts, &gathered);
     let gathered = Arc::new(gathered);
-    let ready: Vec<Connected> = hosts
-        .iter()
-        .filter(|h| gathered.contains_key(&h.node.name))
-        .map(|h| Connected { node: h.node.clone(), session: h.session.clone() })
-        .collect();
     executor::on_each(&ready, opts, what, |node, t, bar| {
         let (facts, scope) = (gathered.clone(), scope_of(&node.name));
         async move {
             let f = &facts[&node.name];
             host::apply(t.as_ref(), &node, f, dry_run, &scope, &|m| bar.set_message(m.to_string())).await
+        }
+    })
+    .await
+}
+
+/// Both phases, for the commands that converge hosts (`plan`, `up`, `add-node`): every row in plan order.
+pub async fn check_then_apply(
+    hosts: &[Connected],
+    plan: &ClusterPlan,
+    opts: &Options,
+    dry_run: bool,
+    scope_of: impl Fn(&str) -> Scope,
+    what: &str,
+) -> Vec<HostResult> {
+    match gather_checked(hosts, plan, opts).await {
+        Err(refused) => refused,
+        Ok((gathered, mut unreachable)) => {
+            let mut rows = results(apply_all(hosts, opts, gathered, dry_run, scope_of, what).await);
+            rows.append(&mut unreachable);
+            rows_in_order(plan, rows)
+        }
+    }
+}
+
+/// `down`'s phase two: every host that passed is torn down as its facts show.
+pub async fn remove_all(hosts: &[Connected], opts: &Options, gathered: Gathered, force: bool) -> Vec<Outcome<Applied>> {
+    let ready = ready(hosts, &gathered);
+    let gathered = Arc::new(gathered);
+    executor::on_each(&ready, opts, "down", |node, t, bar| {
+        let gathered = gathered.clone();
+        async move {
+            let f = &gathered[&node.name];
+            host::remove_with(t.as_ref(), &node, f, force, &|m| bar.set_message(m.to_string())).await
         }
     })
     .await

@@ -6,7 +6,7 @@ use std::path::Path;
 use vxmesh::lab::LabState;
 
 use crate::faults::{failed_pairs, host, json, status_until};
-use crate::labkit::{SERIAL, create, require_root, ssh};
+use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
 use crate::util::{TempDir, vxmesh};
 
 fn inventory_without(lab: &LabState, dir: &Path, skip: &[&str]) -> String {
@@ -76,21 +76,7 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
 
     // A stream from a container on node1 (OVS) to one on node2 (kernel) while node6 (kernel) joins and node3
     // (OVS) leaves.
-    let rx_ip = ssh(
-        &lab,
-        "node2",
-        "docker run -d --name rx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9000 < /tmp/f > /tmp/recv; echo $? > /tmp/rc' >/dev/null; \
-         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx",
-    );
-    let rx_ip = rx_ip.trim();
-    ssh(
-        &lab,
-        "node1",
-        &format!(
-            "docker run -d --name tx --network vxmesh busybox sh -c 'i=0; while [ $i -lt 4000 ]; do echo $i; i=$((i+1)); usleep 2000; done | nc {rx_ip} 9000; echo $? > /tmp/rc' >/dev/null"
-        ),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    start_stream(&lab, "node1", "node2");
     let r = vxmesh(&dir.0, &["add-node", "node6", "--host", &ip(6), "--backend", "linux", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
@@ -112,14 +98,7 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
     let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(4), ip(6)], "node3 withdrawn, node6 added");
-    ssh(&lab, "node1", "docker wait tx >/dev/null");
-    ssh(&lab, "node2", "docker wait rx >/dev/null");
-    let got = ssh(&lab, "node2", "docker cp rx:/tmp/recv - | tar -xO");
-    assert_eq!(got.lines().count(), 4000, "no byte lost");
-    assert!(got.lines().enumerate().all(|(i, l)| l == i.to_string()), "in order");
-    assert_eq!(ssh(&lab, "node1", "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "no reset");
-    ssh(&lab, "node1", "docker rm -f tx >/dev/null");
-    ssh(&lab, "node2", "docker rm -f rx >/dev/null");
+    assert_stream_intact(&lab, "node1", "node2");
 
     // A kernel host forgets everything at reboot; its boot unit brings it back without vxmesh.
     let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node4", "--name", "k1"]);

@@ -59,3 +59,37 @@ pub fn ssh(lab: &LabState, node: &str, script: &str) -> String {
     assert!(out.status.success(), "ssh {node} `{script}`: {}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Starts a numbered-line TCP stream (4,000 lines over ~8 s) from a container on `from` to one on `to`.
+pub fn start_stream(lab: &LabState, from: &str, to: &str) {
+    let rx_ip = ssh(
+        lab,
+        to,
+        // nc's stdin is a fifo held open, so it ends when the sender closes, not when its own stdin does.
+        "docker run -d --name rx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9000 < /tmp/f > /tmp/recv; echo $? > /tmp/rc' >/dev/null; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx",
+    );
+    let rx_ip = rx_ip.trim();
+    ssh(
+        lab,
+        from,
+        &format!(
+            "docker run -d --name tx --network vxmesh busybox sh -c 'i=0; while [ $i -lt 4000 ]; do echo $i; i=$((i+1)); usleep 2000; done | nc {rx_ip} 9000; echo $? > /tmp/rc' >/dev/null"
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+}
+
+/// Waits for the stream to end on its own: every line arrived, in order, and both ends exited cleanly (no reset).
+pub fn assert_stream_intact(lab: &LabState, from: &str, to: &str) {
+    ssh(lab, from, "docker wait tx >/dev/null");
+    ssh(lab, to, "docker wait rx >/dev/null");
+    let got = ssh(lab, to, "docker cp rx:/tmp/recv - | tar -xO");
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines.len(), 4000, "no data lost");
+    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "in order");
+    assert_eq!(ssh(lab, from, "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "the sender saw no reset");
+    assert_eq!(ssh(lab, to, "docker cp rx:/tmp/rc - | tar -xO").trim(), "0", "the receiver saw no reset");
+    ssh(lab, from, "docker rm -f tx >/dev/null");
+    ssh(lab, to, "docker rm -f rx >/dev/null");
+}

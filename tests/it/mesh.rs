@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use vxmesh::lab::LabState;
 
-use crate::labkit::{SERIAL, create, require_root, ssh};
+use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
 use crate::util::{Run, TempDir, vxmesh};
 
 /// A copy of the lab's inventory in a scratch directory (so its lock is the test's own), optionally edited.
@@ -335,22 +335,7 @@ fn add_and_remove_nodes_under_live_traffic() {
     let before = identity(&lab, "node1", "node2");
 
     // A TCP stream from a container on node1 to one on node2, numbered lines, ~8 s long.
-    let rx_ip = ssh(
-        &lab,
-        "node2",
-        // nc's stdin is a fifo held open, so it ends when the sender closes, not when its own stdin does.
-        "docker run -d --name rx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9000 < /tmp/f > /tmp/recv; echo $? > /tmp/rc' >/dev/null; \
-         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx",
-    );
-    let rx_ip = rx_ip.trim();
-    ssh(
-        &lab,
-        "node1",
-        &format!(
-            "docker run -d --name tx --network vxmesh busybox sh -c 'i=0; while [ $i -lt 4000 ]; do echo $i; i=$((i+1)); usleep 2000; done | nc {rx_ip} 9000; echo $? > /tmp/rc' >/dev/null"
-        ),
-    );
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    start_stream(&lab, "node1", "node2");
 
     let r = run(&dir.0, &["add-node", "node3", "--host", &ip(3), "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
@@ -387,14 +372,7 @@ fn add_and_remove_nodes_under_live_traffic() {
     );
 
     // The stream ends on its own: every line arrived, in order, and both ends exited cleanly (no reset).
-    ssh(&lab, "node1", "docker wait tx >/dev/null");
-    ssh(&lab, "node2", "docker wait rx >/dev/null");
-    let got = ssh(&lab, "node2", "docker cp rx:/tmp/recv - | tar -xO");
-    let lines: Vec<&str> = got.lines().collect();
-    assert_eq!(lines.len(), 4000, "no data lost");
-    assert!(lines.iter().enumerate().all(|(i, l)| *l == i.to_string()), "in order");
-    assert_eq!(ssh(&lab, "node1", "docker cp tx:/tmp/rc - | tar -xO").trim(), "0", "the sender saw no reset");
-    assert_eq!(ssh(&lab, "node2", "docker cp rx:/tmp/rc - | tar -xO").trim(), "0", "the receiver saw no reset");
+    assert_stream_intact(&lab, "node1", "node2");
 }
 
 #[test]
