@@ -5,7 +5,9 @@ use ipnet::Ipv4Net;
 
 use super::core::{Need, need};
 use crate::cmd;
-use crate::facts::{HostFacts, Sections, mark};
+pub use super::docker_inspect::DockerNetwork;
+use super::docker_inspect;
+use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::shell::{Stmt, when};
 
 pub fn needs() -> Vec<Need> {
@@ -21,13 +23,19 @@ pub fn preflight(facts: &HostFacts) -> Vec<String> {
     }
 }
 
-/// Every docker network on the host with its IPv4 subnets.
+/// Every docker network on the host, as `docker network inspect` shows it.
 #[derive(Debug, Clone, Default)]
-pub struct DockerNetworks(pub Vec<(String, Vec<Ipv4Net>)>);
+pub struct DockerNetworks(pub Vec<DockerNetwork>);
+
+impl DockerNetworks {
+    pub fn named(&self, name: &str) -> Option<&DockerNetwork> {
+        self.0.iter().find(|n| n.name == name)
+    }
+}
 
 const SECTION: &str = "docker-networks";
 
-/// One `docker network inspect` of all networks: a line `NAME SUBNET...` each.
+/// One `docker network inspect` of every network: the mesh's own and the others', in one docker call.
 pub fn gather_networks() -> Vec<Stmt> {
     vec![
         mark(SECTION),
@@ -36,15 +44,7 @@ pub fn gather_networks() -> Vec<Stmt> {
             vec![
                 cmd!["docker", "network", "ls", "-q"]
                     .silent_stderr()
-                    .pipe(cmd![
-                        "xargs",
-                        "-r",
-                        "docker",
-                        "network",
-                        "inspect",
-                        "--format",
-                        "{{.Name}}{{range .IPAM.Config}} {{.Subnet}}{{end}}"
-                    ])
+                    .pipe(cmd!["xargs", "-r", "docker", "network", "inspect"])
                     .silent_stderr()
                     .may_fail()
                     .into(),
@@ -53,17 +53,9 @@ pub fn gather_networks() -> Vec<Stmt> {
     ]
 }
 
-pub fn parse_networks(s: &Sections, facts: &mut HostFacts) {
-    let nets = s
-        .get(SECTION)
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let name = f.next()?.to_string();
-            Some((name, f.filter_map(|n| n.parse::<Ipv4Net>().ok()).collect()))
-        })
-        .collect();
-    facts.set_part(DockerNetworks(nets));
+pub fn parse_networks(s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+    facts.set_part(DockerNetworks(docker_inspect::parse_all(s.get(SECTION))?));
+    Ok(())
 }
 
 /// The subnets of docker networks other than `ours`.
@@ -72,8 +64,10 @@ pub fn claims(facts: &HostFacts, ours: &str) -> Vec<(String, Ipv4Net)> {
         .part::<DockerNetworks>()
         .map(|d| {
             d.0.iter()
-                .filter(|(name, _)| name != ours)
-                .flat_map(|(name, nets)| nets.iter().map(move |n| (format!("docker network {name} ({n})"), *n)))
+                .filter(|n| n.name != ours)
+                .flat_map(|n| {
+                    n.subnets.iter().filter_map(|s| s.parse::<Ipv4Net>().ok()).map(|s| (format!("docker network {} ({s})", n.name), s))
+                })
                 .collect()
         })
         .unwrap_or_default()

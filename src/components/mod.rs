@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod core;
 mod docker;
+mod docker_inspect;
 pub mod docker0;
 pub mod docker_network;
 pub mod firewall;

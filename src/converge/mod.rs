@@ -26,16 +26,12 @@ pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
     }
 }
 
-/// Tools whose presence (and, for the daemons, whose answer) the facts report. A static list: the loop is the
-/// same on every host.
+/// Tools whose presence the facts report: `command -v` is a shell builtin, so the loop starts no process. Only
+/// docker is asked for its daemon's version, which also says whether the daemon answers.
 const TOOLS: &str = r#"for t in ovs-vsctl docker ip bridge iptables iptables-save iptables-restore nft firewall-cmd ethtool sysctl; do
-  p=$(command -v "$t" 2>/dev/null) || continue
-  case $t in
-    ovs-vsctl) v=$(ovs-vsctl --version 2>/dev/null | head -n1) ;;
-    docker) v=$(docker version --format '{{.Server.Version}}' 2>/dev/null) ;;
-    ip) v=$(ip -V 2>/dev/null) ;;
-    *) v=$("$t" --version 2>/dev/null | head -n1) ;;
-  esac
+  p=$(command -v "$t") || continue
+  v=
+  [ "$t" = docker ] && v=$(docker version --format '{{.Server.Version}}' 2>/dev/null)
   printf '%s\t%s\t%s\n' "$t" "$p" "$v"
 done"#;
 

@@ -60,6 +60,7 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
                     gateway: Some(spec.gateway.to_string()),
                     options,
                     containers: vec![],
+                    subnets: vec![spec.subnet.to_string()],
                 })));
                 let l = link(f, spec.bridge.as_ref().unwrap());
                 l.kind = "bridge".into();

@@ -156,13 +156,19 @@ fn removing_a_node_withdraws_only_its_tunnel_and_firewall_entry() {
 #[test]
 fn down_refuses_a_host_whose_network_still_has_containers() {
     let facts = read_fixture("facts/converged-host.txt");
-    let raw: serde_json::Value = serde_json::from_str(&read_fixture("facts/docker-network-inspect.json")).unwrap();
-    let mut with_container = raw.clone();
-    with_container[0]["Containers"] = serde_json::json!({"0123456789abcdef": {"Name": "web-1"}});
-    let section = |v: &serde_json::Value| format!("### vxmesh:docker-network\n{}\n", serde_json::to_string(v).unwrap());
-    let start = facts.find("### vxmesh:docker-network\n").unwrap();
-    let after = start + "### vxmesh:docker-network\n".len();
+    // The section lists every docker network (one JSON array); plant a container on the mesh's.
+    let mark = "### vxmesh:docker-networks\n";
+    let start = facts.find(mark).unwrap();
+    let after = start + mark.len();
     let end = after + facts[after..].find("### vxmesh:").unwrap();
+    let raw: serde_json::Value = serde_json::from_str(&facts[after..end]).unwrap();
+    let mut with_container = raw.clone();
+    for n in with_container.as_array_mut().unwrap() {
+        if n["Name"] == "vxmesh" {
+            n["Containers"] = serde_json::json!({"0123456789abcdef": {"Name": "web-1"}});
+        }
+    }
+    let section = |v: &serde_json::Value| format!("{mark}{}\n", serde_json::to_string(v).unwrap());
     let planted = format!("{}{}{}", &facts[..start], section(&with_container), &facts[end..]);
     let h = Recorded::new(planted);
     let e = block(host::remove(&h, &vm1(), &quiet)).unwrap_err();

@@ -119,8 +119,7 @@ impl Component for Docker0<'_> {
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         facts.set_part(DaemonJson(s.get("docker-daemon-json").to_string()));
-        super::docker::parse_networks(s, facts);
-        Ok(())
+        super::docker::parse_networks(s, facts)
     }
 
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {

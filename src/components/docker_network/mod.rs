@@ -1,15 +1,13 @@
 //! `docker.mode: network`: a docker bridge network of the node's subnet, at the overlay MTU, with docker's own
 //! masquerade off (docker would otherwise NAT container traffic between hosts).
 
-mod facts;
-
-pub use facts::DockerNetwork;
+pub use super::docker::DockerNetwork;
 
 use serde::Serialize;
 
 use super::core::{Component, Ctx, Mtu, Need, Phase, Step};
 use crate::cmd;
-use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::facts::{FactsError, HostFacts, Sections};
 use crate::plan::DockerSpec;
 use crate::shell::{Cmd, Stmt, Word, data, join};
 
@@ -54,25 +52,13 @@ impl Component for DockerNetworkAttachment<'_> {
     }
 
     fn gather(&self) -> Vec<Stmt> {
-        let mut v = super::docker::gather_networks();
-        v.extend([
-            mark("docker-network"),
-            Stmt::If {
-                conds: vec![cmd!["has", "docker"]],
-                negate: false,
-                then: vec![cmd!["docker", "network", "inspect", self.network()].may_fail().into()],
-                otherwise: vec![],
-            },
-        ]);
-        v
+        super::docker::gather_networks()
     }
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        // docker prints `[]` (and fails) for a network that does not exist.
-        let body = s.get("docker-network");
-        let body = if body.trim() == "[]" { "" } else { body };
-        facts.set_part(DockerNetworkFacts(facts::parse(body)?));
-        super::docker::parse_networks(s, facts);
+        super::docker::parse_networks(s, facts)?;
+        let ours = facts.part::<super::docker::DockerNetworks>().and_then(|d| d.named(&self.spec.network)).cloned();
+        facts.set_part(DockerNetworkFacts(ours));
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::inventory::Datapath;
 use crate::model::names::{self, IfName};
 use crate::plan::{NodePlan, TunnelSpec};
-use crate::shell::{Stmt, Word, data, join};
+use crate::shell::{Stmt, Word, data, join, when};
 
 pub struct Ovs<'a> {
     pub node: &'a NodePlan,
@@ -51,6 +51,9 @@ pub enum Change {
 }
 
 const TOOL: &str = "ovs-vsctl";
+
+/// The facts section with the Bridge, Port and Interface tables.
+const SECTION: &str = "ovs";
 
 fn ovs(args: impl IntoIterator<Item = Word>) -> Stmt {
     Stmt::Batch { tool: TOOL, args: args.into_iter().collect() }
@@ -115,31 +118,37 @@ impl Component for Ovs<'_> {
     }
 
     fn gather(&self) -> Vec<Stmt> {
-        let list = |section: &'static str, columns: &'static str, table: &'static str| {
-            vec![mark(section), cmd![TOOL, "--timeout=5", "--format=json", columns, "list", table].into()]
-        };
-        vec![Stmt::If {
-            conds: vec![cmd!["has", TOOL], cmd![TOOL, "--timeout=5", "show"].silent()],
-            negate: false,
-            then: [
-                list("ovs-bridge", "--columns=_uuid,name,datapath_type,ports", "Bridge"),
-                list("ovs-port", "--columns=_uuid,name,interfaces,protected", "Port"),
-                list(
-                    "ovs-interface",
-                    "--columns=_uuid,name,type,options,bfd,bfd_status,mtu_request,error",
-                    "Interface",
-                ),
-            ]
-            .concat(),
-            otherwise: vec![],
-        }]
-        .into_iter()
-        .chain(super::liveness::gather(&self.no_bfd_peers()))
-        .collect()
+        // One ovs-vsctl for all three tables (one JSON document a line): it is also the check that ovsdb answers.
+        let tables = cmd![
+            TOOL,
+            "--timeout=5",
+            "--format=json",
+            "--",
+            "--columns=_uuid,name,datapath_type,ports",
+            "list",
+            "Bridge",
+            "--",
+            "--columns=_uuid,name,interfaces,protected",
+            "list",
+            "Port",
+            "--",
+            "--columns=_uuid,name,type,options,bfd,bfd_status,mtu_request,error",
+            "list",
+            "Interface"
+        ];
+        let mut v = vec![mark(SECTION), when(cmd!["has", TOOL], vec![tables.silent_stderr().may_fail().into()])];
+        v.extend(super::liveness::gather(&self.no_bfd_peers()));
+        v
     }
 
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        facts.set_part(facts::parse(s.get("ovs-bridge"), s.get("ovs-port"), s.get("ovs-interface"))?);
+        let docs: Vec<&str> = s.get(SECTION).lines().filter(|l| !l.trim().is_empty()).collect();
+        let ovs = match docs.as_slice() {
+            [] => OvsFacts::default(),
+            [bridges, ports, interfaces] => facts::parse(bridges, ports, interfaces)?,
+            other => return Err(FactsError::new(SECTION, format!("{} JSON documents, expected 3", other.len()))),
+        };
+        facts.set_part(ovs);
         super::liveness::parse(s, facts);
         Ok(())
     }

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Scale on light labs (sshd per host, no docker, `docker: {mode: none}`): for each size a fresh lab, then cold
+# `up --no-verify` (wall time and vxmesh's peak RSS), a no-op `up`, `status`, and the idle CPU the mesh costs the
+# hosts: machine-wide busy CPU from /proc/stat over 20 s with the mesh up, minus the same over 20 s right after
+# `lab create` (before `up`), in cores. Each lab is destroyed right after it is measured. Prints markdown for
+# docs/benchmarks.md. Root.
+# Usage: bench/scale.sh ovs|linux SIZE...        e.g. bench/scale.sh linux 30 50 100
+# Env: VXMESH=path  use that binary instead of `cargo build --release --locked`;
+#      QUIET_WAIT=S at most S seconds in all (default 1200) waiting for a running `cargo mutants` to finish before
+#                   a measurement; the load average and whether it was still running are printed with every size;
+#      WINDOW=S     seconds of each CPU window (default 20); SETTLE=S seconds between `status` and the window with
+#                   the mesh up (default 5).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+usage() { echo "usage: $0 ovs|linux SIZE..." >&2 && exit 1; }
+[ $# -ge 2 ] || usage
+backend=$1
+shift
+case $backend in ovs | linux) ;; *) usage ;; esac
+for n in "$@"; do [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 2 ] || usage; done
+if [ -n "${VXMESH:-}" ]; then
+  vx=$(realpath "$VXMESH")
+else
+  cargo build --release --locked --quiet
+  vx=$PWD/target/release/vxmesh
+fi
+lab=bksc
+window=${WINDOW:-20}
+settle=${SETTLE:-5}
+work=$(mktemp -d)
+trap '$vx lab destroy --name $lab >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+budget=${QUIET_WAIT:-1200}
+quiet() {
+  while pgrep -f 'cargo-[m]utants' >/dev/null && [ "$budget" -gt 0 ]; do
+    echo "  cargo mutants is running; waiting (${budget} s of waiting left)" >&2
+    sleep 30
+    budget=$((budget - 30))
+  done
+}
+load() { echo "$(cut -d' ' -f1-3 /proc/loadavg)$(pgrep -f 'cargo-[m]utants' >/dev/null && echo ', cargo mutants running')"; }
+# Seconds and peak RSS (KiB) of one command; its output in $work/out, its exit code noted on stderr.
+timed() {
+  local rc=0
+  /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || rc=$?
+  [ "$rc" -eq 0 ] || { echo "  (exit $rc: ${*#"$vx "})" >&2 && tail -5 "$work/out" >&2; }
+  tail -1 "$work/t"
+}
+secs() { echo "$1" | cut -d' ' -f1; }
+rss() { echo "$1" | cut -d' ' -f2; }
+# Machine-wide busy CPU over $window seconds, in cores (user+nice+system+irq+softirq+steal of all CPUs).
+cores() {
+  local a b
+  a=$(head -1 /proc/stat)
+  sleep "$window"
+  b=$(head -1 /proc/stat)
+  echo "$a" "$b" | awk -v n="$(nproc)" '{ for (i = 2; i <= 11; i++) x[i] = $(i + 11) - $i
+    busy = x[2] + x[3] + x[4] + x[7] + x[8] + x[9]; total = busy + x[5] + x[6]
+    printf "%.2f", busy / total * n }'
+}
+
+echo "| backend | hosts | $([ "$backend" = linux ] && echo "FDB entries per host" || echo "tunnel ports per host") | lab create | cold up | peak RSS | no-op up | status | busy CPU before up | with the mesh up | the mesh costs | load average (at cold up) |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+for n in "$@"; do
+  $vx lab destroy --name $lab >/dev/null 2>&1 || true
+  quiet
+  create=$(timed $vx lab create --nodes "$n" --name $lab --light --backend "$backend")
+  sed "s/^  datapath: netdev.*/&\n  docker: {mode: none}/" "/var/lib/vxmesh-lab/$lab/vxmesh.yaml" >"$work/vxmesh.yaml"
+  grep -q '^  docker: {mode: none}' "$work/vxmesh.yaml" || { echo "could not set docker.mode none" >&2 && exit 1; }
+  inv=$work/vxmesh.yaml
+  rm -f "$work/vxmesh.lock"
+  l0=$(load)
+  before=$(cores)
+  quiet
+  l1=$(load)
+  cold=$(timed $vx up -i "$inv" --no-verify)
+  noop=$(timed $vx up -i "$inv" --no-verify)
+  status=$(timed $vx status -i "$inv")
+  sleep "$settle"
+  quiet
+  l2=$(load)
+  after=$(cores)
+  $vx lab destroy --name $lab >/dev/null
+  echo "  $n hosts, load average: before up window $l0; at cold up $l1; mesh-up window $l2" >&2
+  printf '| %s | %d | %d | %.1f s | %.2f s | %d MiB | %.2f s | %.2f s | %s cores | %s cores | %s cores | %s |\n' \
+    "$backend" "$n" "$((n - 1))" "$(secs "$create")" "$(secs "$cold")" "$(($(rss "$cold") / 1024))" "$(secs "$noop")" \
+    "$(secs "$status")" "$before" "$after" "$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%+.2f", a - b }')" "$l1"
+done
