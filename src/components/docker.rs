@@ -4,9 +4,9 @@
 use ipnet::Ipv4Net;
 
 use super::core::{Need, need};
-use crate::cmd;
-pub use super::docker_inspect::DockerNetwork;
 use super::docker_inspect;
+pub use super::docker_inspect::DockerNetwork;
+use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::shell::{Stmt, when};
 
@@ -66,7 +66,10 @@ pub fn claims(facts: &HostFacts, ours: &str) -> Vec<(String, Ipv4Net)> {
             d.0.iter()
                 .filter(|n| n.name != ours)
                 .flat_map(|n| {
-                    n.subnets.iter().filter_map(|s| s.parse::<Ipv4Net>().ok()).map(|s| (format!("docker network {} ({s})", n.name), s))
+                    n.subnets
+                        .iter()
+                        .filter_map(|s| s.parse::<Ipv4Net>().ok())
+                        .map(|s| (format!("docker network {} ({s})", n.name), s))
                 })
                 .collect()
         })

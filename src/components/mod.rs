@@ -3,8 +3,8 @@
 pub mod boot;
 pub mod core;
 mod docker;
-mod docker_inspect;
 pub mod docker0;
+mod docker_inspect;
 pub mod docker_network;
 pub mod firewall;
 pub mod kernel;

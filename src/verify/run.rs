@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::scripts::{
-    bandwidth_client, bandwidth_server, cleanup_script, client_script, listener_script, names, switch_script,
+    bandwidth_client, bandwidth_server, cleanup_script, client_script, container, listener_script, switch_script,
 };
 use super::{Bandwidth, Named, Report, VerifyOptions, assemble, parse_bandwidth};
 use crate::error::HostError;
@@ -29,7 +29,7 @@ async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
                     .run(&format!(
                         "docker inspect -f '{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}' {}",
                         b.node.docker.network,
-                        names(run).0
+                        container(run)
                     ))
                     .await
                     .ok()
@@ -115,10 +115,10 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
         .collect();
     let per_host = Arc::new(per_host);
     let clients = executor::on_each(hosts, opts, "probe", {
-        let (image, run_id, per_host, outside) = (image.clone(), run_id.clone(), per_host.clone(), v.outside);
+        let (run_id, per_host, outside) = (run_id.clone(), per_host.clone(), v.outside);
         move |node, s, bar| {
             let (targets, switches) = per_host[&node.name].clone();
-            let script = client_script(&node, &run_id, &image, &targets, &switches, outside);
+            let script = client_script(&node, &run_id, &targets, &switches, outside);
             async move {
                 bar.set_message(format!("probing {} peers", targets.len()));
                 let out = s.run(&script).await?;

@@ -11,7 +11,7 @@ use crate::shell::quote as shell_quote;
 const IPERF_SECONDS: u32 = 3;
 
 pub fn bandwidth_server(run: &str, underlay: Ipv4Addr) -> String {
-    let (l, _) = names(run);
+    let l = container(run);
     format!(
         "command -v iperf3 >/dev/null || {{ echo 'iperf3 is not installed on this host' >&2; exit 1; }}\n\
          pid=$(docker inspect -f '{{{{.State.Pid}}}}' {l})\n\
@@ -20,7 +20,7 @@ pub fn bandwidth_server(run: &str, underlay: Ipv4Addr) -> String {
 }
 
 pub fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr, underlay_to: Ipv4Addr) -> String {
-    let (l, _) = names(run);
+    let l = container(run);
     // FragCreates, found by its header name (the kernel keeps adding columns to /proc/net/snmp).
     let frags = "awk '/^Ip:/ { if (!h) { for (i = 1; i <= NF; i++) if ($i == \"FragCreates\") c = i; h = 1 } else print $c }' /proc/net/snmp";
     format!(
@@ -35,12 +35,13 @@ pub fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr
     )
 }
 
-pub fn names(run: &str) -> (String, String) {
-    (format!("vxmesh-verify-l-{run}"), format!("vxmesh-verify-c-{run}"))
+/// The one container verification starts on each host: listener for its peers, client towards them.
+pub fn container(run: &str) -> String {
+    format!("vxmesh-verify-{run}")
 }
 
 pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
-    let (l, _) = names(run);
+    let l = container(run);
     let net = &node.docker.network;
     let cgi = r#"mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p PORT -h /www"#
         .replace("PORT", &LISTEN_PORT.to_string());
@@ -59,12 +60,11 @@ pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
 pub fn client_script(
     node: &NodePlan,
     run: &str,
-    image: &str,
     targets: &[(String, Ipv4Addr)],
     switches: &[(String, Ipv4Addr)],
     outside: Option<Ipv4Addr>,
 ) -> String {
-    let (_, c) = names(run);
+    let l = container(run);
     let net = &node.docker.network;
     let mut inner = String::new();
     // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
@@ -96,18 +96,16 @@ pub fn client_script(
     let probes =
         if targets.is_empty() { String::new() } else { format!("if [ \"$has_ping\" = 1 ]; then\n{probes}wait\nfi\n") };
     format!(
-        "set -u\ndocker rm -f {c} >/dev/null 2>&1 || true\n\
-         docker run -d --rm --name {c} --label vxmesh.verify={run} --network {net} {image} sleep 300 >/dev/null || exit 1\n\
-         pid=$(docker inspect -f '{{{{.State.Pid}}}}' {c})\n\
-         me=$(docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {c})\n\
-         mtu=$(docker exec {c} cat /sys/class/net/eth0/mtu)\n\
+        // The host's one verify container (started as the listener) is the client too: no second `docker run`.
+        "set -u\ndocker inspect {l} >/dev/null 2>&1 || {{ echo 'the verify container is gone' >&2; exit 1; }}\n\
+         pid=$(docker inspect -f '{{{{.State.Pid}}}}' {l})\n\
+         me=$(docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l})\n\
+         mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || docker exec {l} cat /sys/class/net/eth0/mtu)\n\
          echo \"me $me $mtu\"\n\
-         docker exec {c} sh -c {inner}\n\
+         docker exec {l} sh -c {inner}\n\
          has_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n\
-         {probes}\
-         docker rm -f {c} >/dev/null 2>&1 || true\n",
+         {probes}",
         inner = shell_quote(&inner),
-        image = shell_quote(image),
     )
 }
 

@@ -198,7 +198,7 @@ impl Transport for VerifyHost {
     fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
         let stdout = if script.contains("httpd") {
             self.listener.to_string()
-        } else if script.contains("sleep 300") {
+        } else if script.contains("echo \"me $me $mtu\"") {
             self.client.clone()
         } else {
             String::new()
