@@ -14,8 +14,8 @@ trap 'rm -rf "$work"; $vx lab destroy --name bench >/dev/null 2>&1 || true' EXIT
 timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || echo "  (exit $?: $*)" >&2; cat "$work/t" | tail -1; }
 secs() { echo "$1" | cut -d' ' -f1; }
 rss() { echo "$1" | cut -d' ' -f2; }
-echo "| nodes | lab create | cold up | peak RSS | no-op up | verify (pairs) | add-node | status | cold up + verify | by hand over ssh | by hand / vxmesh |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| nodes | lab create | one-shot floor | cold up (x floor) | peak RSS | no-op up (x floor) | status (x no-op) | verify floor | verify (x floor; pairs) | add-node | by hand over ssh | by hand / vxmesh |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for size in "${sizes[@]}"; do
   n=${size%L}; light=""; mode=network
   [ "$size" != "$n" ] && light=--light && mode=none
@@ -27,21 +27,27 @@ for size in "${sizes[@]}"; do
   grep -v "host: $last}" "$lab/vxmesh.yaml" | sed "s/^  datapath: netdev.*/&\n  docker: {mode: $mode}/" > "$work/vxmesh.yaml"
   inv=$work/vxmesh.yaml
   rm -f "$work/vxmesh.lock"
+  # Floor 1 on the same fresh hosts: their whole build in one round trip each, all at once; then gone again.
+  floor=$(VX=$vx bench/floors.sh oneshot bench "$inv")
+  $vx down -i "$inv" >/dev/null
   cold=$(timed $vx up -i "$inv" --no-verify)
   noop=$(timed $vx up -i "$inv" --no-verify)
-  verify=$(timed $vx verify -i "$inv")
-  add=$(timed $vx add-node "node$((n + 1))" --host "$last" -i "$inv")
   status=$(timed $vx status -i "$inv")
+  verify=$(timed $vx verify -i "$inv")
+  vfloor=$([ -z "$light" ] && VX=$vx bench/floors.sh verify bench "$inv" || echo -)
+  add=$(timed $vx add-node "node$((n + 1))" --host "$last" -i "$inv")
   $vx remove-node "node$((n + 1))" -i "$inv" >/dev/null
-  $vx down -i "$inv" >/dev/null
-  full=$([ -z "$light" ] && timed $vx up -i "$inv" || echo "- -")
   $vx down -i "$inv" >/dev/null
   # By hand: the same N hosts, the classic page of commands over plain ssh, host after host.
   manual=$(timed bench/manual.sh bench ${light:+--no-docker})
   ratio=$(echo "scale=1; $(secs "$manual") / $(secs "$cold")" | bc)
-  printf '| %s%s | %.1f s | %.2f s | %d MiB | %.2f s | %.1f s (%d) | %.1f s | %.2f s | %s | %.1f s | %sx |\n' \
-    "$n" "${light:+ light}" "$(secs "$create")" "$(secs "$cold")" "$(( $(rss "$cold") / 1024 ))" "$(secs "$noop")" \
-    "$(secs "$verify")" "$((n * (n - 1)))" "$(secs "$add")" "$(secs "$status")" \
-    "$([ -z "$light" ] && printf '%.1f s' "$(secs "$full")" || echo -)" "$(secs "$manual")" "$ratio"
+  x() { echo "scale=2; $1 / $2" | bc; }
+  vcell=$([ "$vfloor" = - ] && printf '%.1f s (switches; %d)' "$(secs "$verify")" "$((n * (n - 1)))" \
+    || printf '%.1f s (%sx; %d)' "$(secs "$verify")" "$(x "$(secs "$verify")" "$vfloor")" "$((n * (n - 1)))")
+  printf '| %s%s | %.1f s | %.2f s | %.2f s (%sx) | %d MiB | %.2f s (%sx) | %.2f s (%sx) | %s | %s | %.1f s | %.1f s | %sx |\n' \
+    "$n" "${light:+ light}" "$(secs "$create")" "$floor" "$(secs "$cold")" "$(x "$(secs "$cold")" "$floor")" \
+    "$(( $(rss "$cold") / 1024 ))" "$(secs "$noop")" "$(x "$(secs "$noop")" "$floor")" \
+    "$(secs "$status")" "$(x "$(secs "$status")" "$(secs "$noop")")" \
+    "$([ "$vfloor" = - ] && echo - || printf '%.1f s' "$vfloor")" "$vcell" "$(secs "$add")" "$(secs "$manual")" "$ratio"
   $vx lab destroy --name bench >/dev/null
 done

@@ -101,7 +101,10 @@ pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options,
         r = crate::verify::verify(hosts, plan, opts, v, &run) => Some(r),
         _ = opts.stop.interrupted() => None,
     };
-    crate::verify::cleanup(hosts, opts, &run).await;
+    // Clients remove their container when they finish; after a failure or Ctrl-C every host is swept.
+    if !outcome.as_ref().is_some_and(|r| r.containers_removed) {
+        crate::verify::cleanup(hosts, opts, &run).await;
+    }
     match outcome {
         Some(r) => r,
         None => {

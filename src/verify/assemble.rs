@@ -149,7 +149,7 @@ pub fn assemble(
         })
         .collect::<Vec<_>>();
     let ok = pairs.iter().all(|p| p.ok) && hosts.iter().all(|h| h.ok);
-    Report { ok, pairs, hosts, outside, seconds: 0.0, bandwidth: vec![] }
+    Report { ok, pairs, hosts, outside, seconds: 0.0, bandwidth: vec![], containers_removed: false }
 }
 
 #[derive(Default)]

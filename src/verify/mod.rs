@@ -79,6 +79,9 @@ pub struct Report {
     pub seconds: f64,
     /// With `--bandwidth`: one row per ring pair.
     pub bandwidth: Vec<Bandwidth>,
+    /// Every host's client removed its container when done: no cleanup round trip is needed.
+    #[serde(skip)]
+    pub containers_removed: bool,
 }
 
 /// Throughput and latency over the mesh next to the same between the hosts themselves.

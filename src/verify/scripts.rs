@@ -63,15 +63,16 @@ pub fn client_script(
     targets: &[(String, Ipv4Addr)],
     switches: &[(String, Ipv4Addr)],
     outside: Option<Ipv4Addr>,
+    remove_after: bool,
 ) -> String {
     let l = container(run);
     let net = &node.docker.network;
     let mut inner = String::new();
     // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
-    // Latency pings try three times and the first answer counts: the first may wait for ARP on a busy host.
+    // The fetch goes first and resolves the peer's address (ARP); the last of two pings then measures the path.
     for (name, ip) in targets {
         inner.push_str(&format!(
-            "( rtt=$(ping -c3 -i 0.3 -W3 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
+            "( seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); rtt=$(ping -c2 -i 0.2 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
         ));
     }
     for (name, ip) in switches {
@@ -104,8 +105,10 @@ pub fn client_script(
          echo \"me $me $mtu\"\n\
          docker exec {l} sh -c {inner}\n\
          has_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n\
-         {probes}",
+         {probes}{remove}",
         inner = shell_quote(&inner),
+        // Done with it: removing it here saves the cleanup round trip (which still runs after any failure).
+        remove = if remove_after { format!("docker rm -f {l} >/dev/null 2>&1 || true\n") } else { String::new() },
     )
 }
 
