@@ -98,9 +98,10 @@ pub fn client_script(
         if targets.is_empty() { String::new() } else { format!("if [ \"$has_ping\" = 1 ]; then\n{probes}wait\nfi\n") };
     format!(
         // The host's one verify container (started as the listener) is the client too: no second `docker run`.
-        "set -u\ndocker inspect {l} >/dev/null 2>&1 || {{ echo 'the verify container is gone' >&2; exit 1; }}\n\
-         pid=$(docker inspect -f '{{{{.State.Pid}}}}' {l})\n\
-         me=$(docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l})\n\
+        "set -u\n\
+         set -- $(docker inspect -f '{{{{.State.Pid}}}} {{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l} 2>/dev/null)\n\
+         [ $# = 2 ] || {{ echo 'the verify container is gone' >&2; exit 1; }}\n\
+         pid=$1 me=$2\n\
          mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || docker exec {l} cat /sys/class/net/eth0/mtu)\n\
          echo \"me $me $mtu\"\n\
          docker exec {l} sh -c {inner}\n\

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# How often `verify` fails on a mesh that is right: RUNS fresh labs of NODES hosts, each `up --no-verify` then
+# `verify --json` at once; prints one line per run and the failing pairs with their errors. Root.
+# Usage: bench/verify-reliability.sh [RUNS] [NODES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-20} nodes=${2:-10}
+cargo build --release --locked --quiet
+vx=$PWD/target/release/vxmesh
+trap '$vx lab destroy --name rel >/dev/null 2>&1 || true' EXIT
+fails=0
+for i in $(seq "$runs"); do
+  $vx lab destroy --name rel >/dev/null 2>&1 || true
+  $vx lab create --nodes "$nodes" --name rel >/dev/null 2>&1
+  inv=/var/lib/vxmesh-lab/rel/vxmesh.yaml
+  $vx up -i "$inv" --no-verify >/dev/null
+  code=0
+  out=$($vx verify -i "$inv" --json) || code=$?
+  if [ "$code" = 0 ]; then
+    echo "run $i: ok ($(echo "$out" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["seconds"], 1))') s)"
+  else
+    fails=$((fails + 1))
+    echo "run $i: FAILED (exit $code)"
+    echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+for p in r["pairs"]:
+    if not p["ok"]:
+        print("   ", p["from"], "->", p["to"], ":", p["error"])
+for h in r["hosts"]:
+    if not h["ok"]:
+        print("   ", h["node"], ":", h.get("error"), h.get("unreachable_switches"), "outside", h.get("outside"))'
+  fi
+done
+echo "$fails of $runs runs failed"
