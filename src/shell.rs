@@ -49,9 +49,9 @@ impl Word {
 
     fn render(&self, out: &mut String) {
         match self {
-            Word::Lit(s) => out.push_str(&quote(s)),
-            Word::Name(n) => out.push_str(&quote(n.as_str())),
-            Word::Data(s) => out.push_str(&quote(s)),
+            Word::Lit(s) => push_quoted(out, s),
+            Word::Name(n) => push_quoted(out, n.as_str()),
+            Word::Data(s) => push_quoted(out, s),
             Word::Var(v) => {
                 let _ = write!(out, "\"${}\"", v.name());
             }
@@ -248,8 +248,27 @@ pub fn when(cond: Cmd, then: Vec<Stmt>) -> Stmt {
 /// Quotes a word for POSIX sh: left bare when it holds only characters the shell never treats specially,
 /// single-quoted otherwise (a `'` inside becomes `'\''`). An empty word is `''`.
 pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_quoted(&mut out, s);
+    out
+}
+
+/// [`quote`] onto the end of `out`, without a string of its own (scripts hold a million words at 1,000 hosts).
+fn push_quoted(out: &mut String, s: &str) {
     let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !s.is_empty() && s.chars().all(safe) { s.to_string() } else { format!("'{}'", s.replace('\'', r"'\''")) }
+    if !s.is_empty() && s.chars().all(safe) {
+        out.push_str(s);
+        return;
+    }
+    out.push('\'');
+    for c in s.chars() {
+        if c == '\'' {
+            out.push_str(r"'\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
 }
 
 /// Text made safe for one comment line: control characters (newlines first) shown as escapes.
@@ -270,6 +289,11 @@ fn delimiter(body: &str) -> String {
 
 /// Renders statements as POSIX sh, indented by `indent` spaces.
 pub fn render(stmts: &[Stmt], indent: usize) -> String {
+    render_all(stmts, indent)
+}
+
+/// [`render`] for statements that live in several places (every step's commands), without copying them.
+pub fn render_all<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
     let mut out = String::new();
     let mut batch: Option<(&'static str, Vec<&[Word]>)> = None;
     for s in stmts {
@@ -318,11 +342,13 @@ fn cmd_line(c: &Cmd) -> (String, Option<String>) {
     for (i, w) in c.argv.iter().enumerate() {
         if i > 0 {
             line.push(' ');
+            w.render(&mut line);
+            continue;
         }
         let mut word = String::new();
         w.render(&mut word);
         // A bare first word with `=` would be an assignment, not a command.
-        if i == 0 && word.contains('=') && !word.starts_with('\'') {
+        if word.contains('=') && !word.starts_with('\'') {
             word = format!("'{word}'");
         }
         line.push_str(&word);

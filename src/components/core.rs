@@ -194,6 +194,12 @@ pub trait Component: Send + Sync {
     /// What is missing or wrong, in the order it must be applied; empty when the host matches.
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step>;
 
+    /// The steps of [`Component::diff`] that the boot script replays (what the kernel forgets). A component whose
+    /// kept steps are many (OVS's tunnels, one per peer, kept in OVSDB) skips building them here.
+    fn boot_diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        self.diff(facts, ctx).into_iter().filter(|s| s.at_boot).collect()
+    }
+
     /// What removes its part of the host, given what is there; empty when nothing is.
     fn teardown(&self, _facts: &HostFacts) -> Vec<Step> {
         vec![]

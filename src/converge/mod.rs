@@ -121,7 +121,9 @@ pub fn boot_script(node: &NodePlan, facts: &HostFacts) -> String {
         basis.set_part(components::firewall::FirewalldFacts { running: f.running, rich_rules: vec![] });
     }
     let comps = components::for_node(node);
-    let steps: Vec<Step> = network_diff(node, &comps, &basis).into_iter().filter(|s| s.at_boot).collect();
+    let ctx = ctx(node, &basis);
+    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.boot_diff(&basis, &ctx)).collect();
+    steps.sort_by_key(|s| s.phase);
     components::boot::with_fingerprint(&script(node, &steps))
 }
 
@@ -160,8 +162,7 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
         };
         head.push(cmd!["step", Word::Data(n.to_string()), Word::Data(shell::one_line(&marker))].into());
         out.push_str(&shell::render(&head, 0));
-        let body: Vec<Stmt> = group.iter().flat_map(|s| s.commands.iter().cloned()).collect();
-        out.push_str(&shell::render(&body, 0));
+        out.push_str(&shell::render_all(group.iter().flat_map(|s| &s.commands), 0));
     }
     out.push('\n');
     out.push_str(&shell::render(&[cmd!["step", "done", Word::Lit("all steps applied")].into()], 0));

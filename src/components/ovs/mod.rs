@@ -69,6 +69,71 @@ impl Ovs<'_> {
         self.node.tunnels.iter().filter(|t| !t.bfd).map(|t| t.peer_switch).collect()
     }
 
+    /// The OVS steps, with or without the tunnels.
+    fn steps(&self, facts: &HostFacts, ctx: &Ctx, tunnels: bool) -> Vec<Step> {
+        let name = self.name();
+        let n = self.node;
+        let empty = OvsFacts::default();
+        let of = facts.part::<OvsFacts>().unwrap_or(&empty);
+        let mut steps = vec![];
+        let br = &n.switch.bridge;
+        let bridge = of.bridges.get(br.as_str());
+        let want_dp = n.switch.datapath.as_str();
+        let dp_ok =
+            bridge.is_some_and(|b| b.datapath_type == want_dp || (want_dp == "system" && b.datapath_type.is_empty()));
+        let mtu_ok =
+            ctx.mtu.value().is_none_or(|m| of.interfaces.get(br.as_str()).is_some_and(|i| i.mtu_request == Some(m)));
+        if bridge.is_none() || !dp_ok || !mtu_ok {
+            let what = if bridge.is_none() { "create" } else { "repair" };
+            steps.push(Step::new(
+                Phase::Switch,
+                name,
+                format!("{what} OVS bridge {br} (datapath {want_dp})"),
+                Change::Bridge { bridge: br.clone(), datapath: n.switch.datapath, mtu: ctx.mtu },
+                vec![
+                    ovs(["--may-exist".into(), "add-br".into(), br.into()]),
+                    ovs(["set".into(), "bridge".into(), br.into(), set("datapath_type=", want_dp)]),
+                    ovs(["set".into(), "interface".into(), br.into(), join(["mtu_request=".into(), ctx.mtu.word()])]),
+                ],
+            ));
+        }
+        let present: BTreeSet<&str> = bridge.map(|b| b.ports.iter().map(String::as_str).collect()).unwrap_or_default();
+        // Tunnels (OVSDB keeps them across reboots) only when asked: a 1,000-host plan has 999 per host.
+        for t in n.tunnels.iter().filter(|_| tunnels) {
+            match tunnel_drift(t, n, of, present.contains(t.port.as_str())) {
+                Some(r) if r.is_empty() => {}
+                repair => steps.push(self.tunnel_step(t, repair.unwrap_or_default())),
+            }
+        }
+        let wanted: BTreeSet<&str> = n.tunnels.iter().map(|t| t.port.as_str()).collect();
+        for stale in present.iter().filter(|p| tunnels && p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p)) {
+            let peer = stale.strip_prefix(names::TUNNEL_PREFIX).unwrap_or(stale);
+            steps.push(
+                Step::new(
+                    Phase::Switch,
+                    name,
+                    format!("remove tunnel {stale} (no longer a peer)"),
+                    Change::RemoveTunnel { bridge: br.clone(), port: stale.to_string() },
+                    vec![ovs(["--if-exists".into(), "del-port".into(), br.into(), Word::Data(stale.to_string())])],
+                )
+                .concerning(Concern::Peer(peer.into()))
+                .kept_across_reboots(),
+            );
+        }
+        if n.docker.bridge.is_some() && !present.contains(n.veth.switch_end.as_str()) {
+            let port = &n.veth.switch_end;
+            steps.push(Step::new(
+                Phase::Switch,
+                name,
+                format!("plug {port} into {br}"),
+                Change::AttachPort { bridge: br.clone(), port: port.clone() },
+                vec![ovs(["--may-exist".into(), "add-port".into(), br.into(), port.into()])],
+            ));
+        }
+        steps.extend(super::switch::address_steps(name, n, facts));
+        steps
+    }
+
     fn tunnel_step(&self, t: &TunnelSpec, repair: Vec<String>) -> Step {
         let n = self.node;
         let br = &n.switch.bridge;
@@ -162,67 +227,12 @@ impl Component for Ovs<'_> {
         }
     }
 
+    fn boot_diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        self.steps(facts, ctx, false).into_iter().filter(|s| s.at_boot).collect()
+    }
+
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
-        let name = self.name();
-        let n = self.node;
-        let empty = OvsFacts::default();
-        let of = facts.part::<OvsFacts>().unwrap_or(&empty);
-        let mut steps = vec![];
-        let br = &n.switch.bridge;
-        let bridge = of.bridges.get(br.as_str());
-        let want_dp = n.switch.datapath.as_str();
-        let dp_ok =
-            bridge.is_some_and(|b| b.datapath_type == want_dp || (want_dp == "system" && b.datapath_type.is_empty()));
-        let mtu_ok =
-            ctx.mtu.value().is_none_or(|m| of.interfaces.get(br.as_str()).is_some_and(|i| i.mtu_request == Some(m)));
-        if bridge.is_none() || !dp_ok || !mtu_ok {
-            let what = if bridge.is_none() { "create" } else { "repair" };
-            steps.push(Step::new(
-                Phase::Switch,
-                name,
-                format!("{what} OVS bridge {br} (datapath {want_dp})"),
-                Change::Bridge { bridge: br.clone(), datapath: n.switch.datapath, mtu: ctx.mtu },
-                vec![
-                    ovs(["--may-exist".into(), "add-br".into(), br.into()]),
-                    ovs(["set".into(), "bridge".into(), br.into(), set("datapath_type=", want_dp)]),
-                    ovs(["set".into(), "interface".into(), br.into(), join(["mtu_request=".into(), ctx.mtu.word()])]),
-                ],
-            ));
-        }
-        let present: BTreeSet<&str> = bridge.map(|b| b.ports.iter().map(String::as_str).collect()).unwrap_or_default();
-        for t in &n.tunnels {
-            match tunnel_drift(t, n, of, present.contains(t.port.as_str())) {
-                Some(r) if r.is_empty() => {}
-                repair => steps.push(self.tunnel_step(t, repair.unwrap_or_default())),
-            }
-        }
-        let wanted: BTreeSet<&str> = n.tunnels.iter().map(|t| t.port.as_str()).collect();
-        for stale in present.iter().filter(|p| p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p)) {
-            let peer = stale.strip_prefix(names::TUNNEL_PREFIX).unwrap_or(stale);
-            steps.push(
-                Step::new(
-                    Phase::Switch,
-                    name,
-                    format!("remove tunnel {stale} (no longer a peer)"),
-                    Change::RemoveTunnel { bridge: br.clone(), port: stale.to_string() },
-                    vec![ovs(["--if-exists".into(), "del-port".into(), br.into(), Word::Data(stale.to_string())])],
-                )
-                .concerning(Concern::Peer(peer.into()))
-                .kept_across_reboots(),
-            );
-        }
-        if n.docker.bridge.is_some() && !present.contains(n.veth.switch_end.as_str()) {
-            let port = &n.veth.switch_end;
-            steps.push(Step::new(
-                Phase::Switch,
-                name,
-                format!("plug {port} into {br}"),
-                Change::AttachPort { bridge: br.clone(), port: port.clone() },
-                vec![ovs(["--may-exist".into(), "add-port".into(), br.into(), port.into()])],
-            ));
-        }
-        steps.extend(super::switch::address_steps(name, n, facts));
-        steps
+        self.steps(facts, ctx, true)
     }
 
     fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
