@@ -2,6 +2,7 @@
 # The benchmark: fresh labs of 3 and 10 nodes (docker) and 30 light nodes (no docker), vxmesh side by side with
 # the classic recipe over plain ssh (bench/manual.sh). Prints markdown for docs/benchmarks.md. Root; ~5 minutes.
 # Usage: bench/run.sh [SIZES...]   e.g. bench/run.sh 3 10 30L   (L = light: no docker, docker.mode none)
+#        NO_MANUAL=1 skips the by-hand comparison (its columns then read 0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --quiet
@@ -39,8 +40,9 @@ for size in "${sizes[@]}"; do
   $vx remove-node "node$((n + 1))" -i "$inv" >/dev/null
   $vx down -i "$inv" >/dev/null
   # By hand: the same N hosts, the classic page of commands over plain ssh, host after host.
-  manual=$(timed bench/manual.sh bench ${light:+--no-docker})
+  manual=$([ -z "${NO_MANUAL:-}" ] && timed bench/manual.sh bench ${light:+--no-docker} || echo "0 0")
   ratio=$(echo "scale=1; $(secs "$manual") / $(secs "$cold")" | bc)
+  echo "load average after ${size}: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
   x() { echo "scale=2; $1 / $2" | bc; }
   vcell=$([ "$vfloor" = - ] && printf '%.1f s (switches; %d)' "$(secs "$verify")" "$((n * (n - 1)))" \
     || printf '%.1f s (%sx; %d)' "$(secs "$verify")" "$(x "$(secs "$verify")" "$vfloor")" "$((n * (n - 1)))")

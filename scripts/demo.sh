@@ -21,6 +21,8 @@ echo "== vxmesh up again: nothing left to do"
 $vx up -i "$inv" --no-verify
 echo
 echo "== vxmesh status"
+# BFD sessions at 1 s intervals take a few seconds to come up after a cold build: wait for them (exit 3 until then).
+for _ in 1 2 3 4 5 6 7 8 9 10; do $vx status -i "$inv" >/dev/null && break; sleep 1; done
 $vx status -i "$inv"
 echo
 echo "The lab is still up: vxmesh plan|verify|status|down -i $inv"
