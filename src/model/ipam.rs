@@ -392,6 +392,40 @@ mod tests {
     }
 
     #[test]
+    fn any_one_changed_part_of_the_cluster_shape_is_refused() {
+        let a = inv(
+            "cluster: {cidr: 10.0.0.0/8, node_prefix: 16, switch_cidr: 10.255.0.0/16}\nnodes: [{name: a, host: 1.1.1.1}]\n",
+        );
+        let lock = allocate(&a, None, Path::new("t.lock")).unwrap();
+        for changed in [
+            "cluster: {cidr: 10.0.0.0/8, node_prefix: 17, switch_cidr: 10.255.0.0/16}",
+            "cluster: {cidr: 10.0.0.0/8, node_prefix: 16, switch_cidr: 10.254.0.0/16}",
+        ] {
+            let b = inv(&format!("{changed}\nnodes: [{{name: a, host: 1.1.1.1}}]\n"));
+            assert!(allocate(&b, Some(&lock), Path::new("t.lock")).is_err(), "{changed}");
+        }
+    }
+
+    #[test]
+    fn a_locked_switch_id_must_be_in_range_and_used_once() {
+        // A /29 switch range holds ids 1..=6.
+        let i = inv(
+            "cluster: {cidr: 10.0.0.0/16, node_prefix: 24, switch_cidr: 10.0.255.0/29}\nnodes: [{name: a, host: 1.1.1.1}, {name: b, host: 1.1.1.2}]\n",
+        );
+        let good = allocate(&i, None, Path::new("t.lock")).unwrap();
+        let with_ids = |a: u32, b: u32| {
+            let mut l = good.clone();
+            l.nodes.get_mut("a").unwrap().id = a;
+            l.nodes.get_mut("b").unwrap().id = b;
+            l
+        };
+        assert!(allocate(&i, Some(&with_ids(1, 6)), Path::new("t.lock")).is_ok(), "the last id in range is fine");
+        for (a, b) in [(0, 1), (1, 7), (2, 2)] {
+            assert!(allocate(&i, Some(&with_ids(a, b)), Path::new("t.lock")).is_err(), "ids {a} and {b}");
+        }
+    }
+
+    #[test]
     fn lock_round_trips_through_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vxmesh.lock");
