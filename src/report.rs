@@ -93,6 +93,15 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
         r.outside.map_or(String::new(), |o| format!(", outside {o}"))
     );
     print!("{}", matrix(r, &names));
+    let retried: Vec<String> = r
+        .pairs
+        .iter()
+        .filter(|p| p.ok && p.tries.is_some_and(|t| t > 1))
+        .map(|p| format!("{} -> {}", p.from, p.to))
+        .collect();
+    if !retried.is_empty() {
+        println!("  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
+    }
     for p in r.pairs.iter().filter(|p| !p.ok) {
         println!("  {} -> {}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed"));
     }

@@ -101,7 +101,7 @@ pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options,
         r = crate::verify::verify(hosts, plan, opts, v, &run) => Some(r),
         _ = opts.stop.interrupted() => None,
     };
-    // Clients remove their container when they finish; after a failure or Ctrl-C every host is swept.
+    // The containers serve every peer's client until all are done; the sweep removes them (also after Ctrl-C).
     if !outcome.as_ref().is_some_and(|r| r.containers_removed) {
         crate::verify::cleanup(hosts, opts, &run).await;
     }

@@ -63,6 +63,7 @@ pub fn assemble(
                 to: b.clone(),
                 ok: false,
                 rtt_ms: None,
+                tries: None,
                 client: None,
                 seen_source: None,
                 full_size: None,
@@ -85,8 +86,9 @@ pub fn assemble(
                 }
             };
             p.client = c.me.clone();
-            if let Some((rtt, seen)) = c.pairs.get(b) {
+            if let Some((rtt, seen, tries)) = c.pairs.get(b) {
                 p.rtt_ms = *rtt;
+                p.tries = *tries;
                 p.seen_source = seen.clone();
             }
             if let Some((full, over)) = c.mtu.get(b) {
@@ -152,11 +154,14 @@ pub fn assemble(
     Report { ok, pairs, hosts, outside, seconds: 0.0, bandwidth: vec![], containers_removed: false }
 }
 
+/// Round-trip time, the source the listener saw, and how many fetches it took.
+type PairSeen = (Option<f64>, Option<String>, Option<u32>);
+
 #[derive(Default)]
 struct Parsed {
     me: Option<String>,
     mtu_value: Option<u32>,
-    pairs: BTreeMap<String, (Option<f64>, Option<String>)>,
+    pairs: BTreeMap<String, PairSeen>,
     mtu: BTreeMap<String, (bool, bool)>,
     switches: BTreeMap<String, bool>,
     outside: Option<bool>,
@@ -172,8 +177,9 @@ fn parse_client(text: &str) -> Parsed {
                 p.me = Some(ip.to_string());
                 p.mtu_value = mtu.parse().ok();
             }
-            ["pair", name, rtt, seen] => {
-                p.pairs.insert(name.to_string(), (rtt.parse().ok(), dash(seen).map(|s| plain_ipv4(&s))));
+            ["pair", name, rtt, seen, rest @ ..] => {
+                let tries = rest.first().and_then(|t| t.parse().ok());
+                p.pairs.insert(name.to_string(), (rtt.parse().ok(), dash(seen).map(|s| plain_ipv4(&s)), tries));
             }
             ["mtu", name, full, over] => {
                 p.mtu.insert(name.to_string(), (*full == "ok", *over == "refused"));
@@ -204,8 +210,8 @@ mod tests {
         );
         assert_eq!(p.me.as_deref(), Some("172.16.0.2"));
         assert_eq!(p.mtu_value, Some(1450));
-        assert_eq!(p.pairs["node2"], (Some(0.812), Some("172.16.0.2".into())));
-        assert_eq!(p.pairs["node3"], (None, None));
+        assert_eq!(p.pairs["node2"], (Some(0.812), Some("172.16.0.2".into()), None));
+        assert_eq!(p.pairs["node3"], (None, None, None));
         assert_eq!(p.mtu["node2"], (true, true));
         assert!(!p.switches["node3"]);
         assert_eq!(p.outside, Some(true));

@@ -56,6 +56,8 @@ pub struct Pair {
     pub full_size: Option<bool>,
     /// One byte more was refused at the sender, not silently lost (None: not checked).
     pub oversize_refused: Option<bool>,
+    /// How many fetches it took (a second one is allowed, and reported: a busy host may drop a first SYN).
+    pub tries: Option<u32>,
     pub error: Option<String>,
 }
 

@@ -115,11 +115,10 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
         .collect();
     let per_host = Arc::new(per_host);
     let clients = executor::on_each(hosts, opts, "probe", {
-        let (run_id, per_host, outside, bandwidth) = (run_id.clone(), per_host.clone(), v.outside, v.bandwidth);
+        let (run_id, per_host, outside) = (run_id.clone(), per_host.clone(), v.outside);
         move |node, s, bar| {
             let (targets, switches) = per_host[&node.name].clone();
-            // With --bandwidth the container serves iperf3 afterwards: the cleanup removes it then.
-            let script = client_script(&node, &run_id, &targets, &switches, outside, !bandwidth);
+            let script = client_script(&node, &run_id, &targets, &switches, outside);
             async move {
                 bar.set_message(format!("probing {} peers", targets.len()));
                 let out = s.run(&script).await?;
@@ -133,11 +132,8 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     .await;
     let client_out: BTreeMap<String, Result<String, String>> =
         clients.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
-    // A client that finished removed its host's container; a host whose listener or client failed may keep one.
-    let containers_removed = !v.bandwidth
-        && listener_ip.values().all(Result::is_ok)
-        && client_out.len() == hosts.len()
-        && client_out.values().all(Result::is_ok);
+    // Every host's container serves its peers until all clients are done: only the cleanup removes them.
+    let containers_removed = false;
     let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
     let bandwidth = if v.bandwidth { measure_bandwidth(hosts, run).await } else { vec![] };
     Report { seconds: started.elapsed().as_secs_f64(), bandwidth, containers_removed, ..report }

@@ -63,16 +63,19 @@ pub fn client_script(
     targets: &[(String, Ipv4Addr)],
     switches: &[(String, Ipv4Addr)],
     outside: Option<Ipv4Addr>,
-    remove_after: bool,
 ) -> String {
     let l = container(run);
     let net = &node.docker.network;
     let mut inner = String::new();
     // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
     // The fetch goes first and resolves the peer's address (ARP); the last of two pings then measures the path.
+    // A fetch that gets nothing is tried once more (a busy host may drop a first SYN); the count is reported.
     for (name, ip) in targets {
         inner.push_str(&format!(
-            "( seen=$(timeout 3 wget -qO- http://{ip}:{LISTEN_PORT}/cgi-bin/ip 2>/dev/null); rtt=$(ping -c2 -i 0.2 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1); echo \"pair {name} ${{rtt:--}} ${{seen:--}}\" ) &\n"
+            "( url=http://{ip}:{LISTEN_PORT}/cgi-bin/ip; tries=1; seen=$(timeout 3 wget -qO- $url 2>/dev/null); \
+             [ -n \"$seen\" ] || {{ tries=2; seen=$(timeout 3 wget -qO- $url 2>/dev/null); }}; \
+             rtt=$(ping -c2 -i 0.2 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1); \
+             echo \"pair {name} ${{rtt:--}} ${{seen:--}} $tries\" ) &\n"
         ));
     }
     for (name, ip) in switches {
@@ -106,10 +109,8 @@ pub fn client_script(
          echo \"me $me $mtu\"\n\
          docker exec {l} sh -c {inner}\n\
          has_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n\
-         {probes}{remove}",
+         {probes}",
         inner = shell_quote(&inner),
-        // Done with it: removing it here saves the cleanup round trip (which still runs after any failure).
-        remove = if remove_after { format!("docker rm -f {l} >/dev/null 2>&1 || true\n") } else { String::new() },
     )
 }
 
