@@ -144,7 +144,10 @@ fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
         };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             nft(&format!("'add chain bridge {table} count {{ type filter hook forward priority 0; policy accept; }}'"));
-            nft(&format!("add rule bridge {table} count udp dport 4789 @th,128,48 0xffffffffffff counter"));
+            // Only frames from this lab's hosts (their machine-side veths): other labs must not add to the count.
+            nft(&format!(
+                "add rule bridge {table} count iifname '\"vxl{lab_name}n*\"' udp dport 4789 @th,128,48 0xffffffffffff counter"
+            ));
             let counted = || -> u64 {
                 let t = nft(&format!("list table bridge {table}"));
                 t.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap()
