@@ -188,6 +188,14 @@ impl Linux<'_> {
         let link = facts.links.get(dev.as_str());
         let mut steps = vec![];
         let right = lf.vxlan.as_ref() == Some(&want);
+        let vxlan_change = |recreate| Change::Vxlan {
+            dev: dev.clone(),
+            vni: n.vxlan.vni,
+            port: n.vxlan.port,
+            local: n.underlay_ip,
+            mtu,
+            recreate,
+        };
         if !right {
             let recreate = lf.vxlan.is_some() || link.is_some();
             let create = Cmd::new([
@@ -215,28 +223,14 @@ impl Linux<'_> {
                     n.vxlan.port,
                     n.underlay_ip
                 ),
-                Change::Vxlan {
-                    dev: dev.clone(),
-                    vni: n.vxlan.vni,
-                    port: n.vxlan.port,
-                    local: n.underlay_ip,
-                    mtu,
-                    recreate,
-                },
+                vxlan_change(recreate),
                 vec![cmd!["ip", "link", "del", &dev].silent_stderr().may_fail().into(), create.into()],
             ));
         } else if let Some(m) = mtu.value().filter(|m| link.is_some_and(|l| l.mtu != *m)) {
             steps.push(self.step(
                 Phase::Switch,
                 format!("set {dev} MTU to {m}"),
-                Change::Vxlan {
-                    dev: dev.clone(),
-                    vni: n.vxlan.vni,
-                    port: n.vxlan.port,
-                    local: n.underlay_ip,
-                    mtu,
-                    recreate: false,
-                },
+                vxlan_change(false),
                 vec![cmd!["ip", "link", "set", "dev", &dev, "mtu", data(m)].into()],
             ));
         }

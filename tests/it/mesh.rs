@@ -508,7 +508,6 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
          docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.MacAddress}}' sink",
     );
     let (ip, mac) = target.trim().split_once(' ').unwrap();
-    let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/send_vxlan.py");
     let arrived = || -> u64 {
         ssh(&lab, "node1", "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
             .trim()
@@ -516,23 +515,7 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
             .unwrap()
     };
     let send = |netns: &str, source: &str| {
-        let out = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{netns}"))
-            .args([
-                "/usr/bin/python3",
-                tool.to_str().unwrap(),
-                &lab.nodes[0].ip.to_string(),
-                "4789",
-                "42",
-                mac,
-                ip,
-                "9999",
-                "x",
-                source,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        send_vxlan_to(netns, source, &lab.nodes[0].ip.to_string(), mac, ip);
         std::thread::sleep(std::time::Duration::from_millis(500));
         arrived()
     };
@@ -568,21 +551,15 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
 
 /// Sends VXLAN frames (3: see send_vxlan.py) from namespace `netns` with source address `source` to `to`:4789.
 fn send_vxlan(netns: &str, source: &str, to: &str) {
+    send_vxlan_to(netns, source, to, "02:00:00:00:00:01", "172.31.0.9");
+}
+
+/// The same, for a container with MAC `mac` and address `ip` behind `to` (UDP to its port 9999).
+fn send_vxlan_to(netns: &str, source: &str, to: &str, mac: &str, ip: &str) {
     let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/send_vxlan.py");
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{netns}"))
-        .args([
-            "/usr/bin/python3",
-            tool.to_str().unwrap(),
-            to,
-            "4789",
-            "42",
-            "02:00:00:00:00:01",
-            "172.31.0.9",
-            "9999",
-            "x",
-            source,
-        ])
+        .args(["/usr/bin/python3", tool.to_str().unwrap(), to, "4789", "42", mac, ip, "9999", "x", source])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
