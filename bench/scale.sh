@@ -2,8 +2,8 @@
 # Scale on light labs (sshd per host, no docker, `docker: {mode: none}`): for each size a fresh lab, then cold
 # `up --no-verify` (wall time and vxmesh's peak RSS), a no-op `up`, `status`, and the idle CPU the mesh costs the
 # hosts: machine-wide busy CPU from /proc/stat over 20 s with the mesh up, minus the same over 20 s right after
-# `lab create` (before `up`), in cores. Each lab is destroyed right after it is measured. Prints markdown for
-# docs/benchmarks.md. Root.
+# `lab create` (before `up`), in cores; and the same for the lab hosts' own processes alone. Each lab is destroyed
+# right after it is measured. Prints markdown for docs/benchmarks.md. Root.
 # Usage: bench/scale.sh ovs|linux SIZE...        e.g. bench/scale.sh linux 30 50 100
 # Env: VXMESH=path  use that binary instead of `cargo build --release --locked`;
 #      QUIET_WAIT=S at most S seconds in all (default 1200) waiting for a running `cargo mutants` to finish before
@@ -49,19 +49,34 @@ timed() {
 }
 secs() { echo "$1" | cut -d' ' -f1; }
 rss() { echo "$1" | cut -d' ' -f2; }
-# Machine-wide busy CPU over $window seconds, in cores (user+nice+system+irq+softirq+steal of all CPUs).
+# Jiffies of CPU (user + system, all threads) used so far by the processes in the lab's hosts' network namespaces.
+labjiffies() {
+  local inodes pid
+  inodes=" $(python3 -c "import json; print(' '.join(n['netns'] for n in json.load(open('/var/lib/vxmesh-lab/$lab/state.json'))['nodes']))" |
+    tr ' ' '\n' | while read -r ns; do stat -L -c %i "/run/netns/$ns"; done | tr '\n' ' ')"
+  for pid in /proc/[0-9]*; do
+    case "$inodes" in *" $(readlink "$pid/ns/net" 2>/dev/null | tr -dc 0-9) "*) cat "$pid/stat" 2>/dev/null ;; esac
+  done | awk '{ sub(/^.*\) /, ""); s += $12 + $13 } END { print s + 0 }'
+}
+# Over $window seconds, in cores: machine-wide busy CPU (user+nice+system+irq+softirq+steal of all CPUs, from
+# /proc/stat), then the CPU of the lab hosts' own processes (sshd; ovsdb-server and ovs-vswitchd on OVS hosts),
+# which other load on the machine does not add to (kernel work in softirq, such as forwarding, is not in it).
 cores() {
-  local a b
+  local a b la lb
   a=$(head -1 /proc/stat)
+  la=$(labjiffies)
   sleep "$window"
   b=$(head -1 /proc/stat)
-  echo "$a" "$b" | awk -v n="$(nproc)" '{ for (i = 2; i <= 11; i++) x[i] = $(i + 11) - $i
+  lb=$(labjiffies)
+  echo "$a" "$b" | awk -v n="$(nproc)" -v l=$((lb - la)) -v hz="$(getconf CLK_TCK)" -v w="$window" '{
+    for (i = 2; i <= 11; i++) x[i] = $(i + 11) - $i
     busy = x[2] + x[3] + x[4] + x[7] + x[8] + x[9]; total = busy + x[5] + x[6]
-    printf "%.2f", busy / total * n }'
+    printf "%.2f %.3f", busy / total * n, l / hz / w }'
 }
+sub() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, a - b }'; }
 
-echo "| backend | hosts | $([ "$backend" = linux ] && echo "FDB entries per host" || echo "tunnel ports per host") | lab create | cold up | peak RSS | no-op up | status | busy CPU before up | with the mesh up | the mesh costs | load average (at cold up) |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| backend | hosts | $([ "$backend" = linux ] && echo "FDB entries per host" || echo "tunnel ports per host") | lab create | cold up | peak RSS | no-op up | status | machine busy CPU: before up / mesh up / difference | lab processes' CPU: before up / mesh up / difference | load average at cold up |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 for n in "$@"; do
   $vx lab destroy --name $lab >/dev/null 2>&1 || true
   quiet
@@ -71,7 +86,7 @@ for n in "$@"; do
   inv=$work/vxmesh.yaml
   rm -f "$work/vxmesh.lock"
   l0=$(load)
-  before=$(cores)
+  read -r mb lb <<<"$(cores)"
   quiet
   l1=$(load)
   cold=$(timed $vx up -i "$inv" --no-verify)
@@ -80,10 +95,10 @@ for n in "$@"; do
   sleep "$settle"
   quiet
   l2=$(load)
-  after=$(cores)
+  read -r ma la <<<"$(cores)"
   $vx lab destroy --name $lab >/dev/null
-  echo "  $n hosts, load average: before up window $l0; at cold up $l1; mesh-up window $l2" >&2
-  printf '| %s | %d | %d | %.1f s | %.2f s | %d MiB | %.2f s | %.2f s | %s cores | %s cores | %s cores | %s |\n' \
+  echo "  $n hosts, load average: window before up $l0; cold up $l1; window with the mesh up $l2" >&2
+  printf '| %s | %d | %d | %.1f s | %.2f s | %d MiB | %.2f s | %.2f s | %s / %s / %s cores | %s / %s / %s cores | %s |\n' \
     "$backend" "$n" "$((n - 1))" "$(secs "$create")" "$(secs "$cold")" "$(($(rss "$cold") / 1024))" "$(secs "$noop")" \
-    "$(secs "$status")" "$before" "$after" "$(awk -v a="$after" -v b="$before" 'BEGIN { printf "%+.2f", a - b }')" "$l1"
+    "$(secs "$status")" "$mb" "$ma" "$(sub "$ma" "$mb" %+.2f)" "$lb" "$la" "$(sub "$la" "$lb" %+.3f)" "$l1"
 done
