@@ -8,6 +8,7 @@
 # Env: VXMESH=path  use that binary instead of `cargo build --release --locked`;
 #      QUIET_WAIT=S at most S seconds in all (default 1200) waiting for a running `cargo mutants` to finish before
 #                   a measurement; the load average and whether it was still running are printed with every size;
+#      LAB=NAME     the lab's name (default bksc);
 #      WINDOW=S     seconds of each CPU window (default 20); SETTLE=S seconds between `status` and the window with
 #                   the mesh up (default 5).
 set -euo pipefail
@@ -24,7 +25,7 @@ else
   cargo build --release --locked --quiet
   vx=$PWD/target/release/vxmesh
 fi
-lab=bksc
+lab=${LAB:-bksc}
 window=${WINDOW:-20}
 settle=${SETTLE:-5}
 work=$(mktemp -d)
@@ -40,11 +41,13 @@ quiet() {
   done
 }
 load() { echo "$(cut -d' ' -f1-3 /proc/loadavg)$(pgrep -f 'cargo-[m]utants' >/dev/null && echo ', cargo mutants running')"; }
-# Seconds and peak RSS (KiB) of one command; its output in $work/out, its exit code noted on stderr.
+# Seconds and peak RSS (KiB) of one command; its output in $work/out, its exit code in $work/rc and, unless 0,
+# on stderr.
 timed() {
   local rc=0
   /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || rc=$?
-  [ "$rc" -eq 0 ] || { echo "  (exit $rc: ${*#"$vx "})" >&2 && tail -5 "$work/out" >&2; }
+  echo "$rc" >"$work/rc"
+  [ "$rc" -eq 0 ] || echo "  (exit $rc: ${*#"$vx "})" >&2
   tail -1 "$work/t"
 }
 secs() { echo "$1" | cut -d' ' -f1; }
@@ -75,8 +78,8 @@ cores() {
 }
 sub() { awk -v a="$1" -v b="$2" -v f="$3" 'BEGIN { printf f, a - b }'; }
 
-echo "| backend | hosts | $([ "$backend" = linux ] && echo "FDB entries per host" || echo "tunnel ports per host") | lab create | cold up | peak RSS | no-op up | status | machine busy CPU: before up / mesh up / difference | lab processes' CPU: before up / mesh up / difference | load average at cold up |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| backend | hosts | $([ "$backend" = linux ] && echo "FDB entries per host" || echo "tunnel ports per host") | lab create | cold up | peak RSS | no-op up | status | peers up in status | machine busy CPU: before up / mesh up / difference | lab processes' CPU: before up / mesh up / difference | load average at cold up |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 for n in "$@"; do
   $vx lab destroy --name $lab >/dev/null 2>&1 || true
   quiet
@@ -91,14 +94,21 @@ for n in "$@"; do
   l1=$(load)
   cold=$(timed $vx up -i "$inv" --no-verify)
   noop=$(timed $vx up -i "$inv" --no-verify)
-  status=$(timed $vx status -i "$inv")
+  status=$(timed $vx status -i "$inv" --json)
+  # Peers seen up (BFD on OVS hosts, one ping through the mesh on kernel hosts), over all hosts.
+  peers=$(python3 -c "import json, sys
+h = json.load(open(sys.argv[1]))['hosts']
+t = [x for n in h for x in n.get('tunnels') or []]
+print(sum(x.get('state') == 'up' for x in t), '/', len(t), '(exit', open(sys.argv[2]).read().strip() + ')')" "$work/out" "$work/rc" 2>/dev/null || echo "?")
+  # All the lab's hosts share this machine's IPv4 neighbour table (gc_thresh3 bounds it, across namespaces).
+  neigh="neighbour entries on the machine after status: $((16#$(awk 'NR == 2 { print $1 }' /proc/net/stat/arp_cache))) (gc_thresh3 $(sysctl -n net.ipv4.neigh.default.gc_thresh3))"
   sleep "$settle"
   quiet
   l2=$(load)
   read -r ma la <<<"$(cores)"
   $vx lab destroy --name $lab >/dev/null
-  echo "  $n hosts, load average: window before up $l0; cold up $l1; window with the mesh up $l2" >&2
-  printf '| %s | %d | %d | %.1f s | %.2f s | %d MiB | %.2f s | %.2f s | %s / %s / %s cores | %s / %s / %s cores | %s |\n' \
+  echo "  $n hosts, load average: window before up $l0; cold up $l1; window with the mesh up $l2; $neigh" >&2
+  printf '| %s | %d | %d | %.1f s | %.2f s | %d MiB | %.2f s | %.2f s | %s | %s / %s / %s cores | %s / %s / %s cores | %s |\n' \
     "$backend" "$n" "$((n - 1))" "$(secs "$create")" "$(secs "$cold")" "$(($(rss "$cold") / 1024))" "$(secs "$noop")" \
-    "$(secs "$status")" "$mb" "$ma" "$(sub "$ma" "$mb" %+.2f)" "$lb" "$la" "$(sub "$la" "$lb" %+.3f)" "$l1"
+    "$(secs "$status")" "$peers" "$mb" "$ma" "$(sub "$ma" "$mb" %+.2f)" "$lb" "$la" "$(sub "$la" "$lb" %+.3f)" "$l1"
 done
