@@ -119,6 +119,14 @@ enum Command {
         #[command(flatten)]
         hosts: HostArgs,
     },
+    /// New WireGuard key pairs, made on the hosts (all, or the nodes named); every other host learns the new
+    /// public keys in the same round trip. Needs `encryption: wireguard`. Then verify.
+    RotateKeys {
+        /// The nodes whose keys to replace; all when none is named.
+        nodes: Vec<String>,
+        #[command(flatten)]
+        build: BuildArgs,
+    },
     /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -499,6 +507,30 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 commit,
                 &summary_printer(cli.json, "changed"),
             ))?;
+            Ok(finish(&outcome, &plan, &opts, cli.json))
+        }
+        Command::RotateKeys { nodes, build: BuildArgs { hosts, no_verify, verify } } => {
+            let (inv, plan) = load(&cli.inventory)?;
+            if inv.cluster.encryption != inventory::Encryption::Wireguard {
+                return Err(Error::Usage(
+                    "rotate-keys: cluster.encryption is `none`; there are no WireGuard keys to rotate".into(),
+                ));
+            }
+            if let Some(unknown) = nodes.iter().find(|n| inv.node(n).is_none()) {
+                return Err(Error::UnknownNode { name: unknown.clone(), known: inv.node_names() });
+            }
+            let targets: Vec<String> =
+                if nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { nodes.clone() };
+            let v = (!no_verify).then(|| verify_options(&inv, verify));
+            let opts = host_options(hosts, cli.json, &inv);
+            let outcome = runtime().block_on(commands::rotate_keys::run(
+                &inv,
+                &plan,
+                &targets,
+                &opts,
+                v,
+                &summary_printer(cli.json, "changed"),
+            ));
             Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::Lab(cmd) => lab_command(cmd, cli.json),

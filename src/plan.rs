@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::model::inventory::{Backend, Datapath, DockerMode, FirewallKind, Inventory, MtuSetting};
+use crate::model::inventory::{Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
 
@@ -27,12 +27,19 @@ pub struct NodePlan {
     pub cluster: String,
     pub host: String,
     pub underlay_ip: Ipv4Addr,
+    /// Where this node's tunnels start: its underlay address, or its WireGuard address when encrypted.
+    pub tunnel_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub mtu: MtuSetting,
+    /// Bytes the tunnels add (VXLAN, and WireGuard under it): `mtu: auto` is the underlay's MTU minus this.
+    pub overhead: u16,
     /// The data plane this node runs: the cluster's, or the node's own override.
     pub backend: Backend,
     pub switch: SwitchSpec,
     pub vxlan: VxlanSpec,
+    /// The WireGuard interface under the tunnels, when `encryption: wireguard`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardSpec>,
     pub tunnels: Vec<TunnelSpec>,
     pub veth: VethSpec,
     pub docker: DockerSpec,
@@ -61,11 +68,33 @@ pub struct VxlanSpec {
     pub port: u16,
 }
 
+/// One WireGuard interface: its address, its port, and every other node as a peer.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WireguardSpec {
+    pub device: IfName,
+    pub port: u16,
+    /// This node's WireGuard address, with the WireGuard range's prefix.
+    pub address: Ipv4Net,
+    pub peers: Vec<WireguardPeer>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WireguardPeer {
+    pub name: Arc<str>,
+    /// The peer's underlay address and WireGuard port.
+    pub endpoint: std::net::SocketAddrV4,
+    /// Its WireGuard address: the only address it may send from inside the tunnel.
+    pub address: Ipv4Addr,
+    /// Read from the peer host (its key is made there); `None` until that host has one.
+    pub public_key: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TunnelSpec {
     /// Shared by every node's tunnel to the same peer (a million of these in a 1,000-node plan).
     pub port: IfName,
     pub peer: Arc<str>,
+    /// The peer's tunnel address: its underlay address, or its WireGuard address when encrypted.
     pub remote_ip: Ipv4Addr,
     /// Split horizon: a frame that came in on one tunnel never leaves on another (no loop in a full mesh).
     pub protected: bool,
@@ -110,20 +139,37 @@ pub struct NatSpec {
 pub struct FirewallSpec {
     pub kind: FirewallKind,
     pub port: u16,
-    /// The only addresses allowed to send VXLAN to this host.
+    /// The peers' underlay addresses: the only ones allowed to send VXLAN here (or, encrypted, WireGuard).
     pub peers: Vec<Ipv4Addr>,
+    /// With encryption: VXLAN is accepted only from the WireGuard interface, from the peers' WireGuard addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<WireguardGuard>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WireguardGuard {
+    pub port: u16,
+    pub device: IfName,
+    pub mesh: Vec<Ipv4Addr>,
 }
 
 /// Builds every node's desired state. `lock` must hold an allocation for every inventory node.
 pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let c = &inv.cluster;
     let backend_of = |n: &crate::model::inventory::Node| n.backend.unwrap_or(c.backend);
-    let peers: Vec<(IfName, Arc<str>, Ipv4Addr, Backend, Ipv4Addr)> = inv
+    let encrypted = c.encryption == Encryption::Wireguard;
+    // The address a node's tunnels run between: its WireGuard address when encrypted.
+    let tunnel_ip = |n: &crate::model::inventory::Node| {
+        let a = &lock.nodes[&n.name];
+        if encrypted { a.wireguard_ip.expect("the lock has WireGuard addresses when encrypted") } else { n.underlay_ip }
+    };
+    let peers: Vec<(IfName, Arc<str>, Ipv4Addr, Backend, Ipv4Addr, Ipv4Addr)> = inv
         .nodes
         .iter()
         .map(|n| {
             let port = names::tunnel_port(&n.name).expect("validated node name");
-            (port, Arc::from(n.name.as_str()), n.underlay_ip, backend_of(n), lock.nodes[&n.name].switch_ip)
+            let a = &lock.nodes[&n.name];
+            (port, Arc::from(n.name.as_str()), tunnel_ip(n), backend_of(n), a.switch_ip, n.underlay_ip)
         })
         .collect();
     let nodes = inv
@@ -137,7 +183,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
-                .map(|(_, (port, peer, ip, peer_backend, peer_switch))| TunnelSpec {
+                .map(|(_, (port, peer, ip, peer_backend, peer_switch, _))| TunnelSpec {
                     port: port.clone(),
                     peer: peer.clone(),
                     remote_ip: *ip,
@@ -170,13 +216,29 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 }
                 _ => vec![],
             };
+            let others = || peers.iter().enumerate().filter(move |(j, _)| *j != i).map(|(_, p)| p);
+            let wireguard = encrypted.then(|| WireguardSpec {
+                device: names::wireguard_device(),
+                port: c.wireguard.port,
+                address: Ipv4Net::new(tunnel_ip(n), c.wireguard.cidr.prefix_len()).expect("prefix from a valid net"),
+                peers: others()
+                    .map(|p| WireguardPeer {
+                        name: p.1.clone(),
+                        endpoint: std::net::SocketAddrV4::new(p.5, c.wireguard.port),
+                        address: p.2,
+                        public_key: None,
+                    })
+                    .collect(),
+            });
             NodePlan {
                 name: n.name.clone(),
                 cluster: c.name.clone(),
                 host: n.host.clone(),
                 underlay_ip: n.underlay_ip,
+                tunnel_ip: tunnel_ip(n),
                 subnet: a.subnet,
                 mtu: c.mtu,
+                overhead: c.overhead(),
                 backend: backend_of(n),
                 switch: SwitchSpec {
                     bridge: names::switch_bridge(),
@@ -184,6 +246,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                     address: Ipv4Net::new(a.switch_ip, c.cidr.prefix_len()).expect("prefix from a valid net"),
                 },
                 vxlan: VxlanSpec { vni: c.vni, port: c.port },
+                wireguard,
                 tunnels,
                 veth: VethSpec { switch_end: names::veth_switch_end(), docker_end: names::veth_docker_end() },
                 docker: DockerSpec {
@@ -207,7 +270,12 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 firewall: FirewallSpec {
                     kind: c.firewall,
                     port: c.port,
-                    peers: peers.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| p.2).collect(),
+                    peers: others().map(|p| p.5).collect(),
+                    wireguard: encrypted.then(|| WireguardGuard {
+                        port: c.wireguard.port,
+                        device: names::wireguard_device(),
+                        mesh: others().map(|p| p.2).collect(),
+                    }),
                 },
             }
         })
@@ -219,5 +287,17 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
 impl ClusterPlan {
     pub fn node(&self, name: &str) -> Option<&NodePlan> {
         self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Every node's WireGuard peers given the public keys their hosts reported (by node name); peers whose host
+    /// has no key yet keep `None`.
+    pub fn with_public_keys(&self, keys: &std::collections::BTreeMap<String, String>) -> ClusterPlan {
+        let mut plan = self.clone();
+        for n in &mut plan.nodes {
+            for p in n.wireguard.iter_mut().flat_map(|w| w.peers.iter_mut()) {
+                p.public_key = keys.get(&*p.name).cloned();
+            }
+        }
+        plan
     }
 }

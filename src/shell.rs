@@ -13,12 +13,15 @@ use crate::model::names::IfName;
 pub enum Var {
     /// The overlay MTU learnt from the underlay device (`mtu: auto` without facts).
     Mtu,
+    /// The WireGuard interface's MTU: the overlay's plus VXLAN's headers, which travel inside it.
+    WireguardMtu,
 }
 
 impl Var {
     pub fn name(self) -> &'static str {
         match self {
             Var::Mtu => "MTU",
+            Var::WireguardMtu => "WG_MTU",
         }
     }
 }
@@ -477,7 +480,7 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
 pub fn learn_mtu(underlay_ip: std::net::Ipv4Addr, node: &str, overhead: u16) -> String {
     let missing = format!("vxmesh: no device on this host has {underlay_ip} (underlay_ip of {node})");
     format!(
-        "# mtu: auto = the underlay device's MTU minus {overhead} bytes of VXLAN headers.\n\
+        "# mtu: auto = the underlay device's MTU minus {overhead} bytes of {headers} headers.\n\
          UNDERLAY_IP={ip}\n\
          UNDERLAY_DEV=$(ip -o -4 addr show | awk -v ip=\"$UNDERLAY_IP\" '{{split($4, a, \"/\"); if (a[1] == ip) {{print $2; exit}}}}')\n\
          [ -n \"$UNDERLAY_DEV\" ] || {{ echo {missing} >&2; exit 1; }}\n\
@@ -485,6 +488,16 @@ pub fn learn_mtu(underlay_ip: std::net::Ipv4Addr, node: &str, overhead: u16) -> 
         ip = quote(&underlay_ip.to_string()),
         missing = quote(&missing),
         var = Var::Mtu.name(),
+        headers = if overhead == crate::model::inventory::VXLAN_OVERHEAD { "VXLAN" } else { "VXLAN and WireGuard" },
+    )
+}
+
+/// Sets [`Var::WireguardMtu`] from [`Var::Mtu`] (which [`learn_mtu`] set first).
+pub fn learn_wireguard_mtu(vxlan_overhead: u16) -> String {
+    format!(
+        "# WireGuard carries the VXLAN frames: its MTU is the overlay's plus {vxlan_overhead} bytes of VXLAN headers.\n{}=$(( ${} + {vxlan_overhead} ))\n",
+        Var::WireguardMtu.name(),
+        Var::Mtu.name()
     )
 }
 

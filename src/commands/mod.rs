@@ -5,6 +5,7 @@ pub mod add_node;
 pub mod down;
 pub mod plan;
 pub mod remove_node;
+pub mod rotate_keys;
 pub mod status;
 pub mod up;
 pub mod verify;
@@ -216,25 +217,101 @@ fn ready(hosts: &[Connected], gathered: &Gathered) -> Vec<Connected> {
         .collect()
 }
 
-/// Phase two: every host that passed gets its diff within `scope_of` its name, against the facts of phase one.
-pub async fn apply_all(
+/// With encryption, the round trip before phase two: each host that may be changed as a whole and has no
+/// WireGuard key makes one (on the host); its public key joins its facts. Hosts where that fails drop out.
+async fn make_keys(
     hosts: &[Connected],
     opts: &Options,
-    gathered: Gathered,
+    gathered: &mut Gathered,
+    may_change: impl Fn(&str) -> bool,
+) -> Vec<Outcome<Applied>> {
+    let without: Vec<String> = ready(hosts, gathered)
+        .into_iter()
+        .filter(|h| h.node.wireguard.is_some() && may_change(&h.node.name))
+        .filter(|h| {
+            gathered[&h.node.name]
+                .part::<crate::components::wireguard::WireguardFacts>()
+                .is_some_and(|f| f.public_key.is_none())
+        })
+        .map(|h| h.node.name.clone())
+        .collect();
+    new_keys(hosts, opts, gathered, &without, false).await
+}
+
+/// Each of `names` makes a WireGuard key on its host (`replace`: a new one even if it has one); the public keys
+/// join the facts. Hosts where that fails leave `gathered` and come back as failed outcomes.
+pub async fn new_keys(
+    hosts: &[Connected],
+    opts: &Options,
+    gathered: &mut Gathered,
+    names: &[String],
+    replace: bool,
+) -> Vec<Outcome<Applied>> {
+    let without: Vec<Connected> = ready(hosts, gathered).into_iter().filter(|h| names.contains(&h.node.name)).collect();
+    if without.is_empty() {
+        return vec![];
+    }
+    let made = executor::on_each(&without, opts, "keys", |_, t, bar| async move {
+        bar.set_message("making its WireGuard key");
+        host::make_key(t.as_ref(), replace).await
+    })
+    .await;
+    let mut failed = vec![];
+    for o in made {
+        match o.result {
+            Ok(key) => {
+                if let Some(f) = gathered.get_mut(&o.node.name) {
+                    crate::components::wireguard::set_public_key(f, key);
+                }
+            }
+            Err(e) => {
+                gathered.remove(&o.node.name);
+                failed.push(Outcome { node: o.node, result: Err(e), elapsed: o.elapsed });
+            }
+        }
+    }
+    failed
+}
+
+/// The hosts to change, each with its node's plan as the other hosts' facts complete it (their public keys).
+fn keyed(hosts: &[Connected], plan: &ClusterPlan, gathered: &Gathered) -> Vec<Connected> {
+    let encrypted = plan.nodes.iter().any(|n| n.wireguard.is_some());
+    let keyed = encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::public_keys(gathered)));
+    ready(hosts, gathered)
+        .into_iter()
+        .map(|h| match keyed.as_ref().and_then(|k| k.node(&h.node.name)) {
+            Some(n) => Connected { node: Arc::new(n.clone()), session: h.session },
+            None => h,
+        })
+        .collect()
+}
+
+/// Phase two: every host that passed gets its diff within `scope_of` its name, against the facts of phase one.
+/// `plan` is the whole cluster's (other hosts' public keys complete each node's plan).
+#[allow(clippy::too_many_arguments)]
+pub async fn apply_all(
+    hosts: &[Connected],
+    plan: &ClusterPlan,
+    opts: &Options,
+    mut gathered: Gathered,
     dry_run: bool,
     scope_of: impl Fn(&str) -> Scope,
     what: &str,
 ) -> Vec<Outcome<Applied>> {
-    let ready = ready(hosts, &gathered);
+    let mut failed =
+        if dry_run { vec![] } else { make_keys(hosts, opts, &mut gathered, |n| scope_of(n) == Scope::Whole).await };
+    let ready = keyed(hosts, plan, &gathered);
     let gathered = Arc::new(gathered);
-    executor::on_each(&ready, opts, what, |node, t, bar| {
+    let mut out = executor::on_each(&ready, opts, what, |node, t, bar| {
         let (facts, scope) = (gathered.clone(), scope_of(&node.name));
         async move {
             let f = &facts[&node.name];
             host::apply(t.as_ref(), &node, f, dry_run, &scope, &|m| bar.set_message(m.to_string())).await
         }
     })
-    .await
+    .await;
+    out.append(&mut failed);
+    out
 }
 
 /// Both phases, for the commands that converge hosts (`plan`, `up`, `add-node`): every row in plan order.
@@ -249,7 +326,7 @@ pub async fn check_then_apply(
     match gather_checked(hosts, plan, opts).await {
         Err(refused) => refused,
         Ok((gathered, mut unreachable)) => {
-            let mut rows = results(apply_all(hosts, opts, gathered, dry_run, scope_of, what).await);
+            let mut rows = results(apply_all(hosts, plan, opts, gathered, dry_run, scope_of, what).await);
             rows.append(&mut unreachable);
             rows_in_order(plan, rows)
         }

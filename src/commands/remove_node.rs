@@ -63,7 +63,8 @@ pub async fn run(
         }
     };
     commit()?;
-    let mut out = apply_all(&remaining, opts, gathered, false, |_| Scope::Peer(name.to_string()), "remove").await;
+    let mut out =
+        apply_all(&remaining, new_plan, opts, gathered, false, |_| Scope::Peer(name.to_string()), "remove").await;
     let teardown = match (&gone.session, gone_facts) {
         (Ok(t), Some(Ok(f))) => host::remove_with(t.as_ref(), &gone.node, &f, force, &|_| {}).await.map(|mut a| {
             a.steps.insert(0, "left the cluster".into());

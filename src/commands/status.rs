@@ -19,6 +19,9 @@ pub struct HostStatus {
     pub subnet: String,
     pub docker_network: bool,
     pub tunnels: Vec<PeerLink>,
+    /// With encryption: each WireGuard peer, present with the planned key, and its latest handshake.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wireguard: Vec<PeerLink>,
     pub drift: Vec<String>,
 }
 
@@ -29,6 +32,7 @@ impl HostStatus {
             && self.error.is_none()
             && self.drift.is_empty()
             && self.tunnels.iter().all(|t| t.present && t.state.as_deref() == Some("up"))
+            && self.wireguard.iter().all(|w| w.present)
     }
 }
 
@@ -40,9 +44,13 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
     })
     .await;
     sessions.close().await;
+    // Each node's plan completed with the public keys its peers' hosts reported, as `up` would use it.
+    let reported: Vec<(&String, &crate::facts::HostFacts)> =
+        out.iter().filter_map(|o| Some((&o.node.name, o.result.as_ref().ok()?))).collect();
+    let keyed = plan.with_public_keys(&components::wireguard::public_keys(reported));
     out.into_iter()
         .map(|o| {
-            let n = &o.node;
+            let n = keyed.node(&o.node.name).unwrap_or(&o.node);
             match o.result {
                 Err(e) => HostStatus {
                     node: n.name.clone(),
@@ -53,6 +61,7 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
                     subnet: n.subnet.to_string(),
                     docker_network: false,
                     tunnels: vec![],
+                    wireguard: vec![],
                     drift: vec![],
                 },
                 Ok(f) => {
@@ -68,7 +77,8 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
                         switch: has("switch"),
                         subnet: n.subnet.to_string(),
                         docker_network: has("docker network"),
-                        tunnels: comps.iter().flat_map(|c| c.peers(&f)).collect(),
+                        tunnels: comps.iter().filter(|c| c.name() != "wireguard").flat_map(|c| c.peers(&f)).collect(),
+                        wireguard: comps.iter().filter(|c| c.name() == "wireguard").flat_map(|c| c.peers(&f)).collect(),
                         drift: converge::diff(n, &f).into_iter().map(|s| s.description).collect(),
                     }
                 }

@@ -49,6 +49,8 @@ pub struct Ctx {
 pub enum Phase {
     /// Host-wide settings first (forwarding).
     Host,
+    /// What carries the tunnels: the WireGuard interface and its peers, before any tunnel points at it.
+    Encryption,
     /// Links the switch will plug in (the veth pair).
     Links,
     /// The switch and its tunnels.

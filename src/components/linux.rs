@@ -1,4 +1,5 @@
-//! The kernel data plane: a Linux bridge `sw0`, one VXLAN device (VNI, port, `local` = the underlay address) in
+//! The kernel data plane: a Linux bridge `sw0`, one VXLAN device (VNI, port, `local` = the tunnel address: the
+//! underlay's, or the WireGuard interface's when encrypted) in
 //! it, and one all-zeros FDB entry per peer (head-end replication of broadcasts to every peer). Unicast MACs are
 //! learnt from the frames that arrive, so a frame for one container goes to one peer, never to all (flooding
 //! unicast to every peer halved throughput when measured). The bridge never sends a frame back out the port it
@@ -184,7 +185,7 @@ impl Linux<'_> {
         let n = self.node;
         let dev = vxlan_dev();
         let br = &n.switch.bridge;
-        let want = VxlanDevice { id: Some(n.vxlan.vni), port: Some(n.vxlan.port), local: Some(n.underlay_ip) };
+        let want = VxlanDevice { id: Some(n.vxlan.vni), port: Some(n.vxlan.port), local: Some(n.tunnel_ip) };
         let link = facts.links.get(dev.as_str());
         let mut steps = vec![];
         let right = lf.vxlan.as_ref() == Some(&want);
@@ -192,7 +193,7 @@ impl Linux<'_> {
             dev: dev.clone(),
             vni: n.vxlan.vni,
             port: n.vxlan.port,
-            local: n.underlay_ip,
+            local: n.tunnel_ip,
             mtu,
             recreate,
         };
@@ -212,7 +213,7 @@ impl Linux<'_> {
                 "dstport".into(),
                 data(n.vxlan.port),
                 "local".into(),
-                data(n.underlay_ip),
+                data(n.tunnel_ip),
             ]);
             steps.push(self.step(
                 Phase::Switch,
@@ -221,7 +222,7 @@ impl Linux<'_> {
                     if recreate { "recreate" } else { "create" },
                     n.vxlan.vni,
                     n.vxlan.port,
-                    n.underlay_ip
+                    n.tunnel_ip
                 ),
                 vxlan_change(recreate),
                 vec![cmd!["ip", "link", "del", &dev].silent_stderr().may_fail().into(), create.into()],

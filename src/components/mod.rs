@@ -14,6 +14,7 @@ pub mod ovs;
 pub mod rules;
 pub mod switch;
 pub mod veth;
+pub mod wireguard;
 
 pub use core::{Change, Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step};
 
@@ -23,6 +24,9 @@ use crate::plan::NodePlan;
 /// A node's components, in the order their steps apply within a phase.
 pub fn for_node(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
     let mut v: Vec<Box<dyn Component + '_>> = vec![Box::new(kernel::Kernel { node })];
+    if node.wireguard.is_some() {
+        v.push(Box::new(wireguard::Wireguard { node }));
+    }
     if let Some(bridge) = &node.docker.bridge {
         v.push(Box::new(veth::Veth { node, bridge }));
     }
@@ -53,5 +57,9 @@ pub fn for_teardown(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
         .filter(|c| !["iptables", "nftables", "firewalld", "firewall"].contains(&c.name()))
         .collect();
     v.push(Box::new(firewall::AnyFirewall::new(node)));
+    // Encryption may have been on before: whatever is left of it goes too.
+    if node.wireguard.is_none() {
+        v.push(Box::new(wireguard::Wireguard { node }));
+    }
     v
 }

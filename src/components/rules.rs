@@ -83,11 +83,15 @@ pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedCh
     ]
 }
 
-/// The iptables firewall's chain: UDP to the VXLAN port only from the peers' underlay addresses.
+/// The iptables firewall's chain: UDP to the VXLAN port only from the peers' underlay addresses; with encryption,
+/// only through the WireGuard interface, from the peers' WireGuard addresses.
 pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
     let t = tag();
     let port = node.firewall.port;
-    let mut rules: Vec<String> = node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
+    let mut rules: Vec<String> = match &node.firewall.wireguard {
+        None => node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect(),
+        Some(g) => g.mesh.iter().map(|p| format!("-s {p}/32 -i {} {t} -j ACCEPT", g.device)).collect(),
+    };
     rules.push(format!("{t} -j DROP"));
     OwnedChain {
         table: "filter",
@@ -98,6 +102,24 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
         parent_at_runtime: false,
         rules,
     }
+}
+
+/// With encryption, the iptables firewall's second chain: UDP to the WireGuard port only from the peers' underlay
+/// addresses.
+pub fn wireguard_chain(node: &NodePlan) -> Option<OwnedChain> {
+    let g = node.firewall.wireguard.as_ref()?;
+    let t = tag();
+    let mut rules: Vec<String> = node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
+    rules.push(format!("{t} -j DROP"));
+    Some(OwnedChain {
+        table: "filter",
+        parent: "INPUT",
+        chain: names::WIREGUARD_CHAIN,
+        jump: format!("-p udp -m udp --dport {} {t} -j {}", g.port, names::WIREGUARD_CHAIN),
+        former_parents: vec![],
+        parent_at_runtime: false,
+        rules,
+    })
 }
 
 /// Whether docker runs its DOCKER-USER chain here; `None` when the facts were not gathered.
@@ -152,13 +174,17 @@ fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
 /// Steps for the chains the host does not have exactly as planned.
 pub fn chain_steps(component: &'static str, chains: Vec<OwnedChain>, facts: &HostFacts, concern: Concern) -> Vec<Step> {
     let ipt = &facts.iptables;
+    // Chains that share a parent (the firewall's two, in INPUT) each go first in turn: together they lead it.
+    let leading: Vec<(&'static str, &'static str, String)> =
+        chains.iter().map(|c| (c.table, c.parent, c.jump.clone())).collect();
     chains
         .into_iter()
         .filter(|c| {
             let rules_ok = ipt.chain(c.table, c.chain) == Some(&c.rules);
             let stray = c.former_parents.iter().any(|p| ipt.chain(c.table, p).is_some_and(|r| r.contains(&c.jump)));
             let parent = ipt.chain(c.table, c.parent);
-            let jump_first = parent.and_then(|r| r.first()) == Some(&c.jump);
+            let ours = |r: &String| leading.iter().any(|(t, p, j)| *t == c.table && *p == c.parent && j == r);
+            let jump_first = parent.is_some_and(|r| r.iter().take_while(|r| ours(r)).any(|r| *r == c.jump));
             let jumps = parent.map_or(0, |r| r.iter().filter(|x| **x == c.jump).count());
             !rules_ok || !jump_first || jumps != 1 || stray
         })

@@ -15,6 +15,8 @@ use crate::plan::NodePlan;
 pub enum Scope {
     Whole,
     Peer(String),
+    /// What concerns any of these peers (`rotate-keys` on the hosts that keep their key).
+    Peers(Vec<String>),
 }
 
 impl Scope {
@@ -22,8 +24,9 @@ impl Scope {
         match (self, &step.concern) {
             (Scope::Whole, _) => true,
             (Scope::Peer(p), Concern::Peer(q)) => **p == **q,
-            (Scope::Peer(_), Concern::Peers) => true,
-            (Scope::Peer(_), Concern::Node) => false,
+            (Scope::Peers(ps), Concern::Peer(q)) => ps.iter().any(|p| **p == **q),
+            (Scope::Peer(_) | Scope::Peers(_), Concern::Peers) => true,
+            (Scope::Peer(_) | Scope::Peers(_), Concern::Node) => false,
         }
     }
 }
@@ -99,6 +102,20 @@ pub async fn apply(
     progress(&format!("applying {} steps", steps.len()));
     run_script(t, &applied.script).await?;
     Ok(applied)
+}
+
+/// Encryption's first round trip: the host makes its WireGuard key (unless it has one, or with `replace` a new one
+/// in its place) and sends back only the public key. A replaced key takes effect when the interface is next set up.
+pub async fn make_key(t: &dyn Transport, replace: bool) -> Result<String, HostError> {
+    let out = t.run(&crate::components::wireguard::keygen_script(replace)).await?;
+    let key = out.stdout.trim();
+    if out.code != 0 {
+        return Err(HostError::ScriptFailed { code: out.code, stderr: tail(&out.stderr, 5) });
+    }
+    if !crate::components::wireguard::is_public_key(key) {
+        return Err(HostError::Facts("making the WireGuard key printed something that is not a public key".into()));
+    }
+    Ok(key.to_string())
 }
 
 /// What `down` needs to know of a host: everything any component may have left there.

@@ -12,15 +12,16 @@ use crate::cmd;
 use crate::components::{self, Component, Ctx, Mtu, Phase, Step, boot::Boot};
 use crate::facts::{FactsError, HostFacts, MARK, Sections, mark};
 use crate::model::inventory::{MtuSetting, VXLAN_OVERHEAD};
+
 use crate::plan::NodePlan;
 use crate::shell::{self, Stmt, Var, Word, when};
 
-/// The overlay MTU: fixed, or the underlay device's MTU minus VXLAN's overhead.
+/// The overlay MTU: fixed, or the underlay device's MTU minus the tunnels' overhead (VXLAN, and WireGuard).
 pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
     match node.mtu {
         MtuSetting::Fixed(m) => Mtu::Value(u32::from(m)),
         MtuSetting::Auto => match facts.mtu_of_device_with(node.underlay_ip) {
-            Some(m) => Mtu::Value(m.saturating_sub(u32::from(VXLAN_OVERHEAD))),
+            Some(m) => Mtu::Value(m.saturating_sub(u32::from(node.overhead))),
             None => Mtu::Detect,
         },
     }
@@ -28,7 +29,7 @@ pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
 
 /// Tools whose presence the facts report: `command -v` is a shell builtin, so the loop starts no process. Only
 /// docker is asked for its daemon's version, which also says whether the daemon answers.
-const TOOLS: &str = r#"for t in ovs-vsctl docker ip bridge iptables iptables-save iptables-restore nft firewall-cmd ethtool sysctl; do
+const TOOLS: &str = r#"for t in ovs-vsctl docker ip bridge iptables iptables-save iptables-restore nft firewall-cmd ethtool sysctl wg wireguard-go; do
   p=$(command -v "$t") || continue
   v=
   [ "$t" = docker ] && v=$(docker version --format '{{.Server.Version}}' 2>/dev/null)
@@ -142,8 +143,12 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
     out.push_str(&shell::render(&[Stmt::Comment(header)], 0));
     out.push_str("set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"\n");
     out.push_str("step() { printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }\n");
-    if steps.iter().flat_map(|s| &s.commands).any(|c| c.uses(Var::Mtu)) {
-        out.push_str(&shell::learn_mtu(node.underlay_ip, &node.name, VXLAN_OVERHEAD));
+    let uses = |v| steps.iter().flat_map(|s| &s.commands).any(|c| c.uses(v));
+    if uses(Var::Mtu) || uses(Var::WireguardMtu) {
+        out.push_str(&shell::learn_mtu(node.underlay_ip, &node.name, node.overhead));
+    }
+    if uses(Var::WireguardMtu) {
+        out.push_str(&shell::learn_wireguard_mtu(VXLAN_OVERHEAD));
     }
     let total = steps.len();
     let mut n = 0;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::blocks::BlockSpace;
-use crate::model::inventory::{Cluster, Inventory, Node, switch_capacity};
+use crate::model::inventory::{Cluster, Encryption, Inventory, Node, switch_capacity};
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -30,6 +30,9 @@ pub struct Allocation {
     pub id: u32,
     pub subnet: Ipv4Net,
     pub switch_ip: Ipv4Addr,
+    /// With encryption: `wireguard_cidr` network + id, the address its tunnels run between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_ip: Option<Ipv4Addr>,
 }
 
 /// The lock file's content: the cluster shape it was made for, and every node's allocation.
@@ -40,6 +43,9 @@ pub struct Lock {
     pub cidr: Ipv4Net,
     pub node_prefix: u8,
     pub switch_cidr: Ipv4Net,
+    /// With encryption: the range the WireGuard addresses come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard_cidr: Option<Ipv4Net>,
     /// A node listed twice would otherwise silently take its last entry: the node would move.
     #[serde(deserialize_with = "unique_nodes")]
     pub nodes: BTreeMap<String, Allocation>,
@@ -134,6 +140,7 @@ impl Lock {
             cidr: cluster.cidr,
             node_prefix: cluster.node_prefix,
             switch_cidr: cluster.switch_cidr,
+            wireguard_cidr: (cluster.encryption == Encryption::Wireguard).then_some(cluster.wireguard.cidr),
             nodes: BTreeMap::new(),
         }
     }
@@ -157,7 +164,8 @@ impl Lock {
     /// Every range in the lock is a block: `10.0.0.1/24` is a typo, and reading it as `10.0.0.0/24` would be a guess.
     fn check_blocks(&self) -> std::result::Result<(), String> {
         let host_bits = |net: &Ipv4Net| net.addr() != net.network();
-        for (what, net) in [("cidr", &self.cidr), ("switch_cidr", &self.switch_cidr)] {
+        let wireguard = self.wireguard_cidr.iter().map(|w| ("wireguard_cidr", w));
+        for (what, net) in [("cidr", &self.cidr), ("switch_cidr", &self.switch_cidr)].into_iter().chain(wireguard) {
             if host_bits(net) {
                 return Err(format!("`{what}` `{net}` has host bits set (did you mean `{}`?)", net.trunc()));
             }
@@ -216,6 +224,15 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
             prev.cidr, prev.node_prefix, prev.switch_cidr, c.cidr, c.node_prefix, c.switch_cidr
         )));
     }
+    let wireguard = (c.encryption == Encryption::Wireguard).then_some(c.wireguard.cidr);
+    if let (Some(prev), Some(now)) = (previous.and_then(|p| p.wireguard_cidr), wireguard)
+        && prev != now
+    {
+        return Err(lock_err(format!(
+            "made for cluster.wireguard.cidr `{prev}`, but the inventory now says `{now}`; changing it renumbers every \
+             host's WireGuard address: delete the lock file if that is what you want"
+        )));
+    }
     let blocks = BlockSpace::new(c.cidr, c.node_prefix, c.exclude.iter().copied().chain([c.switch_cidr]))
         .ok_or_else(|| Error::Exhausted(format!("cluster.cidr `{}` holds no /{} block", c.cidr, c.node_prefix)))?;
     let mut taken = Taken::default();
@@ -230,7 +247,17 @@ pub fn allocate(inv: &Inventory, previous: Option<&Lock>, lock_file: &Path) -> R
             (None, None) => unreachable!("every node is locked or fresh"),
         };
         let switch_ip = Ipv4Addr::from(u32::from(c.switch_cidr.network()) + id);
-        next.nodes.insert(n.name.clone(), Allocation { id, subnet, switch_ip });
+        let wireguard_ip = match wireguard {
+            Some(w) if u64::from(id) > switch_capacity(w) => {
+                return Err(Error::Exhausted(format!(
+                    "cluster.wireguard.cidr `{w}` has no address for node `{}` (switch id {id}); give it a larger block",
+                    n.name
+                )));
+            }
+            Some(w) => Some(Ipv4Addr::from(u32::from(w.network()) + id)),
+            None => None,
+        };
+        next.nodes.insert(n.name.clone(), Allocation { id, subnet, switch_ip, wireguard_ip });
     }
     Ok(next)
 }

@@ -106,6 +106,22 @@ pub fn vxlan_probe() -> IfName {
     IfName::fixed("vxm-probe")
 }
 
+/// The WireGuard interface the tunnels run over, when encryption is on.
+pub const WIREGUARD_DEVICE: &str = "vxm-wg";
+
+pub fn wireguard_device() -> IfName {
+    IfName::fixed(WIREGUARD_DEVICE)
+}
+
+/// A throwaway device the facts script makes (and removes) to learn whether the kernel has WireGuard.
+pub fn wireguard_probe() -> IfName {
+    IfName::fixed("vxm-wgprobe")
+}
+
+/// Where the host keeps its WireGuard private key: made there, readable by root only, never sent anywhere.
+pub const WIREGUARD_KEY_DIR: &str = "/etc/vxmesh";
+pub const WIREGUARD_KEY: &str = "/etc/vxmesh/wireguard.key";
+
 pub fn docker0() -> IfName {
     IfName::fixed(DOCKER0)
 }
@@ -117,6 +133,7 @@ pub const RULE_TAG: &str = "vxmesh";
 pub const NAT_CHAIN: &str = "VXMESH-NAT";
 pub const FORWARD_CHAIN: &str = "VXMESH-FWD";
 pub const VXLAN_CHAIN: &str = "VXMESH-VXLAN";
+pub const WIREGUARD_CHAIN: &str = "VXMESH-WG";
 
 /// BFD's transmit and receive intervals on tunnels, in ms. OVS's default (100 ms) costs every host 10 packets a
 /// second per peer through its datapath; at 1 s a dead peer still shows within ~3 s, at a tenth of the cost.
@@ -151,7 +168,7 @@ mod tests {
         assert_eq!(tunnel_port(&"n".repeat(NODE_NAME_MAX)).unwrap().len(), IFNAME_MAX);
         assert_eq!(docker_bridge(&"d".repeat(NETWORK_NAME_MAX)).unwrap().len(), IFNAME_MAX);
         assert!(tunnel_port(&"n".repeat(NODE_NAME_MAX + 1)).is_none());
-        for fixed in [SWITCH_BRIDGE, VETH_SWITCH_END, VETH_DOCKER_END, DOCKER0] {
+        for fixed in [SWITCH_BRIDGE, VETH_SWITCH_END, VETH_DOCKER_END, DOCKER0, WIREGUARD_DEVICE, "vxm-wgprobe"] {
             assert!(IfName::checked(fixed).is_some(), "{fixed}");
         }
     }

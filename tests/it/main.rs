@@ -1,6 +1,7 @@
 //! The one integration-test binary: every file here is a module (see ripgrep's tests/ layout).
 
 mod cli;
+mod encryption;
 mod facts_fixtures;
 mod faults;
 mod hostile;

@@ -555,7 +555,7 @@ fn send_vxlan(netns: &str, source: &str, to: &str) {
 }
 
 /// The same, for a container with MAC `mac` and address `ip` behind `to` (UDP to its port 9999).
-fn send_vxlan_to(netns: &str, source: &str, to: &str, mac: &str, ip: &str) {
+pub(crate) fn send_vxlan_to(netns: &str, source: &str, to: &str, mac: &str, ip: &str) {
     let tool = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/send_vxlan.py");
     let out = std::process::Command::new("nsenter")
         .arg(format!("--net=/run/netns/{netns}"))

@@ -4,7 +4,7 @@
 use vxmesh::components::boot::{self, BootFacts};
 use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts};
 use vxmesh::components::docker0::{self, DaemonJson};
-use vxmesh::components::firewall::{FirewalldFacts, NftFacts, NftTable};
+use vxmesh::components::firewall::{FirewalldFacts, NftFacts};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
 use vxmesh::components::{Mtu, Step, kernel, rules, switch, veth};
 use vxmesh::facts::{HostFacts, Link};
@@ -90,8 +90,8 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         parent.retain(|r| *r != c.jump);
         parent.insert(0, c.jump.clone());
     } else if let Some(c) = s.change_as::<vxmesh::components::firewall::nftables::Change>() {
-        if let vxmesh::components::firewall::nftables::Change::NftTable { port, peers } = c {
-            f.set_part(NftFacts(Some(NftTable { peers: peers.iter().copied().collect(), guarded_port: Some(*port) })));
+        if let vxmesh::components::firewall::nftables::Change::NftTable(t) = c {
+            f.set_part(NftFacts(Some(t.clone())));
         }
     } else if let Some(vxmesh::components::firewall::firewalld::Change::Firewalld { add, remove }) = s.change_as() {
         let fw = f.part_mut::<FirewalldFacts>();

@@ -52,3 +52,17 @@ fn twelve_node_plan_has_every_pair_once_per_side() {
     assert_eq!(ends.len(), 132, "12 x 11 ordered pairs, each exactly once");
     assert!(ends.iter().all(|(a, b)| ends.contains(&(b.clone(), a.clone()))), "every tunnel has its other end");
 }
+
+/// Encryption: the WireGuard interface, the fail-closed route and the firewall's two chains, with VXLAN
+/// between WireGuard addresses and the MTU less both headers. Offline, peers' keys are not known yet.
+#[test]
+fn encrypted_render_vm2() {
+    insta::assert_snapshot!(run_on("tests/fixtures/encrypted.yaml", &["render", "vm2"]));
+}
+
+#[test]
+fn encrypted_plan_offline_json() {
+    let out = run_on("tests/fixtures/encrypted.yaml", &["plan", "--offline", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    insta::assert_json_snapshot!(v);
+}

@@ -10,10 +10,13 @@ use crate::facts::FactsError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NftTable {
-    /// Members of the `peers` set.
+    /// Members of the `peers` set: the peers' underlay addresses.
     pub peers: BTreeSet<Ipv4Addr>,
-    /// The UDP port the input chain's drop rule guards, if the rule is there.
-    pub guarded_port: Option<u16>,
+    /// Members of the `mesh` set (with encryption): the peers' WireGuard addresses.
+    pub mesh: BTreeSet<Ipv4Addr>,
+    /// The input chain's drop rules: the UDP port each guards, and what lets a packet through
+    /// (`@peers`, `@mesh`, or `iif:DEVICE`).
+    pub drops: BTreeSet<(u16, String)>,
 }
 
 pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
@@ -28,10 +31,15 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
         if item.get("table").is_some() {
             seen_table = true;
         }
-        if let Some(set) = item.get("set").filter(|s| s["name"] == "peers") {
+        if let Some(set) = item.get("set") {
+            let members = match set["name"].as_str() {
+                Some("peers") => &mut table.peers,
+                Some("mesh") => &mut table.mesh,
+                _ => continue,
+            };
             for e in set["elem"].as_array().into_iter().flatten() {
                 if let Some(ip) = e.as_str().and_then(|s| s.parse().ok()) {
-                    table.peers.insert(ip);
+                    members.insert(ip);
                 }
             }
         }
@@ -42,8 +50,16 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
                 let m = e.get("match")?;
                 (m["left"]["payload"]["field"] == "dport" && m["op"] == "==").then(|| m["right"].as_u64())?
             });
-            if drops && let Some(p) = port {
-                table.guarded_port = u16::try_from(p).ok();
+            let through = exprs.iter().find_map(|e| {
+                let m = e.get("match").filter(|m| m["op"] == "!=")?;
+                match (m["left"]["meta"]["key"].as_str(), m["right"].as_str()) {
+                    (Some("iifname"), Some(dev)) => Some(format!("iif:{dev}")),
+                    (None, Some(set)) if set.starts_with('@') => Some(set.to_string()),
+                    _ => None,
+                }
+            });
+            if drops && let (Some(p), Some(t)) = (port.and_then(|p| u16::try_from(p).ok()), through) {
+                table.drops.insert((p, t));
             }
         }
     }

@@ -25,8 +25,62 @@ pub struct NftFacts(pub Option<NftTable>);
 #[derive(Debug, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
-    NftTable { port: u16, peers: Vec<Ipv4Addr> },
+    /// The table as it will be (what the facts read back).
+    NftTable(NftTable),
     RemoveNftTable,
+}
+
+/// The table a node needs: VXLAN only from the peers; with encryption, WireGuard only from the peers and VXLAN
+/// only through the WireGuard interface, from the peers' WireGuard addresses.
+pub fn wanted(node: &NodePlan) -> NftTable {
+    let fw = &node.firewall;
+    let peers: BTreeSet<Ipv4Addr> = fw.peers.iter().copied().collect();
+    match &fw.wireguard {
+        None => NftTable { peers, mesh: BTreeSet::new(), drops: [(fw.port, "@peers".to_string())].into() },
+        Some(g) => NftTable {
+            peers,
+            mesh: g.mesh.iter().copied().collect(),
+            drops: [
+                (g.port, "@peers".to_string()),
+                (fw.port, format!("iif:{}", g.device)),
+                (fw.port, "@mesh".to_string()),
+            ]
+            .into(),
+        },
+    }
+}
+
+fn set(name: &str, members: &BTreeSet<Ipv4Addr>) -> String {
+    let elements = if members.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = members.iter().map(|p| p.to_string()).collect();
+        format!(" elements = {{ {} }};", list.join(", "))
+    };
+    format!("  set {name} {{ type ipv4_addr;{elements} }}\n")
+}
+
+/// The `nft -f` program that replaces the table at once.
+fn program(node: &NodePlan, want: &NftTable) -> String {
+    let t = names::NFT_TABLE;
+    let fw = &node.firewall;
+    let tag = names::RULE_TAG;
+    let mut sets = set("peers", &want.peers);
+    let rules = match &fw.wireguard {
+        None => format!("    udp dport {} ip saddr != @peers counter drop comment \"{tag}\"\n", fw.port),
+        Some(g) => {
+            sets.push_str(&set("mesh", &want.mesh));
+            format!(
+                "    udp dport {wg} ip saddr != @peers counter drop comment \"{tag}\"\n    udp dport {vx} iifname != \"{dev}\" counter drop comment \"{tag}\"\n    udp dport {vx} ip saddr != @mesh counter drop comment \"{tag}\"\n",
+                wg = g.port,
+                vx = fw.port,
+                dev = g.device
+            )
+        }
+    };
+    format!(
+        "table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n{sets}  chain input {{\n    type filter hook input priority filter - 10; policy accept;\n{rules}  }}\n}}\n"
+    )
 }
 
 impl Component for Nftables<'_> {
@@ -54,30 +108,32 @@ impl Component for Nftables<'_> {
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
-        let fw = &self.node.firewall;
-        let want: BTreeSet<Ipv4Addr> = fw.peers.iter().copied().collect();
+        let want = wanted(self.node);
         let have = facts.part::<NftFacts>().and_then(|n| n.0.as_ref());
-        if have.is_some_and(|t| t.peers == want && t.guarded_port == Some(fw.port)) {
+        if have == Some(&want) {
             return vec![];
         }
+        let fw = &self.node.firewall;
         let t = names::NFT_TABLE;
-        let elements = if want.is_empty() {
-            String::new()
-        } else {
-            let list: Vec<String> = want.iter().map(|p| p.to_string()).collect();
-            format!(" elements = {{ {} }};", list.join(", "))
+        let description = match &fw.wireguard {
+            None => {
+                format!("program nftables table inet {t}: VXLAN port {} only from {} peers", fw.port, want.peers.len())
+            }
+            Some(g) => format!(
+                "program nftables table inet {t}: WireGuard port {} only from {} peers, VXLAN port {} only through {}",
+                g.port,
+                want.peers.len(),
+                fw.port,
+                g.device
+            ),
         };
-        let program = format!(
-            "table inet {t}\ndelete table inet {t}\ntable inet {t} {{\n  set peers {{ type ipv4_addr;{elements} }}\n  chain input {{\n    type filter hook input priority filter - 10; policy accept;\n    udp dport {port} ip saddr != @peers counter drop comment \"{tag}\"\n  }}\n}}\n",
-            port = fw.port,
-            tag = names::RULE_TAG
-        );
+        let program = program(self.node, &want);
         vec![
             Step::new(
                 Phase::Firewall,
                 self.name(),
-                format!("program nftables table inet {t}: VXLAN port {} only from {} peers", fw.port, want.len()),
-                Change::NftTable { port: fw.port, peers: want.into_iter().collect() },
+                description,
+                Change::NftTable(want),
                 vec![cmd!["nft", "-f", "-"].stdin(program).into()],
             )
             .concerning(Concern::Peers),

@@ -35,7 +35,36 @@ pub struct Cluster {
     pub firewall: FirewallKind,
     /// An address outside the cluster that `verify` reaches to prove NAT works.
     pub outside: Option<Ipv4Addr>,
+    pub encryption: Encryption,
+    /// Used when `encryption` is `wireguard`.
+    pub wireguard: WireguardSettings,
 }
+
+/// What carries the VXLAN tunnels between hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encryption {
+    /// VXLAN straight over the underlay, in clear.
+    None,
+    /// VXLAN between WireGuard addresses: every host one WireGuard interface, every other host a peer.
+    Wireguard,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct WireguardSettings {
+    /// The UDP port WireGuard listens on (on every host).
+    pub port: u16,
+    /// Where each host's WireGuard address comes from (`cidr` network + the node's switch id).
+    pub cidr: Ipv4Net,
+}
+
+/// Bytes WireGuard adds around each packet on an IPv4 underlay: outer IP 20, UDP 8, WireGuard header 16, tag 16.
+pub const WIREGUARD_OVERHEAD: u16 = 60;
+
+/// The WireGuard addresses' default range: RFC 2544's benchmarking block, which no real network routes, so it
+/// cannot collide with an underlay or a cloud's private ranges.
+pub const WIREGUARD_DEFAULT_CIDR: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(198, 19, 0, 0), 16);
+pub const WIREGUARD_DEFAULT_PORT: u16 = 51820;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -48,6 +77,16 @@ pub enum MtuSetting {
 
 /// Bytes VXLAN adds around each frame on IPv4: outer IP 20, UDP 8, VXLAN 8, inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u16 = 50;
+
+impl Cluster {
+    /// What the tunnels add to every overlay packet: VXLAN, and WireGuard under it when encrypted.
+    pub fn overhead(&self) -> u16 {
+        match self.encryption {
+            Encryption::None => VXLAN_OVERHEAD,
+            Encryption::Wireguard => VXLAN_OVERHEAD + WIREGUARD_OVERHEAD,
+        }
+    }
+}
 pub const MTU_MIN: u16 = 576;
 pub const MTU_MAX: u16 = 9000;
 

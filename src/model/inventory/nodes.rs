@@ -21,6 +21,8 @@ pub struct Layout {
     pub node_prefix: Option<u8>,
     pub switch_cidr: Option<Ipv4Net>,
     pub exclude: Option<Vec<Ipv4Net>>,
+    /// Set only when encryption is on: tunnel endpoints must stay out of it.
+    pub wireguard_cidr: Option<Ipv4Net>,
 }
 
 /// What earlier nodes already claimed, for the "listed twice" checks.
@@ -129,6 +131,10 @@ fn underlay(
         inside("cluster.switch_cidr", s)
     } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
         inside("cluster.cidr", c)
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
+        format!(
+            "lies inside cluster.wireguard.cidr `{w}`; WireGuard carries the tunnels over the underlay, so an underlay address must be outside it"
+        )
     } else if let Some(other) = seen.underlays.get(&ip) {
         format!("is also the tunnel endpoint of node `{other}`")
     } else {

@@ -42,6 +42,15 @@ pub struct RawCluster {
     pub nat: Option<At<Scalar>>,
     pub firewall: Option<At<Scalar>>,
     pub outside: Option<At<Scalar>>,
+    pub encryption: Option<At<Scalar>>,
+    pub wireguard: Option<At<Shaped<RawWireguard>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWireguard {
+    pub port: Option<At<Scalar>>,
+    pub cidr: Option<At<Scalar>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,7 +176,7 @@ impl<T> Container for Vec<T> {
 macro_rules! mapping {
     ($($t:ty),*) => { $(impl Container for $t { const MAPPING: bool = true; })* };
 }
-mapping!(RawInventory, RawCluster, RawDocker, RawSsh, RawNode);
+mapping!(RawInventory, RawCluster, RawDocker, RawSsh, RawNode, RawWireguard);
 
 impl<'de, T: Deserialize<'de> + Container> Deserialize<'de> for Shaped<T> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

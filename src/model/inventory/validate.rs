@@ -12,7 +12,7 @@ use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::*;
 use super::nodes::{self, Layout};
 use super::ranges::{DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, non_unicast, overlaps, special_overlap};
-use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, Scalar, Shaped};
+use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, RawWireguard, Scalar, Shaped};
 use crate::error::Diagnostic;
 use crate::model::blocks::BlockSpace;
 use crate::model::names;
@@ -36,6 +36,9 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
         ck.add(at(&inv.nodes), "nodes: the list is empty; name at least one host");
     }
     let nodes = nodes::nodes(nodes.map_or(&[], Vec::as_slice), &draft.layout, &mut ck);
+    if let Shaped::Ok(c) = &inv.cluster.value {
+        encryption_combinations(c, &draft, &nodes, &mut ck);
+    }
     if ck.count() > 0 {
         return Err(ck.into_problems());
     }
@@ -64,6 +67,8 @@ struct Draft {
     nat: Option<bool>,
     firewall: Option<FirewallKind>,
     outside: Option<Option<Ipv4Addr>>,
+    encryption: Option<Encryption>,
+    wireguard: Option<WireguardSettings>,
 }
 
 impl Draft {
@@ -84,6 +89,8 @@ impl Draft {
             nat: self.nat?,
             firewall: self.firewall?,
             outside: self.outside?,
+            encryption: self.encryption?,
+            wireguard: self.wireguard?,
         })
     }
 }
@@ -95,11 +102,24 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
         None => Some(None),
     };
     let mode = docker.and_then(|d| docker_mode(d, ck));
-    let layout = layout(raw, mode, node_count, ck);
+    let encryption = word(
+        ck,
+        "cluster.encryption",
+        &raw.encryption,
+        &[("none", Encryption::None), ("wireguard", Encryption::Wireguard)],
+        Encryption::None,
+    );
+    let port = raw.port.as_ref().map_or(Some(4789), |v| ck.int("cluster.port", v, 1, 65535)).map(|n| n as u16);
+    let mut layout = layout(raw, mode, node_count, ck);
+    let wireguard = wireguard(raw, &layout, port, ck);
+    if encryption == Some(Encryption::Wireguard) {
+        layout.wireguard_cidr = wireguard.map(|w| w.cidr);
+        wireguard_room(raw, wireguard, node_count, ck);
+    }
     Draft {
         name: cluster_name(raw, ck),
         vni: raw.vni.as_ref().map_or(Some(42), |v| ck.int("cluster.vni", v, 1, (1 << 24) - 1)).map(|n| n as u32),
-        port: raw.port.as_ref().map_or(Some(4789), |v| ck.int("cluster.port", v, 1, 65535)).map(|n| n as u16),
+        port,
         mtu: raw.mtu.as_ref().map_or(Some(MtuSetting::Auto), |v| mtu(v, ck)),
         backend: word(ck, "cluster.backend", &raw.backend, &BACKENDS, Backend::Ovs),
         datapath: word(
@@ -127,6 +147,114 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
         ),
         outside: outside(raw, &layout, ck),
         layout,
+        encryption,
+        wireguard,
+    }
+}
+
+/// `cluster.wireguard`, validated whether or not encryption is on (a typo there should not wait for the day it is).
+fn wireguard(raw: &RawCluster, l: &Layout, vxlan_port: Option<u16>, ck: &mut Check) -> Option<WireguardSettings> {
+    let section: Option<&RawWireguard> = match &raw.wireguard {
+        Some(w) => Some(ck.shaped("cluster.wireguard", w, "a mapping, e.g. `{port: 51820, cidr: 198.19.0.0/16}`")?),
+        None => None,
+    };
+    let port_v = section.and_then(|w| w.port.as_ref());
+    let port = match port_v {
+        None => Some(WIREGUARD_DEFAULT_PORT),
+        Some(v) => ck.int("cluster.wireguard.port", v, 1, 65535).map(|n| n as u16),
+    };
+    let port = match (port, vxlan_port) {
+        (Some(p), Some(vx)) if p == vx => {
+            let pos = port_v.map_or_else(|| raw.port.as_ref().and_then(at), at);
+            ck.add(
+                pos,
+                format!(
+                    "cluster.wireguard.port: `{p}` is also cluster.port, VXLAN's; WireGuard needs a UDP port of its own"
+                ),
+            );
+            None
+        }
+        (p, _) => p,
+    };
+    let cidr_v = section.and_then(|w| w.cidr.as_ref());
+    let cidr = match cidr_v {
+        None => WIREGUARD_DEFAULT_CIDR,
+        Some(v) => ck.cidr("cluster.wireguard.cidr", v)?,
+    };
+    let problem = if let Some(special) = special_overlap(&cidr) {
+        format!("overlaps {}", special.describe())
+    } else if cidr.prefix_len() > 30 {
+        format!("is a /{}; give at least a /30", cidr.prefix_len())
+    } else if let Some(c) = l.cidr.filter(|c| overlaps(c, &cidr)) {
+        format!(
+            "overlaps cluster.cidr `{c}`; WireGuard addresses carry the tunnels, so they must lie outside the overlay"
+        )
+    } else if let Some(s) = l.switch_cidr.filter(|s| overlaps(s, &cidr)) {
+        format!("overlaps cluster.switch_cidr `{s}`; WireGuard addresses must lie outside the overlay")
+    } else {
+        return Some(WireguardSettings { port: port?, cidr });
+    };
+    let (pos, label) = match cidr_v {
+        Some(v) => (at(v), format!("cluster.wireguard.cidr: `{cidr}`")),
+        None => (at(&raw.cidr), format!("cluster.wireguard.cidr: `{cidr}` (the default)")),
+    };
+    ck.add(pos, format!("{label} {problem}; set cluster.wireguard.cidr to another block"));
+    None
+}
+
+/// One WireGuard address per node, numbered like the switch addresses.
+fn wireguard_room(raw: &RawCluster, w: Option<WireguardSettings>, node_count: usize, ck: &mut Check) {
+    let Some(w) = w else { return };
+    let room = switch_capacity(w.cidr);
+    if node_count as u64 > room {
+        let pos = raw
+            .wireguard
+            .as_ref()
+            .and_then(|s| match &s.value {
+                Shaped::Ok(r) => r.cidr.as_ref().and_then(at),
+                Shaped::Wrong(_) => None,
+            })
+            .or_else(|| at(&raw.cidr));
+        ck.add(
+            pos,
+            format!("cluster.wireguard.cidr: `{}` has room for {room} WireGuard addresses, but the inventory lists {node_count} nodes; give it a larger block", w.cidr),
+        );
+    }
+}
+
+/// What encryption cannot run with, named with the setting to change.
+fn encryption_combinations(raw: &RawCluster, d: &Draft, nodes: &[Node], ck: &mut Check) {
+    if d.encryption != Some(Encryption::Wireguard) {
+        return;
+    }
+    let pos = raw.encryption.as_ref().and_then(at);
+    if d.datapath == Some(Datapath::Netdev) {
+        let cluster_ovs = d.backend == Some(Backend::Ovs);
+        let ovs_nodes: Vec<&str> = nodes
+            .iter()
+            .filter(|n| n.backend.map_or(cluster_ovs, |b| b == Backend::Ovs))
+            .map(|n| n.name.as_str())
+            .collect();
+        if !ovs_nodes.is_empty() {
+            let shown: Vec<&str> = ovs_nodes.iter().take(5).copied().collect();
+            let more = if ovs_nodes.len() > 5 { format!(" and {} more", ovs_nodes.len() - 5) } else { String::new() };
+            ck.add(
+                pos,
+                format!(
+                    "cluster.encryption: `wireguard` cannot carry the tunnels of Open vSwitch's userspace datapath \
+                     (cluster.datapath `netdev`): it sends VXLAN itself, past the kernel's WireGuard interface, so the \
+                     frames would leave in clear; nodes on it: {}{more}. Use `datapath: system`, or `backend: linux` for them",
+                    shown.join(", ")
+                ),
+            );
+        }
+    }
+    if d.firewall == Some(FirewallKind::Firewalld) {
+        ck.add(
+            pos,
+            "cluster.encryption: `wireguard` with cluster.firewall `firewalld` is not supported yet (a rich rule cannot \
+             accept VXLAN only on the WireGuard interface); use `firewall: nftables` or `iptables`",
+        );
     }
 }
 
@@ -209,7 +337,7 @@ fn layout(raw: &RawCluster, mode: Option<DockerMode>, node_count: usize, ck: &mu
     let node_prefix = node_prefix(raw, cidr, ck);
     let exclude = exclude(raw, cidr, mode, ck);
     let switch_cidr = switch_cidr(raw, cidr, node_prefix, mode, exclude.as_deref(), ck);
-    let layout = Layout { cidr, node_prefix, switch_cidr, exclude };
+    let layout = Layout { cidr, node_prefix, switch_cidr, exclude, wireguard_cidr: None };
     room(raw, &layout, node_count, ck);
     layout
 }
@@ -373,6 +501,8 @@ fn outside(raw: &RawCluster, l: &Layout, ck: &mut Check) -> Option<Option<Ipv4Ad
         format!("lies inside cluster.cidr `{c}`; it must be an address outside the cluster")
     } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&o)) {
         format!("lies inside cluster.switch_cidr `{s}`; it must be an address outside the cluster")
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&o)) {
+        format!("lies inside cluster.wireguard.cidr `{w}`; it must be an address outside the cluster")
     } else {
         return Some(Some(o));
     };

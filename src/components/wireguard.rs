@@ -1,0 +1,551 @@
+//! Encryption under the tunnels: one WireGuard interface per host (the kernel's, else `wireguard-go`), its private
+//! key made on the host and never read back, every other host a peer (endpoint its underlay address, allowed IPs
+//! its WireGuard address only). VXLAN then runs between WireGuard addresses. An `unreachable` route for the whole
+//! WireGuard range, below the interface's own, makes the host fail closed: with the interface down or gone, VXLAN
+//! to a peer has no route at all, instead of leaving in clear through the default route.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use serde::Serialize;
+
+use super::core::{Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step, need};
+use crate::cmd;
+use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::inventory::VXLAN_OVERHEAD;
+use crate::model::names::{self, IfName};
+use crate::plan::{NodePlan, WireguardPeer, WireguardSpec};
+use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless};
+
+/// The metric of the fail-closed route: above the interface's own route (metric 0), so it only ever answers
+/// when that one is gone. Also how vxmesh recognises its own guard routes.
+pub const GUARD_METRIC: u32 = 4242;
+
+/// wireguard-go's control socket: removing it is how a userspace interface is stopped (as wg-quick does).
+const USERSPACE_SOCKET: &str = "/var/run/wireguard/vxm-wg.sock";
+
+/// Makes the private key once: root-only from the first byte (umask), written beside and renamed, so a host
+/// never has half a key. Nothing from outside is in it.
+const KEYGEN: &str = "if [ ! -s /etc/vxmesh/wireguard.key ]; then\n  (umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)\nfi";
+
+/// wireguard-go returns before its control socket exists; `wg set` needs it.
+const WAIT_FOR_USERSPACE: &str =
+    "i=0; while [ ! -S /var/run/wireguard/vxm-wg.sock ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+
+/// The interface gone after its socket was removed (wireguard-go exits and takes its device with it).
+const WAIT_FOR_USERSPACE_EXIT: &str =
+    "i=0; while ip link show dev vxm-wg >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+
+/// Makes a new key in place of the old one (`rotate-keys`): the interface keeps the old one until it is set up again.
+const REKEY: &str = "(umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)";
+
+/// The script of encryption's first round trip on a host without a key (or, with `replace`, one whose key is
+/// rotated): make it there, print its public key.
+pub fn keygen_script(replace: bool) -> String {
+    let stmts = [
+        Stmt::Static(if replace { REKEY } else { KEYGEN }),
+        cmd!["cat", names::WIREGUARD_KEY].pipe(cmd!["wg", "pubkey"]).into(),
+    ];
+    format!("set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"\n{}", crate::shell::render(&stmts, 0))
+}
+
+/// The public keys the hosts reported, by node name.
+pub fn public_keys<'a>(
+    facts: impl IntoIterator<Item = (&'a String, &'a HostFacts)>,
+) -> std::collections::BTreeMap<String, String> {
+    facts
+        .into_iter()
+        .filter_map(|(name, f)| Some((name.clone(), f.part::<WireguardFacts>()?.public_key.clone()?)))
+        .collect()
+}
+
+/// Records the public key a host just made in its facts.
+pub fn set_public_key(facts: &mut HostFacts, key: String) {
+    facts.part_mut::<WireguardFacts>().public_key = Some(key);
+}
+
+pub struct Wireguard<'a> {
+    pub node: &'a NodePlan,
+}
+
+/// What the host has of vxmesh's WireGuard. Only public keys are ever read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WireguardFacts {
+    /// The public key of the host's key file, if there is one.
+    pub public_key: Option<String>,
+    /// The interface as `wg show` reports it, if it is a WireGuard interface.
+    pub device: Option<WgDevice>,
+    /// Whether the kernel makes WireGuard interfaces (`None`: not probed, the interface exists).
+    pub kernel_module: Option<bool>,
+    /// vxmesh's fail-closed routes (unreachable, [`GUARD_METRIC`]).
+    pub guards: BTreeSet<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WgDevice {
+    pub public_key: String,
+    pub listen_port: Option<u16>,
+    pub peers: Vec<WgPeerState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WgPeerState {
+    pub public_key: String,
+    pub endpoint: Option<String>,
+    pub allowed_ips: Vec<String>,
+    /// Seconds since the epoch of the latest handshake; 0 for never.
+    pub latest_handshake: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    GenerateKey,
+    Guard { cidr: Ipv4Net },
+    Device { dev: IfName, address: Ipv4Net, port: u16, mtu: Mtu },
+    Peer { peer: String, endpoint: String, address: Ipv4Addr, replaces: Option<String> },
+    PeerWithoutKey { peer: String },
+    RemovePeer { public_key: String },
+    RemoveDevice { dev: IfName },
+    RemoveGuard { cidr: Ipv4Net },
+    RemoveKey,
+}
+
+/// A WireGuard public key: 32 bytes in base64, 44 characters ending in `=`. Anything else from a host is refused.
+pub fn is_public_key(s: &str) -> bool {
+    s.len() == 44 && s.ends_with('=') && s[..43].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+}
+
+fn key_error(what: &str) -> FactsError {
+    FactsError::new("wg-key", format!("{what} is not a WireGuard public key"))
+}
+
+fn parse_key(body: &str) -> Result<Option<String>, FactsError> {
+    let k = body.trim();
+    if k.is_empty() {
+        return Ok(None);
+    }
+    if !is_public_key(k) {
+        return Err(key_error("the key file's public key"));
+    }
+    Ok(Some(k.to_string()))
+}
+
+/// `wg show DEV dump` as the host's awk left it: first the interface (public key, port; the private key is
+/// dropped on the host), then one line per peer (public key, endpoint, allowed IPs, latest handshake).
+fn parse_show(body: &str) -> Result<Option<WgDevice>, FactsError> {
+    let mut lines = body.lines().filter(|l| !l.trim().is_empty());
+    let Some(first) = lines.next() else { return Ok(None) };
+    let mut f = first.split_whitespace();
+    let public_key = f.next().unwrap_or_default().to_string();
+    if !is_public_key(&public_key) {
+        return Err(FactsError::new("wg-show", "the interface's public key is not a WireGuard public key"));
+    }
+    let listen_port = f.next().and_then(|p| p.parse().ok());
+    let mut peers = vec![];
+    for l in lines {
+        let mut w = l.split_whitespace();
+        let key = w.next().unwrap_or_default().to_string();
+        if !is_public_key(&key) {
+            return Err(FactsError::new("wg-show", "a peer's public key is not a WireGuard public key"));
+        }
+        let endpoint = w.next().filter(|e| *e != "(none)").map(String::from);
+        let allowed_ips =
+            w.next().filter(|a| *a != "(none)").map(|a| a.split(',').map(String::from).collect()).unwrap_or_default();
+        let latest_handshake = w.next().and_then(|h| h.parse().ok()).unwrap_or(0);
+        peers.push(WgPeerState { public_key: key, endpoint, allowed_ips, latest_handshake });
+    }
+    Ok(Some(WgDevice { public_key, listen_port, peers }))
+}
+
+/// `ip -o route show type unreachable`: vxmesh's own are those with [`GUARD_METRIC`].
+fn parse_guards(body: &str) -> BTreeSet<Ipv4Net> {
+    body.lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let metric = w.iter().position(|x| *x == "metric").and_then(|i| w.get(i + 1))?;
+            (w.first() == Some(&"unreachable") && *metric == GUARD_METRIC.to_string()).then_some(())?;
+            w.get(1)?.parse().ok()
+        })
+        .collect()
+}
+
+fn dev() -> IfName {
+    names::wireguard_device()
+}
+
+fn wg_set(rest: impl IntoIterator<Item = Word>) -> Cmd {
+    Cmd::new(["wg".into(), "set".into(), (&dev()).into()].into_iter().chain(rest))
+}
+
+fn allowed(address: Ipv4Addr) -> String {
+    format!("{address}/32")
+}
+
+/// `peer KEY endpoint ADDR:PORT allowed-ips ADDR/32`.
+fn peer_words(key: &str, p: &WireguardPeer) -> Vec<Word> {
+    vec!["peer".into(), data(key), "endpoint".into(), data(p.endpoint), "allowed-ips".into(), data(allowed(p.address))]
+}
+
+fn guard_route(op: &'static str, cidr: Ipv4Net) -> Cmd {
+    cmd!["ip", "route", op, "unreachable", data(cidr), "metric", data(GUARD_METRIC)]
+}
+
+/// The WireGuard interface's MTU: the overlay's plus VXLAN's headers, which travel inside it.
+fn device_mtu(overlay: Mtu) -> Word {
+    match overlay {
+        Mtu::Value(v) => data(v + u32::from(VXLAN_OVERHEAD)),
+        Mtu::Detect => Word::Var(Var::WireguardMtu),
+    }
+}
+
+impl Wireguard<'_> {
+    fn step(&self, description: String, change: Change, commands: Vec<Stmt>) -> Step {
+        Step::new(Phase::Encryption, self.name(), description, change, commands)
+    }
+
+    fn device_steps(&self, w: &WireguardSpec, f: &WireguardFacts, facts: &HostFacts, mtu: Mtu) -> Vec<Step> {
+        let d = dev();
+        let link = facts.links.get(d.as_str());
+        let device = f.device.as_ref();
+        let right = device
+            .is_some_and(|x| Some(&x.public_key) == f.public_key.as_ref() && x.listen_port == Some(w.port))
+            && link.is_some_and(|l| {
+                l.addrs.contains(&w.address)
+                    && l.up
+                    && mtu.value().is_none_or(|m| l.mtu == m + u32::from(VXLAN_OVERHEAD))
+            });
+        if right {
+            return vec![];
+        }
+        let create = unless(
+            cmd!["ip", "link", "show", "dev", &d].silent(),
+            vec![Stmt::If {
+                conds: vec![cmd!["ip", "link", "add", &d, "type", "wireguard"].silent()],
+                negate: true,
+                then: vec![
+                    Stmt::Comment(
+                        "No WireGuard in this kernel: the userspace implementation, as wg-quick does.".into(),
+                    ),
+                    cmd!["env", "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1", "wireguard-go", &d].into(),
+                    Stmt::Static(WAIT_FOR_USERSPACE),
+                ],
+                otherwise: vec![],
+            }],
+        );
+        let mtu_word = device_mtu(mtu);
+        vec![self.step(
+            format!("bring up WireGuard interface {d} ({}, port {})", w.address, w.port),
+            Change::Device { dev: d.clone(), address: w.address, port: w.port, mtu },
+            vec![
+                create,
+                wg_set(["listen-port".into(), data(w.port), "private-key".into(), Word::Lit(names::WIREGUARD_KEY)])
+                    .into(),
+                cmd!["ip", "address", "replace", data(w.address), "dev", &d].into(),
+                Cmd::new(["ip".into(), "link".into(), "set".into(), "dev".into(), (&d).into(), "mtu".into(), mtu_word])
+                    .into(),
+                cmd!["ip", "link", "set", "dev", &d, "up"].into(),
+            ],
+        )]
+    }
+
+    fn peer_steps(&self, w: &WireguardSpec, f: &WireguardFacts, fresh_device: bool) -> Vec<Step> {
+        let have: &[WgPeerState] = match (&f.device, fresh_device) {
+            (Some(d), false) => &d.peers,
+            _ => &[],
+        };
+        let mut steps = vec![];
+        for p in &w.peers {
+            let want_ip = allowed(p.address);
+            let found = have.iter().find(|h| h.allowed_ips == [want_ip.clone()]);
+            let concern = Concern::Peer(p.name.clone());
+            let Some(key) = &p.public_key else {
+                if found.is_none() {
+                    steps.push(
+                        self.step(
+                            format!("add WireGuard peer {} once its host has a key (made at its first `up`)", p.name),
+                            Change::PeerWithoutKey { peer: p.name.to_string() },
+                            vec![Stmt::Comment(format!("{}: no public key known yet", p.name))],
+                        )
+                        .concerning(concern),
+                    );
+                }
+                continue;
+            };
+            let endpoint = p.endpoint.to_string();
+            let (what, mut words) = match found {
+                None => ("add", vec![]),
+                Some(h) if h.public_key != *key => {
+                    ("replace the key of", vec!["peer".into(), data(&h.public_key), "remove".into()])
+                }
+                Some(h) if h.endpoint.as_deref() != Some(endpoint.as_str()) => ("set the endpoint of", vec![]),
+                Some(_) => continue,
+            };
+            let replaces = found.filter(|h| h.public_key != *key).map(|h| h.public_key.clone());
+            words.extend(peer_words(key, p));
+            steps.push(
+                self.step(
+                    format!("{what} WireGuard peer {} ({endpoint}, {})", p.name, p.address),
+                    Change::Peer { peer: p.name.to_string(), endpoint, address: p.address, replaces },
+                    vec![wg_set(words).into()],
+                )
+                .concerning(concern),
+            );
+        }
+        let wanted: BTreeSet<String> = w.peers.iter().map(|p| allowed(p.address)).collect();
+        for h in have {
+            let ours = h.allowed_ips.len() == 1 && wanted.contains(&h.allowed_ips[0]);
+            // Two entries for one address: the one the plan's key names stays, the other goes.
+            let duplicate =
+                ours && w.peers.iter().any(|p| {
+                    allowed(p.address) == h.allowed_ips[0] && p.public_key.as_ref().is_some_and(|k| *k != h.public_key)
+                }) && have.iter().filter(|o| o.allowed_ips == h.allowed_ips).count() > 1;
+            if !ours || duplicate {
+                steps.push(
+                    self.step(
+                        format!("remove WireGuard peer {} (not in the plan)", short(&h.public_key)),
+                        Change::RemovePeer { public_key: h.public_key.clone() },
+                        vec![wg_set(["peer".into(), data(&h.public_key), "remove".into()]).into()],
+                    )
+                    .concerning(Concern::Peers),
+                );
+            }
+        }
+        steps
+    }
+}
+
+/// A key as messages show it: enough to tell keys apart.
+fn short(key: &str) -> String {
+    format!("{}…", &key[..key.len().min(8)])
+}
+
+impl Component for Wireguard<'_> {
+    fn name(&self) -> &'static str {
+        "wireguard"
+    }
+
+    fn needs(&self, facts: &HostFacts) -> Vec<Need> {
+        if self.node.wireguard.is_none() {
+            return vec![];
+        }
+        let mut v = vec![need("wg", "wireguard-tools", "wireguard-tools")];
+        if facts.part::<WireguardFacts>().is_some_and(|f| f.kernel_module == Some(false)) {
+            v.push(need("wireguard-go", "wireguard-go", "wireguard-go"));
+        }
+        v
+    }
+
+    fn gather(&self) -> Vec<Stmt> {
+        let d = dev();
+        let probe = names::wireguard_probe();
+        let exists = || cmd!["ip", "link", "show", "dev", &d].silent();
+        vec![
+            mark("wg-key"),
+            Stmt::If {
+                conds: vec![cmd!["has", "wg"], cmd!["test", "-s", names::WIREGUARD_KEY]],
+                negate: false,
+                // The private key goes from the file into `wg pubkey` on the host; only the public key is printed.
+                then: vec![cmd!["cat", names::WIREGUARD_KEY].pipe(cmd!["wg", "pubkey"]).may_fail().into()],
+                otherwise: vec![],
+            },
+            mark("wg-show"),
+            Stmt::If {
+                conds: vec![cmd!["has", "wg"], exists()],
+                negate: false,
+                // The dump's first line starts with the private key: awk drops it on the host.
+                then: vec![
+                    cmd!["wg", "show", &d, "dump"]
+                        .silent_stderr()
+                        .pipe(cmd!["awk", "NR == 1 { print $2, $3 } NR > 1 { print $1, $3, $4, $5 }"])
+                        .may_fail()
+                        .into(),
+                ],
+                otherwise: vec![],
+            },
+            mark("wg-kernel"),
+            Stmt::If {
+                conds: vec![exists()],
+                negate: true,
+                then: vec![Stmt::If {
+                    conds: vec![cmd!["ip", "link", "add", &probe, "type", "wireguard"].silent()],
+                    negate: false,
+                    then: vec![
+                        cmd!["ip", "link", "del", &probe].silent().may_fail().into(),
+                        cmd!["echo", "yes"].into(),
+                    ],
+                    otherwise: vec![cmd!["echo", "no"].into()],
+                }],
+                otherwise: vec![],
+            },
+            mark("wg-guard"),
+            cmd!["ip", "-o", "route", "show", "type", "unreachable"].silent_stderr().may_fail().into(),
+        ]
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        let kernel = s.get("wg-kernel").trim();
+        facts.set_part(WireguardFacts {
+            public_key: parse_key(s.get("wg-key"))?,
+            device: parse_show(s.get("wg-show"))?,
+            kernel_module: match kernel {
+                "yes" => Some(true),
+                "no" => Some(false),
+                _ => None,
+            },
+            guards: parse_guards(s.get("wg-guard")),
+        });
+        Ok(())
+    }
+
+    fn preflight(&self, facts: &HostFacts) -> Vec<String> {
+        let firewalld = facts.part::<super::firewall::FirewalldFacts>().is_some_and(|f| f.running);
+        if self.node.wireguard.is_some()
+            && firewalld
+            && self.node.firewall.kind == crate::model::inventory::FirewallKind::Auto
+        {
+            return vec![
+                "firewalld runs here, and vxmesh cannot yet limit VXLAN to the WireGuard interface with firewalld: set cluster.firewall to `nftables` or `iptables`".into(),
+            ];
+        }
+        vec![]
+    }
+
+    fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        let Some(w) = &self.node.wireguard else { return vec![] };
+        let empty = WireguardFacts::default();
+        let f = facts.part::<WireguardFacts>().unwrap_or(&empty);
+        let mut steps = vec![];
+        if f.public_key.is_none() {
+            steps.push(
+                self.step(
+                    "generate this host's WireGuard private key (root-only, it never leaves the host)".into(),
+                    Change::GenerateKey,
+                    vec![Stmt::Static(KEYGEN)],
+                )
+                .kept_across_reboots(),
+            );
+        }
+        let cidr = w.address.trunc();
+        if !f.guards.contains(&cidr) {
+            steps.push(self.step(
+                format!("fail closed: unreachable route for {cidr} under the WireGuard interface's own"),
+                Change::Guard { cidr },
+                vec![guard_route("replace", cidr).into()],
+            ));
+        }
+        let device = self.device_steps(w, f, facts, ctx.mtu);
+        let fresh = !facts.links.contains_key(dev().as_str());
+        steps.extend(device);
+        steps.extend(self.peer_steps(w, f, fresh));
+        steps
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let Some(f) = facts.part::<WireguardFacts>() else { return vec![] };
+        let d = dev();
+        let mut steps = vec![];
+        if facts.links.contains_key(d.as_str()) {
+            steps.push(self.step(
+                format!("delete WireGuard interface {d}"),
+                Change::RemoveDevice { dev: d.clone() },
+                vec![Stmt::If {
+                    conds: vec![cmd!["test", "-S", USERSPACE_SOCKET]],
+                    negate: false,
+                    then: vec![cmd!["rm", "-f", USERSPACE_SOCKET].into(), Stmt::Static(WAIT_FOR_USERSPACE_EXIT)],
+                    otherwise: vec![cmd!["ip", "link", "del", &d].silent_stderr().may_fail().into()],
+                }],
+            ));
+        }
+        for cidr in &f.guards {
+            steps.push(self.step(
+                format!("remove the fail-closed route for {cidr}"),
+                Change::RemoveGuard { cidr: *cidr },
+                vec![guard_route("del", *cidr).silent_stderr().may_fail().into()],
+            ));
+        }
+        if f.public_key.is_some() {
+            steps.push(
+                self.step(
+                    "delete this host's WireGuard private key".into(),
+                    Change::RemoveKey,
+                    vec![
+                        cmd!["rm", "-f", names::WIREGUARD_KEY, join([Word::Lit(names::WIREGUARD_KEY), ".new".into()])]
+                            .into(),
+                    ],
+                ),
+            );
+        }
+        steps
+    }
+
+    fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
+        let Some(w) = &self.node.wireguard else { return vec![] };
+        let have = facts.part::<WireguardFacts>().and_then(|f| f.device.as_ref());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        w.peers
+            .iter()
+            .map(|p| {
+                let h = have.and_then(|d| d.peers.iter().find(|h| h.allowed_ips == [allowed(p.address)]));
+                let state = h.map(|h| match h.latest_handshake {
+                    0 => "no handshake yet".to_string(),
+                    t => format!("handshake {}s ago", now.saturating_sub(t)),
+                });
+                PeerLink {
+                    peer: p.name.to_string(),
+                    present: h.is_some_and(|h| p.public_key.as_ref().is_none_or(|k| *k == h.public_key)),
+                    state,
+                }
+            })
+            .collect()
+    }
+
+    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
+        if self.node.wireguard.is_none() {
+            return vec![];
+        }
+        vec![("wireguard", facts.part::<WireguardFacts>().is_some_and(|f| f.device.is_some()))]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const K1: &str = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk=";
+    const K2: &str = "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=";
+
+    #[test]
+    fn reads_only_public_keys_and_refuses_anything_else() {
+        assert_eq!(parse_key(&format!("{K1}\n")).unwrap(), Some(K1.to_string()));
+        assert_eq!(parse_key("").unwrap(), None);
+        assert!(parse_key("$(reboot)").is_err());
+        let dump = format!("{K1} 51820\n{K2} 192.168.77.12:51820 198.19.0.2/32 1700000000\n");
+        let d = parse_show(&dump).unwrap().unwrap();
+        assert_eq!(d.public_key, K1);
+        assert_eq!(d.listen_port, Some(51820));
+        assert_eq!(
+            d.peers,
+            vec![WgPeerState {
+                public_key: K2.into(),
+                endpoint: Some("192.168.77.12:51820".into()),
+                allowed_ips: vec!["198.19.0.2/32".into()],
+                latest_handshake: 1_700_000_000
+            }]
+        );
+        let never = parse_show(&format!("{K1} 51820\n{K2} (none) (none) 0\n")).unwrap().unwrap();
+        assert_eq!(never.peers[0].endpoint, None);
+        assert!(never.peers[0].allowed_ips.is_empty());
+        assert!(parse_show("not-a-key 51820\n").is_err());
+        assert_eq!(parse_show("").unwrap(), None);
+    }
+
+    #[test]
+    fn only_routes_with_the_guard_metric_are_ours() {
+        let body =
+            "unreachable 198.19.0.0/16 metric 4242 \nunreachable 10.9.0.0/16 metric 10 \nunreachable 10.8.0.0/16 \n";
+        let got: Vec<String> = parse_guards(body).iter().map(|n| n.to_string()).collect();
+        assert_eq!(got, ["198.19.0.0/16"]);
+    }
+}

@@ -1,0 +1,353 @@
+//! Encryption on the lab: kernel-backend hosts with their tunnels under WireGuard (wireguard-go: the lab's kernel
+//! has no WireGuard module). Nothing crosses the underlay in clear, a forged VXLAN frame from a peer's own address
+//! reaches no container, the host fails closed when WireGuard goes, and day-two changes keep streams whole.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use vxmesh::lab::LabState;
+
+use crate::faults::{failed_pairs, host, json, status_until};
+use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
+use crate::util::{TempDir, vxmesh};
+
+/// What the containers send: a capture that holds it anywhere has seen the payload in clear.
+const MARKER: &str = "VXMESH-SECRET-PAYLOAD";
+
+/// The lab's inventory, encrypted, without the nodes in `skip` (kept for add-node).
+fn encrypted_inventory(lab: &LabState, dir: &Path, skip: &[&str], firewall: &str) -> String {
+    let text: String = std::fs::read_to_string(lab.inventory_path())
+        .unwrap()
+        .lines()
+        .filter(|l| !skip.iter().any(|s| l.contains(&format!("name: {s},"))))
+        .map(|l| {
+            if l.starts_with("  datapath:") {
+                format!("{l}\n  encryption: wireguard\n  firewall: {firewall}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    assert!(text.contains("encryption: wireguard"), "{text}");
+    let path = dir.join("vxmesh.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// tcpdump writing every frame of one interface to a file; stopped (and waited for) on `stop` or drop.
+struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// On `iface` of the machine, or of a lab node's network namespace.
+    fn start(dir: &Path, name: &str, netns: Option<&str>, iface: &str) -> Capture {
+        let file = dir.join(format!("{name}.pcap"));
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("tcpdump");
+                c
+            }
+            None => Command::new("tcpdump"),
+        };
+        let child = cmd
+            .args(["-i", iface, "-U", "-n", "-s", "0", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (scripts/install-deps.sh installs it)");
+        // tcpdump needs a moment before it captures.
+        for _ in 0..50 {
+            if file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Capture { child: Some(child), file }
+    }
+
+    fn stop(&mut self) -> Vec<u8> {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+        std::fs::read(&self.file).unwrap()
+    }
+
+    /// Frames of the stopped capture that match a tcpdump filter.
+    fn count(&self, filter: &str) -> usize {
+        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).arg(filter).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Sends `bytes` of the marker from a container on `from` to one on `to` over the mesh; the bytes received. The
+/// receiver's stdin is a fifo held open: busybox's nc stops listening when its own stdin ends.
+fn transfer(lab: &LabState, from: &str, to: &str, bytes: usize) -> usize {
+    let rx_ip = ssh(
+        lab,
+        to,
+        "docker run -d --name wrx --network vxmesh busybox sh -c 'mkfifo /tmp/f; sleep 600 > /tmp/f & nc -l -p 9001 < /tmp/f > /tmp/got' >/dev/null; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' wrx",
+    );
+    let rx_ip = rx_ip.trim();
+    ssh(
+        lab,
+        from,
+        &format!(
+            // The sender keeps the connection open a moment after its last byte: a container that exits takes
+            // the bytes still in its socket buffer with it.
+            "docker run --rm --network vxmesh busybox sh -c '(yes {MARKER} | head -c {bytes}; sleep 2) | nc {rx_ip} 9001'"
+        ),
+    );
+    ssh(lab, to, "timeout 20 docker wait wrx >/dev/null");
+    let got = ssh(lab, to, "docker cp wrx:/tmp/got - | tar -xO | wc -c; docker rm -f wrx >/dev/null");
+    got.trim().parse().unwrap()
+}
+
+/// What encryption leaves on a host: the interface, the key, the fail-closed route, rules, wireguard-go.
+fn wireguard_state(lab: &LabState, node: &str) -> String {
+    ssh(
+        lab,
+        node,
+        "ip -o link show vxm-wg 2>/dev/null | grep -o vxm-wg; ls /etc/vxmesh/wireguard.key 2>/dev/null; \
+         ip route show type unreachable | grep -c 'metric 4242' | sed 's/^/guard:/'; \
+         iptables-save | grep -c VXMESH | sed 's/^/iptables:/'; pgrep -x wireguard-go >/dev/null && echo wireguard-go; true",
+    )
+}
+
+fn public_key(lab: &LabState, node: &str) -> String {
+    ssh(lab, node, "wg pubkey < /etc/vxmesh/wireguard.key").trim().to_string()
+}
+
+/// Peers' public keys as `node` has them.
+fn peer_keys(lab: &LabState, node: &str) -> Vec<String> {
+    let mut v: Vec<String> = ssh(lab, node, "wg show vxm-wg peers").lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("w1", &["--nodes", "3", "--backend", "linux"]);
+    let dir = TempDir::new("sealed");
+    let inv = encrypted_inventory(&lab, &dir.0, &[], "iptables");
+    let inv = inv.as_str();
+
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let pairs = v["verify"]["pairs"].as_array().unwrap();
+    assert_eq!(pairs.len(), 6, "{r}");
+    for p in pairs {
+        assert_eq!(p["ok"], true, "{p}");
+        assert_eq!(p["seen_source"], p["client"], "no NAT: {p}");
+        assert_eq!(p["full_size"], true, "DF packets of exactly the overlay MTU pass: {p}");
+        assert_eq!(p["oversize_refused"], true, "and one byte more is refused at the sender: {p}");
+    }
+    // The overlay MTU leaves room for both headers: 1500 - 50 (VXLAN) - 60 (WireGuard).
+    assert_eq!(ssh(&lab, "node1", "cat /sys/class/net/sw0/mtu").trim(), "1390");
+    assert_eq!(ssh(&lab, "node1", "cat /sys/class/net/vxm-wg/mtu").trim(), "1440");
+    // Keys were born on the hosts, root-only; each host knows the others' public keys and nothing else.
+    let keys: Vec<String> = ["node1", "node2", "node3"].iter().map(|n| public_key(&lab, n)).collect();
+    assert_eq!(ssh(&lab, "node1", "stat -c %a /etc/vxmesh/wireguard.key").trim(), "600");
+    let mut others = vec![keys[1].clone(), keys[2].clone()];
+    others.sort();
+    assert_eq!(peer_keys(&lab, "node1"), others);
+    let private = ssh(&lab, "node2", "cat /etc/vxmesh/wireguard.key");
+    assert!(!r.stdout.contains(private.trim()) && !r.stderr.contains(private.trim()), "no private key in output");
+    assert!(
+        std::fs::read_dir(&dir.0)
+            .unwrap()
+            .all(|e| !std::fs::read_to_string(e.unwrap().path()).unwrap_or_default().contains(private.trim())),
+        "no private key in the files beside the inventory"
+    );
+
+    // Every ordered pair, 1 MiB each, captured on the underlay and inside node1's tunnel interface.
+    let mut underlay = Capture::start(&dir.0, "underlay", None, &lab.bridge);
+    let mut inner = Capture::start(&dir.0, "inner", Some(&lab.nodes[0].netns), "vxm-wg");
+    for (from, to) in [
+        ("node1", "node2"),
+        ("node2", "node1"),
+        ("node1", "node3"),
+        ("node3", "node1"),
+        ("node2", "node3"),
+        ("node3", "node2"),
+    ] {
+        assert_eq!(transfer(&lab, from, to, 1 << 20), 1 << 20, "{from} -> {to}");
+    }
+    let outer_bytes = underlay.stop();
+    let inner_bytes = inner.stop();
+    assert!(underlay.count("udp port 51820") > 1000, "the transfers crossed the underlay as WireGuard");
+    assert_eq!(underlay.count("udp port 4789"), 0, "not one VXLAN frame on the underlay");
+    assert!(!contains(&outer_bytes, MARKER), "no payload byte on the underlay");
+    // The check is real: inside the tunnel the same traffic is VXLAN with the payload in it.
+    assert!(inner.count("udp port 4789") > 100, "VXLAN runs inside the WireGuard interface");
+    assert!(contains(&inner_bytes, MARKER), "the payload is there, inside the tunnel");
+
+    // A forged VXLAN frame from a peer's own underlay address is dropped; sent through the tunnel from the
+    // peer's WireGuard address, the same frame reaches the container (so the check can fail).
+    let target = ssh(
+        &lab,
+        "node1",
+        "docker run -d --name sink --network vxmesh busybox sleep 600 >/dev/null; pid=$(docker inspect -f '{{.State.Pid}}' sink); \
+         nsenter -t $pid -n iptables -w -A INPUT -p udp --dport 9999 -j ACCEPT; \
+         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.MacAddress}}' sink",
+    );
+    let (ip, mac) = target.trim().split_once(' ').unwrap();
+    let arrived = || -> u64 {
+        ssh(&lab, "node1", "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let node2 = &lab.nodes[1];
+    for _ in 0..3 {
+        crate::mesh::send_vxlan_to(&node2.netns, &node2.ip.to_string(), &lab.nodes[0].ip.to_string(), mac, ip);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(arrived(), 0, "a frame forged from a peer's underlay address reached a container");
+    let wg = |n: usize| -> String {
+        let lock = vxmesh::model::ipam::Lock::load(&dir.0.join("vxmesh.lock")).unwrap().unwrap();
+        lock.nodes[&format!("node{n}")].wireguard_ip.unwrap().to_string()
+    };
+    let mut through_tunnel = 0;
+    for _ in 0..5 {
+        crate::mesh::send_vxlan_to(&node2.netns, &wg(2), &wg(1), mac, ip);
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        through_tunnel = arrived();
+        if through_tunnel > 0 {
+            break;
+        }
+    }
+    assert!(through_tunnel > 0, "the same frames through the tunnel arrive (the check is real)");
+    ssh(&lab, "node1", "docker rm -f sink >/dev/null");
+
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "a second up changes nothing: {r}");
+    let (r, s) = status_until(&dir.0, inv, 0, 15);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(host(&s, "node1")["wireguard"].as_array().unwrap().len(), 2, "{r}");
+
+    // Fail closed: with the WireGuard interface down in the middle of a stream, not one VXLAN frame leaves in
+    // clear; back up, the stream resumes whole.
+    start_stream(&lab, "node1", "node2");
+    let mut gap = Capture::start(&dir.0, "gap", None, &lab.bridge);
+    ssh(&lab, "node1", "ip link set vxm-wg down");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    ssh(&lab, "node1", "ip link set vxm-wg up");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    gap.stop();
+    assert_eq!(gap.count("udp port 4789"), 0, "VXLAN leaked in clear while the interface was down");
+    assert_stream_intact(&lab, "node1", "node2");
+
+    // wireguard-go dies: the interface goes with it; traffic still finds no way out in clear; status says so,
+    // and `up` brings it back.
+    let mut crash = Capture::start(&dir.0, "crash", None, &lab.bridge);
+    ssh(&lab, "node1", "pkill -x wireguard-go; sleep 1; ip link show vxm-wg >/dev/null 2>&1 && echo still there; true");
+    ssh(&lab, "node1", "docker run --rm --network vxmesh busybox ping -c 3 -W 1 172.16.255.254 >/dev/null 2>&1; true");
+    ssh(&lab, "node1", "ip neigh flush dev sw0; ping -c 2 -W 1 172.30.0.2 >/dev/null 2>&1; true");
+    crash.stop();
+    assert_eq!(crash.count("udp port 4789"), 0, "VXLAN leaked in clear after wireguard-go died");
+    let (r, s) = status_until(&dir.0, inv, 3, 5);
+    assert_eq!(r.code, 3, "status reports the missing interface: {r}");
+    let drift = host(&s, "node1")["drift"].as_array().unwrap();
+    assert!(drift.iter().any(|d| d.as_str().unwrap().starts_with("bring up WireGuard interface")), "{r}");
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(failed_pairs(&json(&r)["verify"]).is_empty(), "{r}");
+
+    // down leaves no interface, key, route, rule or process.
+    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in ["node1", "node2", "node3"] {
+        assert_eq!(wireguard_state(&lab, n).trim(), "guard:0\niptables:0", "{n} after down");
+    }
+}
+
+#[test]
+fn encrypted_day_two_keeps_streams_whole() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_guard, lab, _) = create("w2", &["--nodes", "4", "--backend", "linux"]);
+    let dir = TempDir::new("sealed2");
+    let inv = encrypted_inventory(&lab, &dir.0, &["node4"], "nftables");
+    let inv = inv.as_str();
+    let r = vxmesh(&dir.0, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+
+    // add-node under a stream: the new host makes its key; every other host gains exactly one peer.
+    start_stream(&lab, "node1", "node2");
+    let ip4 = lab.nodes[3].ip.to_string();
+    let r = vxmesh(&dir.0, &["add-node", "node4", "--host", &ip4, "--backend", "linux", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    let changed: Vec<String> =
+        host(&v, "node2")["changed"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    assert_eq!(
+        changed.iter().filter(|c| c.starts_with("add WireGuard peer node4")).count(),
+        1,
+        "one new peer on node2: {changed:?}"
+    );
+    assert!(changed.iter().all(|c| !c.contains("WireGuard interface")), "the interface is left alone: {changed:?}");
+    assert_eq!(v["verify"]["ok"], true, "{r}");
+    assert_eq!(peer_keys(&lab, "node2").len(), 3);
+    assert!(peer_keys(&lab, "node2").contains(&public_key(&lab, "node4")));
+
+    // remove-node under the same stream: withdrawn from every other host.
+    let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(peer_keys(&lab, "node2").len(), 2, "node3's peer withdrawn");
+    assert_stream_intact(&lab, "node1", "node2");
+
+    // rotate-keys under a new stream: new key pairs on node1 and node2, every peer updated, no byte lost.
+    let before = [public_key(&lab, "node1"), public_key(&lab, "node2")];
+    start_stream(&lab, "node1", "node2");
+    let r = vxmesh(&dir.0, &["rotate-keys", "node1", "node2", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let after = [public_key(&lab, "node1"), public_key(&lab, "node2")];
+    assert_ne!(before[0], after[0]);
+    assert_ne!(before[1], after[1]);
+    assert_eq!(ssh(&lab, "node1", "wg show vxm-wg public-key").trim(), after[0], "the interface uses the new key");
+    assert!(peer_keys(&lab, "node4").contains(&after[0]) && peer_keys(&lab, "node4").contains(&after[1]));
+    assert!(!peer_keys(&lab, "node4").contains(&before[0]), "the old key is gone from the peers");
+    assert_stream_intact(&lab, "node1", "node2");
+
+    // A reboot: the boot unit restores the interface, its key and its peers (the rotated ones).
+    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node2", "--name", "w2"]);
+    assert_eq!(r.code, 0, "{r}");
+    let (r, _) = status_until(&dir.0, inv, 0, 30);
+    assert_eq!(r.code, 0, "node2 restored itself: {r}");
+    assert_eq!(ssh(&lab, "node2", "wg show vxm-wg public-key").trim(), after[1], "with its own key");
+    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+
+    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in ["node1", "node2", "node4"] {
+        let state = wireguard_state(&lab, n);
+        assert_eq!(state.trim(), "guard:0\niptables:0", "{n} after down");
+        assert!(
+            ssh(&lab, n, "nft list tables").trim().is_empty() || !ssh(&lab, n, "nft list tables").contains("vxmesh")
+        );
+    }
+}
