@@ -189,6 +189,18 @@ pub fn status(rows: &[HostStatus], clean: bool) {
                     }
                 );
             }
+            if !r.wireguard.is_empty() {
+                let keyed = r.wireguard.iter().filter(|w| w.present).count();
+                let each: Vec<String> = r
+                    .wireguard
+                    .iter()
+                    .map(|w| {
+                        let what = if w.present { w.state.as_deref().unwrap_or("?") } else { "missing or another key" };
+                        format!("{} {what}", w.peer)
+                    })
+                    .collect();
+                println!("{:w$}    wireguard: {keyed}/{} peers; {}", "", r.wireguard.len(), each.join(", "));
+            }
         }
         println!("{}", if clean { "all hosts match the plan, every tunnel up" } else { "not clean: see above" });
     }
