@@ -104,7 +104,7 @@ pub enum Change {
     GenerateKey,
     Guard { cidr: Ipv4Net },
     Device { dev: IfName, address: Ipv4Net, port: u16, mtu: Mtu },
-    Peer { peer: String, endpoint: String, address: Ipv4Addr, replaces: Option<String> },
+    Peer { peer: String, public_key: String, endpoint: String, address: Ipv4Addr, replaces: Option<String> },
     PeerWithoutKey { peer: String },
     RemovePeer { public_key: String },
     RemoveDevice { dev: IfName },
@@ -287,7 +287,13 @@ impl Wireguard<'_> {
             steps.push(
                 self.step(
                     format!("{what} WireGuard peer {} ({endpoint}, {})", p.name, p.address),
-                    Change::Peer { peer: p.name.to_string(), endpoint, address: p.address, replaces },
+                    Change::Peer {
+                        peer: p.name.to_string(),
+                        public_key: key.clone(),
+                        endpoint,
+                        address: p.address,
+                        replaces,
+                    },
                     vec![wg_set(words).into()],
                 )
                 .concerning(concern),
@@ -466,16 +472,14 @@ impl Component for Wireguard<'_> {
             ));
         }
         if f.public_key.is_some() {
-            steps.push(
-                self.step(
-                    "delete this host's WireGuard private key".into(),
-                    Change::RemoveKey,
-                    vec![
+            steps.push(self.step(
+                "delete this host's WireGuard private key".into(),
+                Change::RemoveKey,
+                vec![
                         cmd!["rm", "-f", names::WIREGUARD_KEY, join([Word::Lit(names::WIREGUARD_KEY), ".new".into()])]
                             .into(),
                     ],
-                ),
-            );
+            ));
         }
         steps
     }

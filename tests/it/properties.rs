@@ -436,6 +436,115 @@ proptest! {
     }
 }
 
+/// Ways an encrypted host drifts: its interface gone or down, a peer gone, holding another key or endpoint, a
+/// stranger's peer, the fail-closed route gone, the key file gone.
+#[derive(Debug, Clone)]
+enum WgDrift {
+    DeviceGone,
+    Down,
+    PeerGone(usize),
+    PeerKey(usize),
+    PeerEndpoint(usize),
+    StrangePeer,
+    GuardGone,
+    KeyGone,
+}
+
+fn wg_drift() -> impl Strategy<Value = WgDrift> {
+    prop_oneof![
+        Just(WgDrift::DeviceGone),
+        Just(WgDrift::Down),
+        (0..2usize).prop_map(WgDrift::PeerGone),
+        (0..2usize).prop_map(WgDrift::PeerKey),
+        (0..2usize).prop_map(WgDrift::PeerEndpoint),
+        Just(WgDrift::StrangePeer),
+        Just(WgDrift::GuardGone),
+        Just(WgDrift::KeyGone),
+    ]
+}
+
+fn apply_wg_drift(f: &mut HostFacts, d: &WgDrift) {
+    use vxmesh::components::wireguard::{WgPeerState, WireguardFacts};
+    if matches!(d, WgDrift::DeviceGone) {
+        f.links.remove("vxm-wg");
+    }
+    if matches!(d, WgDrift::Down)
+        && let Some(l) = f.links.get_mut("vxm-wg")
+    {
+        l.up = false;
+    }
+    let w = f.part_mut::<WireguardFacts>();
+    let peers = w.device.as_mut().map(|d| &mut d.peers);
+    match (d, peers) {
+        (WgDrift::DeviceGone, _) => w.device = None,
+        (WgDrift::PeerGone(i), Some(p)) if !p.is_empty() => {
+            let i = *i % p.len();
+            p.remove(i);
+        }
+        (WgDrift::PeerKey(i), Some(p)) if !p.is_empty() => {
+            let i = *i % p.len();
+            p[i].public_key = "b3RoZXIga2V5IG9mIDMyIGJ5dGVzIGZvciBhIHBlZXI=".into();
+        }
+        (WgDrift::PeerEndpoint(i), Some(p)) if !p.is_empty() => {
+            let i = *i % p.len();
+            p[i].endpoint = Some("192.0.2.99:51820".into());
+        }
+        (WgDrift::StrangePeer, Some(p)) => p.push(WgPeerState {
+            public_key: "c3RyYW5nZXIncyBrZXkgb2YgMzIgYnl0ZXMgaGVyZSE=".into(),
+            endpoint: None,
+            allowed_ips: vec!["198.19.9.9/32".into()],
+            latest_handshake: 0,
+        }),
+        (WgDrift::GuardGone, _) => w.guards.clear(),
+        (WgDrift::KeyGone, _) => w.public_key = None,
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The same with encryption: from a host that never had it, then after any drift of what it built, the diff
+    /// converges in one pass, and peers end with exactly the planned keys.
+    #[test]
+    fn encrypted_diff_converges_from_any_drift(
+        drifts in prop::collection::vec(wg_drift(), 0..6),
+        firewall in prop::sample::select(vec!["iptables", "nftables", "none"]),
+    ) {
+        let yaml = read_fixture("three-nodes.yaml")
+            .replace("datapath: netdev", "datapath: system\n  encryption: wireguard")
+            .replace("firewall: iptables", &format!("firewall: {firewall}"));
+        let (_, plan) = plan_of(&yaml);
+        let keys: std::collections::BTreeMap<String, String> = [
+            ("vm2", "dm0yJ3MgcHVibGljIGtleSBvZiAzMiBieXRlcywgb2sh"),
+            ("vm3", "dm0zJ3MgcHVibGljIGtleSBvZiAzMiBieXRlcywgb2sh"),
+        ]
+        .into_iter()
+        .map(|(n, k)| (n.to_string(), k.to_string()))
+        .collect();
+        let plan = plan.with_public_keys(&keys);
+        let node = plan.node("vm1").unwrap();
+        let mut facts = converge::parse_for(node, &read_fixture("facts/converged-host.txt")).unwrap();
+        for s in converge::diff(node, &facts) {
+            simulate::apply(&mut facts, &s);
+        }
+        prop_assert!(converge::diff(node, &facts).is_empty(), "encryption did not converge from scratch");
+        for d in &drifts {
+            apply_wg_drift(&mut facts, d);
+        }
+        let steps = converge::diff(node, &facts);
+        for s in &steps {
+            simulate::apply(&mut facts, s);
+        }
+        let again = converge::diff(node, &facts);
+        prop_assert!(again.is_empty(), "after {:?}\nfirst pass: {:#?}\nstill needed: {:#?}", drifts, steps.iter().map(|s| &s.description).collect::<Vec<_>>(), again);
+        let w = facts.part::<vxmesh::components::wireguard::WireguardFacts>().unwrap();
+        let mut have: Vec<&str> = w.device.as_ref().unwrap().peers.iter().map(|p| p.public_key.as_str()).collect();
+        have.sort();
+        prop_assert_eq!(have, keys.values().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
 #[test]
 fn converged_fixture_is_converged_for_the_simulator_too() {
     let (_, plan) = plan_of(&read_fixture("three-nodes.yaml"));

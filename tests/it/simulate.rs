@@ -6,6 +6,7 @@ use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts
 use vxmesh::components::docker0::{self, DaemonJson};
 use vxmesh::components::firewall::{FirewalldFacts, NftFacts};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
+use vxmesh::components::wireguard::{self, WgDevice, WgPeerState, WireguardFacts};
 use vxmesh::components::{Mtu, Step, kernel, rules, switch, veth};
 use vxmesh::facts::{HostFacts, Link};
 
@@ -97,6 +98,8 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         let fw = f.part_mut::<FirewalldFacts>();
         fw.rich_rules.retain(|r| !remove.contains(r));
         fw.rich_rules.extend(add.iter().cloned());
+    } else if let Some(c) = s.change_as::<wireguard::Change>() {
+        apply_wireguard(f, c);
     } else if let Some(c) = s.change_as::<boot::Change>() {
         if let boot::Change::BootUnit { script, unit } = c {
             f.set_part(BootFacts {
@@ -172,6 +175,52 @@ fn apply_ovs(f: &mut HostFacts, c: &ovs::Change) {
         ovs::Change::AttachPort { bridge, port } => add_port(f.part_mut::<OvsFacts>(), bridge, port),
         ovs::Change::RemoveBridge { bridge } => {
             f.part_mut::<OvsFacts>().bridges.remove(bridge.as_str());
+        }
+    }
+}
+
+/// The key a simulated host makes for itself.
+pub const SIMULATED_KEY: &str = "c2ltdWxhdGVkIGhvc3Qga2V5IG9mIDMyIGJ5dGVzIQ==";
+
+fn apply_wireguard(f: &mut HostFacts, c: &wireguard::Change) {
+    use wireguard::Change;
+    let fresh = !f.links.contains_key("vxm-wg");
+    let w = f.part_mut::<WireguardFacts>();
+    match c {
+        Change::GenerateKey => w.public_key = Some(SIMULATED_KEY.into()),
+        Change::Guard { cidr } => {
+            w.guards.insert(*cidr);
+        }
+        Change::Device { dev, address, port, mtu: m } => {
+            let key = w.public_key.clone().expect("the key is made before the interface");
+            let peers = if fresh { vec![] } else { w.device.take().map(|d| d.peers).unwrap_or_default() };
+            w.device = Some(WgDevice { public_key: key, listen_port: Some(*port), peers });
+            let l = link(f, dev);
+            l.kind = "wireguard".into();
+            if !l.addrs.contains(address) {
+                l.addrs.push(*address);
+            }
+            l.mtu = mtu(*m) + 50;
+            l.up = true;
+        }
+        Change::Peer { public_key, endpoint, address, replaces, .. } => {
+            let d = w.device.as_mut().expect("`wg set` fails without the interface");
+            d.peers.retain(|p| Some(&p.public_key) != replaces.as_ref() && p.public_key != *public_key);
+            d.peers.push(WgPeerState {
+                public_key: public_key.clone(),
+                endpoint: Some(endpoint.clone()),
+                allowed_ips: vec![format!("{address}/32")],
+                latest_handshake: 0,
+            });
+        }
+        Change::PeerWithoutKey { peer } => panic!("simulated peers always have keys: {peer}"),
+        Change::RemovePeer { public_key } => {
+            if let Some(d) = w.device.as_mut() {
+                d.peers.retain(|p| p.public_key != *public_key);
+            }
+        }
+        Change::RemoveDevice { .. } | Change::RemoveGuard { .. } | Change::RemoveKey => {
+            panic!("up never removes WireGuard")
         }
     }
 }
