@@ -32,7 +32,8 @@ labdir=/var/lib/vxmesh-lab/$lab
 work=$(mktemp -d)
 cleanup() {
   # iperf3 servers started in a container's netns belong to neither the node nor docker: kill them first.
-  for f in "$work"/*.pid; do [ -e "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  [ -z "${h2:-}" ] || on "$h2" 'for f in /tmp/vxm-wgbench-*.pid; do [ -e "$f" ] && kill "$(cat "$f")"; rm -f "$f"; done' \
+    >/dev/null 2>&1 || true
   $vx lab destroy --name "$lab" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -64,7 +65,7 @@ cpustat() { awk '/^cpu / { print $2 + $3, $4, $7 + $8 }' /proc/stat; } # user+ni
 # measure CASE TARGET SERVER-PREFIX CLIENT-PREFIX BIND: runs RUNS x {1, 8} streams, JSON into $work/CASE-P-R.json.
 measure() {
   local case=$1 to=$2 spre=$3 cpre=$4 bind=$5 p r
-  on "$h2" "$spre iperf3 -s -D -p 5301 --pidfile $work/$case-server.pid"
+  on "$h2" "$spre iperf3 -s -D -p 5301 --pidfile /tmp/vxm-wgbench-$case.pid"
   sleep 0.5
   for p in 1 8; do
     for r in $(seq "$runs"); do
@@ -81,8 +82,7 @@ measure() {
       sleep 1
     done
   done
-  kill "$(cat "$work/$case-server.pid")" 2>/dev/null || true
-  rm -f "$work/$case-server.pid"
+  on "$h2" "kill \$(cat /tmp/vxm-wgbench-$case.pid); rm -f /tmp/vxm-wgbench-$case.pid"
 }
 containers() { # a busybox on node1 and node2 on the vxmesh network; sets c1pid, c2pid, c2ip
   on "$h1" "docker run -d --name vxm-wgbench --network vxmesh busybox sleep 3600" >/dev/null

@@ -653,7 +653,7 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
     Options {
         forks: a.forks,
         policy: vxmesh::remote::ssh::HostKeyPolicy {
-            known_hosts: inv.ssh.known_hosts.clone(),
+            known_hosts: inv.ssh.known_hosts.clone().unwrap_or_else(|| "~/.ssh/known_hosts".into()),
             accept_new: a.accept_new_host_keys,
         },
         timeouts: vxmesh::remote::ssh::Timeouts {

@@ -99,11 +99,14 @@ type SessionOrWhy = Result<Arc<Session>, HostError>;
 
 /// Opens one connection per host, all in parallel (bounded), host keys checked.
 pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> (Vec<Connected>, Sessions) {
-    let config = Arc::new(ssh::load_ssh_config());
+    let config = ssh::load_ssh_config();
+    let targets: Vec<ssh::Target> =
+        plan.nodes.iter().map(|n| ssh::resolve(&n.host, &inv.ssh, config.as_ref())).collect();
+    // Passphrases are asked here, once per key, before the connections run in parallel.
+    ssh::unlock_keys(&targets);
     let results: Vec<(Arc<NodePlan>, SessionOrWhy)> = bounded(
-        plan.nodes.iter().map(|n| {
+        plan.nodes.iter().zip(targets).map(|(n, target)| {
             let node = Arc::new(n.clone());
-            let target = ssh::resolve(&n.host, &inv.ssh, config.as_ref().as_ref());
             let opts = opts.clone();
             async move {
                 if opts.stopped() {

@@ -24,12 +24,19 @@ pub struct Target {
     pub identity_files: Vec<PathBuf>,
     /// Jump hosts, outermost first, each already resolved.
     pub jumps: Vec<Target>,
+    /// `ProxyCommand` from ~/.ssh/config, `%h`, `%p`, `%r` and `%n` already substituted (shell-quoted): SSH is
+    /// spoken over its stdin and stdout.
+    pub proxy_command: Option<String>,
+    /// The known_hosts file for this host: the inventory's `ssh.known_hosts`, else ~/.ssh/config's
+    /// `UserKnownHostsFile`, else ~/.ssh/known_hosts.
+    pub known_hosts: PathBuf,
     pub sudo: bool,
 }
 
 /// How host keys are checked. There is no way to switch checking off.
 #[derive(Debug, Clone)]
 pub struct HostKeyPolicy {
+    /// Where each host's key is looked up (the target's own file, see [`Target::known_hosts`]).
     pub known_hosts: PathBuf,
     /// Learn keys of hosts not yet in known_hosts (like OpenSSH's `accept-new`); changed keys are still refused.
     pub accept_new: bool,
@@ -54,11 +61,46 @@ pub fn expand_home(p: &Path) -> PathBuf {
     }
 }
 
-/// ~/.ssh/config, if there is one; unknown options are fine (vxmesh uses a few).
+/// ~/.ssh/config, if there is one. Options vxmesh does not use are fine: a config with `StrictHostKeyChecking` or
+/// `ForwardAgent` in it must not be ignored whole (it once was, silently).
 pub fn load_ssh_config() -> Option<SshConfig> {
     let path = expand_home(Path::new("~/.ssh/config"));
     let f = std::fs::File::open(path).ok()?;
-    SshConfig::default().parse(&mut std::io::BufReader::new(f), ParseRule::ALLOW_UNKNOWN_FIELDS).ok()
+    let rules = ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS;
+    SshConfig::default().parse(&mut std::io::BufReader::new(f), rules).ok()
+}
+
+/// An option the parser keeps only as words (`ProxyCommand`, `UserKnownHostsFile`), by its lowercase name.
+fn raw_option<'a>(p: Option<&'a ssh2_config::HostParams>, name: &str) -> Option<&'a [String]> {
+    p?.unsupported_fields.get(name).map(Vec::as_slice).filter(|w| !w.is_empty())
+}
+
+/// A `ProxyCommand` from its words (the parser split the line and kept quoted words with their quotes): joined
+/// again, it is the line as written, run by `sh -c` as OpenSSH runs it; `%h`, `%p`, `%r`, `%n` and `%%` are replaced
+/// by shell-quoted values, so no host name can add shell syntax.
+pub fn proxy_command(words: &[String], host: &str, port: u16, user: &str, alias: &str) -> String {
+    let line = words.join(" ");
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('h') => out.push_str(&crate::shell::quote(host)),
+            Some('p') => out.push_str(&port.to_string()),
+            Some('r') => out.push_str(&crate::shell::quote(user)),
+            Some('n') => out.push_str(&crate::shell::quote(alias)),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
 }
 
 /// Merges the inventory's SSH settings with ~/.ssh/config for `host` (an address or an alias).
@@ -91,9 +133,21 @@ fn resolve_depth(host: &str, settings: &SshSettings, config: Option<&SshConfig>,
     } else {
         vec![]
     };
+    let hostname = p.and_then(|p| p.host_name.clone()).unwrap_or_else(|| host.to_string());
+    let port = settings.port.or_else(|| p.and_then(|p| p.port)).unwrap_or(22);
+    // ProxyJump wins over ProxyCommand, as in OpenSSH; `none` turns either off.
+    let proxy_command = raw_option(p, "proxycommand")
+        .filter(|w| jumps.is_empty() && !(w.len() == 1 && w[0] == "none"))
+        .map(|w| proxy_command(w, &hostname, port, &user, host));
+    let known_hosts = match &settings.known_hosts {
+        Some(k) => expand_home(k),
+        None => raw_option(p, "userknownhostsfile")
+            .map(|w| expand_home(Path::new(&w[0])))
+            .unwrap_or_else(|| expand_home(Path::new("~/.ssh/known_hosts"))),
+    };
     Target {
-        host: p.and_then(|p| p.host_name.clone()).unwrap_or_else(|| host.to_string()),
-        port: settings.port.or_else(|| p.and_then(|p| p.port)).unwrap_or(22),
+        host: hostname,
+        port,
         sudo: match settings.r#become {
             Become::Yes => true,
             Become::No => false,
@@ -102,6 +156,8 @@ fn resolve_depth(host: &str, settings: &SshSettings, config: Option<&SshConfig>,
         user,
         identity_files,
         jumps,
+        proxy_command,
+        known_hosts,
     }
 }
 
@@ -181,6 +237,8 @@ pub struct Session {
     handle: Handle<Checker>,
     /// Jump connections stay open while this one uses them.
     _jumps: Vec<Handle<Checker>>,
+    /// The ProxyCommand carrying the connection, if any: killed when the session ends.
+    _proxy: Option<tokio::process::Child>,
     sudo: bool,
     timeouts: Timeouts,
 }
@@ -188,7 +246,9 @@ pub struct Session {
 pub async fn connect(target: &Target, policy: &HostKeyPolicy, timeouts: &Timeouts) -> Result<Session, HostError> {
     let what = format!("{}@{}:{}", target.user, target.host, target.port);
     match tokio::time::timeout(timeouts.connect, connect_inner(target, policy)).await {
-        Ok(Ok((handle, jumps))) => Ok(Session { handle, _jumps: jumps, sudo: target.sudo, timeouts: timeouts.clone() }),
+        Ok(Ok((handle, jumps, proxy))) => {
+            Ok(Session { handle, _jumps: jumps, _proxy: proxy, sudo: target.sudo, timeouts: timeouts.clone() })
+        }
         Ok(Err(e)) => Err(e),
         Err(_) => Err(HostError::Unreachable(format!(
             "cannot connect to {what}: no answer within {}s",
@@ -205,12 +265,31 @@ fn config() -> Arc<client::Config> {
     })
 }
 
-async fn connect_inner(
-    target: &Target,
-    policy: &HostKeyPolicy,
-) -> Result<(Handle<Checker>, Vec<Handle<Checker>>), HostError> {
+type Connection = (Handle<Checker>, Vec<Handle<Checker>>, Option<tokio::process::Child>);
+
+/// Starts a ProxyCommand (`sh -c`), its stdin and stdout the stream SSH is spoken over.
+fn spawn_proxy(
+    command: &str,
+) -> Result<(tokio::process::Child, tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>), HostError>
+{
+    let mut child = tokio::process::Command::new("sh")
+        .args(["-c", command])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| HostError::Unreachable(format!("cannot start ProxyCommand `{command}`: {e}")))?;
+    let (Some(out), Some(inp)) = (child.stdout.take(), child.stdin.take()) else {
+        return Err(HostError::Unreachable(format!("ProxyCommand `{command}` has no stdin or stdout")));
+    };
+    Ok((child, tokio::io::join(out, inp)))
+}
+
+async fn connect_inner(target: &Target, policy: &HostKeyPolicy) -> Result<Connection, HostError> {
     let what = format!("{}@{}:{}", target.user, target.host, target.port);
     let refusal = Arc::new(Mutex::new(None));
+    let policy = &HostKeyPolicy { known_hosts: target.known_hosts.clone(), ..policy.clone() };
     let checker =
         Checker { host: target.host.clone(), port: target.port, policy: policy.clone(), refusal: refusal.clone() };
     let explain = |e: russh::Error| match refusal.lock().unwrap().take() {
@@ -218,7 +297,15 @@ async fn connect_inner(
         None => HostError::Unreachable(format!("cannot connect to {what}: {e}")),
     };
     let mut jumps = vec![];
-    let mut handle = if target.jumps.is_empty() {
+    let mut proxy = None;
+    let mut handle = if let Some(command) = &target.proxy_command {
+        let (child, stream) = spawn_proxy(command)?;
+        proxy = Some(child);
+        client::connect_stream(config(), stream, checker).await.map_err(|e| match refusal.lock().unwrap().take() {
+            Some(why) => HostError::HostKey(why),
+            None => HostError::Unreachable(format!("cannot connect to {what} through ProxyCommand `{command}`: {e}")),
+        })?
+    } else if target.jumps.is_empty() {
         client::connect(config(), (target.host.as_str(), target.port), checker).await.map_err(explain)?
     } else {
         // Each hop opens a direct-tcpip channel to the next; the last one carries our SSH session.
@@ -236,7 +323,7 @@ async fn connect_inner(
                     let c = Checker {
                         host: j.host.clone(),
                         port: j.port,
-                        policy: policy.clone(),
+                        policy: HostKeyPolicy { known_hosts: j.known_hosts.clone(), ..policy.clone() },
                         refusal: hop_refusal.clone(),
                     };
                     let mut h = client::connect_stream(config(), ch.into_stream(), c).await.map_err(|e| {
@@ -260,7 +347,55 @@ async fn connect_inner(
         client::connect_stream(config(), ch.into_stream(), checker).await.map_err(explain)?
     };
     authenticate(&mut handle, target).await?;
-    Ok((handle, jumps))
+    Ok((handle, jumps, proxy))
+}
+
+/// Keys decrypted with a passphrase asked once on the terminal ([`unlock_keys`]), by file.
+static UNLOCKED: Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> = Mutex::new(Vec::new());
+
+/// Before connecting anywhere: every key file of `targets` (and their jump hosts) that is protected by a
+/// passphrase is decrypted once, the passphrase asked on the terminal, unless an ssh-agent runs (which may hold
+/// the key; OpenSSH asks the agent first too). Without a terminal nothing is asked: such a key is reported at
+/// authentication, with what to do.
+pub fn unlock_keys(targets: &[Target]) {
+    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        return;
+    }
+    let mut files: Vec<&PathBuf> = vec![];
+    let mut stack: Vec<&Target> = targets.iter().collect();
+    while let Some(t) = stack.pop() {
+        files.extend(&t.identity_files);
+        stack.extend(&t.jumps);
+    }
+    files.sort();
+    files.dedup();
+    for file in files {
+        if !matches!(keys::load_secret_key(file, None), Err(keys::Error::KeyIsEncrypted)) {
+            continue;
+        }
+        let Ok(pass) = rpassword::prompt_password(format!("Enter passphrase for key {}: ", file.display())) else {
+            return;
+        };
+        match keys::load_secret_key(file, Some(&pass)) {
+            Ok(k) => UNLOCKED.lock().unwrap().push((file.clone(), Arc::new(k))),
+            Err(e) => eprintln!("vxmesh: cannot decrypt {}: {e}", file.display()),
+        }
+    }
+}
+
+/// A key file's key: decrypted before ([`unlock_keys`]) or readable as it is.
+fn load_key(file: &Path) -> Result<Arc<keys::PrivateKey>, String> {
+    if let Some((_, k)) = UNLOCKED.lock().unwrap().iter().find(|(f, _)| f == file) {
+        return Ok(k.clone());
+    }
+    match keys::load_secret_key(file, None) {
+        Ok(k) => Ok(Arc::new(k)),
+        Err(keys::Error::KeyIsEncrypted) => {
+            Err("protected by a passphrase: add it to the ssh-agent (ssh-add), or run vxmesh on a terminal to be asked"
+                .into())
+        }
+        Err(e) => Err(format!("unreadable: {e}")),
+    }
 }
 
 /// Key files first (as listed), then every key the ssh-agent holds.
@@ -268,22 +403,22 @@ async fn authenticate(h: &mut Handle<Checker>, target: &Target) -> Result<(), Ho
     let what = format!("{}@{}", target.user, target.host);
     let mut tried = vec![];
     for file in &target.identity_files {
-        let key = match keys::load_secret_key(file, None) {
+        let key = match load_key(file) {
             Ok(k) => k,
-            Err(e) => {
-                tried.push(format!("{} (unreadable: {e})", file.display()));
+            Err(why) => {
+                tried.push(format!("{} ({why})", file.display()));
                 continue;
             }
         };
         let hash = h.best_supported_rsa_hash().await.ok().flatten().flatten();
         let res = h
-            .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(target.user.clone(), PrivateKeyWithHashAlg::new(key, hash))
             .await
             .map_err(|e| HostError::Auth(format!("authentication to {what}: {e}")))?;
         if res.success() {
             return Ok(());
         }
-        tried.push(file.display().to_string());
+        tried.push(format!("{} (not accepted)", file.display()));
     }
     if let Ok(mut agent) = keys::agent::client::AgentClient::connect_env().await {
         let identities = agent.request_identities().await.unwrap_or_default();
@@ -358,7 +493,43 @@ mod tests {
     use super::*;
 
     fn settings() -> SshSettings {
-        SshSettings { user: None, port: None, identity_file: None, r#become: Become::Auto, known_hosts: "kh".into() }
+        SshSettings {
+            user: None,
+            port: None,
+            identity_file: None,
+            r#become: Become::Auto,
+            known_hosts: Some("kh".into()),
+        }
+    }
+
+    fn parse(text: &str) -> SshConfig {
+        let rules = ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS;
+        SshConfig::default().parse(&mut text.as_bytes(), rules).unwrap()
+    }
+
+    #[test]
+    fn proxy_command_and_known_hosts_come_from_ssh_config() {
+        let cfg = parse(
+            "Host web1\n  HostName 10.1.2.3\n  User deploy\n  StrictHostKeyChecking yes\n  ProxyCommand ssh -W %h:%p \"jump host\" %% %r\n  UserKnownHostsFile ~/.ssh/fleet_hosts\n",
+        );
+        let mut s = settings();
+        s.known_hosts = None;
+        let t = resolve("web1", &s, Some(&cfg));
+        assert_eq!(t.host, "10.1.2.3", "an option vxmesh does not use does not hide the rest");
+        assert_eq!(t.proxy_command.as_deref(), Some("ssh -W 10.1.2.3:22 \"jump host\" % deploy"));
+        assert!(t.known_hosts.ends_with(".ssh/fleet_hosts"), "{}", t.known_hosts.display());
+        let t = resolve("web1", &settings(), Some(&cfg));
+        assert_eq!(t.known_hosts, PathBuf::from("kh"), "the inventory's known_hosts wins");
+        let none = parse("Host a\n  ProxyCommand none\n");
+        assert_eq!(resolve("a", &settings(), Some(&none)).proxy_command, None);
+        let both = parse("Host a\n  ProxyJump j\n  ProxyCommand nc %h %p\n");
+        assert_eq!(resolve("a", &settings(), Some(&both)).proxy_command, None, "ProxyJump wins, as in OpenSSH");
+    }
+
+    #[test]
+    fn proxy_command_quotes_what_it_substitutes() {
+        let c = proxy_command(&["nc".into(), "%h".into(), "%p".into()], "a;touch /tmp/x", 22, "r", "n");
+        assert_eq!(c, "nc 'a;touch /tmp/x' 22");
     }
 
     #[test]

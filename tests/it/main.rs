@@ -12,6 +12,7 @@ mod labkit;
 mod layering;
 mod mesh;
 mod properties;
+mod reach;
 mod simulate;
 mod snapshots;
 mod transport;

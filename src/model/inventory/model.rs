@@ -163,7 +163,8 @@ pub struct SshSettings {
     pub port: Option<u16>,
     pub identity_file: Option<PathBuf>,
     pub r#become: Become,
-    pub known_hosts: PathBuf,
+    /// Set in the inventory; otherwise ~/.ssh/config's `UserKnownHostsFile`, otherwise ~/.ssh/known_hosts.
+    pub known_hosts: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -525,6 +525,6 @@ fn ssh(raw: Option<&RawSsh>, ck: &mut Check) -> SshSettings {
         port,
         identity_file: identity_file.map(PathBuf::from),
         r#become,
-        known_hosts: PathBuf::from(known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
+        known_hosts: known_hosts.map(PathBuf::from),
     }
 }
