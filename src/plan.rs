@@ -100,8 +100,10 @@ pub struct TunnelSpec {
     pub protected: bool,
     /// Liveness of the tunnel, reported by `status`: BFD between OVS hosts only (a Linux peer never answers it).
     pub bfd: bool,
-    /// The peer's switch address: what `status` pings when BFD cannot tell.
+    /// The peer's switch address: what `status` pings when BFD cannot tell, and where the peer's subnet is routed.
     pub peer_switch: Ipv4Addr,
+    /// The peer's container subnet, routed via its switch address.
+    pub peer_subnet: Ipv4Net,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,6 +155,18 @@ pub struct WireguardGuard {
     pub mesh: Vec<Ipv4Addr>,
 }
 
+/// What every other node needs to know of one node.
+struct Peer {
+    port: IfName,
+    name: Arc<str>,
+    /// Its tunnel address: underlay, or WireGuard when encrypted.
+    tunnel_ip: Ipv4Addr,
+    backend: Backend,
+    switch_ip: Ipv4Addr,
+    underlay_ip: Ipv4Addr,
+    subnet: Ipv4Net,
+}
+
 /// Builds every node's desired state. `lock` must hold an allocation for every inventory node.
 pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let c = &inv.cluster;
@@ -163,13 +177,20 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         let a = &lock.nodes[&n.name];
         if encrypted { a.wireguard_ip.expect("the lock has WireGuard addresses when encrypted") } else { n.underlay_ip }
     };
-    let peers: Vec<(IfName, Arc<str>, Ipv4Addr, Backend, Ipv4Addr, Ipv4Addr)> = inv
+    let peers: Vec<Peer> = inv
         .nodes
         .iter()
         .map(|n| {
-            let port = names::tunnel_port(&n.name).expect("validated node name");
             let a = &lock.nodes[&n.name];
-            (port, Arc::from(n.name.as_str()), tunnel_ip(n), backend_of(n), a.switch_ip, n.underlay_ip)
+            Peer {
+                port: names::tunnel_port(&n.name).expect("validated node name"),
+                name: Arc::from(n.name.as_str()),
+                tunnel_ip: tunnel_ip(n),
+                backend: backend_of(n),
+                switch_ip: a.switch_ip,
+                underlay_ip: n.underlay_ip,
+                subnet: a.subnet,
+            }
         })
         .collect();
     let nodes = inv
@@ -183,13 +204,14 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| *j != i)
-                .map(|(_, (port, peer, ip, peer_backend, peer_switch, _))| TunnelSpec {
-                    port: port.clone(),
-                    peer: peer.clone(),
-                    remote_ip: *ip,
+                .map(|(_, p)| TunnelSpec {
+                    port: p.port.clone(),
+                    peer: p.name.clone(),
+                    remote_ip: p.tunnel_ip,
                     protected: true,
-                    bfd: backend_of(n) == Backend::Ovs && *peer_backend == Backend::Ovs,
-                    peer_switch: *peer_switch,
+                    bfd: backend_of(n) == Backend::Ovs && p.backend == Backend::Ovs,
+                    peer_switch: p.switch_ip,
+                    peer_subnet: p.subnet,
                 })
                 .collect();
             let docker_bridge = match c.docker.mode {
@@ -223,9 +245,9 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 address: Ipv4Net::new(tunnel_ip(n), c.wireguard.cidr.prefix_len()).expect("prefix from a valid net"),
                 peers: others()
                     .map(|p| WireguardPeer {
-                        name: p.1.clone(),
-                        endpoint: std::net::SocketAddrV4::new(p.5, c.wireguard.port),
-                        address: p.2,
+                        name: p.name.clone(),
+                        endpoint: std::net::SocketAddrV4::new(p.underlay_ip, c.wireguard.port),
+                        address: p.tunnel_ip,
                         public_key: None,
                     })
                     .collect(),
@@ -270,11 +292,11 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 firewall: FirewallSpec {
                     kind: c.firewall,
                     port: c.port,
-                    peers: others().map(|p| p.5).collect(),
+                    peers: others().map(|p| p.underlay_ip).collect(),
                     wireguard: encrypted.then(|| WireguardGuard {
                         port: c.wireguard.port,
                         device: names::wireguard_device(),
-                        mesh: others().map(|p| p.2).collect(),
+                        mesh: others().map(|p| p.tunnel_ip).collect(),
                     }),
                 },
             }

@@ -375,6 +375,7 @@ impl Component for Linux<'_> {
             ));
         }
         steps.extend(super::switch::address_steps(self.name(), n, facts));
+        steps.extend(super::switch::route_steps(self.name(), n, facts));
         steps
     }
 

@@ -46,6 +46,17 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
                 }
             }
             switch::Change::LinkUp { dev } => link(f, dev).up = true,
+            switch::Change::Route { dev, subnet, via, .. } => {
+                f.routes.retain(|r| r.dst != subnet.to_string());
+                f.routes.push(vxmesh::facts::Route {
+                    dst: subnet.to_string(),
+                    dev: Some(dev.to_string()),
+                    gateway: Some(via.to_string()),
+                });
+            }
+            switch::Change::RemoveRoute { dst, via, .. } => {
+                f.routes.retain(|r| !(r.dst == *dst && r.gateway.as_deref() == Some(via.as_str())))
+            }
         }
     } else if let Some(c) = s.change_as::<docker_network::Change>() {
         match c {

@@ -114,7 +114,7 @@ fn preflight_stops_before_any_change() {
 }
 
 #[test]
-fn adding_a_node_touches_only_its_tunnel_firewall_and_boot_unit_on_the_others() {
+fn adding_a_node_touches_only_its_tunnel_route_firewall_and_boot_unit_on_the_others() {
     // vm1 was built for three nodes; a fourth joins.
     let yaml = read_fixture("three-nodes.yaml") + "  - {name: vm4, host: 192.168.122.84}\n";
     let vm1 = node(&yaml, "vm1");
@@ -125,6 +125,7 @@ fn adding_a_node_touches_only_its_tunnel_firewall_and_boot_unit_on_the_others() 
         applied.steps,
         [
             "add tunnel vx-vm4 to vm4 (192.168.122.84)",
+            "route 172.16.0.0/16 (vm4) via 172.30.0.4 on sw0",
             "program iptables filter/VXMESH-VXLAN (4 rules) and jump to it first from INPUT",
             "install the boot unit (vxmesh.service runs /etc/vxmesh/boot.sh after OVS and docker)",
         ]
@@ -135,7 +136,7 @@ fn adding_a_node_touches_only_its_tunnel_firewall_and_boot_unit_on_the_others() 
 }
 
 #[test]
-fn removing_a_node_withdraws_only_its_tunnel_and_firewall_entry() {
+fn removing_a_node_withdraws_only_its_tunnel_route_and_firewall_entry() {
     let yaml =
         read_fixture("three-nodes.yaml").replace("  - {name: vm3, host: 192.168.122.83, subnet: 172.20.0.0/16}\n", "");
     let vm1 = node(&yaml, "vm1");
@@ -146,6 +147,7 @@ fn removing_a_node_withdraws_only_its_tunnel_and_firewall_entry() {
         applied.steps,
         [
             "remove tunnel vx-vm3 (no longer a peer)",
+            "remove route 172.20.0.0/16 via 172.30.0.3 on sw0 (no peer's)",
             "program iptables filter/VXMESH-VXLAN (2 rules) and jump to it first from INPUT",
             "install the boot unit (vxmesh.service runs /etc/vxmesh/boot.sh after OVS and docker)",
         ]

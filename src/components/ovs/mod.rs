@@ -131,6 +131,7 @@ impl Ovs<'_> {
             ));
         }
         steps.extend(super::switch::address_steps(name, n, facts));
+        steps.extend(super::switch::route_steps(name, n, facts));
         steps
     }
 
