@@ -80,6 +80,8 @@ enum Command {
     },
     /// Per host: reachable, sw0 and tunnels present, tunnel liveness (BFD), drift from the plan.
     Status(HostArgs),
+    /// Every container on the mesh network across all hosts: host, name, image, mesh address, state.
+    Ps(HostArgs),
     /// Remove everything vxmesh created on every host; docker and OVS keep running. Every host is looked at
     /// first: if containers are still on the mesh network anywhere, no host is touched (unless --force).
     Down {
@@ -420,6 +422,19 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 report::status(&rows, clean);
             }
             Ok(exit_code(&opts, rows.iter().any(|r| !r.reachable), !clean))
+        }
+        Command::Ps(hosts) => {
+            let (inv, plan) = load(&cli.inventory)?;
+            let opts = host_options(hosts, cli.json, &inv);
+            let listing = runtime().block_on(commands::ps::run(&inv, &plan, &opts));
+            if cli.json {
+                print_json(
+                    &json!({"ok": listing.failed.is_empty(), "containers": listing.containers, "failed": listing.failed}),
+                );
+            } else {
+                report::ps(&listing);
+            }
+            Ok(exit_code(&opts, !listing.failed.is_empty(), false))
         }
         Command::Down { force, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;

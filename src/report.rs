@@ -337,3 +337,28 @@ fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T)
         handles.into_iter().flat_map(|h| h.join().expect("a rendering thread panicked")).collect()
     })
 }
+
+/// `ps`: one line per container on the mesh, by host.
+pub fn ps(listing: &crate::commands::ps::Listing) {
+    let c = &listing.containers;
+    let w = |f: &dyn Fn(&crate::commands::ps::MeshContainer) -> usize, min: usize| {
+        c.iter().map(f).max().unwrap_or(0).max(min)
+    };
+    let (wn, wc, wi) = (w(&|x| x.node.len(), 4), w(&|x| x.name.len(), 9), w(&|x| x.image.len(), 5));
+    println!("{:<wn$}  {:<wc$}  {:<wi$}  {:<15}  STATUS", "HOST", "CONTAINER", "IMAGE", "ADDRESS");
+    for x in c {
+        println!(
+            "{:<wn$}  {:<wc$}  {:<wi$}  {:<15}  {}",
+            x.node,
+            x.name,
+            x.image,
+            x.address.as_deref().unwrap_or("-"),
+            x.status
+        );
+    }
+    for (node, why) in &listing.failed {
+        println!("{node}: not listed: {why}");
+    }
+    let hosts: std::collections::BTreeSet<&str> = c.iter().map(|x| x.node.as_str()).collect();
+    println!("{} containers on the mesh on {} hosts", c.len(), hosts.len());
+}

@@ -4,6 +4,7 @@
 pub mod add_node;
 pub mod down;
 pub mod plan;
+pub mod ps;
 pub mod remove_node;
 pub mod rotate_keys;
 pub mod status;

@@ -224,6 +224,24 @@ fn a_long_flow_is_never_flooded_to_other_hosts() {
                     .collect()
             };
             start_stream(&lab, "node1", "node2");
+            // `ps` sees both ends of the stream, where they run, with their mesh addresses.
+            let r = vxmesh(&dir.0, &["ps", "-i", inv, "--json"]);
+            assert_eq!(r.code, 0, "{r}");
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+            let found = |name: &str| v["containers"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned();
+            let (tx, rx) = (found("tx").expect("tx listed"), found("rx").expect("rx listed"));
+            assert_eq!(
+                (tx["node"].as_str(), tx["state"].as_str(), tx["image"].as_str()),
+                (Some("node1"), Some("running"), Some("busybox"))
+            );
+            assert_eq!(rx["node"], "node2");
+            let rx_ip = ssh(&lab, "node2", "docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx");
+            assert_eq!(rx["address"].as_str(), Some(rx_ip.trim()), "{r}");
+            let text = vxmesh(&dir.0, &["ps", "-i", inv]);
+            assert!(
+                text.stdout.lines().any(|l| l.starts_with("node2") && l.contains(" rx ") && l.contains(rx_ip.trim())),
+                "{text}"
+            );
             // Past the shortened ageing, then a window of 4 s.
             std::thread::sleep(std::time::Duration::from_secs(4));
             let before = counts();

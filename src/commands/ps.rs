@@ -1,0 +1,156 @@
+//! `ps`: every container on the mesh's docker network across all hosts, with its host, image, mesh address and
+//! state: the one view of where everything runs. Read-only: one `docker ps` and one `docker network inspect` per
+//! host, in one round trip.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cmd;
+use crate::error::HostError;
+use crate::model::inventory::{DockerMode, Inventory};
+use crate::plan::{ClusterPlan, NodePlan};
+use crate::remote::executor::{self, Options};
+use crate::shell::{self, Stmt, Word};
+
+/// One container on the mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MeshContainer {
+    pub node: String,
+    pub name: String,
+    pub image: String,
+    /// Its address on the mesh network; none while it is not running.
+    pub address: Option<String>,
+    /// docker's state: `running`, `exited`, ...
+    pub state: String,
+    /// docker's words for it: `Up 3 minutes`, `Exited (0) 2 hours ago`.
+    pub status: String,
+}
+
+/// What `ps` found: the containers, and the hosts it could not ask.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub containers: Vec<MeshContainer>,
+    pub failed: BTreeMap<String, String>,
+}
+
+const MARK: &str = "### vxmesh-ps-network";
+
+/// `docker ps` of the containers on `network` (running or not), then the network's own view (their addresses).
+pub fn script(network: &str) -> String {
+    let filter = shell::join([Word::Lit("network="), Word::Data(network.to_string())]);
+    let stmts: Vec<Stmt> = vec![
+        cmd!["docker", "ps", "-a", "--no-trunc", "--filter", filter, "--format", "{{json .}}"].into(),
+        cmd!["echo", MARK].into(),
+        cmd!["docker", "network", "inspect", Word::Data(network.to_string()), "--format", "{{json .Containers}}"]
+            .silent_stderr()
+            .may_fail()
+            .into(),
+    ];
+    format!("export LC_ALL=C PATH=\"$PATH:/usr/sbin:/sbin\"\n{}", shell::render(&stmts, 0))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PsLine {
+    #[serde(rename = "ID")]
+    id: String,
+    names: String,
+    image: String,
+    state: String,
+    status: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Endpoint {
+    #[serde(rename = "IPv4Address")]
+    ipv4_address: Option<String>,
+}
+
+/// The containers `node` reported, from [`script`]'s output.
+pub fn parse(node: &str, out: &str) -> Result<Vec<MeshContainer>, String> {
+    let (ps, network) = out.split_once(MARK).ok_or("the output was cut before its end")?;
+    let endpoints: BTreeMap<String, Endpoint> = match network.trim() {
+        "" | "null" => BTreeMap::new(),
+        text => serde_json::from_str(text).map_err(|e| format!("docker network inspect: {e}"))?,
+    };
+    let mut v = vec![];
+    for line in ps.lines().filter(|l| !l.trim().is_empty()) {
+        let c: PsLine = serde_json::from_str(line).map_err(|e| format!("docker ps: {e}"))?;
+        let address = endpoints
+            .get(&c.id)
+            .and_then(|e| e.ipv4_address.as_deref())
+            .map(|a| a.split('/').next().unwrap_or(a).to_string())
+            .filter(|a| !a.is_empty());
+        v.push(MeshContainer {
+            node: node.to_string(),
+            name: c.names,
+            image: c.image,
+            address,
+            state: c.state,
+            status: c.status,
+        });
+    }
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+fn network(node: &NodePlan) -> Option<&str> {
+    (node.docker.mode != DockerMode::None).then_some(node.docker.network.as_str())
+}
+
+pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Listing {
+    let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
+    let out = executor::on_each(&hosts, opts, "ps", |node, t, bar| async move {
+        bar.set_message("listing containers");
+        let Some(net) = network(&node) else { return Ok(vec![]) };
+        let o = t.run(&script(net)).await?;
+        if o.code != 0 {
+            return Err(HostError::ScriptFailed { code: o.code, stderr: crate::converge::host::tail(&o.stderr, 3) });
+        }
+        parse(&node.name, &o.stdout).map_err(HostError::Facts)
+    })
+    .await;
+    sessions.close().await;
+    let mut listing = Listing { containers: vec![], failed: BTreeMap::new() };
+    for o in out {
+        match o.result {
+            Ok(mut c) => listing.containers.append(&mut c),
+            Err(e) => {
+                listing.failed.insert(o.node.name.clone(), e.to_string());
+            }
+        }
+    }
+    listing
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_docker_ps_with_the_networks_addresses() {
+        let out = format!(
+            "{}\n{}\n{MARK}\n{}\n",
+            r#"{"ID":"aaa","Names":"web","Image":"nginx:1","State":"running","Status":"Up 3 minutes"}"#,
+            r#"{"ID":"bbb","Names":"job","Image":"busybox","State":"exited","Status":"Exited (0) 1 hour ago"}"#,
+            r#"{"aaa":{"Name":"web","EndpointID":"e","MacAddress":"02:42:ac:12:00:02","IPv4Address":"172.18.0.2/16","IPv6Address":""}}"#
+        );
+        let v = parse("node1", &out).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            (v[1].name.as_str(), v[1].address.as_deref(), v[1].state.as_str()),
+            ("web", Some("172.18.0.2"), "running")
+        );
+        assert_eq!((v[0].name.as_str(), v[0].address.as_deref()), ("job", None), "a stopped container has no address");
+        assert!(parse("node1", "cut").is_err());
+        assert_eq!(parse("n", &format!("{MARK}\nnull\n")).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn the_network_name_reaches_the_host_as_one_quoted_word() {
+        let s = script("mesh;reboot");
+        assert!(s.contains("network='mesh;reboot'") && s.contains("inspect 'mesh;reboot'"), "{s}");
+    }
+}
