@@ -462,7 +462,7 @@ pub fn inventory_text(state: &LabState) -> String {
          cluster:\n  name: lab-{name}\n  cidr: 172.16.0.0/12\n  node_prefix: {prefix}             # a /12 holds 14 /16s besides docker0's and the switches'\n  switch_cidr: 172.30.0.0/16\n\
          \x20 datapath: netdev             # no kernel OVS module here: OVS's userspace datapath, tunnels via br-phy\n\
          \x20 outside: {outside}          # the lab's outside-world host, for verify's NAT check\n\
-         ssh:\n  user: root\n  identity_file: {dir}/id_ed25519\n  known_hosts: {dir}/known_hosts\nnodes:\n",
+         ssh:\n  user: vxadmin                # a non-root user: every script runs under `sudo -n` (root logs in too)\n  identity_file: {dir}/id_ed25519\n  known_hosts: {dir}/known_hosts\nnodes:\n",
         name = state.name,
         inv = state.inventory_path().display(),
         outside = state.outside.ip,

@@ -79,6 +79,20 @@ SHIM
 chmod 755 "$node/local-sbin/systemctl"
 mount --bind "$node/local-sbin" /usr/local/sbin
 
+# A non-root admin with passwordless sudo, as real fleets are reached (`ssh.user` in the lab's inventory); root
+# logs in too, for the tests that inspect hosts. The password field is `*`, not `!`: sshd without PAM refuses
+# accounts whose password is locked, even for key logins. sudo looks up the host's own name: it must resolve.
+if ! id vxadmin >/dev/null 2>&1; then
+  useradd -M -d /nonexistent -s /bin/sh vxadmin
+  usermod -p '*' vxadmin
+fi
+if [ ! -e /etc/sudoers.d/vxadmin ]; then
+  mkdir -p /etc/sudoers.d
+  echo 'vxadmin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vxadmin
+  chmod 440 /etc/sudoers.d/vxadmin
+fi
+grep -q "[[:space:]]$name\$" /etc/hosts || echo "127.0.1.1 $name" >> /etc/hosts
+
 /usr/sbin/sshd -f /etc/vxmesh-lab/sshd_config
 
 if [ "$light" = 0 ]; then

@@ -32,6 +32,21 @@ fn lab_hosts_are_real_private_and_rebootable() {
         assert!(ssh(&lab, n, "ip -br link show docker0; iptables -S FORWARD").contains("DOCKER"));
     }
 
+    // The inventory reaches the hosts as a non-root user with passwordless sudo, as real fleets are reached.
+    assert_eq!(inv.ssh.user.as_deref(), Some("vxadmin"));
+    let as_admin = Command::new("ssh")
+        .args(["-i", &lab.dir.join("id_ed25519").to_string_lossy(), "-o", "BatchMode=yes", "-o"])
+        .arg(format!("UserKnownHostsFile={}", lab.dir.join("known_hosts").display()))
+        .arg(format!("vxadmin@{}", lab.nodes[0].ip))
+        .arg("id -u; sudo -n id -u; touch /etc/vxmesh-not-root 2>&1 || true")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&as_admin.stdout);
+    assert!(as_admin.status.success(), "{out}{}", String::from_utf8_lossy(&as_admin.stderr));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0] != "0" && lines[1] == "0", "vxadmin is not root, and sudo makes it root: {out}");
+    assert!(lines[2].contains("Permission denied"), "without sudo it cannot change the host: {out}");
+
     // A host whose key is not known is refused.
     let empty = TempDir::new("known");
     let unknown = ssh_with(&lab, &lab.nodes[0].ip.to_string(), &empty.0.join("kh").to_string_lossy(), "true");
