@@ -201,6 +201,10 @@ struct HostArgs {
     /// Seconds a single script may run on a host.
     #[arg(long, default_value_t = 300)]
     command_timeout: u64,
+    /// Reach only these nodes (names or globs with `*` and `?`; repeatable). Every node is still planned with
+    /// all its peers; the others are not contacted.
+    #[arg(long, value_name = "PATTERN")]
+    limit: Vec<String>,
 }
 
 /// What the commands that build hosts take: how to reach them, and how to verify afterwards.
@@ -381,7 +385,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Plan { offline: false, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
             if cli.json {
                 print_json(&json!({"hosts": rows}));
@@ -393,7 +397,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let outcome =
                 runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli.json, "changed")));
             Ok(finish(&outcome, &plan, &opts, cli.json))
@@ -401,7 +405,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Verify { hosts, verify } => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = verify_options(&inv, verify);
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let done = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
             let r = &done.report;
             if cli.json {
@@ -413,7 +417,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Status(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let rows = runtime().block_on(commands::status::run(&inv, &plan, &opts));
             let clean = rows.iter().all(|r| r.clean());
             if cli.json {
@@ -425,7 +429,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Ps(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let listing = runtime().block_on(commands::ps::run(&inv, &plan, &opts));
             if cli.json {
                 print_json(
@@ -437,8 +441,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             Ok(exit_code(&opts, !listing.failed.is_empty(), false))
         }
         Command::Down { force, hosts } => {
+            whole_cluster(hosts, "down")?;
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
             let failed = rows.iter().any(HostResult::failed);
             if cli.json {
@@ -456,6 +461,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             backend,
             build: BuildArgs { hosts, no_verify, verify },
         } => {
+            whole_cluster(hosts, "add-node")?;
             let text = read_inventory(&cli.inventory)?;
             let old = inventory::parse(&cli.inventory, &text)?;
             if old.node(name).is_some() {
@@ -480,7 +486,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             lock.save(&lock_file)?;
             let plan = plan::plan(&inv, &lock);
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let outcome = runtime().block_on(commands::add_node::run(
                 &inv,
                 &plan,
@@ -492,6 +498,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::RemoveNode { name, force, hosts } => {
+            whole_cluster(hosts, "remove-node")?;
             let text = read_inventory(&cli.inventory)?;
             let (old, old_plan) = load(&cli.inventory)?;
             if old.node(name).is_none() {
@@ -512,7 +519,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 inventory::edit::save(&path, &new_text)?;
                 lock.save(&lock_file)
             };
-            let opts = host_options(hosts, cli.json, &old);
+            let opts = host_options(hosts, cli.json, &old)?;
             let outcome = runtime().block_on(commands::remove_node::run(
                 (&old, &old_plan),
                 &plan,
@@ -525,6 +532,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::RotateKeys { nodes, build: BuildArgs { hosts, no_verify, verify } } => {
+            whole_cluster(hosts, "rotate-keys")?;
             let (inv, plan) = load(&cli.inventory)?;
             if inv.cluster.encryption != inventory::Encryption::Wireguard {
                 return Err(Error::Usage(
@@ -537,7 +545,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let targets: Vec<String> =
                 if nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { nodes.clone() };
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli.json, &inv)?;
             let outcome = runtime().block_on(commands::rotate_keys::run(
                 &inv,
                 &plan,
@@ -663,9 +671,15 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
 
-fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
+/// How to reach the hosts. Every `--limit` pattern must match a node: a typo must not quietly reach none.
+fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Result<Options, Error> {
     use std::io::IsTerminal;
-    Options {
+    if let Some(p) =
+        a.limit.iter().find(|p| !inv.nodes.iter().any(|n| vxmesh::remote::executor::glob_match(p, &n.name)))
+    {
+        return Err(Error::Usage(format!("--limit `{p}` matches no node; the nodes are {}", inv.node_names())));
+    }
+    Ok(Options {
         forks: a.forks,
         policy: vxmesh::remote::ssh::HostKeyPolicy {
             known_hosts: inv.ssh.known_hosts.clone().unwrap_or_else(|| "~/.ssh/known_hosts".into()),
@@ -677,7 +691,18 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
         },
         progress: !json && std::io::stderr().is_terminal(),
         stop: stop(),
+        limit: a.limit.clone(),
+    })
+}
+
+/// The commands that change the mesh's membership or take it down work on every host: `--limit` is refused.
+fn whole_cluster(a: &HostArgs, command: &str) -> Result<(), Error> {
+    if a.limit.is_empty() {
+        return Ok(());
     }
+    Err(Error::Usage(format!(
+        "{command} works on every host (each one's peers change); --limit is for plan, up, status, verify and ps"
+    )))
 }
 
 fn verify_options(inv: &Inventory, a: &VerifyArgs) -> vxmesh::verify::VerifyOptions {

@@ -129,7 +129,7 @@ pub async fn finish_change(
     let failed = rows.iter().any(HostResult::failed);
     before_verify(&rows);
     let report = match &verify {
-        Some(v) if !failed && !opts.stopped() => Some(run_verify(hosts, plan, opts, v).await),
+        Some(v) if !failed && !opts.stopped() => Some(run_verify(hosts, &opts.reach(plan), opts, v).await),
         _ => None,
     };
     ChangeOutcome {
@@ -277,7 +277,7 @@ pub async fn new_keys(
 /// The hosts to change, each with its node's plan as the other hosts' facts complete it (their public keys).
 fn keyed(hosts: &[Connected], plan: &ClusterPlan, gathered: &Gathered) -> Vec<Connected> {
     let encrypted = plan.nodes.iter().any(|n| n.wireguard.is_some());
-    let keyed = encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::public_keys(gathered)));
+    let keyed = encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::known_keys(plan, gathered)));
     ready(hosts, gathered)
         .into_iter()
         .map(|h| match keyed.as_ref().and_then(|k| k.node(&h.node.name)) {

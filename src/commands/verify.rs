@@ -14,7 +14,7 @@ pub struct Verified {
 pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Verified {
     let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
     let unreachable = hosts.iter().filter(|h| h.session.is_err()).map(|h| h.node.name.clone()).collect();
-    let report = super::run_verify(&hosts, plan, opts, v).await;
+    let report = super::run_verify(&hosts, &opts.reach(plan), opts, v).await;
     sessions.close().await;
     Verified { report, unreachable }
 }

@@ -60,6 +60,30 @@ pub fn public_keys<'a>(
         .collect()
 }
 
+/// The public keys to plan with: each reached host's own, and for hosts `--limit` left out, the key the reached
+/// hosts already have for them (a peer is found by its WireGuard address, the only address it may send from).
+pub fn known_keys(
+    plan: &crate::plan::ClusterPlan,
+    facts: &std::collections::BTreeMap<String, HostFacts>,
+) -> std::collections::BTreeMap<String, String> {
+    let mut keys = public_keys(facts);
+    let configured: Vec<&WgPeerState> = facts
+        .values()
+        .filter_map(|f| f.part::<WireguardFacts>()?.device.as_ref())
+        .flat_map(|d| d.peers.iter())
+        .collect();
+    for n in &plan.nodes {
+        if keys.contains_key(&n.name) {
+            continue;
+        }
+        let address = allowed(n.tunnel_ip);
+        if let Some(p) = configured.iter().find(|p| p.allowed_ips == [address.clone()]) {
+            keys.insert(n.name.clone(), p.public_key.clone());
+        }
+    }
+    keys
+}
+
 /// Records the public key a host just made in its facts.
 pub fn set_public_key(facts: &mut HostFacts, key: String) {
     facts.part_mut::<WireguardFacts>().public_key = Some(key);
@@ -96,6 +120,8 @@ pub struct WgPeerState {
     pub allowed_ips: Vec<String>,
     /// Seconds since the epoch of the latest handshake; 0 for never.
     pub latest_handshake: u64,
+    /// Seconds between keepalives; `None` for off.
+    pub keepalive: Option<u16>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,7 +180,8 @@ fn parse_show(body: &str) -> Result<Option<WgDevice>, FactsError> {
         let allowed_ips =
             w.next().filter(|a| *a != "(none)").map(|a| a.split(',').map(String::from).collect()).unwrap_or_default();
         let latest_handshake = w.next().and_then(|h| h.parse().ok()).unwrap_or(0);
-        peers.push(WgPeerState { public_key: key, endpoint, allowed_ips, latest_handshake });
+        let keepalive = w.next().and_then(|k| k.parse().ok());
+        peers.push(WgPeerState { public_key: key, endpoint, allowed_ips, latest_handshake, keepalive });
     }
     Ok(Some(WgDevice { public_key, listen_port, peers }))
 }
@@ -183,9 +210,25 @@ fn allowed(address: Ipv4Addr) -> String {
     format!("{address}/32")
 }
 
-/// `peer KEY endpoint ADDR:PORT allowed-ips ADDR/32`.
+/// Seconds between keepalives to every peer. Not for NAT: a host whose interface was re-created (wireguard-go
+/// restarted, a reboot) has forgotten its sessions while its peers still send on theirs, and those packets are
+/// dropped until a peer gives up on its session (up to 15 s; measured: `verify` right after such an `up` lost its
+/// first probes). A peer configured with a keepalive gets one at once, so the new interface starts the handshake
+/// itself; after that, one small packet per peer every 25 s.
+pub const KEEPALIVE: u16 = 25;
+
+/// `peer KEY endpoint ADDR:PORT allowed-ips ADDR/32 persistent-keepalive 25`.
 fn peer_words(key: &str, p: &WireguardPeer) -> Vec<Word> {
-    vec!["peer".into(), data(key), "endpoint".into(), data(p.endpoint), "allowed-ips".into(), data(allowed(p.address))]
+    vec![
+        "peer".into(),
+        data(key),
+        "endpoint".into(),
+        data(p.endpoint),
+        "allowed-ips".into(),
+        data(allowed(p.address)),
+        "persistent-keepalive".into(),
+        data(KEEPALIVE),
+    ]
 }
 
 fn guard_route(op: &'static str, cidr: Ipv4Net) -> Cmd {
@@ -280,6 +323,7 @@ impl Wireguard<'_> {
                     ("replace the key of", vec!["peer".into(), data(&h.public_key), "remove".into()])
                 }
                 Some(h) if h.endpoint.as_deref() != Some(endpoint.as_str()) => ("set the endpoint of", vec![]),
+                Some(h) if h.keepalive != Some(KEEPALIVE) => ("set the keepalive of", vec![]),
                 Some(_) => continue,
             };
             let replaces = found.filter(|h| h.public_key != *key).map(|h| h.public_key.clone());
@@ -364,7 +408,7 @@ impl Component for Wireguard<'_> {
                 then: vec![
                     cmd!["wg", "show", &d, "dump"]
                         .silent_stderr()
-                        .pipe(cmd!["awk", "NR == 1 { print $2, $3 } NR > 1 { print $1, $3, $4, $5 }"])
+                        .pipe(cmd!["awk", "NR == 1 { print $2, $3 } NR > 1 { print $1, $3, $4, $5, $8 }"])
                         .may_fail()
                         .into(),
                 ],
@@ -525,7 +569,7 @@ mod tests {
         assert_eq!(parse_key(&format!("{K1}\n")).unwrap(), Some(K1.to_string()));
         assert_eq!(parse_key("").unwrap(), None);
         assert!(parse_key("$(reboot)").is_err());
-        let dump = format!("{K1} 51820\n{K2} 192.168.77.12:51820 198.19.0.2/32 1700000000\n");
+        let dump = format!("{K1} 51820\n{K2} 192.168.77.12:51820 198.19.0.2/32 1700000000 25\n");
         let d = parse_show(&dump).unwrap().unwrap();
         assert_eq!(d.public_key, K1);
         assert_eq!(d.listen_port, Some(51820));
@@ -535,10 +579,12 @@ mod tests {
                 public_key: K2.into(),
                 endpoint: Some("192.168.77.12:51820".into()),
                 allowed_ips: vec!["198.19.0.2/32".into()],
-                latest_handshake: 1_700_000_000
+                latest_handshake: 1_700_000_000,
+                keepalive: Some(25),
             }]
         );
-        let never = parse_show(&format!("{K1} 51820\n{K2} (none) (none) 0\n")).unwrap().unwrap();
+        let never = parse_show(&format!("{K1} 51820\n{K2} (none) (none) 0 off\n")).unwrap().unwrap();
+        assert_eq!(never.peers[0].keepalive, None);
         assert_eq!(never.peers[0].endpoint, None);
         assert!(never.peers[0].allowed_ips.is_empty());
         assert!(parse_show("not-a-key 51820\n").is_err());

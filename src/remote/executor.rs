@@ -23,12 +23,50 @@ pub struct Options {
     pub progress: bool,
     /// Ctrl-C: hosts already working finish their step and report; no new host is started.
     pub stop: Stop,
+    /// `--limit`: node names or globs (`*`, `?`); only matching hosts are contacted. Empty: every host.
+    pub limit: Vec<String>,
 }
 
 impl Options {
     pub fn stopped(&self) -> bool {
         self.stop.stopped()
     }
+
+    /// Whether `--limit` lets this command reach node `name`.
+    pub fn includes(&self, name: &str) -> bool {
+        self.limit.is_empty() || self.limit.iter().any(|p| glob_match(p, name))
+    }
+
+    /// The plan as far as this command reaches: the nodes `--limit` lets in (each still planned with every peer).
+    pub fn reach(&self, plan: &ClusterPlan) -> ClusterPlan {
+        let mut p = plan.clone();
+        p.nodes.retain(|n| self.includes(&n.name));
+        p
+    }
+}
+
+/// `*` any run of characters, `?` one character, everything else itself.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // Classic two-pointer match with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// A host's connection, or why there is none. Any [`Transport`] will do (tests use recorded ones).
@@ -100,12 +138,12 @@ type SessionOrWhy = Result<Arc<Session>, HostError>;
 /// Opens one connection per host, all in parallel (bounded), host keys checked.
 pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> (Vec<Connected>, Sessions) {
     let config = ssh::load_ssh_config();
-    let targets: Vec<ssh::Target> =
-        plan.nodes.iter().map(|n| ssh::resolve(&n.host, &inv.ssh, config.as_ref())).collect();
+    let reached: Vec<&NodePlan> = plan.nodes.iter().filter(|n| opts.includes(&n.name)).collect();
+    let targets: Vec<ssh::Target> = reached.iter().map(|n| ssh::resolve(&n.host, &inv.ssh, config.as_ref())).collect();
     // Passphrases are asked here, once per key, before the connections run in parallel.
     ssh::unlock_keys(&targets);
     let results: Vec<(Arc<NodePlan>, SessionOrWhy)> = bounded(
-        plan.nodes.iter().zip(targets).map(|(n, target)| {
+        reached.into_iter().zip(targets).map(|(n, target)| {
             let node = Arc::new(n.clone());
             let opts = opts.clone();
             async move {
@@ -176,4 +214,28 @@ where
     .await;
     progress.finish();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs_match_names_as_shells_do() {
+        for (p, n, m) in [
+            ("node1", "node1", true),
+            ("node1", "node10", false),
+            ("node*", "node10", true),
+            ("*1", "web1", true),
+            ("n?de?", "node2", true),
+            ("n?de?", "node", false),
+            ("*", "", true),
+            ("web-*-db", "web-eu-db", true),
+            ("web-*-db", "web-eu-dbx", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+        ] {
+            assert_eq!(glob_match(p, n), m, "{p} ~ {n}");
+        }
+    }
 }

@@ -181,3 +181,18 @@ fn the_boot_unit_passes_systemd_analyze_verify() {
     let (ok, stderr) = verify(&unit.replace("ExecStart=/bin/sh", "ExecStart=/nonexistent/sh"));
     assert!(!ok, "{stderr}");
 }
+
+/// `--limit`: a pattern that matches no node is refused before any host is contacted (a typo must not reach
+/// nobody and call it success), and commands that work on every host refuse it.
+#[test]
+fn limit_must_match_a_node_and_is_refused_where_every_host_changes() {
+    let dir = example();
+    let r = vxmesh(&dir.0, &["status", "--limit", "vm9*", "--connect-timeout", "1"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("--limit `vm9*` matches no node; the nodes are vm1, vm2, vm3"), "{r}");
+    for cmd in [&["down", "--limit", "vm1"][..], &["remove-node", "vm1", "--limit", "vm1"]] {
+        let r = vxmesh(&dir.0, cmd);
+        assert_eq!(r.code, 1, "{r}");
+        assert!(r.stderr.contains("works on every host") && r.stderr.contains("--limit is for plan"), "{r}");
+    }
+}

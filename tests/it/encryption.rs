@@ -248,6 +248,33 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(host(&s, "node1")["wireguard"].as_array().unwrap().len(), 2, "{r}");
 
+    // --limit: node2 and node3 drift; `up --limit node2` contacts and repairs node2 alone (its peers still
+    // planned, their keys as node2 has them), node3 keeps its drift, and verify of node1 and node2 passes.
+    for n in ["node2", "node3"] {
+        ssh(&lab, n, "ip link set vxm-wg down");
+    }
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--limit", "node2", "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    assert_eq!(v["hosts"].as_array().unwrap().len(), 1, "only node2 was contacted: {r}");
+    assert!(
+        host(&v, "node2")["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c.as_str().unwrap().starts_with("bring up WireGuard")),
+        "{r}"
+    );
+    let (r, s) = status_until(&dir.0, inv, 3, 3);
+    assert_eq!(r.code, 3, "node3 was left alone: {r}");
+    assert!(host(&s, "node2")["drift"].as_array().unwrap().is_empty(), "{r}");
+    assert!(!host(&s, "node3")["drift"].as_array().unwrap().is_empty(), "{r}");
+    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--limit", "node1", "--limit", "nod?2", "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(json(&r)["pairs"].as_array().unwrap().len(), 2, "only the pairs of the limited hosts: {r}");
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--limit", "node*"]);
+    assert!(r.stdout.contains("3 hosts: 1 changed, 2 ok, 0 failed"), "then node3 too: {r}");
+
     // Fail closed: with the WireGuard interface down in the middle of a stream, not one VXLAN frame leaves in
     // clear; back up, the stream resumes whole.
     start_stream(&lab, "node1", "node2");

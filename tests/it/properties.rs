@@ -494,6 +494,7 @@ fn apply_wg_drift(f: &mut HostFacts, d: &WgDrift) {
             endpoint: None,
             allowed_ips: vec!["198.19.9.9/32".into()],
             latest_handshake: 0,
+            keepalive: None,
         }),
         (WgDrift::GuardGone, _) => w.guards.clear(),
         (WgDrift::KeyGone, _) => w.public_key = None,

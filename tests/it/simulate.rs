@@ -222,6 +222,7 @@ fn apply_wireguard(f: &mut HostFacts, c: &wireguard::Change) {
                 endpoint: Some(endpoint.clone()),
                 allowed_ips: vec![format!("{address}/32")],
                 latest_handshake: 0,
+                keepalive: Some(wireguard::KEEPALIVE),
             });
         }
         Change::PeerWithoutKey { peer } => panic!("simulated peers always have keys: {peer}"),

@@ -230,6 +230,7 @@ fn verification_assembles_what_recorded_hosts_print() {
         timeouts: Default::default(),
         progress: false,
         stop: vxmesh::remote::interrupt::Stop::new(),
+        limit: vec![],
     };
     let v = vxmesh::verify::VerifyOptions {
         sample: None,
