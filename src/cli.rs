@@ -290,8 +290,9 @@ fn exit_code(opts: &Options, hosts_failed: bool, check_failed: bool) -> i32 {
 
 /// Prints a change command's outcome (the summary was printed before verification) and picks its exit code.
 fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, json: bool) -> i32 {
+    name_record(opts, !outcome.ok);
     if json {
-        print_json(&json!({"ok": outcome.ok, "hosts": outcome.hosts, "verify": outcome.verify}));
+        print_json(&json!({"ok": outcome.ok, "hosts": outcome.hosts, "verify": outcome.verify, "record": opts.record}));
     } else if let Some(r) = &outcome.verify {
         report::verify(r, plan);
     } else if outcome.verify_skipped && !outcome.interrupted {
@@ -397,7 +398,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = changing_options(hosts, cli.json, &inv, "up")?;
             let outcome =
                 runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli.json, "changed")));
             Ok(finish(&outcome, &plan, &opts, cli.json))
@@ -443,11 +444,12 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Down { force, hosts } => {
             whole_cluster(hosts, "down")?;
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = changing_options(hosts, cli.json, &inv, "down")?;
             let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
             let failed = rows.iter().any(HostResult::failed);
+            name_record(&opts, failed);
             if cli.json {
-                print_json(&json!({"ok": !failed, "hosts": rows}));
+                print_json(&json!({"ok": !failed, "hosts": rows, "record": opts.record}));
             } else {
                 report::summary(&rows, "removed");
             }
@@ -486,7 +488,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             lock.save(&lock_file)?;
             let plan = plan::plan(&inv, &lock);
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = changing_options(hosts, cli.json, &inv, "add-node")?;
             let outcome = runtime().block_on(commands::add_node::run(
                 &inv,
                 &plan,
@@ -519,7 +521,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 inventory::edit::save(&path, &new_text)?;
                 lock.save(&lock_file)
             };
-            let opts = host_options(hosts, cli.json, &old)?;
+            let opts = changing_options(hosts, cli.json, &old, "remove-node")?;
             let outcome = runtime().block_on(commands::remove_node::run(
                 (&old, &old_plan),
                 &plan,
@@ -545,7 +547,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let targets: Vec<String> =
                 if nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { nodes.clone() };
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = changing_options(hosts, cli.json, &inv, "rotate-keys")?;
             let outcome = runtime().block_on(commands::rotate_keys::run(
                 &inv,
                 &plan,
@@ -692,7 +694,22 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Result<Options, Er
         progress: !json && std::io::stderr().is_terminal(),
         stop: stop(),
         limit: a.limit.clone(),
+        record: None,
     })
+}
+
+/// Options for a command that changes hosts: the same, and a record of every script sent and every answer.
+fn changing_options(a: &HostArgs, json: bool, inv: &Inventory, command: &str) -> Result<Options, Error> {
+    let mut opts = host_options(a, json, inv)?;
+    opts.record = vxmesh::remote::record::run_dir(command);
+    Ok(opts)
+}
+
+/// Names the run's record when something failed: where to read what each host was sent and answered.
+fn name_record(opts: &Options, failed: bool) {
+    if let (true, Some(dir)) = (failed, &opts.record) {
+        eprintln!("what each host was sent and answered: {}", dir.display());
+    }
 }
 
 /// The commands that change the mesh's membership or take it down work on every host: `--limit` is refused.

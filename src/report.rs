@@ -112,6 +112,9 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
         if !h.unreachable_switches.is_empty() {
             println!("  {}: cannot reach the switch of {}", h.node, h.unreachable_switches.join(", "));
         }
+        if !h.switches_on_second_try.is_empty() {
+            println!("  {}: the switch of {} answered only a second ping", h.node, h.switches_on_second_try.join(", "));
+        }
         if h.outside == Some(false) {
             println!(
                 "  {}: cannot reach the outside address {} through NAT",

@@ -16,7 +16,7 @@ use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::inventory::VXLAN_OVERHEAD;
 use crate::model::names::{self, IfName};
 use crate::plan::{NodePlan, WireguardPeer, WireguardSpec};
-use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless};
+use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless, when};
 
 /// The metric of the fail-closed route: above the interface's own route (metric 0), so it only ever answers
 /// when that one is gone. Also how vxmesh recognises its own guard routes.
@@ -104,6 +104,8 @@ pub struct WireguardFacts {
     pub kernel_module: Option<bool>,
     /// vxmesh's fail-closed routes (unreachable, [`GUARD_METRIC`]).
     pub guards: BTreeSet<Ipv4Net>,
+    /// The key file exists (even one `wg` cannot read): `down` removes it either way.
+    pub key_file: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -400,6 +402,8 @@ impl Component for Wireguard<'_> {
                 then: vec![cmd!["cat", names::WIREGUARD_KEY].pipe(cmd!["wg", "pubkey"]).may_fail().into()],
                 otherwise: vec![],
             },
+            mark("wg-key-file"),
+            when(cmd!["test", "-e", names::WIREGUARD_KEY], vec![cmd!["echo", "yes"].into()]),
             mark("wg-show"),
             Stmt::If {
                 conds: vec![cmd!["has", "wg"], exists()],
@@ -445,6 +449,7 @@ impl Component for Wireguard<'_> {
                 _ => None,
             },
             guards: parse_guards(s.get("wg-guard")),
+            key_file: s.get("wg-key-file").trim() == "yes",
         });
         Ok(())
     }
@@ -515,7 +520,7 @@ impl Component for Wireguard<'_> {
                 vec![guard_route("del", *cidr).silent_stderr().may_fail().into()],
             ));
         }
-        if f.public_key.is_some() {
+        if f.public_key.is_some() || f.key_file {
             steps.push(self.step(
                 "delete this host's WireGuard private key".into(),
                 Change::RemoveKey,

@@ -1,6 +1,7 @@
 //! Runs work on every host in parallel (bounded by `--forks`), one SSH connection per host, with progress bars;
 //! one host's failure never stops the others. Every host ends with one [`Outcome`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub struct Options {
     pub stop: Stop,
     /// `--limit`: node names or globs (`*`, `?`); only matching hosts are contacted. Empty: every host.
     pub limit: Vec<String>,
+    /// Where this run's record goes (commands that change hosts): every script sent, every answer, per host.
+    pub record: Option<PathBuf>,
 }
 
 impl Options {
@@ -158,8 +161,16 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
     )
     .await;
     let sessions = Sessions(results.iter().filter_map(|(_, s)| s.as_ref().ok().cloned()).collect());
-    let connected =
-        results.into_iter().map(|(node, s)| Connected { node, session: s.map(|s| s as Arc<dyn Transport>) }).collect();
+    let connected = results
+        .into_iter()
+        .map(|(node, s)| {
+            let session = s.map(|s| match &opts.record {
+                Some(dir) => Arc::new(super::record::Recording::new(s, dir, &node.name)) as Arc<dyn Transport>,
+                None => s as Arc<dyn Transport>,
+            });
+            Connected { node, session }
+        })
+        .collect();
     (connected, sessions)
 }
 

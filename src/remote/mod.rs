@@ -2,4 +2,5 @@
 
 pub mod executor;
 pub mod interrupt;
+pub mod record;
 pub mod ssh;

@@ -132,6 +132,7 @@ pub fn assemble(
                 ok: false,
                 mtu: None,
                 unreachable_switches: vec![],
+                switches_on_second_try: vec![],
                 outside: None,
                 error: None,
             };
@@ -141,6 +142,7 @@ pub fn assemble(
                     h.mtu = c.mtu_value;
                     h.unreachable_switches =
                         c.switches.iter().filter(|(_, ok)| !**ok).map(|(s, _)| s.clone()).collect();
+                    h.switches_on_second_try = c.switch_retries.clone();
                     h.outside = outside.and(c.outside);
                     h.ok = h.unreachable_switches.is_empty() && h.outside != Some(false);
                 }
@@ -164,6 +166,8 @@ struct Parsed {
     pairs: BTreeMap<String, PairSeen>,
     mtu: BTreeMap<String, (bool, bool)>,
     switches: BTreeMap<String, bool>,
+    /// Switches that answered only the second ping (reported, never hidden).
+    switch_retries: Vec<String>,
     outside: Option<bool>,
 }
 
@@ -185,7 +189,10 @@ fn parse_client(text: &str) -> Parsed {
                 p.mtu.insert(name.to_string(), (*full == "ok", *over == "refused"));
             }
             ["switch", name, r] => {
-                p.switches.insert(name.to_string(), *r == "ok");
+                p.switches.insert(name.to_string(), *r == "ok" || *r == "retried");
+                if *r == "retried" {
+                    p.switch_retries.push(name.to_string());
+                }
             }
             ["outside", r] => p.outside = Some(*r == "ok"),
             _ => {}
@@ -206,7 +213,7 @@ mod tests {
     #[test]
     fn client_output_parses() {
         let p = parse_client(
-            "me 172.16.0.2 1450\npair node2 0.812 [::ffff:172.16.0.2]\npair node3 - -\nmtu node2 ok refused\nswitch node2 ok\nswitch node3 fail\noutside ok\n",
+            "me 172.16.0.2 1450\npair node2 0.812 [::ffff:172.16.0.2]\npair node3 - -\nmtu node2 ok refused\nswitch node2 ok\nswitch node3 fail\nswitch node4 retried\noutside ok\n",
         );
         assert_eq!(p.me.as_deref(), Some("172.16.0.2"));
         assert_eq!(p.mtu_value, Some(1450));
@@ -214,6 +221,7 @@ mod tests {
         assert_eq!(p.pairs["node3"], (None, None, None));
         assert_eq!(p.mtu["node2"], (true, true));
         assert!(!p.switches["node3"]);
+        assert!(p.switches["node4"] && p.switch_retries == ["node4"], "a second try passes and is reported");
         assert_eq!(p.outside, Some(true));
     }
 }

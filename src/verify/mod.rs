@@ -68,6 +68,9 @@ pub struct HostCheck {
     pub mtu: Option<u32>,
     /// Peers whose switch (sw0) address this host's container could not reach.
     pub unreachable_switches: Vec<String>,
+    /// Peers whose switch answered only the second ping: passed, and reported so a flaky link shows.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switches_on_second_try: Vec<String>,
     pub outside: Option<bool>,
     pub error: Option<String>,
 }

@@ -80,7 +80,8 @@ pub fn client_script(
     }
     for (name, ip) in switches {
         inner.push_str(&format!(
-            "( ping -c1 -W2 {ip} >/dev/null 2>&1 && echo 'switch {name} ok' || echo 'switch {name} fail' ) &\n"
+            "( if ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} ok'; \
+             elif ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} retried'; else echo 'switch {name} fail'; fi ) &\n"
         ));
     }
     if let Some(o) = outside {

@@ -303,7 +303,31 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert_eq!(r.code, 0, "{r}");
     assert!(failed_pairs(&json(&r)["verify"]).is_empty(), "{r}");
 
-    // down leaves no interface, key, route, rule or process.
+    // Every changing run keeps a record of what each host was sent and answered, with no private key in it.
+    let runs = dir.0.join(".state/vxmesh/runs");
+    let up_runs: Vec<std::path::PathBuf> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("-up-"))
+        .collect();
+    assert!(up_runs.len() >= 4, "{up_runs:?}");
+    for run in &up_runs {
+        for e in std::fs::read_dir(run).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            assert!(text.starts_with("### sent") && text.contains("### exit 0"), "{text}");
+            assert!(!text.contains(private.trim()), "a private key in a run record");
+        }
+    }
+    // A host whose key file is not a key fails its step; the output names the record that shows why.
+    ssh(&lab, "node3", "echo not-a-key > /etc/vxmesh/wireguard.key");
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 2, "{r}");
+    let named = r.stderr.lines().find_map(|l| l.strip_prefix("what each host was sent and answered: ")).expect("named");
+    let record = std::fs::read_to_string(Path::new(named).join("node3.log")).unwrap();
+    assert!(record.contains("wg set vxm-wg listen-port 51820 private-key /etc/vxmesh/wireguard.key"), "{record}");
+    assert!(record.lines().any(|l| l.starts_with("### exit ") && l != "### exit 0"), "{record}");
+
+    // down leaves no interface, key, route, rule or process (the broken key file goes too).
     let r = vxmesh(&dir.0, &["down", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {

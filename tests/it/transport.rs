@@ -231,6 +231,7 @@ fn verification_assembles_what_recorded_hosts_print() {
         progress: false,
         stop: vxmesh::remote::interrupt::Stop::new(),
         limit: vec![],
+        record: None,
     };
     let v = vxmesh::verify::VerifyOptions {
         sample: None,

@@ -63,6 +63,8 @@ pub fn vxmesh(dir: &Path, args: &[&str]) -> Run {
         .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(args)
         .current_dir(dir)
+        // Run records land beside the test's inventory, and go with its directory.
+        .env("XDG_STATE_HOME", dir.join(".state"))
         .output()
         .expect("runs vxmesh");
     Run {

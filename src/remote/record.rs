@@ -1,0 +1,130 @@
+//! Run records: every script a changing command sends and what each host answered, one file per host under the
+//! user's state directory (`$XDG_STATE_HOME/vxmesh/runs/<time>-<pid>/<node>.log`, else ~/.local/state/...).
+//! Written for the admin who asks afterwards "what exactly did it run there?". Nothing secret passes through a
+//! transport: private keys are made on the hosts and never printed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use crate::converge::{Output, Transport};
+use crate::error::HostError;
+
+/// Where this run's records go, created private to the user (0700); `None` when there is no home to put it in or
+/// it cannot be made (a record is a help, never a reason to fail a run).
+pub fn run_dir(command: &str) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let dir = base.join("vxmesh/runs").join(format!("{}-{command}-{}", utc(stamp), std::process::id()));
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).ok()?;
+    Some(dir)
+}
+
+/// `2026-11-27T10-15-00Z` (no colons: the name is a path).
+fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// A transport that appends every script and its answer to one file.
+pub struct Recording {
+    inner: Arc<dyn Transport>,
+    file: PathBuf,
+    lock: Mutex<()>,
+}
+
+impl Recording {
+    pub fn new(inner: Arc<dyn Transport>, dir: &Path, node: &str) -> Recording {
+        Recording { inner, file: dir.join(format!("{node}.log")), lock: Mutex::new(()) }
+    }
+
+    fn append(&self, script: &str, result: &Result<Output, HostError>) {
+        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut text = format!("### sent ({} bytes)\n{script}", script.len());
+        if !script.ends_with('\n') {
+            text.push('\n');
+        }
+        match result {
+            Ok(o) => {
+                text.push_str(&format!("### exit {}\n### stdout\n{}", o.code, o.stdout));
+                if !o.stdout.is_empty() && !o.stdout.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("### stderr\n{}", o.stderr));
+                if !o.stderr.is_empty() && !o.stderr.ends_with('\n') {
+                    text.push('\n');
+                }
+            }
+            Err(e) => text.push_str(&format!("### not run: {e}\n")),
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.file) {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+impl Transport for Recording {
+    fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
+        Box::pin(async move {
+            let r = self.inner.run(script).await;
+            self.append(script, &r);
+            r
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Echo;
+    impl Transport for Echo {
+        fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
+            Box::pin(async move {
+                Ok(Output { stdout: format!("ran {} bytes", script.len()), stderr: String::new(), code: 0 })
+            })
+        }
+    }
+
+    #[test]
+    fn every_script_and_answer_is_appended_privately() {
+        let dir = std::env::temp_dir().join(format!("vxmesh-record-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = Recording::new(Arc::new(Echo), &dir, "node1");
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(r.run("echo one\n")).unwrap();
+        rt.block_on(r.run("echo two")).unwrap();
+        let text = std::fs::read_to_string(dir.join("node1.log")).unwrap();
+        assert_eq!(
+            text,
+            "### sent (9 bytes)\necho one\n### exit 0\n### stdout\nran 9 bytes\n### stderr\n### sent (8 bytes)\necho two\n### exit 0\n### stdout\nran 8 bytes\n### stderr\n"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(dir.join("node1.log")).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn run_directories_are_named_by_utc_time() {
+        assert_eq!(utc(0), "1970-01-01T00-00-00Z");
+        assert_eq!(utc(1_795_772_100), "2026-11-27T09-35-00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00-00-00Z");
+    }
+}
