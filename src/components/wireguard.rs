@@ -455,6 +455,16 @@ impl Component for Wireguard<'_> {
     }
 
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
+        let f = facts.part::<WireguardFacts>();
+        if self.node.wireguard.is_some()
+            && f.is_some_and(|f| f.key_file && f.public_key.is_none())
+            && facts.tools.contains_key("wg")
+        {
+            return vec![format!(
+                "{} is there but is not a WireGuard private key (`wg pubkey` refuses it): remove it, and `up` makes a new one",
+                names::WIREGUARD_KEY
+            )];
+        }
         let firewalld = facts.part::<super::firewall::FirewalldFacts>().is_some_and(|f| f.running);
         if self.node.wireguard.is_some()
             && firewalld

@@ -83,7 +83,7 @@ mount --bind "$node/local-sbin" /usr/local/sbin
 # logs in too, for the tests that inspect hosts. The password field is `*`, not `!`: sshd without PAM refuses
 # accounts whose password is locked, even for key logins. sudo looks up the host's own name: it must resolve.
 if ! id vxadmin >/dev/null 2>&1; then
-  useradd -M -d /nonexistent -s /bin/sh vxadmin
+  useradd -M -d / -s /bin/sh vxadmin
   usermod -p '*' vxadmin
 fi
 if [ ! -e /etc/sudoers.d/vxadmin ]; then
