@@ -192,6 +192,10 @@ pub fn status(rows: &[HostStatus], clean: bool) {
                     }
                 );
             }
+            if let Some(l) = &r.last_applied {
+                let which = if l.current { "this plan" } else { "an earlier plan: run `vxmesh up`" };
+                println!("{:w$}    last changed by vxmesh {}, from {which}", "", l.time);
+            }
             if !r.wireguard.is_empty() {
                 let keyed = r.wireguard.iter().filter(|w| w.present).count();
                 let each: Vec<String> = r

@@ -19,10 +19,23 @@ pub struct HostStatus {
     pub subnet: String,
     pub docker_network: bool,
     pub tunnels: Vec<PeerLink>,
+    /// When vxmesh last changed this host, and whether from the plan it would build now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<LastApplied>,
     /// With encryption: each WireGuard peer, present with the planned key, and its latest handshake.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub wireguard: Vec<PeerLink>,
     pub drift: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LastApplied {
+    /// UTC, as the host's clock had it.
+    pub time: String,
+    /// The fingerprint of the plan it was built from.
+    pub plan: String,
+    /// That plan is the one vxmesh would build now.
+    pub current: bool,
 }
 
 impl HostStatus {
@@ -62,6 +75,7 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
                     subnet: n.subnet.to_string(),
                     docker_network: false,
                     tunnels: vec![],
+                    last_applied: None,
                     wireguard: vec![],
                     drift: vec![],
                 },
@@ -78,6 +92,11 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
                         switch: has("switch"),
                         subnet: n.subnet.to_string(),
                         docker_network: has("docker network"),
+                        last_applied: f.applied.as_ref().map(|(plan, time)| LastApplied {
+                            time: time.clone(),
+                            current: *plan == converge::plan_fingerprint(n),
+                            plan: plan.clone(),
+                        }),
                         tunnels: comps.iter().filter(|c| c.name() != "wireguard").flat_map(|c| c.peers(&f)).collect(),
                         wireguard: comps.iter().filter(|c| c.name() == "wireguard").flat_map(|c| c.peers(&f)).collect(),
                         drift: converge::diff(n, &f).into_iter().map(|s| s.description).collect(),

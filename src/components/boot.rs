@@ -148,7 +148,7 @@ impl Component for Boot {
             "remove the boot unit and /etc/vxmesh",
             Change::RemoveBootUnit,
             vec![
-                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH].into(),
+                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH, "/etc/vxmesh/applied"].into(),
                 cmd!["rmdir", "/etc/vxmesh"].silent().may_fail().into(),
                 daemon_reload(),
             ],

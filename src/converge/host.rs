@@ -100,7 +100,7 @@ pub async fn apply(
         return Ok(applied);
     }
     progress(&format!("applying {} steps", steps.len()));
-    run_script(t, &applied.script).await?;
+    run_script(t, &format!("{}{}", applied.script, super::applied_record(node))).await?;
     Ok(applied)
 }
 

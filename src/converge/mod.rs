@@ -62,7 +62,30 @@ fn common_gather(node: &NodePlan) -> Vec<Stmt> {
         sysctl.silent_stderr().may_fail().into(),
         mark("tx-offload"),
         when(cmd!["has", "ethtool"], offload),
+        mark("applied"),
+        cmd!["cat", APPLIED_PATH].silent_stderr().may_fail().into(),
     ]
+}
+
+/// Where a host keeps the fingerprint of the plan vxmesh last changed it from, and when.
+pub const APPLIED_PATH: &str = "/etc/vxmesh/applied";
+
+/// The fingerprint of a node's plan (what `status` compares with the host's record).
+pub fn plan_fingerprint(node: &NodePlan) -> String {
+    components::boot::fingerprint(&serde_json::to_string(node).expect("plans serialize"))
+}
+
+/// The last statement of every script that changes a host: the plan's fingerprint and the time, for `status`.
+pub fn applied_record(node: &NodePlan) -> String {
+    let stmt: Stmt = cmd![
+        "sh",
+        "-c",
+        "mkdir -p /etc/vxmesh && printf '%s %s\\n' \"$1\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /etc/vxmesh/applied",
+        "sh",
+        Word::Data(plan_fingerprint(node))
+    ]
+    .into();
+    shell::render(&[Stmt::Comment("What plan built this host, and when (vxmesh status shows it).".into()), stmt], 0)
 }
 
 /// The read-only script that prints every section the components parse. It changes nothing on the host.

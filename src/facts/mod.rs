@@ -75,6 +75,8 @@ pub struct HostFacts {
     pub iptables: Iptables,
     /// False when the facts were not gathered (offline scripts): components then let the script decide.
     pub gathered: bool,
+    /// When and from which plan vxmesh last changed this host (`/etc/vxmesh/applied`: fingerprint, UTC time).
+    pub applied: Option<(String, String)>,
     parts: BTreeMap<TypeId, Box<dyn Part>>,
 }
 
@@ -89,6 +91,7 @@ impl Clone for HostFacts {
             tx_offload: self.tx_offload.clone(),
             iptables: self.iptables.clone(),
             gathered: self.gathered,
+            applied: self.applied.clone(),
             parts: self.parts.iter().map(|(k, v)| (*k, (**v).clone_part())).collect(),
         }
     }
@@ -106,6 +109,13 @@ impl HostFacts {
             tx_offload: text::offloads(sections.get("tx-offload")),
             iptables: iptables::parse(sections.get("iptables-save")),
             gathered: true,
+            applied: sections
+                .get("applied")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .as_slice()
+                .get(0..2)
+                .map(|w| (w[0].to_string(), w[1].to_string())),
             parts: BTreeMap::new(),
         })
     }

@@ -247,6 +247,10 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     let (r, s) = status_until(&dir.0, inv, 0, 15);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(host(&s, "node1")["wireguard"].as_array().unwrap().len(), 2, "{r}");
+    // Each host says when vxmesh last changed it, and that it was from the plan vxmesh would build now.
+    let last = &host(&s, "node1")["last_applied"];
+    assert_eq!(last["current"], true, "{r}");
+    assert!(last["time"].as_str().unwrap().starts_with("20"), "{r}");
 
     // --limit: node2 and node3 drift; `up --limit node2` contacts and repairs node2 alone (its peers still
     // planned, their keys as node2 has them), node3 keeps its drift, and verify of node1 and node2 passes.
