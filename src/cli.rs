@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 use vxmesh::commands::{self, ChangeOutcome, HostResult};
 use vxmesh::components::Step;
@@ -14,7 +14,7 @@ use vxmesh::model::ipam::{self, Lock};
 use vxmesh::plan::{self, ClusterPlan, NodePlan};
 use vxmesh::remote::executor::Options;
 use vxmesh::remote::interrupt::Stop;
-use vxmesh::report::{self, json as print_json};
+use vxmesh::report;
 
 /// Exit code when any host failed.
 const HOSTS_FAILED: i32 = 2;
@@ -237,20 +237,42 @@ struct VerifyArgs {
 }
 
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 1 } else { 0 };
         }
     };
+    // `lab create`, `up`, ...: what every JSON envelope names.
+    let mut name = vec![];
+    let mut m = &matches;
+    while let Some((sub, next)) = m.subcommand() {
+        name.push(sub.to_string());
+        m = next;
+    }
+    let _ = COMMAND.set(name.join(" "));
     match execute(&cli) {
         Ok(code) => code,
+        Err(e) if cli.json => {
+            print_json(&json!({"ok": false, "error": {"message": e.to_string(), "exit_code": e.code()}}));
+            e.code()
+        }
         Err(e) => {
             eprintln!("error: {e}");
             e.code()
         }
     }
+}
+
+/// The command line's command, for the JSON envelope.
+static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Every JSON output in one envelope: `{"schema": 1, "command": ..., "ok": ..., ...}` (a list goes under `items`).
+fn print_json<T: serde::Serialize>(v: &T) {
+    let command = COMMAND.get().map_or("", String::as_str);
+    report::json(&report::envelope(command, serde_json::to_value(v).expect("outputs serialize")));
 }
 
 /// The inventory, validated, with the address plan kept in step with it (the lock is written when it changed).
@@ -389,7 +411,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let opts = host_options(hosts, cli.json, &inv)?;
             let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
             if cli.json {
-                print_json(&json!({"hosts": rows}));
+                print_json(&json!({"ok": !rows.iter().any(HostResult::failed), "hosts": rows}));
             } else {
                 report::plan(&rows);
             }

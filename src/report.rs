@@ -245,6 +245,26 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
     out
 }
 
+/// Version of the JSON envelope every command prints with `--json`.
+pub const JSON_SCHEMA: u32 = 1;
+
+/// `v` in the envelope: `schema`, `command` and `ok` first-class in every output. An object keeps its fields
+/// (`ok` is true where it has none: outputs that cannot fail); anything else goes under `items`.
+pub fn envelope(command: &str, v: serde_json::Value) -> serde_json::Value {
+    let mut out = match v {
+        serde_json::Value::Object(m) => m,
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("items".into(), other);
+            m
+        }
+    };
+    out.insert("schema".into(), JSON_SCHEMA.into());
+    out.insert("command".into(), command.into());
+    out.entry("ok").or_insert(true.into());
+    serde_json::Value::Object(out)
+}
+
 pub fn json<T: Serialize>(v: &T) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer_pretty(&mut out, v);

@@ -196,3 +196,32 @@ fn limit_must_match_a_node_and_is_refused_where_every_host_changes() {
         assert!(r.stderr.contains("works on every host") && r.stderr.contains("--limit is for plan"), "{r}");
     }
 }
+
+/// One JSON envelope for every command: `schema`, `command` and `ok` always there; with `--json`, an error is
+/// JSON on stdout too, with its message and exit code.
+#[test]
+fn every_json_output_has_the_same_envelope_and_errors_are_json_too() {
+    let dir = example();
+    for (args, command) in [
+        (&["plan", "--offline", "--json"][..], "plan"),
+        (&["render", "vm2", "--json"], "render"),
+        (&["lab", "list", "--json"], "lab list"),
+    ] {
+        let r = vxmesh(&dir.0, args);
+        assert_eq!(r.code, 0, "{r}");
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+        assert_eq!(
+            (v["schema"].as_u64(), v["command"].as_str(), v["ok"].as_bool()),
+            (Some(1), Some(command), Some(true)),
+            "{r}"
+        );
+    }
+    let r = vxmesh(&dir.0, &["render", "vm9", "--json"]);
+    assert_eq!(r.code, 1, "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+    assert_eq!(
+        (v["ok"].as_bool(), v["command"].as_str(), v["error"]["exit_code"].as_i64()),
+        (Some(false), Some("render"), Some(1))
+    );
+    assert!(v["error"]["message"].as_str().unwrap().contains("vm9"), "{r}");
+}
