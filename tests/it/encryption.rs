@@ -230,6 +230,13 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
         let lock = vxmesh::model::ipam::Lock::load(&dir.0.join("vxmesh.lock")).unwrap().unwrap();
         lock.nodes[&format!("node{n}")].wireguard_ip.unwrap().to_string()
     };
+    // Forged with the peer's WireGuard address as source but sent over the underlay: the address is right, the
+    // interface is not (only `-i vxm-wg` tells them apart).
+    for _ in 0..3 {
+        crate::mesh::send_vxlan_to(&node2.netns, &wg(2), &lab.nodes[0].ip.to_string(), mac, ip);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(arrived(), 0, "a frame with a peer's WireGuard address, sent over the underlay, reached a container");
     let mut through_tunnel = 0;
     for _ in 0..5 {
         crate::mesh::send_vxlan_to(&node2.netns, &wg(2), &wg(1), mac, ip);
