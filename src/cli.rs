@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use serde_json::json;
 use vxmesh::commands::{self, ChangeOutcome, HostResult};
 use vxmesh::components::Step;
@@ -33,11 +33,20 @@ and builds on each host: an OVS bridge `sw0`, one VXLAN tunnel port per peer (sp
 bridge network on the host's own subnet joined to sw0 by a veth pair, NAT only towards the outside world, and \
 VXLAN allowed only from the peers.\n\nStart with `vxmesh plan --offline` to read exactly what would be done.",
     after_help = "Exit codes: 0 success, 1 bad usage or bad inventory (nothing touched), 2 some host failed, \
-3 drift found (status) or a check failed (verify), 130 interrupted.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
+3 drift found (status) or a check failed (verify), 130 interrupted.\nNo colour with NO_COLOR set or when the output is \
+not a terminal.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
 )]
 struct Cli {
     /// The inventory file (YAML). Its address plan is kept beside it, in the same name with `.lock`.
-    #[arg(short, long, global = true, default_value = inventory::DEFAULT_PATH, value_name = "FILE")]
+    /// Without -i: the file named by VXMESH_INVENTORY, else vxmesh.yaml in the current directory.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "VXMESH_INVENTORY",
+        default_value = inventory::DEFAULT_PATH,
+        value_name = "FILE"
+    )]
     inventory: PathBuf,
 
     /// Print machine-readable JSON instead of text.
@@ -130,6 +139,14 @@ enum Command {
     /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print a completion script for a shell, e.g.
+    /// `vxmesh completions bash > ~/.local/share/bash-completion/completions/vxmesh`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vxmesh man > vxmesh.1 && man ./vxmesh.1`.
+    Man,
     /// Print the read-only script that gathers a node's facts (used to record test fixtures).
     #[command(hide = true)]
     FactsScript { node: String },
@@ -231,7 +248,11 @@ struct VerifyArgs {
 }
 
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
+    // clap colours help and errors on a terminal; NO_COLOR (https://no-color.org) turns that off, whatever else is
+    // set. Nothing else vxmesh prints has colour.
+    let color = if no_color() { clap::ColorChoice::Never } else { clap::ColorChoice::Auto };
+    let parsed = Cli::command().color(color).try_get_matches().and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -245,6 +266,11 @@ pub fn run() -> i32 {
             e.code()
         }
     }
+}
+
+/// NO_COLOR set and not empty, as https://no-color.org says.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// The inventory, validated, with the address plan kept in step with it (the lock is written when it changed).
@@ -336,7 +362,12 @@ fn guard(inventory: &Path, no_wait: bool) -> Result<InventoryGuard, Error> {
 fn needs_guard(c: &Command) -> bool {
     !matches!(
         c,
-        Command::Plan { offline: true, .. } | Command::Render { .. } | Command::FactsScript { .. } | Command::Lab(_)
+        Command::Plan { offline: true, .. }
+            | Command::Render { .. }
+            | Command::FactsScript { .. }
+            | Command::Lab(_)
+            | Command::Completions { .. }
+            | Command::Man
     )
 }
 
@@ -534,7 +565,32 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             Ok(finish(&outcome, &plan, &opts, cli.json))
         }
         Command::Lab(cmd) => lab_command(cmd, cli.json),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "vxmesh", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let io = |source| Error::Io { action: "write the man page to", path: "stdout".into(), source };
+            let mut page = vec![];
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(io)?;
+            let page = title_first(&String::from_utf8_lossy(&page));
+            std::io::Write::write_all(&mut std::io::stdout(), page.as_bytes()).map_err(io)?;
+            Ok(0)
+        }
     }
+}
+
+/// The man page with its `.TH` title as the first line, as man(7) pages begin; clap_mangen puts the definition of
+/// the apostrophe string first, which may as well come right after it.
+fn title_first(page: &str) -> String {
+    let mut lines: Vec<&str> = page.lines().collect();
+    if let Some(at) = lines.iter().position(|l| l.starts_with(".TH ")) {
+        let title = lines.remove(at);
+        lines.insert(0, title);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
 }
 
 fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {

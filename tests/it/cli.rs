@@ -1,6 +1,6 @@
 //! The binary as a user meets it: exit codes, error messages, the lock file, scripts that shells accept.
 
-use crate::util::{TempDir, fixtures, vxmesh};
+use crate::util::{Run, TempDir, fixtures, vxmesh, vxmesh_env};
 
 fn dir_with(inventory: &str) -> TempDir {
     let dir = TempDir::new("cli");
@@ -180,4 +180,130 @@ fn the_boot_unit_passes_systemd_analyze_verify() {
     // The check is real: a unit systemd could not run is refused.
     let (ok, stderr) = verify(&unit.replace("ExecStart=/bin/sh", "ExecStart=/nonexistent/sh"));
     assert!(!ok, "{stderr}");
+}
+
+/// Runs vxmesh on a terminal: a pseudo-terminal made by util-linux `script`, with `input` typed on it. What the
+/// terminal showed (stdout and stderr together) comes back as stdout.
+fn on_terminal(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], input: &str) -> Run {
+    use std::io::Write;
+    let quoted: Vec<String> =
+        std::iter::once(env!("CARGO_BIN_EXE_vxmesh")).chain(args.iter().copied()).map(|a| format!("'{a}'")).collect();
+    let mut child = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "60", "script", "-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .current_dir(dir)
+        .env_remove("VXMESH_INVENTORY")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env("TERM", "xterm-256color")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` makes the terminal (package bsdutils)");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        cmd: format!("(on a terminal) vxmesh {}", args.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn completions_define_the_function_and_name_every_command() {
+    let dir = TempDir::new("completions");
+    let commands = ["plan", "render", "up", "verify", "status", "down", "add-node", "remove-node", "lab"];
+    let r = vxmesh(&dir.0, &["completions", "bash"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("_vxmesh() {"), "{r}");
+    assert!(r.stdout.contains("complete -F _vxmesh"), "{r}");
+    for c in commands {
+        assert!(r.stdout.contains(c), "bash completes `{c}`");
+    }
+    // bash reads it, and the function is there once it is sourced.
+    let file = dir.0.join("vxmesh.bash");
+    std::fs::write(&file, &r.stdout).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && declare -F _vxmesh", file.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "_vxmesh\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let r = vxmesh(&dir.0, &["completions", "zsh"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.starts_with("#compdef vxmesh"), "{r}");
+    let r = vxmesh(&dir.0, &["completions", "fish"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("complete -c vxmesh"), "{r}");
+    for c in commands {
+        assert!(r.stdout.contains(&format!("-a \"{c}\"")), "fish completes `{c}`:\n{r}");
+    }
+    let r = vxmesh(&dir.0, &["completions", "tcsh"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("invalid value 'tcsh'"), "{r}");
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_command() {
+    let r = vxmesh(&TempDir::new("man").0, &["man"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.is_empty(), "{r}");
+    assert!(r.stdout.starts_with(".TH vxmesh 1 "), "{r}");
+    assert_eq!(r.stdout.matches(".TH ").count(), 1, "{r}");
+    // The apostrophe string clap_mangen uses is still defined, after the title.
+    assert!(r.stdout.contains("\n.ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n"), "{r}");
+    assert!(r.stdout.contains(".SH NAME\nvxmesh \\- "), "{r}");
+    for c in ["plan", "render", "up", "verify", "status", "down", "add\\-node", "remove\\-node", "lab"] {
+        assert!(r.stdout.contains(&format!("vxmesh\\-{c}(1)")), "the man page names `{c}`:\n{r}");
+    }
+    assert!(r.stdout.contains("VXMESH_INVENTORY"), "{r}");
+}
+
+#[test]
+fn vxmesh_inventory_is_the_default_for_dash_i() {
+    let elsewhere = example();
+    let inv = elsewhere.0.join("vxmesh.yaml");
+    let inv = inv.to_str().unwrap();
+    let here = TempDir::new("cli-env");
+    let plain = vxmesh(&here.0, &["plan", "--offline"]);
+    assert_eq!(plain.code, 1, "{plain}");
+    assert!(plain.stderr.contains("cannot read the inventory `vxmesh.yaml`"), "{plain}");
+    let given = vxmesh(&here.0, &["plan", "--offline", "-i", inv]);
+    assert_eq!(given.code, 0, "{given}");
+    let from_env = vxmesh_env(&here.0, &["plan", "--offline"], &[("VXMESH_INVENTORY", inv)]);
+    assert_eq!(from_env.code, 0, "{from_env}");
+    assert_eq!(from_env.stdout, given.stdout);
+    // -i wins over the environment.
+    let r = vxmesh_env(&here.0, &["render", "vm1", "-i", inv], &[("VXMESH_INVENTORY", "nope.yaml")]);
+    assert_eq!(r.code, 0, "{r}");
+    let r = vxmesh_env(&here.0, &["render", "vm1"], &[("VXMESH_INVENTORY", "nope.yaml")]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("cannot read the inventory `nope.yaml`"), "{r}");
+    // --help says so (read as words: clap wraps its lines).
+    let help = vxmesh(&here.0, &["--help"]);
+    let words = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("[env: VXMESH_INVENTORY=]"), "{help}");
+    assert!(words.contains("Without -i: the file named by VXMESH_INVENTORY, else vxmesh.yaml"), "{help}");
+}
+
+#[test]
+fn no_color_leaves_no_escape_on_a_terminal() {
+    let dir = example();
+    // The check is real: on a terminal, clap colours its help.
+    let coloured = on_terminal(&dir.0, &["--help"], &[], "");
+    assert_eq!(coloured.code, 0, "{coloured}");
+    assert!(coloured.stdout.contains('\x1b'), "{coloured}");
+    for args in [&["--help"][..], &["nonsense"], &["plan", "--offline"], &["render", "vm9"]] {
+        let r = on_terminal(&dir.0, args, &[("NO_COLOR", "1")], "");
+        assert!(r.stdout.len() > 20, "{r}");
+        assert!(!r.stdout.contains('\x1b'), "{r}");
+    }
+    // Nor when the output is not a terminal.
+    for args in [&["--help"][..], &["nonsense"], &["plan", "--offline"]] {
+        let r = vxmesh(&dir.0, args);
+        assert!(!r.stdout.contains('\x1b') && !r.stderr.contains('\x1b'), "{r}");
+    }
 }
