@@ -12,7 +12,7 @@ use vxmesh::facts::HostFacts;
 use vxmesh::model::inventory::{self, Inventory};
 use vxmesh::model::ipam::{self, Lock};
 use vxmesh::plan::{self, ClusterPlan, NodePlan};
-use vxmesh::remote::executor::Options;
+use vxmesh::remote::executor::{Options, Transcript};
 use vxmesh::remote::interrupt::Stop;
 use vxmesh::report::{self, json as print_json};
 
@@ -56,6 +56,15 @@ struct Cli {
     /// When another vxmesh command is working on the same inventory, stop at once instead of waiting for it.
     #[arg(long, global = true)]
     no_wait: bool,
+
+    /// Print only errors (on stderr) and a one-line result: no tables, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Show every script sent to a host and what it printed, on stderr as each ends (no progress bars then);
+    /// `plan --offline` adds each node's read-only facts script.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -309,24 +318,38 @@ fn exit_code(opts: &Options, hosts_failed: bool, check_failed: bool) -> i32 {
 }
 
 /// Prints a change command's outcome (the summary was printed before verification) and picks its exit code.
-fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, json: bool) -> i32 {
-    if json {
+/// With -q, the one line: how the hosts ended, and the verification's result.
+fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, cli: &Cli, verb: &str) -> i32 {
+    let skipped = outcome.verify_skipped && !outcome.interrupted;
+    if cli.json {
         print_json(&json!({"ok": outcome.ok, "hosts": outcome.hosts, "verify": outcome.verify}));
+    } else if cli.quiet {
+        let mut line = report::summary_line(&outcome.hosts, verb);
+        if let Some(r) = &outcome.verify {
+            report::verify_errors(r);
+            line = format!("{line}; {}", report::verify_line(r));
+        } else if skipped {
+            line += "; verify skipped: not every host was built";
+        }
+        println!("{line}");
     } else if let Some(r) = &outcome.verify {
         report::verify(r, plan);
-    } else if outcome.verify_skipped && !outcome.interrupted {
+    } else if skipped {
         println!("verify skipped: not every host was built");
     }
     let hosts_failed = outcome.hosts.iter().any(HostResult::failed);
     exit_code(opts, hosts_failed, outcome.verify.as_ref().is_some_and(|r| !r.ok))
 }
 
-/// What change commands print before verification starts: the per-host table (not with --json).
-fn summary_printer(json: bool, verb: &'static str) -> impl Fn(&[HostResult]) {
+/// What change commands print before verification starts: the per-host table (not with --json; with -q only the
+/// hosts that failed, on stderr: the summary joins the result line at the end).
+fn summary_printer(cli: &Cli, verb: &'static str) -> impl Fn(&[HostResult]) {
+    let (json, quiet) = (cli.json, cli.quiet);
     move |rows: &[HostResult]| {
-        if !json {
-            report::summary(rows, verb);
+        if json {
+            return;
         }
+        if quiet { report::host_errors(rows) } else { report::summary(rows, verb) }
     }
 }
 
@@ -384,8 +407,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 let nodes: Vec<(&NodePlan, Vec<Step>)> =
                     plan.nodes.iter().map(|n| (n, converge::diff(n, &HostFacts::default()))).collect();
                 print_json(&report::plan_json(&plan, &nodes));
+            } else if cli.quiet {
+                println!("{}", report::offline_plan_line(&plan));
             } else {
-                report::offline_plan(&plan);
+                report::offline_plan(&plan, cli.verbose);
             }
             Ok(0)
         }
@@ -410,10 +435,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Plan { offline: false, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
             if cli.json {
                 print_json(&json!({"hosts": rows}));
+            } else if cli.quiet {
+                report::host_errors(&rows);
+                println!("{}", report::plan_line(&rows));
             } else {
                 report::plan(&rows);
             }
@@ -422,19 +450,22 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let outcome =
-                runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli.json, "changed")));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+                runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli, "changed")));
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
         Command::Verify { hosts, verify } => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = verify_options(&inv, verify);
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let done = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
             let r = &done.report;
             if cli.json {
                 print_json(r);
+            } else if cli.quiet {
+                report::verify_errors(r);
+                println!("{}", report::verify_line(r));
             } else {
                 report::verify(r, &plan);
             }
@@ -442,11 +473,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Status(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let rows = runtime().block_on(commands::status::run(&inv, &plan, &opts));
             let clean = rows.iter().all(|r| r.clean());
             if cli.json {
                 print_json(&json!({"ok": clean, "hosts": rows}));
+            } else if cli.quiet {
+                report::status_quiet(&rows, clean);
             } else {
                 report::status(&rows, clean);
             }
@@ -454,11 +487,14 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Down { force, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
             let failed = rows.iter().any(HostResult::failed);
             if cli.json {
                 print_json(&json!({"ok": !failed, "hosts": rows}));
+            } else if cli.quiet {
+                report::host_errors(&rows);
+                println!("{}", report::summary_line(&rows, "removed"));
             } else {
                 report::summary(&rows, "removed");
             }
@@ -496,16 +532,16 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             lock.save(&lock_file)?;
             let plan = plan::plan(&inv, &lock);
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let outcome = runtime().block_on(commands::add_node::run(
                 &inv,
                 &plan,
                 name,
                 &opts,
                 v,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
         Command::RemoveNode { name, force, hosts } => {
             let text = read_inventory(&cli.inventory)?;
@@ -528,7 +564,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 inventory::edit::save(&path, &new_text)?;
                 lock.save(&lock_file)
             };
-            let opts = host_options(hosts, cli.json, &old);
+            let opts = host_options(hosts, cli, &old);
             let outcome = runtime().block_on(commands::remove_node::run(
                 (&old, &old_plan),
                 &plan,
@@ -536,9 +572,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 *force,
                 &opts,
                 commit,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ))?;
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
         Command::RotateKeys { nodes, build: BuildArgs { hosts, no_verify, verify } } => {
             let (inv, plan) = load(&cli.inventory)?;
@@ -553,18 +589,18 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let targets: Vec<String> =
                 if nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { nodes.clone() };
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = host_options(hosts, cli.json, &inv);
+            let opts = host_options(hosts, cli, &inv);
             let outcome = runtime().block_on(commands::rotate_keys::run(
                 &inv,
                 &plan,
                 &targets,
                 &opts,
                 v,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
-        Command::Lab(cmd) => lab_command(cmd, cli.json),
+        Command::Lab(cmd) => lab_command(cmd, cli.json, cli.quiet),
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "vxmesh", &mut std::io::stdout());
             Ok(0)
@@ -593,7 +629,7 @@ fn title_first(page: &str) -> String {
     out
 }
 
-fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
+fn lab_command(cmd: &LabCommand, json: bool, quiet: bool) -> Result<i32, Error> {
     use vxmesh::lab;
     match cmd {
         LabCommand::Create { nodes, name, light, backend } => {
@@ -604,10 +640,16 @@ fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
                 LabBackendArg::Mixed => lab::LabBackend::Mixed,
             };
             let opts = lab::CreateOptions { name: name.clone(), nodes: *nodes, light: *light, backend };
-            let state = lab::create(&opts, &mut |line| eprintln!("lab: {line}"))?;
+            let state = lab::create(&opts, &mut |line| {
+                if !quiet {
+                    eprintln!("lab: {line}");
+                }
+            })?;
             let secs = started.elapsed().as_secs_f64();
             if json {
                 print_json(&serde_json::json!({"lab": state, "seconds": secs}));
+            } else if quiet {
+                println!("lab `{}` created in {secs:.1} s, inventory {}", state.name, state.inventory_path().display());
             } else {
                 print_lab(&state);
                 println!("\ncreated in {secs:.1} s. Next:");
@@ -704,8 +746,9 @@ fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
 
-fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
+fn host_options(a: &HostArgs, cli: &Cli, inv: &Inventory) -> Options {
     use std::io::IsTerminal;
+    let transcript: Option<Transcript> = cli.verbose.then(|| std::sync::Arc::new(report::transcript) as Transcript);
     Options {
         forks: a.forks,
         policy: vxmesh::remote::ssh::HostKeyPolicy {
@@ -716,8 +759,9 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Options {
             connect: std::time::Duration::from_secs(a.connect_timeout),
             command: std::time::Duration::from_secs(a.command_timeout),
         },
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: !cli.json && !cli.quiet && !cli.verbose && std::io::stderr().is_terminal(),
         stop: stop(),
+        transcript,
     }
 }
 

@@ -307,3 +307,78 @@ fn no_color_leaves_no_escape_on_a_terminal() {
         assert!(!r.stdout.contains('\x1b') && !r.stderr.contains('\x1b'), "{r}");
     }
 }
+
+#[test]
+fn quiet_prints_the_result_line_only() {
+    let dir = example();
+    let full = vxmesh(&dir.0, &["plan", "--offline"]);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        r.stdout,
+        "vxmesh plan (offline): cluster `demo`, 3 nodes, 3 tunnel pairs, cluster CIDR 172.16.0.0/12\n"
+    );
+    assert_eq!(r.stdout.lines().next(), full.stdout.lines().next());
+    assert!(r.stderr.is_empty(), "{r}");
+    // What a command is asked for is not chatter: render -q is render.
+    let r = vxmesh(&dir.0, &["render", "vm2", "--quiet"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout, vxmesh(&dir.0, &["render", "vm2"]).stdout);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q", "-v"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("cannot be used with"), "{r}");
+
+    // Hosts that fail: one line per host on stderr, the result line on stdout.
+    let dir = dir_with(CLOSED_HOSTS);
+    let r = vxmesh(&dir.0, &["status", "-q", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "not clean: 3 of 3 hosts\n");
+    let hosts = [("vm1", "127.0.0.11"), ("vm2", "127.0.0.12"), ("vm3", "127.0.0.13")];
+    let one_line_each = |r: &Run| {
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{r}");
+        for (line, (node, host)) in lines.iter().zip(hosts) {
+            assert!(line.starts_with(&format!("{node} ({host}): cannot connect to root@{host}:9")), "{r}");
+        }
+    };
+    one_line_each(&r);
+    let r = vxmesh(&dir.0, &["up", "-q", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "3 hosts: 0 changed, 0 ok, 3 failed; verify skipped: not every host was built\n");
+    one_line_each(&r);
+    let r = vxmesh(&dir.0, &["down", "-q", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "3 hosts: 0 removed, 0 ok, 3 failed\n");
+    one_line_each(&r);
+}
+
+#[test]
+fn verbose_adds_the_facts_scripts_to_the_offline_plan() {
+    let dir = example();
+    let plain = vxmesh(&dir.0, &["plan", "--offline"]);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-v"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!plain.stdout.contains("facts script"), "{plain}");
+    let mut rest = r.stdout.as_str();
+    for (node, host) in [("vm1", "192.168.122.81"), ("vm2", "192.168.122.82"), ("vm3", "192.168.122.83")] {
+        let build = vxmesh(&dir.0, &["render", node]).stdout;
+        let facts = vxmesh(&dir.0, &["facts-script", node]).stdout;
+        let heading = format!("=== {node} ({host}): facts script (read-only, sent first by up and plan) ===\n");
+        // Each node: its build script, then the facts script, exactly as `render` and `facts-script` print them.
+        let at = rest.find(&build).unwrap_or_else(|| panic!("{node}'s build script:\n{r}"));
+        rest = &rest[at + build.len()..];
+        let at = rest.find(&format!("{heading}{facts}")).unwrap_or_else(|| panic!("{node}'s facts script:\n{r}"));
+        rest = &rest[at..];
+    }
+    // Nothing else changed.
+    let mut without = r.stdout.clone();
+    for node in ["vm1", "vm2", "vm3"] {
+        let facts = vxmesh(&dir.0, &["facts-script", node]).stdout;
+        let start = without.find(&format!("\n=== {node} (192.168.122.8")).unwrap();
+        let heading = without[start..].find(": facts script").unwrap() + start;
+        let heading_start = without[..heading].rfind("\n=== ").unwrap();
+        let end = without[heading..].find('\n').unwrap() + heading + 1 + facts.len();
+        without.replace_range(heading_start..end, "");
+    }
+    assert_eq!(without, plain.stdout);
+}

@@ -228,6 +228,7 @@ fn verification_assembles_what_recorded_hosts_print() {
         timeouts: Default::default(),
         progress: false,
         stop: vxmesh::remote::interrupt::Stop::new(),
+        transcript: None,
     };
     let v = vxmesh::verify::VerifyOptions {
         sample: None,
