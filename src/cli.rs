@@ -16,6 +16,8 @@ use vxmesh::remote::executor::{Options, Transcript};
 use vxmesh::remote::interrupt::Stop;
 use vxmesh::report::{self, json as print_json};
 
+mod init;
+
 /// Exit code when any host failed.
 const HOSTS_FAILED: i32 = 2;
 /// Exit code when `status` found drift or `verify` a failed check: the hosts answered, the mesh is not right.
@@ -144,6 +146,26 @@ enum Command {
         nodes: Vec<String>,
         #[command(flatten)]
         build: BuildArgs,
+    },
+    /// Write a new inventory for the hosts given: every optional field shown commented out with its default.
+    /// It is checked as every command checks an inventory; an existing file is kept unless --force.
+    Init {
+        /// A host of the mesh: its address (nodes are then named node1, node2, ... in order), or NAME=ADDRESS.
+        /// Repeat it for each host.
+        #[arg(long = "host", value_name = "[NAME=]ADDRESS", required = true)]
+        hosts: Vec<String>,
+        /// The cluster's name (default: vxmesh).
+        #[arg(long)]
+        name: Option<String>,
+        /// The cluster CIDR: every container subnet and switch address lies inside.
+        #[arg(long, default_value = inventory::init::DEFAULT_CIDR)]
+        cidr: String,
+        /// Where to write it (default: the inventory, as -i or VXMESH_INVENTORY name it, else vxmesh.yaml).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
     },
     /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
     #[command(subcommand)]
@@ -381,7 +403,8 @@ fn guard(inventory: &Path, no_wait: bool) -> Result<InventoryGuard, Error> {
     Ok(InventoryGuard(file))
 }
 
-/// Whether the command reads or writes hosts or the lock, and so must not interleave with another.
+/// Whether the command reads or writes hosts or the lock, and so must not interleave with another. (`init` takes
+/// the guard itself when it replaces a file.)
 fn needs_guard(c: &Command) -> bool {
     !matches!(
         c,
@@ -389,6 +412,7 @@ fn needs_guard(c: &Command) -> bool {
             | Command::Render { .. }
             | Command::FactsScript { .. }
             | Command::Lab(_)
+            | Command::Init { .. }
             | Command::Completions { .. }
             | Command::Man
     )
@@ -599,6 +623,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 &summary_printer(cli, "changed"),
             ));
             Ok(finish(&outcome, &plan, &opts, cli, "changed"))
+        }
+        Command::Init { hosts, name, cidr, output, force } => {
+            let path = output.as_ref().unwrap_or(&cli.inventory);
+            init::run(cli, path, hosts, name.as_deref(), cidr, *force)
         }
         Command::Lab(cmd) => lab_command(cmd, cli.json, cli.quiet),
         Command::Completions { shell } => {

@@ -215,7 +215,7 @@ fn on_terminal(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], input
 #[test]
 fn completions_define_the_function_and_name_every_command() {
     let dir = TempDir::new("completions");
-    let commands = ["plan", "render", "up", "verify", "status", "down", "add-node", "remove-node", "lab"];
+    let commands = ["plan", "render", "up", "verify", "status", "down", "add-node", "remove-node", "init", "lab"];
     let r = vxmesh(&dir.0, &["completions", "bash"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("_vxmesh() {"), "{r}");
@@ -256,7 +256,7 @@ fn the_man_page_is_roff_naming_every_command() {
     // The apostrophe string clap_mangen uses is still defined, after the title.
     assert!(r.stdout.contains("\n.ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n"), "{r}");
     assert!(r.stdout.contains(".SH NAME\nvxmesh \\- "), "{r}");
-    for c in ["plan", "render", "up", "verify", "status", "down", "add\\-node", "remove\\-node", "lab"] {
+    for c in ["plan", "render", "up", "verify", "status", "down", "add\\-node", "remove\\-node", "init", "lab"] {
         assert!(r.stdout.contains(&format!("vxmesh\\-{c}(1)")), "the man page names `{c}`:\n{r}");
     }
     assert!(r.stdout.contains("VXMESH_INVENTORY"), "{r}");
@@ -306,6 +306,86 @@ fn no_color_leaves_no_escape_on_a_terminal() {
         let r = vxmesh(&dir.0, args);
         assert!(!r.stdout.contains('\x1b') && !r.stderr.contains('\x1b'), "{r}");
     }
+}
+
+#[test]
+fn init_writes_an_inventory_every_command_accepts() {
+    let dir = TempDir::new("init");
+    let r = vxmesh(&dir.0, &["init", "--host", "192.0.2.1", "--host", "web1=192.0.2.2", "--host", "192.0.2.3"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        r.stdout,
+        "wrote vxmesh.yaml: cluster `vxmesh`, 3 nodes (node1 192.0.2.1, web1 192.0.2.2, node3 192.0.2.3)\n\
+         next: vxmesh plan --offline -i vxmesh.yaml, then vxmesh up -i vxmesh.yaml\n"
+    );
+    let written = std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap();
+    for line in ["  cidr: 172.16.0.0/12", "# vni: 42", "# mtu: auto", "# firewall: auto", "# encryption: none"] {
+        assert!(written.contains(line), "{line}:\n{written}");
+    }
+    assert!(written.ends_with("  - name: node3\n    host: 192.0.2.3\n"), "{written}");
+    let plan = vxmesh(&dir.0, &["plan", "--offline"]);
+    assert_eq!(plan.code, 0, "{plan}");
+    assert!(plan.stdout.starts_with("vxmesh plan (offline): cluster `vxmesh`, 3 nodes, 3 tunnel pairs"), "{plan}");
+    for node in ["node1", "web1", "node3"] {
+        assert!(plan.stdout.contains(&format!("\n=== {node} (")), "{plan}");
+    }
+
+    // An existing file is kept...
+    let r = vxmesh(&dir.0, &["init", "--host", "198.51.100.1"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(r.stderr, "error: vxmesh.yaml already exists; nothing was written (--force replaces it)\n");
+    assert!(r.stdout.is_empty(), "{r}");
+    assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap(), written);
+    // ...unless --force.
+    let r =
+        vxmesh(&dir.0, &["init", "--host", "198.51.100.1", "--name", "prod", "--cidr", "10.8.0.0/16", "--force", "-q"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout, "wrote vxmesh.yaml\n");
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q"]);
+    assert_eq!(r.stdout, "vxmesh plan (offline): cluster `prod`, 1 nodes, 0 tunnel pairs, cluster CIDR 10.8.0.0/16\n");
+
+    // -o, and VXMESH_INVENTORY as the default place.
+    let r = vxmesh(&dir.0, &["init", "--host", "192.0.2.9", "-o", "other.yaml"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(vxmesh(&dir.0, &["plan", "--offline", "-i", "other.yaml"]).code, 0);
+    let r = vxmesh_env(&dir.0, &["init", "--host", "192.0.2.9"], &[("VXMESH_INVENTORY", "env.yaml")]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(dir.0.join("env.yaml").exists());
+}
+
+#[test]
+fn init_refuses_what_the_validator_refuses_and_writes_nothing() {
+    let dir = TempDir::new("init-bad");
+    for (args, message) in [
+        (
+            &["init", "--host", "192.0.2.1", "--host", "192.0.2.1"][..],
+            "nodes[node2].host: `192.0.2.1` is also the host of node `node1`\n\
+             nodes[node2].host: `192.0.2.1` is also the tunnel endpoint of node `node1`",
+        ),
+        (
+            &["init", "--host", "web/1=192.0.2.1"],
+            "nodes.name: `web/1` may use only letters, digits, `-` and `_`, starting with a letter or digit",
+        ),
+        (
+            &["init", "--host", "172.20.0.1"],
+            "nodes[node1].host: `172.20.0.1` lies inside cluster.cidr `172.16.0.0/12`; a tunnel endpoint must be \
+             outside the overlay, or the host would route its own tunnel into sw0",
+        ),
+        (
+            &["init", "--host", "192.0.2.1", "--cidr", "10.0.0.1/8"],
+            "cluster.cidr: `10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?",
+        ),
+    ] {
+        let r = vxmesh(&dir.0, args);
+        assert_eq!(r.code, 1, "{r}");
+        assert_eq!(r.stderr, format!("error: init: nothing written to vxmesh.yaml: {message}\n"), "{r}");
+        assert!(r.stdout.is_empty(), "{r}");
+        assert!(!dir.0.join("vxmesh.yaml").exists(), "{r}");
+    }
+    let r = vxmesh(&dir.0, &["init"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("--host"), "{r}");
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "nothing at all was written");
 }
 
 #[test]
