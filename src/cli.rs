@@ -16,6 +16,7 @@ use vxmesh::remote::executor::{Options, Transcript};
 use vxmesh::remote::interrupt::Stop;
 use vxmesh::report::{self, json as print_json};
 
+mod confirm;
 mod init;
 
 /// Exit code when any host failed.
@@ -102,10 +103,14 @@ enum Command {
     Status(HostArgs),
     /// Remove everything vxmesh created on every host; docker and OVS keep running. Every host is looked at
     /// first: if containers are still on the mesh network anywhere, no host is touched (unless --force).
+    /// Asks first on a terminal; without one, refuses unless --yes.
     Down {
         /// Disconnect containers still attached to the mesh's docker network instead of refusing.
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         hosts: HostArgs,
     },
@@ -130,12 +135,15 @@ enum Command {
         build: BuildArgs,
     },
     /// Remove a node: its tunnel and firewall entry leave every other node, the node itself is torn down,
-    /// and its subnet is freed in the lock file.
+    /// and its subnet is freed in the lock file. Asks first on a terminal; without one, refuses unless --yes.
     RemoveNode {
         name: String,
         /// Remove it even when it cannot be reached (its host keeps its mesh until cleaned by hand).
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         hosts: HostArgs,
     },
@@ -419,6 +427,8 @@ fn needs_guard(c: &Command) -> bool {
 }
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
+    // The question comes before anything else: a refusal touches nothing, not even the guard file or the lock.
+    confirm::removal(cli)?;
     let _guard = if needs_guard(&cli.command) && cli.inventory.exists() {
         Some(guard(&cli.inventory, cli.no_wait)?)
     } else {
@@ -509,7 +519,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(exit_code(&opts, rows.iter().any(|r| !r.reachable), !clean))
         }
-        Command::Down { force, hosts } => {
+        Command::Down { force, hosts, yes: _ } => {
             let (inv, plan) = load(&cli.inventory)?;
             let opts = host_options(hosts, cli, &inv);
             let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
@@ -567,7 +577,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             ));
             Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
-        Command::RemoveNode { name, force, hosts } => {
+        Command::RemoveNode { name, force, hosts, yes: _ } => {
             let text = read_inventory(&cli.inventory)?;
             let (old, old_plan) = load(&cli.inventory)?;
             if old.node(name).is_none() {

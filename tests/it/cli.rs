@@ -151,7 +151,7 @@ fn exit_codes_are_as_documented() {
         (&["status", "--connect-timeout", "2"][..], 2),
         (&["verify", "--connect-timeout", "2"], 2),
         (&["up", "--connect-timeout", "2"], 2),
-        (&["down", "--connect-timeout", "2"], 2),
+        (&["down", "--yes", "--connect-timeout", "2"], 2),
         (&["plan", "--offline"], 0),
         (&["nonsense"], 1),
     ] {
@@ -389,6 +389,73 @@ fn init_refuses_what_the_validator_refuses_and_writes_nothing() {
 }
 
 #[test]
+fn down_and_remove_node_refuse_without_a_terminal_unless_yes() {
+    let dir = dir_with(CLOSED_HOSTS);
+    let r = vxmesh(&dir.0, &["down", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(
+        r.stderr,
+        "error: down asks before it removes anything, and stdin is not a terminal; pass --yes to go ahead without \
+         asking. Nothing was done. (The question: Remove the mesh from 3 hosts (vm1, vm2, vm3)?)\n"
+    );
+    assert!(r.stdout.is_empty(), "{r}");
+    let r = vxmesh(&dir.0, &["remove-node", "vm3", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr
+            .starts_with("error: remove-node asks before it removes anything, and stdin is not a terminal; pass --yes"),
+        "{r}"
+    );
+    assert!(
+        r.stderr.contains(
+            "Remove node vm3 (127.0.0.13) from the mesh, withdrawing it from 2 other hosts, and tear it down?"
+        ),
+        "{r}"
+    );
+    // Touching nothing: no lock, no guard file, the inventory as it was.
+    let files: Vec<String> =
+        std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files, ["vxmesh.yaml"]);
+    assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap(), CLOSED_HOSTS);
+    // An unknown node is said as such, without a question.
+    let r = vxmesh(&dir.0, &["remove-node", "vm9"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("no node named `vm9`"), "{r}");
+
+    // --yes (or -y) gets past the question: then the hosts are tried, and none answers.
+    for yes in ["--yes", "-y"] {
+        let r = vxmesh(&dir.0, &["down", yes, "--connect-timeout", "2"]);
+        assert_eq!(r.code, 2, "{r}");
+        assert!(!r.stderr.contains("--yes"), "{r}");
+        assert!(r.stdout.contains("3 hosts: 0 removed, 0 ok, 3 failed"), "{r}");
+    }
+    let r = vxmesh(&dir.0, &["remove-node", "vm3", "-y", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("vm3 cannot be reached"), "{r}");
+    assert!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap().contains("vm3"), "nothing was changed");
+}
+
+#[test]
+fn on_a_terminal_down_asks_and_only_yes_goes_on() {
+    let dir = dir_with(CLOSED_HOSTS);
+    for answer in ["n\n", "\n", "nope\n", ""] {
+        let r = on_terminal(&dir.0, &["down", "--connect-timeout", "2"], &[], answer);
+        assert_eq!(r.code, 1, "{answer:?}: {r}");
+        assert!(r.stdout.contains("Remove the mesh from 3 hosts (vm1, vm2, vm3)? [y/N] "), "{r}");
+        assert!(r.stdout.contains("error: down: not confirmed; nothing was done"), "{r}");
+        assert!(!dir.0.join("vxmesh.lock").exists(), "{r}");
+    }
+    for answer in ["y\n", "YES\n"] {
+        let r = on_terminal(&dir.0, &["down", "--connect-timeout", "2", "-q"], &[], answer);
+        assert_eq!(r.code, 2, "{answer:?}: {r}");
+        assert!(r.stdout.contains("3 hosts: 0 removed, 0 ok, 3 failed"), "{r}");
+    }
+    let r = on_terminal(&dir.0, &["remove-node", "vm2", "--connect-timeout", "2"], &[], "y\n");
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stdout.contains("vm2 cannot be reached"), "{r}");
+}
+
+#[test]
 fn quiet_prints_the_result_line_only() {
     let dir = example();
     let full = vxmesh(&dir.0, &["plan", "--offline"]);
@@ -426,7 +493,7 @@ fn quiet_prints_the_result_line_only() {
     assert_eq!(r.code, 2, "{r}");
     assert_eq!(r.stdout, "3 hosts: 0 changed, 0 ok, 3 failed; verify skipped: not every host was built\n");
     one_line_each(&r);
-    let r = vxmesh(&dir.0, &["down", "-q", "--connect-timeout", "2"]);
+    let r = vxmesh(&dir.0, &["down", "-q", "--yes", "--connect-timeout", "2"]);
     assert_eq!(r.code, 2, "{r}");
     assert_eq!(r.stdout, "3 hosts: 0 removed, 0 ok, 3 failed\n");
     one_line_each(&r);

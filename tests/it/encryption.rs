@@ -277,7 +277,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert!(failed_pairs(&json(&r)["verify"]).is_empty(), "{r}");
 
     // down leaves no interface, key, route, rule or process.
-    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         assert_eq!(wireguard_state(&lab, n).trim(), "guard:0\niptables:0", "{n} after down");
@@ -314,7 +314,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     assert!(peer_keys(&lab, "node2").contains(&public_key(&lab, "node4")));
 
     // remove-node under the same stream: withdrawn from every other host.
-    let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
+    let r = vxmesh(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peer_keys(&lab, "node2").len(), 2, "node3's peer withdrawn");
     assert_stream_intact(&lab, "node1", "node2");
@@ -341,7 +341,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
 
-    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node4"] {
         let state = wireguard_state(&lab, n);
