@@ -249,27 +249,43 @@ pub fn status_quiet(rows: &[HostStatus], clean: bool) {
 /// `-v`: a script a host ran and what it printed, on stderr as one block (control characters shown escaped: what
 /// a host prints cannot drive the terminal).
 pub fn transcript(node: &NodePlan, script: &str, result: &Result<converge::Output, crate::error::HostError>) {
-    let mut text = format!("--- {} ({}): script, {} lines\n{}", node.name, node.host, script.lines().count(), script);
-    if !text.ends_with('\n') {
-        text.push('\n');
-    }
+    let text = transcript_text(&node.name, &node.host, script, result);
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The block [`transcript`] prints: the script, then what the host printed on each stream and how it ended.
+fn transcript_text(
+    name: &str,
+    host: &str,
+    script: &str,
+    result: &Result<converge::Output, crate::error::HostError>,
+) -> String {
+    let mut text = format!("--- {name} ({host}): script, {} lines\n", script.lines().count());
+    let mut section = |body: &str| {
+        text += &terminal_safe(body);
+        if !body.is_empty() && !body.ends_with('\n') {
+            text.push('\n');
+        }
+    };
+    section(script);
     match result {
         Ok(o) => {
             for (what, body) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
                 if body.is_empty() {
-                    text += &format!("--- {}: {what}: (nothing)\n", node.name);
+                    text += &format!("--- {name}: {what}: (nothing)\n");
                 } else {
-                    text += &format!("--- {}: {what}:\n{}", node.name, terminal_safe(body));
+                    text += &format!("--- {name}: {what}:\n");
+                    text += &terminal_safe(body);
                     if !body.ends_with('\n') {
                         text.push('\n');
                     }
                 }
             }
-            text += &format!("--- {}: exit {}\n", node.name, o.code);
+            text += &format!("--- {name}: exit {}\n", o.code);
         }
-        Err(e) => text += &format!("--- {}: no result: {}\n", node.name, terminal_safe(&e.to_string())),
+        Err(e) => text += &format!("--- {name}: no result: {}\n", terminal_safe(&e.to_string())),
     }
-    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    text
 }
 
 /// `s` with every control character but newline and tab, and the bidirectional overrides, shown as escapes.
@@ -528,6 +544,26 @@ mod tests {
             plan_line(&rows),
             "4 hosts: 1 to change (3 steps), 1 up to date, 1 failed, 1 held back: no host is changed until every \
              host passes its checks"
+        );
+    }
+
+    #[test]
+    fn a_transcript_shows_the_script_and_what_came_back() {
+        let out = converge::Output { stdout: "facts\n".into(), stderr: "warn \x1b[2J".into(), code: 0 };
+        assert_eq!(
+            transcript_text("vm1", "10.0.0.1", "set -e\necho hi\n", &Ok(out)),
+            "--- vm1 (10.0.0.1): script, 2 lines\nset -e\necho hi\n--- vm1: stdout:\nfacts\n--- vm1: stderr:\n\
+             warn \\u{1b}[2J\n--- vm1: exit 0\n"
+        );
+        let empty = converge::Output { code: 3, ..Default::default() };
+        assert_eq!(
+            transcript_text("vm1", "h", "true", &Ok(empty)),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: stdout: (nothing)\n--- vm1: stderr: (nothing)\n--- vm1: exit 3\n"
+        );
+        let gone = Err(crate::error::HostError::Timeout(300));
+        assert_eq!(
+            transcript_text("vm1", "h", "true\n", &gone),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result: the command did not finish within 300s\n"
         );
     }
 
