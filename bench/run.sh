@@ -30,15 +30,15 @@ for size in "${sizes[@]}"; do
   rm -f "$work/vxmesh.lock"
   # Floor 1 on the same fresh hosts: their whole build in one round trip each, all at once; then gone again.
   floor=$(VX=$vx bench/floors.sh oneshot bench "$inv")
-  $vx down -i "$inv" >/dev/null
+  $vx down --yes -i "$inv" >/dev/null
   cold=$(timed $vx up -i "$inv" --no-verify)
   noop=$(timed $vx up -i "$inv" --no-verify)
   status=$(timed $vx status -i "$inv")
   verify=$(timed $vx verify -i "$inv")
   vfloor=$([ -z "$light" ] && VX=$vx bench/floors.sh verify bench "$inv" || echo -)
   add=$(timed $vx add-node "node$((n + 1))" --host "$last" -i "$inv")
-  $vx remove-node "node$((n + 1))" -i "$inv" >/dev/null
-  $vx down -i "$inv" >/dev/null
+  $vx remove-node "node$((n + 1))" --yes -i "$inv" >/dev/null
+  $vx down --yes -i "$inv" >/dev/null
   # By hand: the same N hosts, the classic page of commands over plain ssh, host after host.
   manual=$([ -z "${NO_MANUAL:-}" ] && timed bench/manual.sh bench ${light:+--no-docker} || echo "0 0")
   ratio=$(echo "scale=1; $(secs "$manual") / $(secs "$cold")" | bc)

@@ -104,7 +104,7 @@ containers
 measure enc "$c2ip" "nsenter -t $c2pid -n" "nsenter -t $c1pid -n" ""
 csum=$(on "$h2" "nsenter -t $c2pid -n nstat -az" | grep -i csum | awk '{ printf "%s %s, ", $1, $2 }')
 rmcontainers
-$vx down -i "$work/enc/vxmesh.yaml" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
+$vx down --yes -i "$work/enc/vxmesh.yaml" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 $vx up -i "$work/plain/vxmesh.yaml" >"$work/log" 2>&1 || { cat "$work/log" >&2; exit 1; }
 containers
 measure plain "$c2ip" "nsenter -t $c2pid -n" "nsenter -t $c1pid -n" ""

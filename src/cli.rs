@@ -12,9 +12,12 @@ use vxmesh::facts::HostFacts;
 use vxmesh::model::inventory::{self, Inventory};
 use vxmesh::model::ipam::{self, Lock};
 use vxmesh::plan::{self, ClusterPlan, NodePlan};
-use vxmesh::remote::executor::Options;
+use vxmesh::remote::executor::{Options, Transcript};
 use vxmesh::remote::interrupt::Stop;
 use vxmesh::report;
+
+mod confirm;
+mod init;
 
 /// Exit code when any host failed.
 const HOSTS_FAILED: i32 = 2;
@@ -33,11 +36,20 @@ and builds on each host: an OVS bridge `sw0`, one VXLAN tunnel port per peer (sp
 bridge network on the host's own subnet joined to sw0 by a veth pair, NAT only towards the outside world, and \
 VXLAN allowed only from the peers.\n\nStart with `vxmesh plan --offline` to read exactly what would be done.",
     after_help = "Exit codes: 0 success, 1 bad usage or bad inventory (nothing touched), 2 some host failed, \
-3 drift found (status) or a check failed (verify), 130 interrupted.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
+3 drift found (status) or a check failed (verify), 130 interrupted.\nNo colour with NO_COLOR set or when the output is \
+not a terminal.\nDocs: README.md, docs/inventory.md, docs/architecture.md"
 )]
 struct Cli {
     /// The inventory file (YAML). Its address plan is kept beside it, in the same name with `.lock`.
-    #[arg(short, long, global = true, default_value = inventory::DEFAULT_PATH, value_name = "FILE")]
+    /// Without -i: the file named by VXMESH_INVENTORY, else vxmesh.yaml in the current directory.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "VXMESH_INVENTORY",
+        default_value = inventory::DEFAULT_PATH,
+        value_name = "FILE"
+    )]
     inventory: PathBuf,
 
     /// Print machine-readable JSON instead of text.
@@ -47,6 +59,15 @@ struct Cli {
     /// When another vxmesh command is working on the same inventory, stop at once instead of waiting for it.
     #[arg(long, global = true)]
     no_wait: bool,
+
+    /// Print only errors (on stderr) and a one-line result: no tables, no progress bars.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+
+    /// Show every script sent to a host and what it printed, on stderr as each ends (no progress bars then);
+    /// `plan --offline` adds each node's read-only facts script.
+    #[arg(short, long, global = true)]
+    verbose: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -84,10 +105,14 @@ enum Command {
     Ps(HostArgs),
     /// Remove everything vxmesh created on every host; docker and OVS keep running. Every host is looked at
     /// first: if containers are still on the mesh network anywhere, no host is touched (unless --force).
+    /// Asks first on a terminal; without one, refuses unless --yes.
     Down {
         /// Disconnect containers still attached to the mesh's docker network instead of refusing.
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         hosts: HostArgs,
     },
@@ -112,12 +137,15 @@ enum Command {
         build: BuildArgs,
     },
     /// Remove a node: its tunnel and firewall entry leave every other node, the node itself is torn down,
-    /// and its subnet is freed in the lock file.
+    /// and its subnet is freed in the lock file. Asks first on a terminal; without one, refuses unless --yes.
     RemoveNode {
         name: String,
         /// Remove it even when it cannot be reached (its host keeps its mesh until cleaned by hand).
         #[arg(long)]
         force: bool,
+        /// Do not ask for confirmation (needed when stdin is not a terminal).
+        #[arg(short, long)]
+        yes: bool,
         #[command(flatten)]
         hosts: HostArgs,
     },
@@ -129,9 +157,37 @@ enum Command {
         #[command(flatten)]
         build: BuildArgs,
     },
+    /// Write a new inventory for the hosts given: every optional field shown commented out with its default.
+    /// It is checked as every command checks an inventory; an existing file is kept unless --force.
+    Init {
+        /// A host of the mesh: its address (nodes are then named node1, node2, ... in order), or NAME=ADDRESS.
+        /// Repeat it for each host.
+        #[arg(long = "host", value_name = "[NAME=]ADDRESS", required = true)]
+        hosts: Vec<String>,
+        /// The cluster's name (default: vxmesh).
+        #[arg(long)]
+        name: Option<String>,
+        /// The cluster CIDR: every container subnet and switch address lies inside.
+        #[arg(long, default_value = inventory::init::DEFAULT_CIDR)]
+        cidr: String,
+        /// Where to write it (default: the inventory, as -i or VXMESH_INVENTORY name it, else vxmesh.yaml).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
     /// A local lab of real hosts (network namespaces running sshd, Open vSwitch and docker). Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print a completion script for a shell, e.g.
+    /// `vxmesh completions bash > ~/.local/share/bash-completion/completions/vxmesh`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `vxmesh man > vxmesh.1 && man ./vxmesh.1`.
+    Man,
     /// Print the read-only script that gathers a node's facts (used to record test fixtures).
     #[command(hide = true)]
     FactsScript { node: String },
@@ -237,7 +293,10 @@ struct VerifyArgs {
 }
 
 pub fn run() -> i32 {
-    let parsed = Cli::command().try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
+    // clap colours help and errors on a terminal; NO_COLOR (https://no-color.org) turns that off, whatever else is
+    // set. Nothing else vxmesh prints has colour.
+    let color = if no_color() { clap::ColorChoice::Never } else { clap::ColorChoice::Auto };
+    let parsed = Cli::command().color(color).try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
     let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
@@ -273,6 +332,11 @@ static COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 fn print_json<T: serde::Serialize>(v: &T) {
     let command = COMMAND.get().map_or("", String::as_str);
     report::json(&report::envelope(command, serde_json::to_value(v).expect("outputs serialize")));
+}
+
+/// NO_COLOR set and not empty, as https://no-color.org says.
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// The inventory, validated, with the address plan kept in step with it (the lock is written when it changed).
@@ -311,25 +375,39 @@ fn exit_code(opts: &Options, hosts_failed: bool, check_failed: bool) -> i32 {
 }
 
 /// Prints a change command's outcome (the summary was printed before verification) and picks its exit code.
-fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, json: bool) -> i32 {
-    name_record(opts, !outcome.ok);
-    if json {
+/// With -q, the one line: how the hosts ended, and the verification's result.
+fn finish(outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Options, cli: &Cli, verb: &str) -> i32 {
+    let skipped = outcome.verify_skipped && !outcome.interrupted;
+    name_record(opts, !outcome.ok, cli);
+    if cli.json {
         print_json(&json!({"ok": outcome.ok, "hosts": outcome.hosts, "verify": outcome.verify, "record": opts.record}));
+    } else if cli.quiet {
+        let mut line = report::summary_line(&outcome.hosts, verb);
+        if let Some(r) = &outcome.verify {
+            report::verify_errors(r);
+            line = format!("{line}; {}", report::verify_line(r));
+        } else if skipped {
+            line += "; verify skipped: not every host was built";
+        }
+        println!("{line}");
     } else if let Some(r) = &outcome.verify {
         report::verify(r, plan);
-    } else if outcome.verify_skipped && !outcome.interrupted {
+    } else if skipped {
         println!("verify skipped: not every host was built");
     }
     let hosts_failed = outcome.hosts.iter().any(HostResult::failed);
     exit_code(opts, hosts_failed, outcome.verify.as_ref().is_some_and(|r| !r.ok))
 }
 
-/// What change commands print before verification starts: the per-host table (not with --json).
-fn summary_printer(json: bool, verb: &'static str) -> impl Fn(&[HostResult]) {
+/// What change commands print before verification starts: the per-host table (not with --json; with -q only the
+/// hosts that failed, on stderr: the summary joins the result line at the end).
+fn summary_printer(cli: &Cli, verb: &'static str) -> impl Fn(&[HostResult]) {
+    let (json, quiet) = (cli.json, cli.quiet);
     move |rows: &[HostResult]| {
-        if !json {
-            report::summary(rows, verb);
+        if json {
+            return;
         }
+        if quiet { report::host_errors(rows) } else { report::summary(rows, verb) }
     }
 }
 
@@ -361,15 +439,24 @@ fn guard(inventory: &Path, no_wait: bool) -> Result<InventoryGuard, Error> {
     Ok(InventoryGuard(file))
 }
 
-/// Whether the command reads or writes hosts or the lock, and so must not interleave with another.
+/// Whether the command reads or writes hosts or the lock, and so must not interleave with another. (`init` takes
+/// the guard itself when it replaces a file.)
 fn needs_guard(c: &Command) -> bool {
     !matches!(
         c,
-        Command::Plan { offline: true, .. } | Command::Render { .. } | Command::FactsScript { .. } | Command::Lab(_)
+        Command::Plan { offline: true, .. }
+            | Command::Render { .. }
+            | Command::FactsScript { .. }
+            | Command::Lab(_)
+            | Command::Init { .. }
+            | Command::Completions { .. }
+            | Command::Man
     )
 }
 
 fn execute(cli: &Cli) -> Result<i32, Error> {
+    // The question comes before anything else: a refusal touches nothing, not even the guard file or the lock.
+    confirm::removal(cli)?;
     let _guard = if needs_guard(&cli.command) && cli.inventory.exists() {
         Some(guard(&cli.inventory, cli.no_wait)?)
     } else {
@@ -382,8 +469,10 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 let nodes: Vec<(&NodePlan, Vec<Step>)> =
                     plan.nodes.iter().map(|n| (n, converge::diff(n, &HostFacts::default()))).collect();
                 print_json(&report::plan_json(&plan, &nodes));
+            } else if cli.quiet {
+                println!("{}", report::offline_plan_line(&plan));
             } else {
-                report::offline_plan(&plan);
+                report::offline_plan(&plan, cli.verbose);
             }
             Ok(0)
         }
@@ -408,10 +497,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Plan { offline: false, hosts } => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = host_options(hosts, cli, &inv)?;
             let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
             if cli.json {
                 print_json(&json!({"ok": !rows.iter().any(HostResult::failed), "hosts": rows}));
+            } else if cli.quiet {
+                report::host_errors(&rows);
+                println!("{}", report::plan_line(&rows));
             } else {
                 report::plan(&rows);
             }
@@ -420,19 +512,22 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         Command::Up(BuildArgs { hosts, no_verify, verify }) => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = changing_options(hosts, cli.json, &inv, "up")?;
+            let opts = changing_options(hosts, cli, &inv, "up")?;
             let outcome =
-                runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli.json, "changed")));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+                runtime().block_on(commands::up::run(&inv, &plan, &opts, v, &summary_printer(cli, "changed")));
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
         Command::Verify { hosts, verify } => {
             let (inv, plan) = load(&cli.inventory)?;
             let v = verify_options(&inv, verify);
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = host_options(hosts, cli, &inv)?;
             let done = runtime().block_on(commands::verify::run(&inv, &plan, &opts, &v));
             let r = &done.report;
             if cli.json {
                 print_json(r);
+            } else if cli.quiet {
+                report::verify_errors(r);
+                println!("{}", report::verify_line(r));
             } else {
                 report::verify(r, &plan);
             }
@@ -440,11 +535,13 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Status(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = host_options(hosts, cli, &inv)?;
             let rows = runtime().block_on(commands::status::run(&inv, &plan, &opts));
             let clean = rows.iter().all(|r| r.clean());
             if cli.json {
                 print_json(&json!({"ok": clean, "hosts": rows}));
+            } else if cli.quiet {
+                report::status_quiet(&rows, clean);
             } else {
                 report::status(&rows, clean);
             }
@@ -452,7 +549,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
         }
         Command::Ps(hosts) => {
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = host_options(hosts, cli.json, &inv)?;
+            let opts = host_options(hosts, cli, &inv)?;
             let listing = runtime().block_on(commands::ps::run(&inv, &plan, &opts));
             if cli.json {
                 print_json(
@@ -463,15 +560,18 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             }
             Ok(exit_code(&opts, !listing.failed.is_empty(), false))
         }
-        Command::Down { force, hosts } => {
+        Command::Down { force, hosts, yes: _ } => {
             whole_cluster(hosts, "down")?;
             let (inv, plan) = load(&cli.inventory)?;
-            let opts = changing_options(hosts, cli.json, &inv, "down")?;
+            let opts = changing_options(hosts, cli, &inv, "down")?;
             let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, *force));
             let failed = rows.iter().any(HostResult::failed);
-            name_record(&opts, failed);
+            name_record(&opts, failed, cli);
             if cli.json {
                 print_json(&json!({"ok": !failed, "hosts": rows, "record": opts.record}));
+            } else if cli.quiet {
+                report::host_errors(&rows);
+                println!("{}", report::summary_line(&rows, "removed"));
             } else {
                 report::summary(&rows, "removed");
             }
@@ -510,18 +610,18 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             lock.save(&lock_file)?;
             let plan = plan::plan(&inv, &lock);
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = changing_options(hosts, cli.json, &inv, "add-node")?;
+            let opts = changing_options(hosts, cli, &inv, "add-node")?;
             let outcome = runtime().block_on(commands::add_node::run(
                 &inv,
                 &plan,
                 name,
                 &opts,
                 v,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
-        Command::RemoveNode { name, force, hosts } => {
+        Command::RemoveNode { name, force, hosts, yes: _ } => {
             whole_cluster(hosts, "remove-node")?;
             let text = read_inventory(&cli.inventory)?;
             let (old, old_plan) = load(&cli.inventory)?;
@@ -543,7 +643,7 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 inventory::edit::save(&path, &new_text)?;
                 lock.save(&lock_file)
             };
-            let opts = changing_options(hosts, cli.json, &old, "remove-node")?;
+            let opts = changing_options(hosts, cli, &old, "remove-node")?;
             let outcome = runtime().block_on(commands::remove_node::run(
                 (&old, &old_plan),
                 &plan,
@@ -551,9 +651,9 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
                 *force,
                 &opts,
                 commit,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ))?;
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
         Command::RotateKeys { nodes, build: BuildArgs { hosts, no_verify, verify } } => {
             whole_cluster(hosts, "rotate-keys")?;
@@ -569,22 +669,51 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let targets: Vec<String> =
                 if nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { nodes.clone() };
             let v = (!no_verify).then(|| verify_options(&inv, verify));
-            let opts = changing_options(hosts, cli.json, &inv, "rotate-keys")?;
+            let opts = changing_options(hosts, cli, &inv, "rotate-keys")?;
             let outcome = runtime().block_on(commands::rotate_keys::run(
                 &inv,
                 &plan,
                 &targets,
                 &opts,
                 v,
-                &summary_printer(cli.json, "changed"),
+                &summary_printer(cli, "changed"),
             ));
-            Ok(finish(&outcome, &plan, &opts, cli.json))
+            Ok(finish(&outcome, &plan, &opts, cli, "changed"))
         }
-        Command::Lab(cmd) => lab_command(cmd, cli.json),
+        Command::Init { hosts, name, cidr, output, force } => {
+            let path = output.as_ref().unwrap_or(&cli.inventory);
+            init::run(cli, path, hosts, name.as_deref(), cidr, *force)
+        }
+        Command::Lab(cmd) => lab_command(cmd, cli.json, cli.quiet),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "vxmesh", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Man => {
+            let io = |source| Error::Io { action: "write the man page to", path: "stdout".into(), source };
+            let mut page = vec![];
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(io)?;
+            let page = title_first(&String::from_utf8_lossy(&page));
+            std::io::Write::write_all(&mut std::io::stdout(), page.as_bytes()).map_err(io)?;
+            Ok(0)
+        }
     }
 }
 
-fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
+/// The man page with its `.TH` title as the first line, as man(7) pages begin; clap_mangen puts the definition of
+/// the apostrophe string first, which may as well come right after it.
+fn title_first(page: &str) -> String {
+    let mut lines: Vec<&str> = page.lines().collect();
+    if let Some(at) = lines.iter().position(|l| l.starts_with(".TH ")) {
+        let title = lines.remove(at);
+        lines.insert(0, title);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+fn lab_command(cmd: &LabCommand, json: bool, quiet: bool) -> Result<i32, Error> {
     use vxmesh::lab;
     match cmd {
         LabCommand::Create { nodes, name, light, backend } => {
@@ -595,10 +724,16 @@ fn lab_command(cmd: &LabCommand, json: bool) -> Result<i32, Error> {
                 LabBackendArg::Mixed => lab::LabBackend::Mixed,
             };
             let opts = lab::CreateOptions { name: name.clone(), nodes: *nodes, light: *light, backend };
-            let state = lab::create(&opts, &mut |line| eprintln!("lab: {line}"))?;
+            let state = lab::create(&opts, &mut |line| {
+                if !quiet {
+                    eprintln!("lab: {line}");
+                }
+            })?;
             let secs = started.elapsed().as_secs_f64();
             if json {
                 print_json(&serde_json::json!({"lab": state, "seconds": secs}));
+            } else if quiet {
+                println!("lab `{}` created in {secs:.1} s, inventory {}", state.name, state.inventory_path().display());
             } else {
                 print_lab(&state);
                 println!("\ncreated in {secs:.1} s. Next:");
@@ -696,13 +831,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// How to reach the hosts. Every `--limit` pattern must match a node: a typo must not quietly reach none.
-fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Result<Options, Error> {
+fn host_options(a: &HostArgs, cli: &Cli, inv: &Inventory) -> Result<Options, Error> {
     use std::io::IsTerminal;
     if let Some(p) =
         a.limit.iter().find(|p| !inv.nodes.iter().any(|n| vxmesh::remote::executor::glob_match(p, &n.name)))
     {
         return Err(Error::Usage(format!("--limit `{p}` matches no node; the nodes are {}", inv.node_names())));
     }
+    let transcript: Option<Transcript> = cli.verbose.then(|| std::sync::Arc::new(report::transcript) as Transcript);
     Ok(Options {
         forks: a.forks,
         policy: vxmesh::remote::ssh::HostKeyPolicy {
@@ -713,23 +849,25 @@ fn host_options(a: &HostArgs, json: bool, inv: &Inventory) -> Result<Options, Er
             connect: std::time::Duration::from_secs(a.connect_timeout),
             command: std::time::Duration::from_secs(a.command_timeout),
         },
-        progress: !json && std::io::stderr().is_terminal(),
+        progress: !cli.json && !cli.quiet && !cli.verbose && std::io::stderr().is_terminal(),
         stop: stop(),
         limit: a.limit.clone(),
         record: None,
+        transcript,
     })
 }
 
 /// Options for a command that changes hosts: the same, and a record of every script sent and every answer.
-fn changing_options(a: &HostArgs, json: bool, inv: &Inventory, command: &str) -> Result<Options, Error> {
-    let mut opts = host_options(a, json, inv)?;
+fn changing_options(a: &HostArgs, cli: &Cli, inv: &Inventory, command: &str) -> Result<Options, Error> {
+    let mut opts = host_options(a, cli, inv)?;
     opts.record = vxmesh::remote::record::run_dir(command);
     Ok(opts)
 }
 
 /// Names the run's record when something failed: where to read what each host was sent and answered.
-fn name_record(opts: &Options, failed: bool) {
-    if let (true, Some(dir)) = (failed, &opts.record) {
+/// (`-q` keeps to one line per failed host and the result: the record is in `--json`, and on disk.)
+fn name_record(opts: &Options, failed: bool, cli: &Cli) {
+    if let (true, false, Some(dir)) = (failed, cli.quiet, &opts.record) {
         eprintln!("what each host was sent and answered: {}", dir.display());
     }
 }

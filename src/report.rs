@@ -37,19 +37,51 @@ pub fn summary(rows: &[HostResult], verb: &str) {
             r.left_alone.join("; ")
         );
     }
+    let _ = writeln!(out, "{}", summary_line(rows, verb));
+}
+
+/// The last line of [`summary`]: how many hosts ended how. With `-q`, the one line a change command prints.
+pub fn summary_line(rows: &[HostResult], verb: &str) -> String {
     let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
-    let _ = writeln!(
-        out,
+    format!(
         "{} hosts: {} {verb}, {} ok, {} failed{}",
         rows.len(),
         count("changed"),
         count("ok"),
         count("failed"),
-        match count("held") {
-            0 => String::new(),
-            n => format!(", {n} held back: no host is changed until every host passes its checks"),
-        }
-    );
+        held(rows)
+    )
+}
+
+/// `, N held back: ...` when some hosts were left unchanged because another failed its checks.
+fn held(rows: &[HostResult]) -> String {
+    match rows.iter().filter(|r| r.status == "held").count() {
+        0 => String::new(),
+        n => format!(", {n} held back: no host is changed until every host passes its checks"),
+    }
+}
+
+/// With `-q`: each failed host and why, on stderr (the tables are left out).
+pub fn host_errors(rows: &[HostResult]) {
+    let mut err = std::io::stderr().lock();
+    for r in rows.iter().filter(|r| r.failed()) {
+        let why = r.error.as_deref().unwrap_or("failed").lines().collect::<Vec<_>>().join("\n    ");
+        let _ = writeln!(err, "{} ({}): {why}", r.node, r.host);
+    }
+}
+
+/// `plan` with `-q`: one line, how many hosts `up` would change.
+pub fn plan_line(rows: &[HostResult]) -> String {
+    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let steps: usize = rows.iter().filter(|r| r.status == "changed").map(|r| r.changed.len()).sum();
+    format!(
+        "{} hosts: {} to change ({steps} steps), {} up to date, {} failed{}",
+        rows.len(),
+        count("changed"),
+        count("ok"),
+        count("failed"),
+        held(rows)
+    )
 }
 
 /// `plan` (online): per host, the exact script `up` would send, or "up to date".
@@ -102,26 +134,8 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
     if !retried.is_empty() {
         println!("  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
     }
-    for p in r.pairs.iter().filter(|p| !p.ok) {
-        println!("  {} -> {}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed"));
-    }
-    for h in &r.hosts {
-        if let Some(e) = &h.error {
-            println!("  {}: {e}", h.node);
-        }
-        if !h.unreachable_switches.is_empty() {
-            println!("  {}: cannot reach the switch of {}", h.node, h.unreachable_switches.join(", "));
-        }
-        if !h.switches_on_second_try.is_empty() {
-            println!("  {}: the switch of {} answered only a second ping", h.node, h.switches_on_second_try.join(", "));
-        }
-        if h.outside == Some(false) {
-            println!(
-                "  {}: cannot reach the outside address {} through NAT",
-                h.node,
-                r.outside.map(|o| o.to_string()).unwrap_or_default()
-            );
-        }
+    for problem in verify_problems(r) {
+        println!("  {problem}");
     }
     if !r.bandwidth.is_empty() {
         println!("\nthroughput (iperf3 TCP, 3 s each) and latency, over the mesh vs host to host on the underlay:");
@@ -152,6 +166,150 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
         }
     }
     println!("{}", if r.ok { "mesh OK" } else { "mesh BROKEN" });
+}
+
+/// Every check `verify` found failing, in words: the pairs, then the hosts.
+pub fn verify_problems(r: &verify::Report) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .pairs
+        .iter()
+        .filter(|p| !p.ok)
+        .map(|p| format!("{} -> {}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed")))
+        .collect();
+    for h in &r.hosts {
+        if let Some(e) = &h.error {
+            out.push(format!("{}: {e}", h.node));
+        }
+        if !h.unreachable_switches.is_empty() {
+            out.push(format!("{}: cannot reach the switch of {}", h.node, h.unreachable_switches.join(", ")));
+        }
+        if !h.switches_on_second_try.is_empty() {
+            out.push(format!(
+                "{}: the switch of {} answered only a second ping",
+                h.node,
+                h.switches_on_second_try.join(", ")
+            ));
+        }
+        if h.outside == Some(false) {
+            out.push(format!(
+                "{}: cannot reach the outside address {} through NAT",
+                h.node,
+                r.outside.map(|o| o.to_string()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+/// `verify` with `-q`: its problems on stderr; the one line result is [`verify_line`].
+pub fn verify_errors(r: &verify::Report) {
+    let mut err = std::io::stderr().lock();
+    for problem in verify_problems(r) {
+        let _ = writeln!(err, "{problem}");
+    }
+}
+
+/// The verification in one line: `mesh OK (6/6 pairs)`.
+pub fn verify_line(r: &verify::Report) -> String {
+    let ok = r.pairs.iter().filter(|p| p.ok).count();
+    format!("mesh {} ({ok}/{} pairs)", if r.ok { "OK" } else { "BROKEN" }, r.pairs.len())
+}
+
+/// `status` with `-q`: what is wrong on each host, on stderr, then one line.
+pub fn status_quiet(rows: &[HostStatus], clean: bool) {
+    let mut err = std::io::stderr().lock();
+    let mut unclean = 0;
+    for r in rows {
+        let mut problems = vec![];
+        if let Some(e) = &r.error {
+            problems.push(e.clone());
+        }
+        if !r.drift.is_empty() {
+            problems.push(format!("drift, {} steps: {}", r.drift.len(), r.drift.join("; ")));
+        }
+        for t in r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")) {
+            let state = if t.present {
+                format!("BFD {}", t.state.as_deref().unwrap_or("no state yet"))
+            } else {
+                "missing".into()
+            };
+            problems.push(format!("tunnel to {}: {state}", t.peer));
+        }
+        let keyless: Vec<&str> = r.wireguard.iter().filter(|w| !w.present).map(|w| w.peer.as_str()).collect();
+        if !keyless.is_empty() {
+            problems.push(format!("wireguard peers missing or with another key: {}", keyless.join(", ")));
+        }
+        if !r.clean() {
+            unclean += 1;
+        }
+        for p in problems {
+            let _ = writeln!(err, "{} ({}): {p}", r.node, r.host);
+        }
+    }
+    if clean {
+        println!("all hosts match the plan, every tunnel up");
+    } else {
+        println!("not clean: {unclean} of {} hosts", rows.len());
+    }
+}
+
+/// `-v`: a script a host ran and what it printed, on stderr as one block (control characters shown escaped: what
+/// a host prints cannot drive the terminal).
+pub fn transcript(node: &NodePlan, script: &str, result: &Result<converge::Output, crate::error::HostError>) {
+    let text = transcript_text(&node.name, &node.host, script, result);
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// The block [`transcript`] prints: the script, then what the host printed on each stream and how it ended.
+fn transcript_text(
+    name: &str,
+    host: &str,
+    script: &str,
+    result: &Result<converge::Output, crate::error::HostError>,
+) -> String {
+    let mut text = format!("--- {name} ({host}): script, {} lines\n", script.lines().count());
+    let mut section = |body: &str| {
+        text += &terminal_safe(body);
+        if !body.is_empty() && !body.ends_with('\n') {
+            text.push('\n');
+        }
+    };
+    section(script);
+    match result {
+        Ok(o) => {
+            for (what, body) in [("stdout", &o.stdout), ("stderr", &o.stderr)] {
+                if body.is_empty() {
+                    text += &format!("--- {name}: {what}: (nothing)\n");
+                } else {
+                    text += &format!("--- {name}: {what}:\n");
+                    text += &terminal_safe(body);
+                    if !body.ends_with('\n') {
+                        text.push('\n');
+                    }
+                }
+            }
+            text += &format!("--- {name}: exit {}\n", o.code);
+        }
+        Err(e) => text += &format!("--- {name}: no result: {}\n", terminal_safe(&e.to_string())),
+    }
+    text
+}
+
+/// `s` with every control character but newline and tab, and the bidirectional overrides, shown as escapes.
+fn terminal_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let bidi = matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        );
+        if (c.is_control() && c != '\n' && c != '\t') || bidi {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `status`: one row per host, then every tunnel that is not up.
@@ -315,18 +473,23 @@ pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>
     }
 }
 
-/// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
-/// printed in order, so a 1,000-node plan (a million tunnel ports) never sits in memory whole.
-pub fn offline_plan(plan: &ClusterPlan) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let _ = writeln!(
-        out,
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}\n",
+/// The offline plan's first line; with `-q`, all it prints.
+pub fn offline_plan_line(plan: &ClusterPlan) -> String {
+    format!(
+        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}",
         plan.cluster,
         plan.nodes.len(),
         plan.tunnel_pairs,
         plan.cidr
-    );
+    )
+}
+
+/// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
+/// printed in order, so a 1,000-node plan (a million tunnel ports) never sits in memory whole.
+/// `verbose` adds each node's read-only facts script, the one `up` and `plan` send first.
+pub fn offline_plan(plan: &ClusterPlan, verbose: bool) {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = writeln!(out, "{}\n", offline_plan_line(plan));
     let _ = writeln!(
         out,
         "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
@@ -348,7 +511,17 @@ pub fn offline_plan(plan: &ClusterPlan) {
     for chunk in plan.nodes.chunks(16 * workers) {
         let texts = map_in_parallel(chunk, workers, |n| {
             let steps = converge::diff(n, &HostFacts::default());
-            format!("\n=== {} ({}): {} steps ===\n{}", n.name, n.host, steps.len(), converge::script(n, &steps))
+            let mut text =
+                format!("\n=== {} ({}): {} steps ===\n{}", n.name, n.host, steps.len(), converge::script(n, &steps));
+            if verbose {
+                text += &format!(
+                    "\n=== {} ({}): facts script (read-only, sent first by up and plan) ===\n{}",
+                    n.name,
+                    n.host,
+                    converge::gather_script(n, &converge::up_components(n))
+                );
+            }
+            text
         });
         for t in texts {
             let _ = out.write_all(t.as_bytes());
@@ -388,4 +561,70 @@ pub fn ps(listing: &crate::commands::ps::Listing) {
     }
     let hosts: std::collections::BTreeSet<&str> = c.iter().map(|x| x.node.as_str()).collect();
     println!("{} containers on the mesh on {} hosts", c.len(), hosts.len());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, status: &'static str, changed: usize, error: Option<&str>) -> HostResult {
+        HostResult {
+            node: node.into(),
+            host: format!("{node}.example"),
+            status,
+            changed: (0..changed).map(|i| format!("step {i}")).collect(),
+            left_alone: vec![],
+            error: error.map(String::from),
+            error_kind: None,
+            seconds: 0.1,
+            script: String::new(),
+        }
+    }
+
+    #[test]
+    fn one_line_results_count_each_kind_of_host() {
+        let rows = [
+            row("a", "changed", 3, None),
+            row("b", "ok", 0, None),
+            row("c", "failed", 0, Some("unreachable")),
+            row("d", "held", 0, Some("not changed: another host failed its checks")),
+        ];
+        assert_eq!(
+            summary_line(&rows, "changed"),
+            "4 hosts: 1 changed, 1 ok, 1 failed, 1 held back: no host is changed until every host passes its checks"
+        );
+        assert_eq!(summary_line(&rows[..2], "removed"), "2 hosts: 1 removed, 1 ok, 0 failed");
+        let plan = [row("a", "changed", 3, None), row("b", "changed", 2, None), row("c", "ok", 0, None)];
+        assert_eq!(plan_line(&plan), "3 hosts: 2 to change (5 steps), 1 up to date, 0 failed");
+        assert_eq!(
+            plan_line(&rows),
+            "4 hosts: 1 to change (3 steps), 1 up to date, 1 failed, 1 held back: no host is changed until every \
+             host passes its checks"
+        );
+    }
+
+    #[test]
+    fn a_transcript_shows_the_script_and_what_came_back() {
+        let out = converge::Output { stdout: "facts\n".into(), stderr: "warn \x1b[2J".into(), code: 0 };
+        assert_eq!(
+            transcript_text("vm1", "10.0.0.1", "set -e\necho hi\n", &Ok(out)),
+            "--- vm1 (10.0.0.1): script, 2 lines\nset -e\necho hi\n--- vm1: stdout:\nfacts\n--- vm1: stderr:\n\
+             warn \\u{1b}[2J\n--- vm1: exit 0\n"
+        );
+        let empty = converge::Output { code: 3, ..Default::default() };
+        assert_eq!(
+            transcript_text("vm1", "h", "true", &Ok(empty)),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: stdout: (nothing)\n--- vm1: stderr: (nothing)\n--- vm1: exit 3\n"
+        );
+        let gone = Err(crate::error::HostError::Timeout(300));
+        assert_eq!(
+            transcript_text("vm1", "h", "true\n", &gone),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result: the command did not finish within 300s\n"
+        );
+    }
+
+    #[test]
+    fn what_hosts_print_cannot_drive_the_terminal() {
+        assert_eq!(terminal_safe("a\tb\nc\x1b[31md\u{202e}e\r"), "a\tb\nc\\u{1b}[31md\\u{202e}e\\r");
+    }
 }

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::interrupt::Stop;
 use super::ssh::{self, HostKeyPolicy, Session, Timeouts};
-use crate::converge::Transport;
+use crate::converge::{Output, Transport};
 use crate::error::HostError;
 use crate::model::inventory::Inventory;
 use crate::plan::{ClusterPlan, NodePlan};
@@ -28,6 +29,28 @@ pub struct Options {
     pub limit: Vec<String>,
     /// Where this run's record goes (commands that change hosts): every script sent, every answer, per host.
     pub record: Option<PathBuf>,
+    /// Shown every script a host ran and what came back (`-v`); `None` keeps them to the commands.
+    pub transcript: Option<Transcript>,
+}
+
+/// Called after each script a host ran, with the host's node, the script, and what came back.
+pub type Transcript = Arc<dyn Fn(&NodePlan, &str, &Result<Output, HostError>) + Send + Sync>;
+
+/// A transport that hands every script and its outcome to a [`Transcript`] once it ends.
+struct Logged {
+    inner: Arc<dyn Transport>,
+    node: Arc<NodePlan>,
+    transcript: Transcript,
+}
+
+impl Transport for Logged {
+    fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
+        Box::pin(async move {
+            let result = self.inner.run(script).await;
+            (self.transcript)(&self.node, script, &result);
+            result
+        })
+    }
 }
 
 impl Options {
@@ -164,14 +187,29 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
     let connected = results
         .into_iter()
         .map(|(node, s)| {
-            let session = s.map(|s| match &opts.record {
-                Some(dir) => Arc::new(super::record::Recording::new(s, dir, &node.name)) as Arc<dyn Transport>,
-                None => s as Arc<dyn Transport>,
+            let session = s.map(|s| {
+                let s: Arc<dyn Transport> = match &opts.record {
+                    Some(dir) => Arc::new(super::record::Recording::new(s, dir, &node.name)),
+                    None => s as Arc<dyn Transport>,
+                };
+                with_transcript(s, &node, opts.transcript.as_ref())
             });
             Connected { node, session }
         })
         .collect();
     (connected, sessions)
+}
+
+/// `session`, handing each script it runs and what came back to `transcript`, when there is one.
+pub fn with_transcript(
+    session: Arc<dyn Transport>,
+    node: &Arc<NodePlan>,
+    transcript: Option<&Transcript>,
+) -> Arc<dyn Transport> {
+    match transcript {
+        Some(t) => Arc::new(Logged { inner: session, node: node.clone(), transcript: t.clone() }),
+        None => session,
+    }
 }
 
 /// Runs `futures` at most `limit` at a time; results in input order.
@@ -229,7 +267,52 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A host that prints the script back in capitals, or fails on `fail`.
+    struct Shouting;
+
+    impl Transport for Shouting {
+        fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
+            Box::pin(async move {
+                if script == "fail" {
+                    return Err(HostError::Connection("gone".into()));
+                }
+                Ok(Output { stdout: script.to_uppercase(), stderr: "e".into(), code: 3 })
+            })
+        }
+    }
+
+    #[test]
+    fn a_transcript_sees_every_script_and_what_came_back() {
+        let yaml = "cluster: {cidr: 172.16.0.0/12}\nnodes: [{name: a, host: 192.0.2.1}]\n";
+        let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
+        let lock = crate::model::ipam::allocate(&inv, None, std::path::Path::new("t.lock")).unwrap();
+        let node = Arc::new(crate::plan::plan(&inv, &lock).nodes[0].clone());
+        let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+        let log = seen.clone();
+        let transcript: Transcript = Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>| {
+            let what = match r {
+                Ok(o) => format!("{} {script} -> {} {} {}", n.name, o.stdout, o.stderr, o.code),
+                Err(e) => format!("{} {script} -> {e}", n.name),
+            };
+            log.lock().unwrap().push(what);
+        });
+        let plain = with_transcript(Arc::new(Shouting), &node, None);
+        let logged = with_transcript(Arc::new(Shouting), &node, Some(&transcript));
+        let out = futures::executor::block_on(async {
+            plain.run("quiet").await.unwrap();
+            let first = logged.run("echo hi").await;
+            let second = logged.run("fail").await;
+            (first, second)
+        });
+        // The command gets exactly what the host answered; the transcript saw the same.
+        assert_eq!(out.0.unwrap(), Output { stdout: "ECHO HI".into(), stderr: "e".into(), code: 3 });
+        assert_eq!(out.1.unwrap_err(), HostError::Connection("gone".into()));
+        assert_eq!(*seen.lock().unwrap(), ["a echo hi -> ECHO HI e 3", "a fail -> gone"]);
+    }
 
     #[test]
     fn globs_match_names_as_shells_do() {

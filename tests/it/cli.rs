@@ -1,6 +1,6 @@
 //! The binary as a user meets it: exit codes, error messages, the lock file, scripts that shells accept.
 
-use crate::util::{TempDir, fixtures, vxmesh};
+use crate::util::{Run, TempDir, fixtures, vxmesh, vxmesh_env};
 
 fn dir_with(inventory: &str) -> TempDir {
     let dir = TempDir::new("cli");
@@ -151,7 +151,7 @@ fn exit_codes_are_as_documented() {
         (&["status", "--connect-timeout", "2"][..], 2),
         (&["verify", "--connect-timeout", "2"], 2),
         (&["up", "--connect-timeout", "2"], 2),
-        (&["down", "--connect-timeout", "2"], 2),
+        (&["down", "--yes", "--connect-timeout", "2"], 2),
         (&["plan", "--offline"], 0),
         (&["nonsense"], 1),
     ] {
@@ -190,7 +190,7 @@ fn limit_must_match_a_node_and_is_refused_where_every_host_changes() {
     let r = vxmesh(&dir.0, &["status", "--limit", "vm9*", "--connect-timeout", "1"]);
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("--limit `vm9*` matches no node; the nodes are vm1, vm2, vm3"), "{r}");
-    for cmd in [&["down", "--limit", "vm1"][..], &["remove-node", "vm1", "--limit", "vm1"]] {
+    for cmd in [&["down", "--yes", "--limit", "vm1"][..], &["remove-node", "vm1", "--yes", "--limit", "vm1"]] {
         let r = vxmesh(&dir.0, cmd);
         assert_eq!(r.code, 1, "{r}");
         assert!(r.stderr.contains("works on every host") && r.stderr.contains("--limit is for plan"), "{r}");
@@ -224,4 +224,352 @@ fn every_json_output_has_the_same_envelope_and_errors_are_json_too() {
         (Some(false), Some("render"), Some(1))
     );
     assert!(v["error"]["message"].as_str().unwrap().contains("vm9"), "{r}");
+}
+
+/// Runs vxmesh on a terminal: a pseudo-terminal made by util-linux `script`, with `input` typed on it. What the
+/// terminal showed (stdout and stderr together) comes back as stdout.
+fn on_terminal(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], input: &str) -> Run {
+    use std::io::Write;
+    let quoted: Vec<String> =
+        std::iter::once(env!("CARGO_BIN_EXE_vxmesh")).chain(args.iter().copied()).map(|a| format!("'{a}'")).collect();
+    let mut child = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "60", "script", "-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .current_dir(dir)
+        .env_remove("VXMESH_INVENTORY")
+        .env_remove("NO_COLOR")
+        .env_remove("CLICOLOR_FORCE")
+        .env_remove("CLICOLOR")
+        .env("TERM", "xterm-256color")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` makes the terminal (package bsdutils)");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Run {
+        cmd: format!("(on a terminal) vxmesh {}", args.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn completions_define_the_function_and_name_every_command() {
+    let dir = TempDir::new("completions");
+    let commands = ["plan", "render", "up", "verify", "status", "down", "add-node", "remove-node", "init", "lab"];
+    let r = vxmesh(&dir.0, &["completions", "bash"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("_vxmesh() {"), "{r}");
+    assert!(r.stdout.contains("complete -F _vxmesh"), "{r}");
+    for c in commands {
+        assert!(r.stdout.contains(c), "bash completes `{c}`");
+    }
+    // bash reads it, and the function is there once it is sourced.
+    let file = dir.0.join("vxmesh.bash");
+    std::fs::write(&file, &r.stdout).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("source '{}' && declare -F _vxmesh", file.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "_vxmesh\n", "{}", String::from_utf8_lossy(&out.stderr));
+    let r = vxmesh(&dir.0, &["completions", "zsh"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.starts_with("#compdef vxmesh"), "{r}");
+    let r = vxmesh(&dir.0, &["completions", "fish"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("complete -c vxmesh"), "{r}");
+    for c in commands {
+        assert!(r.stdout.contains(&format!("-a \"{c}\"")), "fish completes `{c}`:\n{r}");
+    }
+    let r = vxmesh(&dir.0, &["completions", "tcsh"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("invalid value 'tcsh'"), "{r}");
+}
+
+#[test]
+fn the_man_page_is_roff_naming_every_command() {
+    let r = vxmesh(&TempDir::new("man").0, &["man"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stderr.is_empty(), "{r}");
+    assert!(r.stdout.starts_with(".TH vxmesh 1 "), "{r}");
+    assert_eq!(r.stdout.matches(".TH ").count(), 1, "{r}");
+    // The apostrophe string clap_mangen uses is still defined, after the title.
+    assert!(r.stdout.contains("\n.ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n"), "{r}");
+    assert!(r.stdout.contains(".SH NAME\nvxmesh \\- "), "{r}");
+    for c in ["plan", "render", "up", "verify", "status", "down", "add\\-node", "remove\\-node", "init", "lab"] {
+        assert!(r.stdout.contains(&format!("vxmesh\\-{c}(1)")), "the man page names `{c}`:\n{r}");
+    }
+    assert!(r.stdout.contains("VXMESH_INVENTORY"), "{r}");
+}
+
+#[test]
+fn vxmesh_inventory_is_the_default_for_dash_i() {
+    let elsewhere = example();
+    let inv = elsewhere.0.join("vxmesh.yaml");
+    let inv = inv.to_str().unwrap();
+    let here = TempDir::new("cli-env");
+    let plain = vxmesh(&here.0, &["plan", "--offline"]);
+    assert_eq!(plain.code, 1, "{plain}");
+    assert!(plain.stderr.contains("cannot read the inventory `vxmesh.yaml`"), "{plain}");
+    let given = vxmesh(&here.0, &["plan", "--offline", "-i", inv]);
+    assert_eq!(given.code, 0, "{given}");
+    let from_env = vxmesh_env(&here.0, &["plan", "--offline"], &[("VXMESH_INVENTORY", inv)]);
+    assert_eq!(from_env.code, 0, "{from_env}");
+    assert_eq!(from_env.stdout, given.stdout);
+    // -i wins over the environment.
+    let r = vxmesh_env(&here.0, &["render", "vm1", "-i", inv], &[("VXMESH_INVENTORY", "nope.yaml")]);
+    assert_eq!(r.code, 0, "{r}");
+    let r = vxmesh_env(&here.0, &["render", "vm1"], &[("VXMESH_INVENTORY", "nope.yaml")]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("cannot read the inventory `nope.yaml`"), "{r}");
+    // --help says so (read as words: clap wraps its lines).
+    let help = vxmesh(&here.0, &["--help"]);
+    let words = help.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(words.contains("[env: VXMESH_INVENTORY=]"), "{help}");
+    assert!(words.contains("Without -i: the file named by VXMESH_INVENTORY, else vxmesh.yaml"), "{help}");
+}
+
+#[test]
+fn no_color_leaves_no_escape_on_a_terminal() {
+    let dir = example();
+    // The check is real: on a terminal, clap colours its help.
+    let coloured = on_terminal(&dir.0, &["--help"], &[], "");
+    assert_eq!(coloured.code, 0, "{coloured}");
+    assert!(coloured.stdout.contains('\x1b'), "{coloured}");
+    for args in [&["--help"][..], &["nonsense"], &["plan", "--offline"], &["render", "vm9"]] {
+        let r = on_terminal(&dir.0, args, &[("NO_COLOR", "1")], "");
+        assert!(r.stdout.len() > 20, "{r}");
+        assert!(!r.stdout.contains('\x1b'), "{r}");
+    }
+    // Nor when the output is not a terminal.
+    for args in [&["--help"][..], &["nonsense"], &["plan", "--offline"]] {
+        let r = vxmesh(&dir.0, args);
+        assert!(!r.stdout.contains('\x1b') && !r.stderr.contains('\x1b'), "{r}");
+    }
+}
+
+#[test]
+fn init_writes_an_inventory_every_command_accepts() {
+    let dir = TempDir::new("init");
+    let r = vxmesh(&dir.0, &["init", "--host", "192.0.2.1", "--host", "web1=192.0.2.2", "--host", "192.0.2.3"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        r.stdout,
+        "wrote vxmesh.yaml: cluster `vxmesh`, 3 nodes (node1 192.0.2.1, web1 192.0.2.2, node3 192.0.2.3)\n\
+         next: vxmesh plan --offline -i vxmesh.yaml, then vxmesh up -i vxmesh.yaml\n"
+    );
+    let written = std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap();
+    for line in ["  cidr: 172.16.0.0/12", "# vni: 42", "# mtu: auto", "# firewall: auto", "# encryption: none"] {
+        assert!(written.contains(line), "{line}:\n{written}");
+    }
+    assert!(written.ends_with("  - name: node3\n    host: 192.0.2.3\n"), "{written}");
+    let plan = vxmesh(&dir.0, &["plan", "--offline"]);
+    assert_eq!(plan.code, 0, "{plan}");
+    assert!(plan.stdout.starts_with("vxmesh plan (offline): cluster `vxmesh`, 3 nodes, 3 tunnel pairs"), "{plan}");
+    for node in ["node1", "web1", "node3"] {
+        assert!(plan.stdout.contains(&format!("\n=== {node} (")), "{plan}");
+    }
+
+    // An existing file is kept...
+    let r = vxmesh(&dir.0, &["init", "--host", "198.51.100.1"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(r.stderr, "error: vxmesh.yaml already exists; nothing was written (--force replaces it)\n");
+    assert!(r.stdout.is_empty(), "{r}");
+    assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap(), written);
+    // ...unless --force.
+    let r =
+        vxmesh(&dir.0, &["init", "--host", "198.51.100.1", "--name", "prod", "--cidr", "10.8.0.0/16", "--force", "-q"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout, "wrote vxmesh.yaml\n");
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q"]);
+    assert_eq!(r.stdout, "vxmesh plan (offline): cluster `prod`, 1 nodes, 0 tunnel pairs, cluster CIDR 10.8.0.0/16\n");
+
+    // -o, and VXMESH_INVENTORY as the default place.
+    let r = vxmesh(&dir.0, &["init", "--host", "192.0.2.9", "-o", "other.yaml"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(vxmesh(&dir.0, &["plan", "--offline", "-i", "other.yaml"]).code, 0);
+    let r = vxmesh_env(&dir.0, &["init", "--host", "192.0.2.9"], &[("VXMESH_INVENTORY", "env.yaml")]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(dir.0.join("env.yaml").exists());
+}
+
+#[test]
+fn init_refuses_what_the_validator_refuses_and_writes_nothing() {
+    let dir = TempDir::new("init-bad");
+    for (args, message) in [
+        (
+            &["init", "--host", "192.0.2.1", "--host", "192.0.2.1"][..],
+            "nodes[node2].host: `192.0.2.1` is also the host of node `node1`\n\
+             nodes[node2].host: `192.0.2.1` is also the tunnel endpoint of node `node1`",
+        ),
+        (
+            &["init", "--host", "web/1=192.0.2.1"],
+            "nodes.name: `web/1` may use only letters, digits, `-` and `_`, starting with a letter or digit",
+        ),
+        (
+            &["init", "--host", "172.20.0.1"],
+            "nodes[node1].host: `172.20.0.1` lies inside cluster.cidr `172.16.0.0/12`; a tunnel endpoint must be \
+             outside the overlay, or the host would route its own tunnel into sw0",
+        ),
+        (
+            &["init", "--host", "192.0.2.1", "--cidr", "10.0.0.1/8"],
+            "cluster.cidr: `10.0.0.1/8` has host bits set; did you mean `10.0.0.0/8`?",
+        ),
+    ] {
+        let r = vxmesh(&dir.0, args);
+        assert_eq!(r.code, 1, "{r}");
+        assert_eq!(r.stderr, format!("error: init: nothing written to vxmesh.yaml: {message}\n"), "{r}");
+        assert!(r.stdout.is_empty(), "{r}");
+        assert!(!dir.0.join("vxmesh.yaml").exists(), "{r}");
+    }
+    let r = vxmesh(&dir.0, &["init"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("--host"), "{r}");
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 0, "nothing at all was written");
+}
+
+#[test]
+fn down_and_remove_node_refuse_without_a_terminal_unless_yes() {
+    let dir = dir_with(CLOSED_HOSTS);
+    let r = vxmesh(&dir.0, &["down", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert_eq!(
+        r.stderr,
+        "error: down asks before it removes anything, and stdin is not a terminal; pass --yes to go ahead without \
+         asking. Nothing was done. (The question: Remove the mesh from 3 hosts (vm1, vm2, vm3)?)\n"
+    );
+    assert!(r.stdout.is_empty(), "{r}");
+    let r = vxmesh(&dir.0, &["remove-node", "vm3", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(
+        r.stderr
+            .starts_with("error: remove-node asks before it removes anything, and stdin is not a terminal; pass --yes"),
+        "{r}"
+    );
+    assert!(
+        r.stderr.contains(
+            "Remove node vm3 (127.0.0.13) from the mesh, withdrawing it from 2 other hosts, and tear it down?"
+        ),
+        "{r}"
+    );
+    // Touching nothing: no lock, no guard file, the inventory as it was.
+    let files: Vec<String> =
+        std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(files, ["vxmesh.yaml"]);
+    assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap(), CLOSED_HOSTS);
+    // An unknown node is said as such, without a question.
+    let r = vxmesh(&dir.0, &["remove-node", "vm9"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("no node named `vm9`"), "{r}");
+
+    // --yes (or -y) gets past the question: then the hosts are tried, and none answers.
+    for yes in ["--yes", "-y"] {
+        let r = vxmesh(&dir.0, &["down", yes, "--connect-timeout", "2"]);
+        assert_eq!(r.code, 2, "{r}");
+        assert!(!r.stderr.contains("--yes"), "{r}");
+        assert!(r.stdout.contains("3 hosts: 0 removed, 0 ok, 3 failed"), "{r}");
+    }
+    let r = vxmesh(&dir.0, &["remove-node", "vm3", "-y", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stderr.contains("vm3 cannot be reached"), "{r}");
+    assert!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap().contains("vm3"), "nothing was changed");
+}
+
+#[test]
+fn on_a_terminal_down_asks_and_only_yes_goes_on() {
+    let dir = dir_with(CLOSED_HOSTS);
+    for answer in ["n\n", "\n", "nope\n", ""] {
+        let r = on_terminal(&dir.0, &["down", "--connect-timeout", "2"], &[], answer);
+        assert_eq!(r.code, 1, "{answer:?}: {r}");
+        assert!(r.stdout.contains("Remove the mesh from 3 hosts (vm1, vm2, vm3)? [y/N] "), "{r}");
+        assert!(r.stdout.contains("error: down: not confirmed; nothing was done"), "{r}");
+        assert!(!dir.0.join("vxmesh.lock").exists(), "{r}");
+    }
+    for answer in ["y\n", "YES\n"] {
+        let r = on_terminal(&dir.0, &["down", "--connect-timeout", "2", "-q"], &[], answer);
+        assert_eq!(r.code, 2, "{answer:?}: {r}");
+        assert!(r.stdout.contains("3 hosts: 0 removed, 0 ok, 3 failed"), "{r}");
+    }
+    let r = on_terminal(&dir.0, &["remove-node", "vm2", "--connect-timeout", "2"], &[], "y\n");
+    assert_eq!(r.code, 2, "{r}");
+    assert!(r.stdout.contains("vm2 cannot be reached"), "{r}");
+}
+
+#[test]
+fn quiet_prints_the_result_line_only() {
+    let dir = example();
+    let full = vxmesh(&dir.0, &["plan", "--offline"]);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(
+        r.stdout,
+        "vxmesh plan (offline): cluster `demo`, 3 nodes, 3 tunnel pairs, cluster CIDR 172.16.0.0/12\n"
+    );
+    assert_eq!(r.stdout.lines().next(), full.stdout.lines().next());
+    assert!(r.stderr.is_empty(), "{r}");
+    // What a command is asked for is not chatter: render -q is render.
+    let r = vxmesh(&dir.0, &["render", "vm2", "--quiet"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(r.stdout, vxmesh(&dir.0, &["render", "vm2"]).stdout);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-q", "-v"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("cannot be used with"), "{r}");
+
+    // Hosts that fail: one line per host on stderr, the result line on stdout.
+    let dir = dir_with(CLOSED_HOSTS);
+    let r = vxmesh(&dir.0, &["status", "-q", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "not clean: 3 of 3 hosts\n");
+    let hosts = [("vm1", "127.0.0.11"), ("vm2", "127.0.0.12"), ("vm3", "127.0.0.13")];
+    let one_line_each = |r: &Run| {
+        let lines: Vec<&str> = r.stderr.lines().collect();
+        assert_eq!(lines.len(), 3, "{r}");
+        for (line, (node, host)) in lines.iter().zip(hosts) {
+            assert!(line.starts_with(&format!("{node} ({host}): cannot connect to root@{host}:9")), "{r}");
+        }
+    };
+    one_line_each(&r);
+    let r = vxmesh(&dir.0, &["up", "-q", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "3 hosts: 0 changed, 0 ok, 3 failed; verify skipped: not every host was built\n");
+    one_line_each(&r);
+    let r = vxmesh(&dir.0, &["down", "-q", "--yes", "--connect-timeout", "2"]);
+    assert_eq!(r.code, 2, "{r}");
+    assert_eq!(r.stdout, "3 hosts: 0 removed, 0 ok, 3 failed\n");
+    one_line_each(&r);
+}
+
+#[test]
+fn verbose_adds_the_facts_scripts_to_the_offline_plan() {
+    let dir = example();
+    let plain = vxmesh(&dir.0, &["plan", "--offline"]);
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-v"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(!plain.stdout.contains("facts script"), "{plain}");
+    let mut rest = r.stdout.as_str();
+    for (node, host) in [("vm1", "192.168.122.81"), ("vm2", "192.168.122.82"), ("vm3", "192.168.122.83")] {
+        let build = vxmesh(&dir.0, &["render", node]).stdout;
+        let facts = vxmesh(&dir.0, &["facts-script", node]).stdout;
+        let heading = format!("=== {node} ({host}): facts script (read-only, sent first by up and plan) ===\n");
+        // Each node: its build script, then the facts script, exactly as `render` and `facts-script` print them.
+        let at = rest.find(&build).unwrap_or_else(|| panic!("{node}'s build script:\n{r}"));
+        rest = &rest[at + build.len()..];
+        let at = rest.find(&format!("{heading}{facts}")).unwrap_or_else(|| panic!("{node}'s facts script:\n{r}"));
+        rest = &rest[at..];
+    }
+    // Nothing else changed.
+    let mut without = r.stdout.clone();
+    for node in ["vm1", "vm2", "vm3"] {
+        let facts = vxmesh(&dir.0, &["facts-script", node]).stdout;
+        let start = without.find(&format!("\n=== {node} (192.168.122.8")).unwrap();
+        let heading = without[start..].find(": facts script").unwrap() + start;
+        let heading_start = without[..heading].rfind("\n=== ").unwrap();
+        let end = without[heading..].find('\n').unwrap() + heading + 1 + facts.len();
+        without.replace_range(heading_start..end, "");
+    }
+    assert_eq!(without, plain.stdout);
 }

@@ -340,7 +340,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert!(record.contains("mark wg-key-file") && record.contains("### exit 0"), "{record}");
 
     // down leaves no interface, key, route, rule or process (the broken key file goes too).
-    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         assert_eq!(wireguard_state(&lab, n).trim(), "guard:0\niptables:0", "{n} after down");
@@ -377,7 +377,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     assert!(peer_keys(&lab, "node2").contains(&public_key(&lab, "node4")));
 
     // remove-node under the same stream: withdrawn from every other host.
-    let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
+    let r = vxmesh(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peer_keys(&lab, "node2").len(), 2, "node3's peer withdrawn");
     assert_stream_intact(&lab, "node1", "node2");
@@ -404,7 +404,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
 
-    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node4"] {
         let state = wireguard_state(&lab, n);

@@ -236,11 +236,11 @@ fn bfd_docker_restarts_and_dead_hosts() {
     // A dead host is removed only with --force; the others drop it.
     let r = vxmesh(&dir.0, &["lab", "node", "stop", "node4", "--name", "f2"]);
     assert_eq!(r.code, 0, "{r}");
-    let r = vxmesh(&dir.0, &["remove-node", "node4", "-i", inv, "--connect-timeout", "3"]);
+    let r = vxmesh(&dir.0, &["remove-node", "node4", "--yes", "-i", inv, "--connect-timeout", "3"]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stderr.contains("--force"), "{r}");
     assert!(std::fs::read_to_string(&inv_path).unwrap().contains("node4"), "nothing changed");
-    let r = vxmesh(&dir.0, &["remove-node", "node4", "-i", inv, "--connect-timeout", "3", "--force"]);
+    let r = vxmesh(&dir.0, &["remove-node", "node4", "--yes", "-i", inv, "--connect-timeout", "3", "--force"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(!std::fs::read_to_string(&inv_path).unwrap().contains("node4"));
     for n in ["node1", "node2", "node3"] {

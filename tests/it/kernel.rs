@@ -95,7 +95,7 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
     assert_eq!(on_ovs.len(), 4, "one tunnel port, one route, the firewall, the boot unit: {on_ovs:?}");
     assert!(on_ovs[0].starts_with("add tunnel vx-node6"), "{on_ovs:?}");
     assert_eq!(v["verify"]["ok"], true, "{r}");
-    let r = vxmesh(&dir.0, &["remove-node", "node3", "-i", inv]);
+    let r = vxmesh(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(4), ip(6)], "node3 withdrawn, node6 added");
     assert_stream_intact(&lab, "node1", "node2");
@@ -110,7 +110,7 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
     assert!(failed_pairs(&json(&r)).is_empty());
 
     // down leaves nothing: no bridge, no VXLAN device, no FDB entry, no rule, no file.
-    let r = vxmesh(&dir.0, &["down", "-i", inv]);
+    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node2", "node4", "node6"] {
         assert_eq!(kernel_state(&lab, n).trim(), "flood:0\niptables:0", "{n} after down");
@@ -176,7 +176,7 @@ fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
         if let Err(e) = result {
             std::panic::resume_unwind(e);
         }
-        let r = vxmesh(&dir.0, &["down", "-i", inv]);
+        let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
     }
 }

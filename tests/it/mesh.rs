@@ -135,7 +135,7 @@ fn up_verify_status_down_on_a_real_lab() {
     );
 
     // Down removes all of it; docker and OVS keep running; plan shows the full build again.
-    let r = run(&dir.0, &["down", "-i", inv]);
+    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         assert_eq!(mesh_state(&lab, n).trim(), "iptables:0", "{n} after down");
@@ -354,7 +354,7 @@ fn add_and_remove_nodes_under_live_traffic() {
         assert_eq!(vxlan_rule_sources(&lab, n), peers, "{n} lets VXLAN in from exactly its peers");
     }
 
-    let r = run(&dir.0, &["remove-node", "node4", "-i", inv]);
+    let r = run(&dir.0, &["remove-node", "node4", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(!std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap().contains("node4"));
     assert!(!std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap().contains("node4"), "its subnet is freed");
@@ -418,7 +418,7 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
     );
 
     // down removes the boot unit too.
-    let r = run(&dir.0, &["down", "-i", inv]);
+    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         let left = ssh(
@@ -457,7 +457,7 @@ fn an_interrupted_up_converges_when_run_again() {
     let cases: [(&str, u64); 5] =
         [("kill", at(15)), ("kill", at(40)), ("kill", at(55)), ("int", at(40)), ("drop-ssh", at(30))];
     for (how, after_ms) in cases {
-        let r = run(&dir.0, &["down", "-i", inv]);
+        let r = run(&dir.0, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
         let mut child = start_up();
         std::thread::sleep(std::time::Duration::from_millis(after_ms));
@@ -660,11 +660,11 @@ fn nftables_firewall_lists_exactly_the_peers() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(dropped(), before + 9, "each non-peer frame (3 calls of 3) is dropped and counted");
-    let r = run(&dir.0, &["remove-node", "node3", "-i", inv]);
+    let r = run(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peers("node1"), vec![ip(1)]);
     assert_eq!(peers("node2"), vec![ip(0)]);
-    let r = run(&dir.0, &["down", "-i", inv]);
+    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(!ssh(&lab, "node1", "nft list tables").contains("vxmesh"));
 }

@@ -232,6 +232,7 @@ fn verification_assembles_what_recorded_hosts_print() {
         stop: vxmesh::remote::interrupt::Stop::new(),
         limit: vec![],
         record: None,
+        transcript: None,
     };
     let v = vxmesh::verify::VerifyOptions {
         sample: None,

@@ -59,16 +59,24 @@ impl std::fmt::Display for Run {
 
 /// Runs the built binary in `dir`, under a timeout so a hung host fails the test instead of hanging CI.
 pub fn vxmesh(dir: &Path, args: &[&str]) -> Run {
+    vxmesh_env(dir, args, &[])
+}
+
+/// As [`vxmesh`], with these environment variables set. The caller's VXMESH_INVENTORY never leaks into a test.
+pub fn vxmesh_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out: Output = std::process::Command::new("timeout")
         .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(args)
         .current_dir(dir)
         // Run records land beside the test's inventory, and go with its directory.
         .env("XDG_STATE_HOME", dir.join(".state"))
+        .env_remove("VXMESH_INVENTORY")
+        .envs(env.iter().copied())
         .output()
         .expect("runs vxmesh");
+    let shown_env: String = env.iter().map(|(k, v)| format!("{k}={v} ")).collect();
     Run {
-        cmd: format!("vxmesh {}", args.join(" ")),
+        cmd: format!("{shown_env}vxmesh {}", args.join(" ")),
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),

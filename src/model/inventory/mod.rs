@@ -3,6 +3,7 @@
 mod check;
 mod document;
 pub mod edit;
+pub mod init;
 mod model;
 mod nodes;
 mod ranges;
