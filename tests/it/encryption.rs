@@ -206,20 +206,9 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
 
     // A forged VXLAN frame from a peer's own underlay address is dropped; sent through the tunnel from the
     // peer's WireGuard address, the same frame reaches the container (so the check can fail).
-    let target = ssh(
-        &lab,
-        "node1",
-        "docker run -d --name sink --network vxmesh busybox sleep 600 >/dev/null; pid=$(docker inspect -f '{{.State.Pid}}' sink); \
-         nsenter -t $pid -n iptables -w -A INPUT -p udp --dport 9999 -j ACCEPT; \
-         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.MacAddress}}' sink",
-    );
-    let (ip, mac) = target.trim().split_once(' ').unwrap();
-    let arrived = || -> u64 {
-        ssh(&lab, "node1", "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let (ip, mac) = crate::mesh::start_sink(&lab, "node1", "");
+    let (ip, mac) = (ip.as_str(), mac.as_str());
+    let arrived = || crate::mesh::sink_arrivals(&lab, "node1");
     let node2 = &lab.nodes[1];
     for _ in 0..3 {
         crate::mesh::send_vxlan_to(&node2.netns, &node2.ip.to_string(), &lab.nodes[0].ip.to_string(), mac, ip);

@@ -32,6 +32,13 @@ fn kernel_state(lab: &LabState, node: &str) -> String {
     )
 }
 
+/// `nft ARGS` on the machine (the lab's bridge is there), its output; a failing nft fails the test.
+fn nft(args: &str) -> String {
+    let out = std::process::Command::new("sh").arg("-c").arg(format!("nft {args}")).output().unwrap();
+    assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn flood_targets(lab: &LabState, node: &str) -> Vec<String> {
     let mut v: Vec<String> = ssh(lab, node, "bridge fdb show dev vxm-vxlan | grep '^00:00:00:00:00:00'")
         .lines()
@@ -133,11 +140,6 @@ fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
         assert_eq!(r.code, 0, "{r}");
         // Count, on the machine's lab bridge, VXLAN packets whose inner frame is an Ethernet broadcast.
         let table = format!("vxt{lab_name}");
-        let nft = |args: &str| {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("nft {args}")).output().unwrap();
-            assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
         nft(&format!("add table bridge {table}"));
         let cleanup = || {
             let _ = std::process::Command::new("nft").args(["delete", "table", "bridge", &table]).status();
@@ -205,11 +207,6 @@ fn a_long_flow_is_never_flooded_to_other_hosts() {
             ssh(&lab, n, age);
         }
         let table = format!("vxf{lab_name}");
-        let nft = |args: &str| {
-            let out = std::process::Command::new("sh").arg("-c").arg(format!("nft {args}")).output().unwrap();
-            assert!(out.status.success(), "nft {args}: {}", String::from_utf8_lossy(&out.stderr));
-            String::from_utf8_lossy(&out.stdout).into_owned()
-        };
         nft(&format!("add table bridge {table}"));
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             nft(&format!("'add chain bridge {table} c {{ type filter hook forward priority 0; policy accept; }}'"));

@@ -499,21 +499,9 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
     let inv = inventory(&lab, &dir.0, |t| t);
     let r = run(&dir.0, &["up", "-i", inv.to_str().unwrap(), "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
-    // busybox's nc has no UDP: count arrivals with an iptables rule inside the container's network namespace.
-    let target = ssh(
-        &lab,
-        "node1",
-        "docker run -d --name sink --network vxmesh busybox sleep 600 >/dev/null; pid=$(docker inspect -f '{{.State.Pid}}' sink); \
-         nsenter -t $pid -n iptables -w -A INPUT -s 172.31.254.1 -p udp --dport 9999 -j ACCEPT; \
-         docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.MacAddress}}' sink",
-    );
-    let (ip, mac) = target.trim().split_once(' ').unwrap();
-    let arrived = || -> u64 {
-        ssh(&lab, "node1", "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
-            .trim()
-            .parse()
-            .unwrap()
-    };
+    let (ip, mac) = start_sink(&lab, "node1", "-s 172.31.254.1");
+    let (ip, mac) = (ip.as_str(), mac.as_str());
+    let arrived = || sink_arrivals(&lab, "node1");
     let send = |netns: &str, source: &str| {
         send_vxlan_to(netns, source, &lab.nodes[0].ip.to_string(), mac, ip);
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -547,6 +535,30 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
         .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(dropped, 12, "every forged frame and none of the peer's hit the DROP rule:\n{counters}");
+}
+
+/// A container `sink` on `node` that counts the UDP packets to its port 9999 (matching `filter`, iptables words)
+/// with an iptables rule in its network namespace, as busybox's nc has no UDP. Its address and MAC.
+pub(crate) fn start_sink(lab: &LabState, node: &str, filter: &str) -> (String, String) {
+    let target = ssh(
+        lab,
+        node,
+        &format!(
+            "docker run -d --name sink --network vxmesh busybox sleep 600 >/dev/null; pid=$(docker inspect -f '{{{{.State.Pid}}}}' sink); \
+             nsenter -t $pid -n iptables -w -A INPUT {filter} -p udp --dport 9999 -j ACCEPT; \
+             docker inspect -f '{{{{.NetworkSettings.Networks.vxmesh.IPAddress}}}} {{{{.NetworkSettings.Networks.vxmesh.MacAddress}}}}' sink"
+        ),
+    );
+    let (ip, mac) = target.trim().split_once(' ').unwrap();
+    (ip.to_string(), mac.to_string())
+}
+
+/// The packets [`start_sink`]'s container has counted so far.
+pub(crate) fn sink_arrivals(lab: &LabState, node: &str) -> u64 {
+    ssh(lab, node, "nsenter -t $(docker inspect -f '{{.State.Pid}}' sink) -n iptables -w -L INPUT -v -x -n | awk '/dpt:9999/ {print $1}'")
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Sends VXLAN frames (3: see send_vxlan.py) from namespace `netns` with source address `source` to `to`:4789.
