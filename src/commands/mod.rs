@@ -128,6 +128,9 @@ pub async fn finish_change(
 ) -> ChangeOutcome {
     let failed = rows.iter().any(HostResult::failed);
     before_verify(&rows);
+    if verify.is_some() && !failed && rows.iter().any(|r| r.status == "changed") {
+        settle_wireguard(hosts, plan, opts).await;
+    }
     let report = match &verify {
         Some(v) if !failed && !opts.stopped() => Some(run_verify(hosts, &opts.reach(plan), opts, v).await),
         _ => None,
@@ -139,6 +142,20 @@ pub async fn finish_change(
         verify: report,
         interrupted: opts.stopped(),
     }
+}
+
+/// Before verifying a mesh just changed under encryption: each host waits (at most 8 s) until it has a handshake
+/// with every peer. A peer's first handshake initiation can arrive before the peer's own interface listens; WireGuard
+/// then tries again only after 5 s, and verification in between would report a mesh that is merely settling.
+async fn settle_wireguard(hosts: &[Connected], plan: &ClusterPlan, opts: &Options) {
+    if plan.nodes.iter().all(|n| n.wireguard.is_none()) {
+        return;
+    }
+    let _ = executor::on_each(hosts, opts, "handshakes", |_, t, bar| async move {
+        bar.set_message("waiting for WireGuard handshakes");
+        t.run(crate::components::wireguard::SETTLE).await
+    })
+    .await;
 }
 
 /// Facts of every host, gathered at once before anything changes.

@@ -89,6 +89,9 @@ pub fn set_public_key(facts: &mut HostFacts, key: String) {
     facts.part_mut::<WireguardFacts>().public_key = Some(key);
 }
 
+/// Waits (at most 8 s) until the interface has a handshake with every peer; changes nothing.
+pub const SETTLE: &str = "i=0; while [ $i -lt 40 ]; do n=$(wg show vxm-wg latest-handshakes 2>/dev/null | awk '$2 == 0' | wc -l); [ \"$n\" = 0 ] && break; sleep 0.2; i=$((i+1)); done";
+
 pub struct Wireguard<'a> {
     pub node: &'a NodePlan,
 }
