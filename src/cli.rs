@@ -500,7 +500,21 @@ fn execute(cli: &Cli) -> Result<i32, Error> {
             let opts = host_options(hosts, cli, &inv)?;
             let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
             if cli.json {
-                print_json(&json!({"ok": !rows.iter().any(HostResult::failed), "hosts": rows}));
+                // Per node the same shape as `plan --offline --json` (`desired` and `steps`), for the hosts that
+                // answered; `hosts` says how each ended.
+                let nodes: Vec<report::NodeJson> = rows
+                    .iter()
+                    .filter(|r| !r.failed())
+                    .filter_map(|r| Some(report::NodeJson { desired: plan.node(&r.node)?, steps: r.detail.clone() }))
+                    .collect();
+                print_json(&json!({
+                    "ok": !rows.iter().any(HostResult::failed),
+                    "hosts": rows,
+                    "cluster": plan.cluster,
+                    "cidr": plan.cidr,
+                    "tunnel_pairs": plan.tunnel_pairs,
+                    "nodes": nodes,
+                }));
             } else if cli.quiet {
                 report::host_errors(&rows);
                 println!("{}", report::plan_line(&rows));

@@ -10,7 +10,6 @@ use crate::components::Step;
 use crate::converge;
 use crate::facts::HostFacts;
 use crate::plan::{ClusterPlan, NodePlan};
-use crate::shell;
 use crate::verify::{self, Report};
 
 /// Per host: result, number of steps, time, and what was done (or why it failed).
@@ -437,18 +436,11 @@ pub struct PlanJson<'a> {
     nodes: Vec<NodeJson<'a>>,
 }
 
+/// One node in `plan --json`, online and offline alike: what it should have, and the steps it needs.
 #[derive(Serialize)]
 pub struct NodeJson<'a> {
-    desired: &'a NodePlan,
-    steps: Vec<StepJson<'a>>,
-}
-
-#[derive(Serialize)]
-pub struct StepJson<'a> {
-    description: &'a str,
-    #[serde(flatten)]
-    change: serde_json::Value,
-    commands: Vec<String>,
+    pub desired: &'a NodePlan,
+    pub steps: Vec<serde_json::Value>,
 }
 
 pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>)]) -> PlanJson<'a> {
@@ -458,17 +450,7 @@ pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>
         tunnel_pairs: plan.tunnel_pairs,
         nodes: nodes
             .iter()
-            .map(|(n, steps)| NodeJson {
-                desired: n,
-                steps: steps
-                    .iter()
-                    .map(|s| StepJson {
-                        description: &s.description,
-                        change: s.change.to_json(),
-                        commands: shell::lines(&s.commands),
-                    })
-                    .collect(),
-            })
+            .map(|(n, steps)| NodeJson { desired: n, steps: steps.iter().map(Step::to_json).collect() })
             .collect(),
     }
 }
@@ -578,6 +560,7 @@ mod tests {
             error_kind: None,
             seconds: 0.1,
             script: String::new(),
+            detail: vec![],
         }
     }
 

@@ -43,6 +43,9 @@ pub struct HostResult {
     /// The script that was (or, for `plan`, would be) sent.
     #[serde(skip)]
     pub script: String,
+    /// Each step as `plan --json` shows it.
+    #[serde(skip)]
+    pub detail: Vec<serde_json::Value>,
 }
 
 impl HostResult {
@@ -71,6 +74,7 @@ pub(crate) fn result(node: &str, host: &str, r: Result<Applied, HostError>, elap
         error: error.map(|e| e.to_string()),
         seconds: elapsed.as_secs_f64(),
         script: applied.script,
+        detail: applied.detail,
     }
 }
 

@@ -145,6 +145,17 @@ impl Step {
     pub fn change_as<T: 'static>(&self) -> Option<&T> {
         self.change.as_any().downcast_ref()
     }
+
+    /// The step as `plan --json` shows it, online and offline alike: its description, its typed change (flattened)
+    /// and each command line.
+    pub fn to_json(&self) -> Value {
+        let mut v = serde_json::json!({ "description": self.description });
+        if let (Some(m), Value::Object(change)) = (v.as_object_mut(), self.change.to_json()) {
+            m.extend(change);
+        }
+        v["commands"] = crate::shell::lines(&self.commands).into();
+        v
+    }
 }
 
 /// A tool a component needs on the host, and the package that brings it per OS family.

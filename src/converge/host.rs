@@ -41,6 +41,9 @@ pub struct Applied {
     /// The script that was (or would be) sent.
     #[serde(skip)]
     pub script: String,
+    /// Each step as `plan --json` shows it ([`Step::to_json`]).
+    #[serde(skip)]
+    pub detail: Vec<serde_json::Value>,
 }
 
 /// Runs the facts script and parses it with `parse`.
@@ -95,6 +98,7 @@ pub async fn apply(
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),
         script: script(node, &steps),
+        detail: steps.iter().map(Step::to_json).collect(),
     };
     if steps.is_empty() || dry_run {
         return Ok(applied);
@@ -147,6 +151,7 @@ pub async fn remove_with(
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: vec![],
         script: script(node, &steps),
+        detail: vec![],
     };
     if !steps.is_empty() {
         progress("removing the mesh");

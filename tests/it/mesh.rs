@@ -145,6 +145,26 @@ fn up_verify_status_down_on_a_real_lab() {
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     assert!(v["hosts"].as_array().unwrap().iter().all(|h| h["changed"].as_array().unwrap().len() >= 17), "{r}");
+    // Per node, the same shape as `plan --offline --json`: what it should have, each step with its commands.
+    let offline = json(&run(&dir.0, &["plan", "-i", inv, "--offline", "--json"]));
+    for (online, offline) in v["nodes"].as_array().unwrap().iter().zip(offline["nodes"].as_array().unwrap()) {
+        assert_eq!(online["desired"]["name"], offline["desired"]["name"]);
+        let steps = online["steps"].as_array().unwrap();
+        assert!(
+            steps.len() >= 17 && steps.iter().all(|s| s["commands"].as_array().is_some_and(|c| !c.is_empty())),
+            "{r}"
+        );
+        let keys = |s: &serde_json::Value| s.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        let same = steps
+            .iter()
+            .filter_map(|s| {
+                let o = offline["steps"].as_array().unwrap().iter().find(|o| o["description"] == s["description"])?;
+                assert_eq!(keys(s), keys(o), "the same fields per step: {s}");
+                Some(())
+            })
+            .count();
+        assert!(same >= 10, "most steps of a torn-down host are its from-scratch build: {same}");
+    }
 }
 
 #[test]
