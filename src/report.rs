@@ -12,21 +12,44 @@ use crate::facts::HostFacts;
 use crate::plan::{ClusterPlan, NodePlan};
 use crate::verify::{self, Report};
 
+/// A table without borders whose last columns wrap to fit the terminal (no limit when output is not a terminal).
+fn grid(header: &[&str]) -> comfy_table::Table {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING).set_header(header.to_vec());
+    // A terminal that reports no usable width (a pseudo-terminal of size 0) gets no wrapping at all.
+    match t.width().filter(|w| *w >= 40) {
+        Some(w) => t.set_width(w).set_content_arrangement(comfy_table::ContentArrangement::Dynamic),
+        None => t.set_content_arrangement(comfy_table::ContentArrangement::Disabled),
+    };
+    for c in t.column_iter_mut() {
+        c.set_padding((0, 2));
+    }
+    t
+}
+
+/// A table's lines, each without the padding after its last cell.
+fn print_grid(out: &mut impl Write, t: &comfy_table::Table) {
+    for line in t.lines() {
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
 /// Per host: result, number of steps, time, and what was done (or why it failed).
 pub fn summary(rows: &[HostResult], verb: &str) {
     let mut out = std::io::stdout().lock();
-    let w = rows.iter().map(|r| r.node.len()).max().unwrap_or(4).max(4);
-    let _ = writeln!(out, "{:<w$}  {:<8} {:>7} {:>7}  WHAT", "HOST", "RESULT", verb.to_uppercase(), "TIME");
+    let verb_up = verb.to_uppercase();
+    let mut t = grid(&["HOST", "RESULT", &verb_up, "TIME", "WHAT"]);
     for r in rows {
         let what = match (&r.error, r.changed.len()) {
-            (Some(e), _) => e.lines().collect::<Vec<_>>().join("\n    "),
+            (Some(e), _) => e.clone(),
             (None, 0) => String::new(),
             (None, 1) => r.changed[0].clone(),
             (None, n) => format!("{} (+{} more)", r.changed[0], n - 1),
         };
         let changed = if r.error.is_some() { "-".to_string() } else { r.changed.len().to_string() };
-        let _ = writeln!(out, "{:<w$}  {:<8} {:>7} {:>6.2}s  {what}", r.node, r.status, changed, r.seconds);
+        t.add_row(vec![r.node.clone(), r.status.to_string(), changed, format!("{:.2}s", r.seconds), what]);
     }
+    print_grid(&mut out, &t);
     for r in rows.iter().filter(|r| !r.left_alone.is_empty()) {
         let _ = writeln!(
             out,
@@ -313,61 +336,58 @@ fn terminal_safe(s: &str) -> String {
 
 /// `status`: one row per host, then every tunnel that is not up.
 pub fn status(rows: &[HostStatus], clean: bool) {
-    {
-        let w = rows.iter().map(|r| r.node.len()).max().unwrap_or(4).max(4);
-        println!(
-            "{:<w$}  {:<9} {:<5} {:<18} {:<7} {:<10} DRIFT",
-            "HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS"
-        );
-        for r in rows {
-            let up = r.tunnels.iter().filter(|t| t.state.as_deref() == Some("up")).count();
-            let yn = |b: bool| if b { "yes" } else { "no" };
-            let tunnels = if r.reachable { format!("{up}/{} up", r.tunnels.len()) } else { "-".into() };
-            let drift = match (&r.error, r.drift.len()) {
-                (Some(e), _) => e.clone(),
-                (None, 0) => "none".into(),
-                (None, n) => format!("{n} steps: {}", r.drift.join("; ")),
+    let yn = |b: bool| if b { "yes" } else { "no" };
+    let mut t = grid(&["HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS", "DRIFT"]);
+    let mut details: Vec<String> = vec![];
+    for r in rows {
+        let up = r.tunnels.iter().filter(|t| t.state.as_deref() == Some("up")).count();
+        let tunnels = if r.reachable { format!("{up}/{} up", r.tunnels.len()) } else { "-".into() };
+        let drift = match (&r.error, r.drift.len()) {
+            (Some(e), _) => e.clone(),
+            (None, 0) => "none".into(),
+            (None, n) => format!("{n} steps: {}", r.drift.join("; ")),
+        };
+        t.add_row(vec![
+            r.node.clone(),
+            yn(r.reachable).to_string(),
+            if r.reachable { yn(r.switch) } else { "-" }.to_string(),
+            r.subnet.clone(),
+            if r.reachable { yn(r.docker_network) } else { "-" }.to_string(),
+            tunnels,
+            drift,
+        ]);
+        for tn in r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")) {
+            let what = if tn.present {
+                format!("BFD {}", tn.state.as_deref().unwrap_or("no state yet"))
+            } else {
+                "missing".into()
             };
-            println!(
-                "{:<w$}  {:<9} {:<5} {:<18} {:<7} {:<10} {drift}",
-                r.node,
-                yn(r.reachable),
-                if r.reachable { yn(r.switch) } else { "-" },
-                r.subnet,
-                if r.reachable { yn(r.docker_network) } else { "-" },
-                tunnels
-            );
-            for t in r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")) {
-                println!(
-                    "{:w$}    tunnel to {}: {}",
-                    "",
-                    t.peer,
-                    if t.present {
-                        format!("BFD {}", t.state.as_deref().unwrap_or("no state yet"))
-                    } else {
-                        "missing".into()
-                    }
-                );
-            }
-            if let Some(l) = &r.last_applied {
-                let which = if l.current { "this plan" } else { "an earlier plan: run `vxmesh up`" };
-                println!("{:w$}    last changed by vxmesh {}, from {which}", "", l.time);
-            }
-            if !r.wireguard.is_empty() {
-                let keyed = r.wireguard.iter().filter(|w| w.present).count();
-                let each: Vec<String> = r
-                    .wireguard
-                    .iter()
-                    .map(|w| {
-                        let what = if w.present { w.state.as_deref().unwrap_or("?") } else { "missing or another key" };
-                        format!("{} {what}", w.peer)
-                    })
-                    .collect();
-                println!("{:w$}    wireguard: {keyed}/{} peers; {}", "", r.wireguard.len(), each.join(", "));
-            }
+            details.push(format!("{}: tunnel to {}: {what}", r.node, tn.peer));
         }
-        println!("{}", if clean { "all hosts match the plan, every tunnel up" } else { "not clean: see above" });
+        if !r.wireguard.is_empty() {
+            let keyed = r.wireguard.iter().filter(|w| w.present).count();
+            let each: Vec<String> = r
+                .wireguard
+                .iter()
+                .map(|w| {
+                    let what = if w.present { w.state.as_deref().unwrap_or("?") } else { "missing or another key" };
+                    format!("{} {what}", w.peer)
+                })
+                .collect();
+            details.push(format!("{}: wireguard: {keyed}/{} peers; {}", r.node, r.wireguard.len(), each.join(", ")));
+        }
+        if let Some(l) = &r.last_applied {
+            let which = if l.current { "this plan" } else { "an earlier plan: run `vxmesh up`" };
+            details.push(format!("{}: last changed by vxmesh {}, from {which}", r.node, l.time));
+        }
     }
+    let mut out = std::io::stdout().lock();
+    print_grid(&mut out, &t);
+    for d in details {
+        let _ = writeln!(out, "  {d}");
+    }
+    let _ =
+        writeln!(out, "{}", if clean { "all hosts match the plan, every tunnel up" } else { "not clean: see above" });
 }
 
 /// The N x N matrix a person reads at a glance.
@@ -523,26 +543,23 @@ fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T)
 /// `ps`: one line per container on the mesh, by host.
 pub fn ps(listing: &crate::commands::ps::Listing) {
     let c = &listing.containers;
-    let w = |f: &dyn Fn(&crate::commands::ps::MeshContainer) -> usize, min: usize| {
-        c.iter().map(f).max().unwrap_or(0).max(min)
-    };
-    let (wn, wc, wi) = (w(&|x| x.node.len(), 4), w(&|x| x.name.len(), 9), w(&|x| x.image.len(), 5));
-    println!("{:<wn$}  {:<wc$}  {:<wi$}  {:<15}  STATUS", "HOST", "CONTAINER", "IMAGE", "ADDRESS");
+    let mut t = grid(&["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"]);
     for x in c {
-        println!(
-            "{:<wn$}  {:<wc$}  {:<wi$}  {:<15}  {}",
-            x.node,
-            x.name,
-            x.image,
-            x.address.as_deref().unwrap_or("-"),
-            x.status
-        );
+        t.add_row(vec![
+            x.node.clone(),
+            x.name.clone(),
+            x.image.clone(),
+            x.address.clone().unwrap_or_else(|| "-".into()),
+            x.status.clone(),
+        ]);
     }
+    let mut out = std::io::stdout().lock();
+    print_grid(&mut out, &t);
     for (node, why) in &listing.failed {
-        println!("{node}: not listed: {why}");
+        let _ = writeln!(out, "{node}: not listed: {why}");
     }
     let hosts: std::collections::BTreeSet<&str> = c.iter().map(|x| x.node.as_str()).collect();
-    println!("{} containers on the mesh on {} hosts", c.len(), hosts.len());
+    let _ = writeln!(out, "{} containers on the mesh on {} hosts", c.len(), hosts.len());
 }
 
 #[cfg(test)]

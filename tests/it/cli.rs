@@ -573,3 +573,27 @@ fn verbose_adds_the_facts_scripts_to_the_offline_plan() {
     }
     assert_eq!(without, plain.stdout);
 }
+
+/// Tables fit the terminal: on one 70 columns wide the last column wraps and no line is longer; without a
+/// terminal (a pipe, a file) nothing wraps, one line per host.
+#[test]
+fn tables_fit_the_terminal_and_never_wrap_into_a_pipe() {
+    let dir = dir_with(CLOSED_HOSTS);
+    let cmd = format!("stty cols 70; '{}' up --no-verify --connect-timeout 2", env!("CARGO_BIN_EXE_vxmesh"));
+    let out = std::process::Command::new("timeout")
+        .args(["--kill-after=5", "60", "script", "-q", "-e", "-c", &cmd, "/dev/null"])
+        .current_dir(&dir.0)
+        .env("XDG_STATE_HOME", dir.0.join(".state"))
+        .env_remove("VXMESH_INVENTORY")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Progress bars redraw with escapes; the table is what follows the header.
+    let table: Vec<&str> = text[text.find("HOST").expect("a table")..].lines().take(7).collect();
+    assert!(table.iter().all(|l| l.trim_end().chars().count() <= 70), "{text}");
+    assert!(table.iter().any(|l| l.trim_start().starts_with("Connection refused")), "the reason wraps: {text}");
+    let r = vxmesh(&dir.0, &["up", "--no-verify", "--connect-timeout", "2"]);
+    let rows: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with("vm")).collect();
+    assert_eq!(rows.len(), 3, "{r}");
+    assert!(rows.iter().all(|l| l.contains("failed") && l.contains("Connection refused")), "{r}");
+}
