@@ -236,6 +236,7 @@ fn on_terminal(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)], input
         .args(["--kill-after=5", "60", "script", "-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
         .current_dir(dir)
         .env_remove("VXMESH_INVENTORY")
+        .env("XDG_STATE_HOME", dir.join(".state"))
         .env_remove("NO_COLOR")
         .env_remove("CLICOLOR_FORCE")
         .env_remove("CLICOLOR")

@@ -464,6 +464,7 @@ fn an_interrupted_up_converges_when_run_again() {
         std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
             .args(["up", "--no-verify", "-i", inv])
             .current_dir(&dir.0)
+            .env("XDG_STATE_HOME", dir.0.join(".state"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
