@@ -5,7 +5,8 @@
 #   verify LAB INVENTORY   the plainest container check: one listener container per host, then one client
 #                          container per host fetching from every peer, each phase one SSH round trip to all hosts in
 #                          parallel, then cleanup. Prints its seconds.
-# Root; the hosts must be reachable with the lab's key. The scripts are rendered before the clock starts.
+# Root; the hosts must be reachable with the lab's key, as the inventory's `ssh.user` (through `sudo -n` when that is
+# not root, as vxmesh does). The scripts are rendered before the clock starts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vx=${VX:-$PWD/target/release/vxmesh}
@@ -13,7 +14,11 @@ what=$1 lab=/var/lib/vxmesh-lab/$2 inv=$3
 # The lab's hosts that the inventory lists (a benchmark may hold one back for add-node).
 mapfile -t names < <(python3 -c "import json,sys; t=open('$inv').read(); [print(n['name']) for n in json.load(open('$lab/state.json'))['nodes'] if 'host: '+n['ip']+'}' in t or 'host: '+n['ip']+',' in t]")
 mapfile -t ips < <(python3 -c "import json,sys; t=open('$inv').read(); [print(n['ip']) for n in json.load(open('$lab/state.json'))['nodes'] if 'host: '+n['ip']+'}' in t or 'host: '+n['ip']+',' in t]")
-ssh_to() { ssh -i "$lab/id_ed25519" -o UserKnownHostsFile="$lab/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes "root@$1" "$2"; }
+# As the inventory reaches the hosts (the lab's non-root user and `sudo -n`): the floor pays what vxmesh pays.
+user=$(sed -n 's/^  user: *\([^ #]*\).*/\1/p' "$inv" | head -n1)
+user=${user:-root}
+become=$([ "$user" = root ] || echo "sudo -n")
+ssh_to() { ssh -i "$lab/id_ed25519" -o UserKnownHostsFile="$lab/known_hosts" -o StrictHostKeyChecking=yes -o BatchMode=yes "$user@$1" "$become $2"; }
 now() { date +%s.%N; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -52,7 +57,7 @@ PROBE
     ssh_to "${ips[$i]}" "sh -s" <"$work/probe.sh" >"$work/seen.$i" 2>/dev/null &
   done
   wait
-  for i in "${!ips[@]}"; do ssh_to "${ips[$i]}" "docker rm -f l$run >/dev/null 2>&1; true" & done
+  for i in "${!ips[@]}"; do ssh_to "${ips[$i]}" "sh -c 'docker rm -f l$run >/dev/null 2>&1; true'" & done
   wait
   echo "$(now) - $t0" | bc
   # The floor must have worked: every host saw an answer from every peer (its own included).
