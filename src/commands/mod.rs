@@ -298,7 +298,8 @@ pub async fn new_keys(
 /// The hosts to change, each with its node's plan as the other hosts' facts complete it (their public keys).
 fn keyed(hosts: &[Connected], plan: &ClusterPlan, gathered: &Gathered) -> Vec<Connected> {
     let encrypted = plan.nodes.iter().any(|n| n.wireguard.is_some());
-    let keyed = encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::known_keys(plan, gathered)));
+    let keyed =
+        encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::known_keys(plan, gathered.iter())));
     ready(hosts, gathered)
         .into_iter()
         .map(|h| match keyed.as_ref().and_then(|k| k.node(&h.node.name)) {

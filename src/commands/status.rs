@@ -58,10 +58,8 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
     .await;
     sessions.close().await;
     // Each node's plan completed with the public keys its peers' hosts reported, as `up` would use it.
-    let reported: Vec<(&String, &crate::facts::HostFacts)> =
-        out.iter().filter_map(|o| Some((&o.node.name, o.result.as_ref().ok()?))).collect();
-    let reported: crate::commands::Gathered = reported.into_iter().map(|(n, f)| (n.clone(), f.clone())).collect();
-    let keyed = plan.with_public_keys(&components::wireguard::known_keys(plan, &reported));
+    let reported = out.iter().filter_map(|o| Some((&o.node.name, o.result.as_ref().ok()?)));
+    let keyed = plan.with_public_keys(&components::wireguard::known_keys(plan, reported));
     out.into_iter()
         .map(|o| {
             let n = keyed.node(&o.node.name).unwrap_or(&o.node);

@@ -62,16 +62,13 @@ pub fn public_keys<'a>(
 
 /// The public keys to plan with: each reached host's own, and for hosts `--limit` left out, the key the reached
 /// hosts already have for them (a peer is found by its WireGuard address, the only address it may send from).
-pub fn known_keys(
+pub fn known_keys<'a>(
     plan: &crate::plan::ClusterPlan,
-    facts: &std::collections::BTreeMap<String, HostFacts>,
+    facts: impl Iterator<Item = (&'a String, &'a HostFacts)> + Clone,
 ) -> std::collections::BTreeMap<String, String> {
-    let mut keys = public_keys(facts);
-    let configured: Vec<&WgPeerState> = facts
-        .values()
-        .filter_map(|f| f.part::<WireguardFacts>()?.device.as_ref())
-        .flat_map(|d| d.peers.iter())
-        .collect();
+    let mut keys = public_keys(facts.clone());
+    let configured: Vec<&WgPeerState> =
+        facts.filter_map(|(_, f)| f.part::<WireguardFacts>()?.device.as_ref()).flat_map(|d| d.peers.iter()).collect();
     for n in &plan.nodes {
         if keys.contains_key(&n.name) {
             continue;

@@ -98,7 +98,8 @@ pub async fn apply(
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),
         script: script(node, &steps),
-        detail: steps.iter().map(Step::to_json).collect(),
+        // Only `plan --json` shows the steps in full: a real run does not render them twice.
+        detail: if dry_run { steps.iter().map(Step::to_json).collect() } else { vec![] },
     };
     if steps.is_empty() || dry_run {
         return Ok(applied);

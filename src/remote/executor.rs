@@ -184,14 +184,17 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
     )
     .await;
     let sessions = Sessions(results.iter().filter_map(|(_, s)| s.as_ref().ok().cloned()).collect());
+    // The run record is a transcript too: every script and its answer, appended to the host's file.
+    let record: Option<Transcript> = opts.record.clone().map(|dir| {
+        Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>| {
+            super::record::append(&dir, &n.name, script, r)
+        }) as Transcript
+    });
     let connected = results
         .into_iter()
         .map(|(node, s)| {
             let session = s.map(|s| {
-                let s: Arc<dyn Transport> = match &opts.record {
-                    Some(dir) => Arc::new(super::record::Recording::new(s, dir, &node.name)),
-                    None => s as Arc<dyn Transport>,
-                };
+                let s = with_transcript(s, &node, record.as_ref());
                 with_transcript(s, &node, opts.transcript.as_ref())
             });
             Connected { node, session }

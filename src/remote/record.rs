@@ -5,11 +5,8 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use futures::future::BoxFuture;
-
-use crate::converge::{Output, Transport};
+use crate::converge::Output;
 use crate::error::HostError;
 
 /// Where this run's records go, created private to the user (0700); `None` when there is no home to put it in or
@@ -42,51 +39,30 @@ fn utc(secs: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
-/// A transport that appends every script and its answer to one file.
-pub struct Recording {
-    inner: Arc<dyn Transport>,
-    file: PathBuf,
-    lock: Mutex<()>,
-}
-
-impl Recording {
-    pub fn new(inner: Arc<dyn Transport>, dir: &Path, node: &str) -> Recording {
-        Recording { inner, file: dir.join(format!("{node}.log")), lock: Mutex::new(()) }
+/// Appends one script and what the host answered to `<dir>/<node>.log` (created 0600). One host runs its scripts
+/// one after another, so its file is never written by two at once. A failed write loses the record, never the run.
+pub fn append(dir: &Path, node: &str, script: &str, result: &Result<Output, HostError>) {
+    let mut text = format!("### sent ({} bytes)\n{script}", script.len());
+    if !script.ends_with('\n') {
+        text.push('\n');
     }
-
-    fn append(&self, script: &str, result: &Result<Output, HostError>) {
-        let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let mut text = format!("### sent ({} bytes)\n{script}", script.len());
-        if !script.ends_with('\n') {
-            text.push('\n');
-        }
-        match result {
-            Ok(o) => {
-                text.push_str(&format!("### exit {}\n### stdout\n{}", o.code, o.stdout));
-                if !o.stdout.is_empty() && !o.stdout.ends_with('\n') {
-                    text.push('\n');
-                }
-                text.push_str(&format!("### stderr\n{}", o.stderr));
-                if !o.stderr.is_empty() && !o.stderr.ends_with('\n') {
-                    text.push('\n');
-                }
+    match result {
+        Ok(o) => {
+            text.push_str(&format!("### exit {}\n### stdout\n{}", o.code, o.stdout));
+            if !o.stdout.is_empty() && !o.stdout.ends_with('\n') {
+                text.push('\n');
             }
-            Err(e) => text.push_str(&format!("### not run: {e}\n")),
+            text.push_str(&format!("### stderr\n{}", o.stderr));
+            if !o.stderr.is_empty() && !o.stderr.ends_with('\n') {
+                text.push('\n');
+            }
         }
-        use std::os::unix::fs::OpenOptionsExt;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&self.file) {
-            let _ = f.write_all(text.as_bytes());
-        }
+        Err(e) => text.push_str(&format!("### not run: {e}\n")),
     }
-}
-
-impl Transport for Recording {
-    fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
-        Box::pin(async move {
-            let r = self.inner.run(script).await;
-            self.append(script, &r);
-            r
-        })
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = dir.join(format!("{node}.log"));
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(file) {
+        let _ = f.write_all(text.as_bytes());
     }
 }
 
@@ -94,23 +70,14 @@ impl Transport for Recording {
 mod tests {
     use super::*;
 
-    struct Echo;
-    impl Transport for Echo {
-        fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
-            Box::pin(async move {
-                Ok(Output { stdout: format!("ran {} bytes", script.len()), stderr: String::new(), code: 0 })
-            })
-        }
-    }
-
     #[test]
     fn every_script_and_answer_is_appended_privately() {
         let dir = std::env::temp_dir().join(format!("vxmesh-record-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let r = Recording::new(Arc::new(Echo), &dir, "node1");
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-        rt.block_on(r.run("echo one\n")).unwrap();
-        rt.block_on(r.run("echo two")).unwrap();
+        let ran =
+            |script: &str| Ok(Output { stdout: format!("ran {} bytes", script.len()), stderr: String::new(), code: 0 });
+        append(&dir, "node1", "echo one\n", &ran("echo one\n"));
+        append(&dir, "node1", "echo two", &ran("echo two"));
         let text = std::fs::read_to_string(dir.join("node1.log")).unwrap();
         assert_eq!(
             text,
