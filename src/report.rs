@@ -277,8 +277,13 @@ pub fn status_quiet(rows: &[HostStatus], clean: bool) {
 
 /// `-v`: a script a host ran and what it printed, on stderr as one block (control characters shown escaped: what
 /// a host prints cannot drive the terminal).
-pub fn transcript(node: &NodePlan, script: &str, result: &Result<converge::Output, crate::error::HostError>) {
-    let text = transcript_text(&node.name, &node.host, script, result);
+pub fn transcript(
+    node: &NodePlan,
+    script: &str,
+    result: &Result<converge::Output, crate::error::HostError>,
+    took: std::time::Duration,
+) {
+    let text = transcript_text(&node.name, &node.host, script, result, took);
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
@@ -288,7 +293,9 @@ fn transcript_text(
     host: &str,
     script: &str,
     result: &Result<converge::Output, crate::error::HostError>,
+    took: std::time::Duration,
 ) -> String {
+    let secs = took.as_secs_f64();
     let mut text = format!("--- {name} ({host}): script, {} lines\n", script.lines().count());
     let mut section = |body: &str| {
         text += &terminal_safe(body);
@@ -310,9 +317,9 @@ fn transcript_text(
                     }
                 }
             }
-            text += &format!("--- {name}: exit {}\n", o.code);
+            text += &format!("--- {name}: exit {} after {secs:.2} s\n", o.code);
         }
-        Err(e) => text += &format!("--- {name}: no result: {}\n", terminal_safe(&e.to_string())),
+        Err(e) => text += &format!("--- {name}: no result after {secs:.2} s: {}\n", terminal_safe(&e.to_string())),
     }
     text
 }
@@ -565,6 +572,7 @@ pub fn ps(listing: &crate::commands::ps::Listing) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn row(node: &str, status: &'static str, changed: usize, error: Option<&str>) -> HostResult {
         HostResult {
@@ -607,19 +615,19 @@ mod tests {
     fn a_transcript_shows_the_script_and_what_came_back() {
         let out = converge::Output { stdout: "facts\n".into(), stderr: "warn \x1b[2J".into(), code: 0 };
         assert_eq!(
-            transcript_text("vm1", "10.0.0.1", "set -e\necho hi\n", &Ok(out)),
+            transcript_text("vm1", "10.0.0.1", "set -e\necho hi\n", &Ok(out), Duration::from_millis(1834)),
             "--- vm1 (10.0.0.1): script, 2 lines\nset -e\necho hi\n--- vm1: stdout:\nfacts\n--- vm1: stderr:\n\
-             warn \\u{1b}[2J\n--- vm1: exit 0\n"
+             warn \\u{1b}[2J\n--- vm1: exit 0 after 1.83 s\n"
         );
         let empty = converge::Output { code: 3, ..Default::default() };
         assert_eq!(
-            transcript_text("vm1", "h", "true", &Ok(empty)),
-            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: stdout: (nothing)\n--- vm1: stderr: (nothing)\n--- vm1: exit 3\n"
+            transcript_text("vm1", "h", "true", &Ok(empty), Duration::ZERO),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: stdout: (nothing)\n--- vm1: stderr: (nothing)\n--- vm1: exit 3 after 0.00 s\n"
         );
         let gone = Err(crate::error::HostError::Timeout(300));
         assert_eq!(
-            transcript_text("vm1", "h", "true\n", &gone),
-            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result: the command did not finish within 300s\n"
+            transcript_text("vm1", "h", "true\n", &gone, Duration::from_secs(300)),
+            "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result after 300.00 s: the command did not finish within 300s\n"
         );
     }
 

@@ -33,8 +33,8 @@ pub struct Options {
     pub transcript: Option<Transcript>,
 }
 
-/// Called after each script a host ran, with the host's node, the script, and what came back.
-pub type Transcript = Arc<dyn Fn(&NodePlan, &str, &Result<Output, HostError>) + Send + Sync>;
+/// Called after each script a host ran, with the host's node, the script, what came back, and how long it took.
+pub type Transcript = Arc<dyn Fn(&NodePlan, &str, &Result<Output, HostError>, Duration) + Send + Sync>;
 
 /// A transport that hands every script and its outcome to a [`Transcript`] once it ends.
 struct Logged {
@@ -46,8 +46,9 @@ struct Logged {
 impl Transport for Logged {
     fn run<'a>(&'a self, script: &'a str) -> BoxFuture<'a, Result<Output, HostError>> {
         Box::pin(async move {
+            let started = Instant::now();
             let result = self.inner.run(script).await;
-            (self.transcript)(&self.node, script, &result);
+            (self.transcript)(&self.node, script, &result, started.elapsed());
             result
         })
     }
@@ -186,8 +187,8 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
     let sessions = Sessions(results.iter().filter_map(|(_, s)| s.as_ref().ok().cloned()).collect());
     // The run record is a transcript too: every script and its answer, appended to the host's file.
     let record: Option<Transcript> = opts.record.clone().map(|dir| {
-        Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>| {
-            super::record::append(&dir, &n.name, script, r)
+        Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>, took: Duration| {
+            super::record::append(&dir, &n.name, script, r, took)
         }) as Transcript
     });
     let connected = results
@@ -296,7 +297,7 @@ mod tests {
         let node = Arc::new(crate::plan::plan(&inv, &lock).nodes[0].clone());
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let log = seen.clone();
-        let transcript: Transcript = Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>| {
+        let transcript: Transcript = Arc::new(move |n: &NodePlan, script: &str, r: &Result<Output, HostError>, _| {
             let what = match r {
                 Ok(o) => format!("{} {script} -> {} {} {}", n.name, o.stdout, o.stderr, o.code),
                 Err(e) => format!("{} {script} -> {e}", n.name),

@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::converge::Output;
 use crate::error::HostError;
@@ -41,14 +42,14 @@ fn utc(secs: u64) -> String {
 
 /// Appends one script and what the host answered to `<dir>/<node>.log` (created 0600). One host runs its scripts
 /// one after another, so its file is never written by two at once. A failed write loses the record, never the run.
-pub fn append(dir: &Path, node: &str, script: &str, result: &Result<Output, HostError>) {
+pub fn append(dir: &Path, node: &str, script: &str, result: &Result<Output, HostError>, took: Duration) {
     let mut text = format!("### sent ({} bytes)\n{script}", script.len());
     if !script.ends_with('\n') {
         text.push('\n');
     }
     match result {
         Ok(o) => {
-            text.push_str(&format!("### exit {}\n### stdout\n{}", o.code, o.stdout));
+            text.push_str(&format!("### exit {} after {:.2} s\n### stdout\n{}", o.code, took.as_secs_f64(), o.stdout));
             if !o.stdout.is_empty() && !o.stdout.ends_with('\n') {
                 text.push('\n');
             }
@@ -57,7 +58,7 @@ pub fn append(dir: &Path, node: &str, script: &str, result: &Result<Output, Host
                 text.push('\n');
             }
         }
-        Err(e) => text.push_str(&format!("### not run: {e}\n")),
+        Err(e) => text.push_str(&format!("### not run: {e} (after {:.2} s)\n", took.as_secs_f64())),
     }
     use std::os::unix::fs::OpenOptionsExt;
     let file = dir.join(format!("{node}.log"));
@@ -76,12 +77,12 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let ran =
             |script: &str| Ok(Output { stdout: format!("ran {} bytes", script.len()), stderr: String::new(), code: 0 });
-        append(&dir, "node1", "echo one\n", &ran("echo one\n"));
-        append(&dir, "node1", "echo two", &ran("echo two"));
+        append(&dir, "node1", "echo one\n", &ran("echo one\n"), Duration::from_millis(1234));
+        append(&dir, "node1", "echo two", &ran("echo two"), Duration::ZERO);
         let text = std::fs::read_to_string(dir.join("node1.log")).unwrap();
         assert_eq!(
             text,
-            "### sent (9 bytes)\necho one\n### exit 0\n### stdout\nran 9 bytes\n### stderr\n### sent (8 bytes)\necho two\n### exit 0\n### stdout\nran 8 bytes\n### stderr\n"
+            "### sent (9 bytes)\necho one\n### exit 0 after 1.23 s\n### stdout\nran 9 bytes\n### stderr\n### sent (8 bytes)\necho two\n### exit 0 after 0.00 s\n### stdout\nran 8 bytes\n### stderr\n"
         );
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(dir.join("node1.log")).unwrap().permissions().mode() & 0o777, 0o600);

@@ -40,23 +40,33 @@ pub fn container(run: &str) -> String {
     format!("vxmesh-verify-{run}")
 }
 
+/// Starts the host's one verify container and prints its address once its listener listens. Readiness is read
+/// from the container's socket table on the host (no `docker exec`): every `docker` call costs a round trip to
+/// the daemon, and on a busy host that is most of verify's time.
 pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
     let l = container(run);
     let net = &node.docker.network;
     let cgi = r#"mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p PORT -h /www"#
         .replace("PORT", &LISTEN_PORT.to_string());
     format!(
-        "set -e\ndocker rm -f {l} >/dev/null 2>&1 || true\n\
+        "set -e\n\
          docker run -d --rm --name {l} --label vxmesh.verify={run} --network {net} {image} sh -c {cgi} >/dev/null\n\
-         docker exec {l} sh -c 'for i in $(seq 50); do timeout 1 wget -qO- http://127.0.0.1:{LISTEN_PORT}/cgi-bin/ip >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1'\n\
-         docker inspect -f '{{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l}\n",
+         set -- $(docker inspect -f '{{{{.State.Pid}}}} {{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l})\n\
+         i=0\n\
+         until grep -Eq ':{port:04X} [0-9A-F]+:0000 0A' /proc/$1/net/tcp /proc/$1/net/tcp6 2>/dev/null; do\n  \
+         i=$((i + 1)); [ $i -le 100 ] || {{ echo 'the listener did not listen within 5 s' >&2; exit 1; }}; sleep 0.05\n\
+         done\n\
+         echo \"$2\"\n",
         cgi = shell_quote(&cgi),
         image = shell_quote(image),
+        port = LISTEN_PORT,
     )
 }
 
-/// The client's probes, run on the host: inside the container for ping/wget, from the host into the container's
-/// network namespace for the don't-fragment probes (busybox's ping cannot set DF; iputils' can).
+/// The client's probes, run on the host inside the verify container's namespaces: its own network and its own
+/// files (busybox's wget and ping: exactly what a container sends, without a `docker exec` per host); the
+/// don't-fragment probes use the host's iputils ping in the container's network (busybox's ping cannot set DF).
+/// Every target's probes run at once; a dead peer costs its timeouts once, not per line.
 pub fn client_script(
     node: &NodePlan,
     run: &str,
@@ -66,52 +76,49 @@ pub fn client_script(
 ) -> String {
     let l = container(run);
     let net = &node.docker.network;
-    let mut inner = String::new();
-    // Every probe runs in the background, all at once: a dead peer costs its timeout once, not per line.
+    let mut probes = String::new();
     // The fetch goes first and resolves the peer's address (ARP); the last of two pings then measures the path.
     // A fetch that gets nothing is tried once more (a busy host may drop a first SYN); the count is reported.
+    // Then a packet of exactly the MTU with DF, and one byte more, which the sender must refuse at once.
     for (name, ip) in targets {
-        inner.push_str(&format!(
-            "( url=http://{ip}:{LISTEN_PORT}/cgi-bin/ip; tries=1; seen=$(timeout 3 wget -qO- $url 2>/dev/null); \
-             [ -n \"$seen\" ] || {{ tries=2; seen=$(timeout 3 wget -qO- $url 2>/dev/null); }}; \
-             rtt=$(ping -c2 -i 0.2 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1); \
-             echo \"pair {name} ${{rtt:--}} ${{seen:--}} $tries\" ) &\n"
+        probes.push_str(&format!(
+            "( url=http://{ip}:{LISTEN_PORT}/cgi-bin/ip; tries=1; seen=$(inside timeout 3 wget -qO- $url 2>/dev/null)\n  \
+             [ -n \"$seen\" ] || {{ tries=2; seen=$(inside timeout 3 wget -qO- $url 2>/dev/null); }}\n  \
+             rtt=$(inside ping -c2 -i 0.1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1)\n  \
+             echo \"pair {name} ${{rtt:--}} ${{seen:--}} $tries\"\n  \
+             if [ \"$has_ping\" = 1 ]; then\n    \
+             nsenter -t \"$pid\" -n ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n    \
+             over=$(nsenter -t \"$pid\" -n ping -c1 -W$linger -M do -s $((mtu - 27)) {ip} 2>&1)\n    \
+             case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n    \
+             echo \"mtu {name} $full $over\"\n  \
+             fi ) &\n"
         ));
     }
     for (name, ip) in switches {
-        inner.push_str(&format!(
-            "( if ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} ok'; \
-             elif ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} retried'; else echo 'switch {name} fail'; fi ) &\n"
+        probes.push_str(&format!(
+            "( if inside ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} ok'; \
+             elif inside ping -c1 -W2 {ip} >/dev/null 2>&1; then echo 'switch {name} retried'; else echo 'switch {name} fail'; fi ) &\n"
         ));
     }
     if let Some(o) = outside {
-        inner
-            .push_str(&format!("( ping -c1 -W2 {o} >/dev/null 2>&1 && echo 'outside ok' || echo 'outside fail' ) &\n"));
-    }
-    inner.push_str("wait\n");
-    let mut probes = String::new();
-    for (name, ip) in targets {
-        // -w 2 bounds the whole probe: an oversize ping is refused at once but would otherwise wait for replies.
         probes.push_str(&format!(
-            "( nsenter -t \"$pid\" -n ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
-             over=$(nsenter -t \"$pid\" -n ping -c1 -W1 -w1 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
-             echo \"mtu {name} $full $over\" ) &\n"
+            "( inside ping -c1 -W2 {o} >/dev/null 2>&1 && echo 'outside ok' || echo 'outside fail' ) &\n"
         ));
     }
-    let probes =
-        if targets.is_empty() { String::new() } else { format!("if [ \"$has_ping\" = 1 ]; then\n{probes}wait\nfi\n") };
     format!(
         // The host's one verify container (started as the listener) is the client too: no second `docker run`.
         "set -u\n\
          set -- $(docker inspect -f '{{{{.State.Pid}}}} {{{{(index .NetworkSettings.Networks \"{net}\").IPAddress}}}}' {l} 2>/dev/null)\n\
          [ $# = 2 ] || {{ echo 'the verify container is gone' >&2; exit 1; }}\n\
          pid=$1 me=$2\n\
-         mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || docker exec {l} cat /sys/class/net/eth0/mtu)\n\
+         inside() {{ nsenter -t \"$pid\" -m -n -- \"$@\"; }}\n\
+         mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || inside cat /sys/class/net/eth0/mtu)\n\
          echo \"me $me $mtu\"\n\
-         docker exec {l} sh -c {inner}\n\
          has_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n\
-         {probes}",
-        inner = shell_quote(&inner),
+         # How long the refused probe lingers for replies: a tenth of a second where ping takes fractions (iputils\n\
+         # since 2019), else a whole one.\n\
+         linger=1; [ \"$has_ping\" = 0 ] || ! nsenter -t \"$pid\" -n ping -c1 -W0.1 127.0.0.1 >/dev/null 2>&1 || linger=0.1\n\
+         {probes}wait\n"
     )
 }
 
@@ -134,8 +141,7 @@ pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String 
     s
 }
 
+/// Removes the host's verify container by name (one `docker` call; absent is fine).
 pub fn cleanup_script(run: &str) -> String {
-    format!(
-        "ids=$(docker ps -aq --filter label=vxmesh.verify={run}); [ -z \"$ids\" ] || docker rm -f $ids >/dev/null 2>&1; true\n"
-    )
+    format!("docker rm -f {} >/dev/null 2>&1; true\n", container(run))
 }
