@@ -10,7 +10,10 @@ vx=$PWD/target/release/vxmesh
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(3 10 30L)
 work=$(mktemp -d)
-trap 'rm -rf "$work"; $vx lab destroy --name bench >/dev/null 2>&1 || true' EXIT
+# shellcheck source=bench/neigh.sh
+. bench/neigh.sh
+raise_neigh
+trap 'rm -rf "$work"; $vx lab destroy --name bench >/dev/null 2>&1 || true; restore_neigh' EXIT
 # Seconds and peak RSS (KiB) of one command.
 timed() { /usr/bin/time -f "%e %M" -o "$work/t" "$@" >"$work/out" 2>&1 || echo "  (exit $?: $*)" >&2; cat "$work/t" | tail -1; }
 secs() { echo "$1" | cut -d' ' -f1; }

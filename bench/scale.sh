@@ -29,15 +29,9 @@ lab=${LAB:-bksc}
 window=${WINDOW:-20}
 settle=${SETTLE:-5}
 work=$(mktemp -d)
-# Every lab host's neighbours share this machine's one IPv4 neighbour table (gc_thresh3, 1024 by default, bounds it
-# across namespaces): 30 hosts already need about 1,700 entries (underlay and sw0 neighbours). Raised for the run,
-# restored after; real hosts each have their own table.
-thresholds=$(sysctl -n net.ipv4.neigh.default.gc_thresh1 net.ipv4.neigh.default.gc_thresh2 net.ipv4.neigh.default.gc_thresh3 | tr '\n' ' ')
-restore_neigh() {
-  read -r t1 t2 t3 <<<"$thresholds"
-  sysctl -qw net.ipv4.neigh.default.gc_thresh3="$t3" net.ipv4.neigh.default.gc_thresh2="$t2" net.ipv4.neigh.default.gc_thresh1="$t1"
-}
-sysctl -qw net.ipv4.neigh.default.gc_thresh3=65536 net.ipv4.neigh.default.gc_thresh2=32768 net.ipv4.neigh.default.gc_thresh1=4096
+# shellcheck source=bench/neigh.sh
+. bench/neigh.sh
+raise_neigh
 trap '$vx lab destroy --name $lab >/dev/null 2>&1 || true; restore_neigh; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 

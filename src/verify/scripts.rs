@@ -35,6 +35,10 @@ pub fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr
     )
 }
 
+/// How long a refused oversize probe lingers for replies (`$linger`): a tenth of a second where ping takes
+/// fractions (iputils since 2019), else a whole one. The refusal itself is immediate.
+const LINGER: &str = "linger=1; [ \"$has_ping\" = 0 ] || ! ping -c1 -W0.1 127.0.0.1 >/dev/null 2>&1 || linger=0.1\n";
+
 /// The one container verification starts on each host: listener for its peers, client towards them.
 pub fn container(run: &str) -> String {
     format!("vxmesh-verify-{run}")
@@ -115,9 +119,7 @@ pub fn client_script(
          mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || inside cat /sys/class/net/eth0/mtu)\n\
          echo \"me $me $mtu\"\n\
          has_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n\
-         # How long the refused probe lingers for replies: a tenth of a second where ping takes fractions (iputils\n\
-         # since 2019), else a whole one.\n\
-         linger=1; [ \"$has_ping\" = 0 ] || ! nsenter -t \"$pid\" -n ping -c1 -W0.1 127.0.0.1 >/dev/null 2>&1 || linger=0.1\n\
+         {LINGER}\
          {probes}wait\n"
     )
 }
@@ -125,7 +127,7 @@ pub fn client_script(
 /// Without docker (`docker.mode: none`) the probes run on the host itself, switch to switch over the tunnels.
 pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String {
     let mut s = format!(
-        "mtu=$(cat /sys/class/net/{br}/mtu)\necho \"me {me} $mtu\"\nhas_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n",
+        "mtu=$(cat /sys/class/net/{br}/mtu)\necho \"me {me} $mtu\"\nhas_ping=0; ping -V 2>/dev/null | grep -q iputils && has_ping=1\n{LINGER}",
         br = node.switch.bridge,
         me = node.switch.address.addr()
     );
@@ -133,7 +135,7 @@ pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String 
         s.push_str(&format!(
             "( rtt=$(ping -c3 -i 0.3 -W3 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); echo \"pair {name} ${{rtt:--}} -\"\n  \
              if [ \"$has_ping\" = 1 ]; then ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
-             over=$(ping -c1 -W1 -w1 -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
+             over=$(ping -c1 -W$linger -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
              echo \"mtu {name} $full $over\"; fi ) &\n"
         ));
     }
