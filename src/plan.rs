@@ -60,6 +60,18 @@ pub struct SwitchSpec {
     pub datapath: Datapath,
     /// The switch address with the cluster's prefix, so the whole cluster routes via sw0.
     pub address: Ipv4Net,
+    /// sw0's MAC address, derived from its switch address ([`switch_mac`]): the same every time sw0 is made.
+    pub mac: String,
+}
+
+/// A fixed, locally administered unicast MAC for the switch holding `address`: `02:76:` and the address's four
+/// bytes. Left to themselves, a Linux bridge takes its lowest port's MAC and an OVS bridge picks one of its ports',
+/// so sw0 got a new MAC whenever its veth was re-made (a reboot, `down` and `up`, a node removed and added again),
+/// and every peer kept sending to the old one until its neighbour entry expired (tens of seconds of loss; `verify`
+/// saw it as switches answering only a second ping). Unique within a cluster, as its switch addresses are.
+pub fn switch_mac(address: std::net::Ipv4Addr) -> String {
+    let [a, b, c, d] = address.octets();
+    format!("02:76:{a:02x}:{b:02x}:{c:02x}:{d:02x}")
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -266,6 +278,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                     bridge: names::switch_bridge(),
                     datapath: c.datapath,
                     address: Ipv4Net::new(a.switch_ip, c.cidr.prefix_len()).expect("prefix from a valid net"),
+                    mac: switch_mac(a.switch_ip),
                 },
                 vxlan: VxlanSpec { vni: c.vni, port: c.port },
                 wireguard,

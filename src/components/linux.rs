@@ -374,7 +374,9 @@ impl Component for Linux<'_> {
                 vec![cmd!["ip", "link", "set", "dev", sw_end, "master", &n.switch.bridge].into()],
             ));
         }
-        steps.extend(super::switch::address_steps(self.name(), n, facts));
+        steps.extend(super::switch::address_steps(self.name(), n, facts, |br, mac| {
+            cmd!["ip", "link", "set", "dev", br, "address", data(mac)].into()
+        }));
         steps.extend(super::switch::route_steps(self.name(), n, facts));
         steps
     }

@@ -29,6 +29,11 @@ pub enum Change {
     LinkUp {
         dev: IfName,
     },
+    /// sw0's fixed MAC address (see `plan::switch_mac`).
+    SwitchMac {
+        dev: IfName,
+        mac: String,
+    },
     /// `subnet` (of `peer`) routed via the peer's switch address `via`, on `dev`.
     Route {
         dev: IfName,
@@ -91,11 +96,28 @@ pub fn route_steps(component: &'static str, node: &NodePlan, facts: &HostFacts) 
     steps
 }
 
-/// sw0's address and state, for `component`.
-pub fn address_steps(component: &'static str, node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
+/// sw0's MAC, address and state, for `component`; `set_mac` is how its data plane fixes the bridge's MAC (a
+/// Linux bridge takes it from `ip link`, an OVS bridge from its `other-config:hwaddr`, which OVS would otherwise
+/// overwrite with a port's).
+pub fn address_steps(
+    component: &'static str,
+    node: &NodePlan,
+    facts: &HostFacts,
+    set_mac: impl Fn(&IfName, &str) -> Stmt,
+) -> Vec<Step> {
     let br = &node.switch.bridge;
     let mut steps = vec![];
     let link = facts.links.get(br.as_str());
+    let mac = &node.switch.mac;
+    if link.and_then(|l| l.mac.as_deref()) != Some(mac.as_str()) {
+        steps.push(Step::new(
+            Phase::SwitchAddress,
+            component,
+            format!("give {br} the MAC address {mac}"),
+            Change::SwitchMac { dev: br.clone(), mac: mac.clone() },
+            vec![set_mac(br, mac)],
+        ));
+    }
     let addrs = link.map(|l| l.addrs.clone()).unwrap_or_default();
     let address = node.switch.address;
     let stale: Vec<Ipv4Net> = addrs.iter().filter(|a| **a != address).copied().collect();

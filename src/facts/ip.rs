@@ -16,6 +16,8 @@ pub struct Link {
     /// The bridge this device is a port of, if any.
     pub master: Option<String>,
     pub addrs: Vec<Ipv4Net>,
+    /// The link-layer address, lower case (`ip` prints it so).
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +36,7 @@ struct RawLink {
     #[serde(default)]
     mtu: u32,
     master: Option<String>,
+    address: Option<String>,
     linkinfo: Option<RawLinkInfo>,
     #[serde(default)]
     addr_info: Vec<RawAddr>,
@@ -78,6 +81,7 @@ pub fn parse_links(body: &str) -> Result<BTreeMap<String, Link>, FactsError> {
                 kind: l.linkinfo.and_then(|i| i.info_kind).unwrap_or_default(),
                 master: l.master,
                 addrs,
+                mac: l.address.map(|a| a.to_ascii_lowercase()),
             };
             (l.ifname, link)
         })

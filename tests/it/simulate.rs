@@ -46,6 +46,7 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
                 }
             }
             switch::Change::LinkUp { dev } => link(f, dev).up = true,
+            switch::Change::SwitchMac { dev, mac } => link(f, dev).mac = Some(mac.clone()),
             switch::Change::Route { dev, subnet, via, .. } => {
                 f.routes.retain(|r| r.dst != subnet.to_string());
                 f.routes.push(vxmesh::facts::Route {
@@ -130,7 +131,7 @@ fn apply_veth(f: &mut HostFacts, c: &veth::Change) {
             for d in [switch_end, docker_end] {
                 f.links.insert(
                     d.to_string(),
-                    Link { mtu: mtu(*m), up: false, kind: "veth".into(), master: None, addrs: vec![] },
+                    Link { mtu: mtu(*m), up: false, kind: "veth".into(), master: None, addrs: vec![], mac: None },
                 );
                 // A fresh veth has offloads on again.
                 f.tx_offload.insert(d.to_string(), true);

@@ -130,7 +130,10 @@ impl Ovs<'_> {
                 vec![ovs(["--may-exist".into(), "add-port".into(), br.into(), port.into()])],
             ));
         }
-        steps.extend(super::switch::address_steps(name, n, facts));
+        steps.extend(super::switch::address_steps(name, n, facts, |br, mac| {
+            // OVSDB string syntax: the value is quoted, or ovs-vsctl reads its colons as key separators.
+            ovs(["set".into(), "bridge".into(), br.into(), set("other-config:hwaddr=", format!("\"{mac}\""))])
+        }));
         steps.extend(super::switch::route_steps(name, n, facts));
         steps
     }
