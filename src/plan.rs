@@ -241,6 +241,10 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             ]
             .into_iter()
             .chain([docker_bridge.as_ref().map(|b| format!("net.ipv4.conf.{b}.rp_filter"))])
+            // docker's bridge answers ARP only for its own address: joined to sw0 by the veth, it would otherwise
+            // also answer peers asking for the switch address, with its own MAC, which changes whenever docker's
+            // network is re-made (peers then send to a MAC that is gone until their entry expires).
+            .chain([docker_bridge.as_ref().map(|b| format!("net.ipv4.conf.{b}.arp_ignore"))])
             .flatten()
             .map(|k| sysctl(k.clone(), if k.ends_with(".rp_filter") { "2" } else { "1" }))
             .collect::<Vec<_>>();

@@ -115,7 +115,15 @@ pub fn address_steps(
             component,
             format!("give {br} the MAC address {mac}"),
             Change::SwitchMac { dev: br.clone(), mac: mac.clone() },
-            vec![set_mac(br, mac)],
+            // With arp_notify the kernel announces the new MAC (a gratuitous ARP through the tunnels) the moment it
+            // changes, so peers holding the old one (a host built before MACs were fixed, or drift) update at once.
+            vec![
+                cmd!["sysctl", "-qw", Word::Data(format!("net.ipv4.conf.{br}.arp_notify=1"))]
+                    .silent()
+                    .may_fail()
+                    .into(),
+                set_mac(br, mac),
+            ],
         ));
     }
     let addrs = link.map(|l| l.addrs.clone()).unwrap_or_default();

@@ -280,8 +280,10 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
         assert_eq!(mac.trim(), vxmesh::plan::switch_mac(switch_ip(n)), "{n}'s sw0");
     }
     let node1 = switch_ip("node1");
+    // docker's bridge (joined to sw0 by the veth) does not answer for the switch address: only sw0's MAC is learnt.
     // The peers learn node1's switch MAC now, as live traffic would.
     for n in ["node2", "node3"] {
+        ssh(&lab, n, &format!("ip neigh flush {node1} dev sw0"));
         ssh(&lab, n, &format!("ping -c3 -i 0.2 -w5 {node1} >/dev/null && ip neigh show {node1} dev sw0"));
     }
 
@@ -301,5 +303,31 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
         );
         let seq: u32 = first.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(99);
         assert!(seq <= 3, "{n} reached the re-made node1 only at ping {seq}: {first}");
+    }
+
+    // Drift (or a host built before MACs were fixed): node1's OVS picks a port's MAC and the peers learn it. `up`
+    // puts the fixed MAC back and the kernel announces it, so the peers answer at once again.
+    ssh(
+        &lab,
+        "node1",
+        "ovs-vsctl remove bridge sw0 other-config hwaddr && ip link set vxm-sw0 address 02:00:00:00:00:09",
+    );
+    for n in ["node2", "node3"] {
+        let learnt = ssh(
+            &lab,
+            n,
+            &format!(
+                "ip neigh flush {node1} dev sw0; ping -c2 -i 0.2 -w5 {node1} >/dev/null; ip neigh show {node1} dev sw0"
+            ),
+        );
+        assert!(!learnt.contains(&vxmesh::plan::switch_mac(node1)), "{n} learnt the drifted MAC: {learnt}");
+    }
+    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("give sw0 the MAC address"), "{r}");
+    for n in ["node2", "node3"] {
+        let first = ssh(&lab, n, &format!("ping -c1 -w8 {node1} | sed -n 's/.*icmp_seq=\\([0-9]*\\).*/\\1/p'"));
+        let seq: u32 = first.trim().parse().unwrap_or(99);
+        assert!(seq <= 1, "{n} reached node1 only at ping {seq} after its MAC was put back");
     }
 }
