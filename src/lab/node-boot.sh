@@ -45,6 +45,11 @@ if [ "$backend" = ovs ]; then
 
   # The underlay address lives on br-phy, as on OVS-DPDK hosts: the userspace datapath routes tunnels through it.
   ethtool -K eth0 tx off >/dev/null
+  # OVS reads eth0 through a packet socket, so the kernel still sees what arrives there and, by default, answers
+  # ARP for br-phy's address with eth0's own MAC. Peers' OVS tunnel neighbour caches then keep whichever answer
+  # came last; with eth0's, their tunnels to this host never come up (BFD down, pairs failing at random).
+  # A real OVS-DPDK host's NIC has no kernel stack. Here: no ARP answers from eth0.
+  sysctl -qw net.ipv4.conf.eth0.arp_ignore=8
   ovs-vsctl --may-exist add-br br-phy -- set bridge br-phy datapath_type=netdev -- --may-exist add-port br-phy eth0
   ip link set eth0 up
   ip addr replace "$addr" dev br-phy
