@@ -23,7 +23,8 @@ import json, sys
 r = json.load(sys.stdin)
 fetches = sum(1 for p in r["pairs"] if (p.get("tries") or 1) > 1)
 switches = sum(len(h.get("switches_on_second_try", [])) for h in r["hosts"])
-print(f"{r["seconds"]:.1f} s; {fetches} fetches and {switches} switch pings on a second try")'))"
+secs = r["seconds"]
+print(f"{secs:.1f} s; {fetches} fetches and {switches} switch pings on a second try")'))"
   else
     fails=$((fails + 1))
     echo "run $i: FAILED (exit $code)"
