@@ -547,9 +547,13 @@ fn forged_vxlan_from_a_non_peer_reaches_no_container() {
     assert!(from_peer >= 3, "the same frames from a peer's address arrive (the check is real): {from_peer}");
     assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), from_peer, "and the outsider's still do not");
 
-    // The host firewall's own drop rule counts the forgeries: with the userspace datapath OVS hands a VXLAN
-    // packet that matches no tunnel to br-phy's kernel side, where VXMESH-VXLAN drops it; the peer's packets end
-    // in their tunnel and never reach it. send_vxlan.py sends 3 frames a call; the outsider made 4 calls.
+    // The host firewall's own drop rule counts the forgeries that reach the kernel, as every tunnel packet does
+    // with OVS's kernel datapath: the outsider sends to eth0's MAC now; the peer's packets end in their tunnel
+    // and never reach it. send_vxlan.py sends 3 frames a call.
+    to_kernel_side(&lab, &lab.outside.netns, 0);
+    for _ in 0..4 {
+        assert_eq!(send(&lab.outside.netns, &lab.outside.ip.to_string()), from_peer, "no forgery reaches a container");
+    }
     let counters = ssh(&lab, "node1", "iptables -w -L VXMESH-VXLAN -v -x -n");
     let dropped: u64 = counters
         .lines()
@@ -584,6 +588,24 @@ pub(crate) fn sink_arrivals(lab: &LabState, node: &str) -> u64 {
 }
 
 /// Sends VXLAN frames (3: see send_vxlan.py) from namespace `netns` with source address `source` to `to`:4789.
+/// Makes `netns` send to node `n`'s underlay address at the MAC of that node's eth0, so its frames meet the node's
+/// kernel and firewall, as every tunnel packet does on a host with OVS's kernel datapath. In the lab OVS's userspace
+/// datapath owns br-phy and itself drops tunnel packets that match no tunnel, and eth0 answers no ARP
+/// (docs/lab.md): without this the host firewall would never see a packet to count.
+fn to_kernel_side(lab: &LabState, netns: &str, n: usize) {
+    let (ip, mac) = (lab.nodes[n].ip.to_string(), ssh(lab, &lab.nodes[n].name, "cat /sys/class/net/eth0/address"));
+    let script = format!(
+        "dev=$(ip -o route get {ip} | sed -n 's/.* dev \\([^ ]*\\).*/\\1/p') && ip neigh replace {ip} lladdr {mac} dev \"$dev\" nud permanent",
+        mac = mac.trim()
+    );
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn send_vxlan(netns: &str, source: &str, to: &str) {
     send_vxlan_to(netns, source, to, "02:00:00:00:00:01", "172.31.0.9");
 }
@@ -678,7 +700,10 @@ fn nftables_firewall_lists_exactly_the_peers() {
     assert_eq!(peers("node1"), vec![ip(1), ip(2)]);
     assert_eq!(peers("node3"), vec![ip(0), ip(1)]);
     assert!(!ssh(&lab, "node1", "iptables -S").contains("VXMESH-VXLAN"), "one firewall backend, not two");
-    // The table's own drop rule counts VXLAN from a non-peer, and only from a non-peer.
+    // The table's own drop rule counts VXLAN from a non-peer, and only from a non-peer (both sent to eth0's MAC,
+    // so that they meet the kernel: see `to_kernel_side`).
+    to_kernel_side(&lab, &lab.nodes[1].netns, 0);
+    to_kernel_side(&lab, &lab.outside.netns, 0);
     let dropped = || -> u64 {
         let t = ssh(&lab, "node1", "nft list table inet vxmesh");
         t.split("counter packets ").nth(1).and_then(|r| r.split_whitespace().next()?.parse().ok()).unwrap()
