@@ -233,20 +233,21 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             };
             let has_docker = c.docker.mode != DockerMode::None;
             let sysctl = |k: String, v: &str| Sysctl { key: k, value: v.to_string() };
-            // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
-            // while the route back may point at the docker bridge, and strict mode would drop them.
+            let on_docker_bridge =
+                |key: &str, v: &str| docker_bridge.as_ref().map(|b| sysctl(format!("net.ipv4.conf.{b}.{key}"), v));
             let sysctls = [
-                Some("net.ipv4.ip_forward".to_string()),
-                Some(format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE)),
+                Some(sysctl("net.ipv4.ip_forward".to_string(), "1")),
+                // Loose reverse-path filtering: replies from other hosts' containers arrive on sw0
+                // while the route back may point at the docker bridge, and strict mode would drop them.
+                Some(sysctl(format!("net.ipv4.conf.{}.rp_filter", names::SWITCH_BRIDGE), "2")),
+                on_docker_bridge("rp_filter", "2"),
+                // docker's bridge answers ARP only for its own address: joined to sw0 by the veth, it would otherwise
+                // also answer peers asking for the switch address, with its own MAC, which changes whenever docker's
+                // network is re-made (peers then send to a MAC that is gone until their entry expires).
+                on_docker_bridge("arp_ignore", "1"),
             ]
             .into_iter()
-            .chain([docker_bridge.as_ref().map(|b| format!("net.ipv4.conf.{b}.rp_filter"))])
-            // docker's bridge answers ARP only for its own address: joined to sw0 by the veth, it would otherwise
-            // also answer peers asking for the switch address, with its own MAC, which changes whenever docker's
-            // network is re-made (peers then send to a MAC that is gone until their entry expires).
-            .chain([docker_bridge.as_ref().map(|b| format!("net.ipv4.conf.{b}.arp_ignore"))])
             .flatten()
-            .map(|k| sysctl(k.clone(), if k.ends_with(".rp_filter") { "2" } else { "1" }))
             .collect::<Vec<_>>();
             let tx_offload_off = match c.datapath {
                 Datapath::Netdev if has_docker && backend_of(n) == Backend::Ovs => {

@@ -39,6 +39,20 @@ pub fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr
 /// fractions (iputils since 2019), else a whole one. The refusal itself is immediate.
 const LINGER: &str = "linger=1; [ \"$has_ping\" = 0 ] || ! ping -c1 -W0.1 127.0.0.1 >/dev/null 2>&1 || linger=0.1\n";
 
+/// The don't-fragment probes towards `ip` (peer `name`), where iputils' ping is there: a packet of exactly the MTU
+/// must get through, and one byte more must be refused by the sender at once. `via` runs each ping where it
+/// belongs (empty on the host, `nsenter ...` into a container's network). Prints `mtu NAME ok|fail refused|lost`.
+fn df_probes(name: &str, ip: Ipv4Addr, via: &str) -> String {
+    format!(
+        "if [ \"$has_ping\" = 1 ]; then\n    \
+         {via}ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n    \
+         over=$({via}ping -c1 -W$linger -M do -s $((mtu - 27)) {ip} 2>&1)\n    \
+         case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n    \
+         echo \"mtu {name} $full $over\"\n  \
+         fi"
+    )
+}
+
 /// The one container verification starts on each host: listener for its peers, client towards them.
 pub fn container(run: &str) -> String {
     format!("vxmesh-verify-{run}")
@@ -83,19 +97,14 @@ pub fn client_script(
     let mut probes = String::new();
     // The fetch goes first and resolves the peer's address (ARP); the last of two pings then measures the path.
     // A fetch that gets nothing is tried once more (a busy host may drop a first SYN); the count is reported.
-    // Then a packet of exactly the MTU with DF, and one byte more, which the sender must refuse at once.
     for (name, ip) in targets {
         probes.push_str(&format!(
             "( url=http://{ip}:{LISTEN_PORT}/cgi-bin/ip; tries=1; seen=$(inside timeout 3 wget -qO- $url 2>/dev/null)\n  \
              [ -n \"$seen\" ] || {{ tries=2; seen=$(inside timeout 3 wget -qO- $url 2>/dev/null); }}\n  \
              rtt=$(inside ping -c2 -i 0.1 -W2 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1)\n  \
              echo \"pair {name} ${{rtt:--}} ${{seen:--}} $tries\"\n  \
-             if [ \"$has_ping\" = 1 ]; then\n    \
-             nsenter -t \"$pid\" -n ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n    \
-             over=$(nsenter -t \"$pid\" -n ping -c1 -W$linger -M do -s $((mtu - 27)) {ip} 2>&1)\n    \
-             case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n    \
-             echo \"mtu {name} $full $over\"\n  \
-             fi ) &\n"
+             {df} ) &\n",
+            df = df_probes(name, *ip, "nsenter -t \"$pid\" -n ")
         ));
     }
     for (name, ip) in switches {
@@ -134,9 +143,8 @@ pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String 
     for (name, ip) in targets {
         s.push_str(&format!(
             "( rtt=$(ping -c3 -i 0.3 -W3 {ip} 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); echo \"pair {name} ${{rtt:--}} -\"\n  \
-             if [ \"$has_ping\" = 1 ]; then ping -c1 -W2 -w2 -M do -s $((mtu - 28)) {ip} >/dev/null 2>&1 && full=ok || full=fail\n  \
-             over=$(ping -c1 -W$linger -M do -s $((mtu - 27)) {ip} 2>&1); case $over in *'too long'*) over=refused ;; *) over=lost ;; esac\n  \
-             echo \"mtu {name} $full $over\"; fi ) &\n"
+             {df} ) &\n",
+            df = df_probes(name, *ip, "")
         ));
     }
     s.push_str("wait\n");

@@ -293,15 +293,20 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(switch_ip("node1"), node1, "the premise: node1 got its switch address back");
     // The OVS peer's tunnel needs BFD up first (about a second); a stale neighbour entry would cost 15 s and more.
-    for n in ["node2", "node3"] {
-        let first = ssh(
+    // Which of one-a-second pings (for at most 8 s) from `n` node1 answered first (99: none), and `n`'s neighbour
+    // entry for it.
+    let first_answer = |n: &str| -> (u32, String) {
+        let out = ssh(
             &lab,
             n,
             &format!(
                 "ping -c1 -w8 {node1} | sed -n 's/.*icmp_seq=\\([0-9]*\\).*/\\1/p'; ip neigh show {node1} dev sw0"
             ),
         );
-        let seq: u32 = first.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(99);
+        (out.lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(99), out)
+    };
+    for n in ["node2", "node3"] {
+        let (seq, first) = first_answer(n);
         assert!(seq <= 3, "{n} reached the re-made node1 only at ping {seq}: {first}");
     }
 
@@ -326,8 +331,7 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("give sw0 the MAC address"), "{r}");
     for n in ["node2", "node3"] {
-        let first = ssh(&lab, n, &format!("ping -c1 -w8 {node1} | sed -n 's/.*icmp_seq=\\([0-9]*\\).*/\\1/p'"));
-        let seq: u32 = first.trim().parse().unwrap_or(99);
-        assert!(seq <= 1, "{n} reached node1 only at ping {seq} after its MAC was put back");
+        let (seq, first) = first_answer(n);
+        assert!(seq <= 1, "{n} reached node1 only at ping {seq} after its MAC was put back: {first}");
     }
 }
