@@ -45,6 +45,49 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// How many characters of a value a message quotes before it cuts it.
+pub const SHOWN_MAX: usize = 80;
+
+/// Characters that could end a message line or drive a terminal: C0/C1 controls (newline, ESC, DEL, ...),
+/// Unicode line separators and the bidirectional overrides that reorder what is displayed.
+pub fn is_forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` as messages show it: forbidden characters escaped (`\n`, `\u{1b}`), long values cut.
+pub fn shown(s: &str) -> String {
+    escaped(s, SHOWN_MAX)
+}
+
+/// `s` with forbidden characters escaped, cut after `max` characters.
+pub fn escaped(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if is_forbidden(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A value from the command line, a file or a host, as a message quotes it: control characters and line breaks
+/// escaped, so no input can forge a line or drive the terminal.
+fn q(s: impl AsRef<str>) -> String {
+    shown(s.as_ref())
+}
+
+/// A path as a message quotes it (see [`q`]).
+fn p(path: &std::path::Path) -> String {
+    q(path.display().to_string())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The inventory is not valid YAML, has unknown fields, or breaks a rule.
@@ -52,10 +95,10 @@ pub enum Error {
     Inventory(Diagnostics),
 
     /// The lock file exists but cannot be used as it is.
-    #[error("{file}: {message}", file = .file.display())]
+    #[error("{}: {message}", p(file))]
     Lock { file: PathBuf, message: String },
 
-    #[error("cannot {action} `{path}`: {source}", path = .path.display())]
+    #[error("cannot {action} `{}`: {source}", p(path))]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -63,24 +106,64 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("no node named `{name}` in the inventory (nodes: {known})")]
+    #[error("no node named `{}` in the inventory (nodes: {known})", q(name))]
     UnknownNode { name: String, known: String },
 
     /// The address plan cannot be made: the cluster has no room left.
     #[error("{0}")]
     Exhausted(String),
 
-    /// A command that cannot be done as asked (e.g. adding a node that is already there).
+    /// A command that cannot be done as asked, worded where it is found (`init`'s hosts).
     #[error("{0}")]
     Usage(String),
 
-    /// A host-level refusal before anything changed (e.g. removing an unreachable node without --force).
-    #[error("{0}")]
-    Hosts(String),
+    /// `add-node` of a node the inventory already has.
+    #[error("node `{}` is already in the inventory", q(name))]
+    NodeExists { name: String },
+
+    /// The inventory's text could not be edited so that it parses back as asked.
+    #[error("could not {edit} `{}` in the inventory safely; {edit} it by hand", q(name))]
+    EditUnsafe { name: String, edit: &'static str },
+
+    /// A `--limit` pattern that reaches no node (a typo must not quietly reach none).
+    #[error("--limit `{}` matches no node; the nodes are {known}", q(pattern))]
+    LimitMatchesNone { pattern: String, known: String },
+
+    /// A command that changes the mesh's membership, or takes it down, given `--limit`.
+    #[error("{command} works on every host (each one's peers change); --limit is for plan, up, status, verify and ps")]
+    WholeClusterOnly { command: &'static str },
+
+    /// A WireGuard command on a cluster without encryption.
+    #[error("{command}: cluster.encryption is `none`; there are no WireGuard keys to rotate")]
+    NotEncrypted { command: &'static str },
+
+    /// A command that asks first, run without a terminal and without `--yes`.
+    #[error(
+        "{command} asks before it removes anything, and stdin is not a terminal; pass --yes to go ahead without \
+         asking. Nothing was done. (The question: {question})"
+    )]
+    NoTerminalToAsk { command: &'static str, question: String },
+
+    /// The question was answered no.
+    #[error("{command}: not confirmed; nothing was done")]
+    NotConfirmed { command: &'static str },
+
+    /// `init` without `--force` where a file already is.
+    #[error("{} already exists; nothing was written (--force replaces it)", p(path))]
+    Exists { path: PathBuf },
+
+    /// `remove-node` of a node that cannot be reached, without `--force`.
+    #[error(
+        "{} cannot be reached ({reason}); nothing was changed. `vxmesh remove-node {} --force` removes it from the \
+         mesh anyway (its own host then keeps its mesh until cleaned by hand)",
+        q(name),
+        q(name)
+    )]
+    RemoveUnreachable { name: String, reason: HostError },
 
     /// Another vxmesh command holds the inventory (with `--no-wait`).
-    #[error("{0}")]
-    Busy(String),
+    #[error("{}; nothing was done (without --no-wait, vxmesh waits for it)", self.without_advice())]
+    Busy { inventory: PathBuf, guard: PathBuf },
 
     /// The local lab could not be built, changed or torn down.
     #[error("lab: {0}")]
@@ -88,11 +171,22 @@ pub enum Error {
 }
 
 impl Error {
-    /// The process exit code: 1 for bad usage or input, 2 when hosts (lab hosts included) failed.
+    /// The process exit code: 1 for bad usage or input, 2 when hosts failed, 4 when the local lab failed.
     pub fn code(&self) -> i32 {
         match self {
-            Error::Lab(_) | Error::Hosts(_) => 2,
+            Error::RemoveUnreachable { .. } => 2,
+            Error::Lab(_) => 4,
             _ => 1,
+        }
+    }
+
+    /// What [`Error::Busy`] says without what to do about it (for the line printed while waiting).
+    pub fn without_advice(&self) -> String {
+        match self {
+            Error::Busy { inventory, guard } => {
+                format!("another vxmesh command is working on {} (it holds {})", p(inventory), p(guard))
+            }
+            other => other.to_string(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Layers, each using only those above it in this list: `error`, `model` (inventory, address plan, names),
 //! `shell` (commands as data), `plan`, `facts`, `components`, `converge`, `remote`, `verify`, `commands`,
-//! `report`; `lab` stands apart (tests/layering.rs keeps it so).
+//! `report`; `lab` stands apart (tests/it/layering.rs keeps it so).
 
 pub mod commands;
 pub mod components;

@@ -4,8 +4,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::commands::HostResult;
 use crate::commands::status::HostStatus;
+use crate::commands::{HostResult, HostState};
 use crate::components::Step;
 use crate::converge;
 use crate::facts::HostFacts;
@@ -47,7 +47,7 @@ pub fn summary(rows: &[HostResult], verb: &str) {
             (None, n) => format!("{} (+{} more)", r.changed[0], n - 1),
         };
         let changed = if r.error.is_some() { "-".to_string() } else { r.changed.len().to_string() };
-        t.add_row(vec![r.node.clone(), r.status.to_string(), changed, format!("{:.2}s", r.seconds), what]);
+        t.add_row(vec![r.node.clone(), r.status.word().to_string(), changed, format!("{:.2}s", r.seconds), what]);
     }
     print_grid(&mut out, &t);
     for r in rows.iter().filter(|r| !r.left_alone.is_empty()) {
@@ -64,20 +64,20 @@ pub fn summary(rows: &[HostResult], verb: &str) {
 
 /// The last line of [`summary`]: how many hosts ended how. With `-q`, the one line a change command prints.
 pub fn summary_line(rows: &[HostResult], verb: &str) -> String {
-    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
+    let count = |s: HostState| rows.iter().filter(|r| r.status == s).count();
     format!(
         "{} hosts: {} {verb}, {} ok, {} failed{}",
         rows.len(),
-        count("changed"),
-        count("ok"),
-        count("failed"),
+        count(HostState::Changed),
+        count(HostState::Ok),
+        count(HostState::Failed),
         held(rows)
     )
 }
 
 /// `, N held back: ...` when some hosts were left unchanged because another failed its checks.
 fn held(rows: &[HostResult]) -> String {
-    match rows.iter().filter(|r| r.status == "held").count() {
+    match rows.iter().filter(|r| r.status == HostState::Held).count() {
         0 => String::new(),
         n => format!(", {n} held back: no host is changed until every host passes its checks"),
     }
@@ -94,14 +94,14 @@ pub fn host_errors(rows: &[HostResult]) {
 
 /// `plan` with `-q`: one line, how many hosts `up` would change.
 pub fn plan_line(rows: &[HostResult]) -> String {
-    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
-    let steps: usize = rows.iter().filter(|r| r.status == "changed").map(|r| r.changed.len()).sum();
+    let count = |s: HostState| rows.iter().filter(|r| r.status == s).count();
+    let steps: usize = rows.iter().filter(|r| r.status == HostState::Changed).map(|r| r.changed.len()).sum();
     format!(
         "{} hosts: {} to change ({steps} steps), {} up to date, {} failed{}",
         rows.len(),
-        count("changed"),
-        count("ok"),
-        count("failed"),
+        count(HostState::Changed),
+        count(HostState::Ok),
+        count(HostState::Failed),
         held(rows)
     )
 }
@@ -574,7 +574,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn row(node: &str, status: &'static str, changed: usize, error: Option<&str>) -> HostResult {
+    fn row(node: &str, status: HostState, changed: usize, error: Option<&str>) -> HostResult {
         HostResult {
             node: node.into(),
             host: format!("{node}.example"),
@@ -592,17 +592,21 @@ mod tests {
     #[test]
     fn one_line_results_count_each_kind_of_host() {
         let rows = [
-            row("a", "changed", 3, None),
-            row("b", "ok", 0, None),
-            row("c", "failed", 0, Some("unreachable")),
-            row("d", "held", 0, Some("not changed: another host failed its checks")),
+            row("a", HostState::Changed, 3, None),
+            row("b", HostState::Ok, 0, None),
+            row("c", HostState::Failed, 0, Some("unreachable")),
+            row("d", HostState::Held, 0, Some("not changed: another host failed its checks")),
         ];
         assert_eq!(
             summary_line(&rows, "changed"),
             "4 hosts: 1 changed, 1 ok, 1 failed, 1 held back: no host is changed until every host passes its checks"
         );
         assert_eq!(summary_line(&rows[..2], "removed"), "2 hosts: 1 removed, 1 ok, 0 failed");
-        let plan = [row("a", "changed", 3, None), row("b", "changed", 2, None), row("c", "ok", 0, None)];
+        let plan = [
+            row("a", HostState::Changed, 3, None),
+            row("b", HostState::Changed, 2, None),
+            row("c", HostState::Ok, 0, None),
+        ];
         assert_eq!(plan_line(&plan), "3 hosts: 2 to change (5 steps), 1 up to date, 0 failed");
         assert_eq!(
             plan_line(&rows),

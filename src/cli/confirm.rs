@@ -6,45 +6,45 @@ use std::io::{BufRead, IsTerminal, Write};
 use vxmesh::error::Error;
 use vxmesh::model::inventory::{self, Inventory};
 
-use super::{Cli, Command};
+use super::Ctx;
 
 /// Host names shown in the question; more are counted.
 const SHOWN: usize = 10;
 
-/// Asks for `down` and `remove-node` (unless `--yes`); `Err` when not confirmed. Other commands pass.
-pub fn removal(cli: &Cli) -> Result<(), Error> {
-    let (verb, node) = match &cli.command {
-        Command::Down { yes: false, .. } => ("down", None),
-        Command::RemoveNode { yes: false, name, .. } => ("remove-node", Some(name)),
-        _ => return Ok(()),
-    };
+/// Asks before `down` (unless `--yes`); `Err` when not confirmed.
+pub fn down(ctx: &Ctx) -> Result<(), Error> {
+    // A bad inventory is said as such, not behind a question.
+    let inv = inventory::load(&ctx.inventory)?;
+    ask("down", &format!("Remove the mesh from {} hosts ({})?", inv.nodes.len(), hosts(&inv)))
+}
+
+/// Asks before `remove-node NAME` (unless `--yes`); `Err` when not confirmed.
+pub fn remove_node(ctx: &Ctx, name: &str) -> Result<(), Error> {
     // A bad inventory or an unknown node is said as such, not behind a question.
-    let inv = inventory::load(&cli.inventory)?;
-    let question = match node {
-        None => format!("Remove the mesh from {} hosts ({})?", inv.nodes.len(), hosts(&inv)),
-        Some(name) => {
-            let n = inv.node(name).ok_or_else(|| Error::UnknownNode { name: name.clone(), known: inv.node_names() })?;
-            let others = inv.nodes.len() - 1;
-            format!(
-                "Remove node {} ({}) from the mesh, withdrawing it from {others} other host{}, and tear it down?",
-                n.name,
-                n.host,
-                if others == 1 { "" } else { "s" }
-            )
-        }
-    };
+    let inv = inventory::load(&ctx.inventory)?;
+    let n = inv.node(name).ok_or_else(|| Error::UnknownNode { name: name.to_string(), known: inv.node_names() })?;
+    let others = inv.nodes.len() - 1;
+    ask(
+        "remove-node",
+        &format!(
+            "Remove node {} ({}) from the mesh, withdrawing it from {others} other host{}, and tear it down?",
+            n.name,
+            n.host,
+            if others == 1 { "" } else { "s" }
+        ),
+    )
+}
+
+fn ask(verb: &'static str, question: &str) -> Result<(), Error> {
     if !std::io::stdin().is_terminal() {
-        return Err(Error::Usage(format!(
-            "{verb} asks before it removes anything, and stdin is not a terminal; pass --yes to go ahead without \
-             asking. Nothing was done. (The question: {question})"
-        )));
+        return Err(Error::NoTerminalToAsk { command: verb, question: question.to_string() });
     }
     let mut err = std::io::stderr().lock();
     let _ = write!(err, "{question} [y/N] ");
     let _ = err.flush();
     let mut answer = String::new();
     let _ = std::io::stdin().lock().read_line(&mut answer);
-    if yes(&answer) { Ok(()) } else { Err(Error::Usage(format!("{verb}: not confirmed; nothing was done"))) }
+    if yes(&answer) { Ok(()) } else { Err(Error::NotConfirmed { command: verb }) }
 }
 
 /// `vm1, vm2, ... and 5 more`.

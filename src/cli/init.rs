@@ -2,32 +2,53 @@
 //! and never over an existing file unless `--force`.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Args;
 use serde_json::json;
 use vxmesh::error::Error;
 use vxmesh::model::inventory::{self, init::NewHost};
 use vxmesh::model::ipam;
-use vxmesh::report::json as print_json;
 
-use super::{Cli, guard};
+use super::Ctx;
+use super::context::{Form, guard};
 
-pub fn run(
-    cli: &Cli,
-    path: &Path,
-    hosts: &[String],
-    name: Option<&str>,
-    cidr: &str,
+#[derive(Args)]
+pub struct InitArgs {
+    /// A host of the mesh: its address (nodes are then named node1, node2, ... in order), or NAME=ADDRESS.
+    /// Repeat it for each host.
+    #[arg(long = "host", value_name = "[NAME=]ADDRESS", required = true)]
+    hosts: Vec<String>,
+    /// The cluster's name (default: vxmesh).
+    #[arg(long)]
+    name: Option<String>,
+    /// The cluster CIDR: every container subnet and switch address lies inside.
+    #[arg(long, default_value = inventory::init::DEFAULT_CIDR)]
+    cidr: String,
+    /// Where to write it (default: the inventory, as -i or VXMESH_INVENTORY name it, else vxmesh.yaml).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Replace the file if it exists.
+    #[arg(long)]
     force: bool,
-) -> Result<i32, Error> {
+}
+
+impl InitArgs {
+    pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let path = self.output.as_ref().unwrap_or(&ctx.inventory);
+        run(ctx, path, &self.hosts, self.name.as_deref(), &self.cidr, self.force)
+    }
+}
+
+fn run(ctx: &Ctx, path: &Path, hosts: &[String], name: Option<&str>, cidr: &str, force: bool) -> Result<i32, Error> {
     let new: Vec<NewHost> = hosts.iter().map(|h| NewHost::parse(h)).collect();
     let text = inventory::init::render(path, name, cidr, &new)?;
     let inv = inventory::parse(path, &text)?;
-    write(path, &text, force, cli.no_wait)?;
+    write(path, &text, force, ctx.no_wait)?;
     let shown = path.display();
-    if cli.json {
-        print_json(&json!({"written": path, "nodes": inv.nodes}));
-    } else if cli.quiet {
+    if ctx.form == Form::Json {
+        super::output::json(ctx, &json!({"written": path, "nodes": inv.nodes}));
+    } else if ctx.form == Form::Quiet {
         println!("wrote {shown}");
     } else {
         let nodes: Vec<String> = inv.nodes.iter().map(|n| format!("{} {}", n.name, n.host)).collect();
@@ -46,10 +67,7 @@ pub fn run(
 fn write(path: &Path, text: &str, force: bool, no_wait: bool) -> Result<(), Error> {
     let exists = path.symlink_metadata().is_ok();
     if exists && !force {
-        return Err(Error::Usage(format!(
-            "{} already exists; nothing was written (--force replaces it)",
-            path.display()
-        )));
+        return Err(Error::Exists { path: path.to_path_buf() });
     }
     if exists {
         let _guard = guard(path, no_wait)?;

@@ -3,6 +3,7 @@
 
 pub mod add_node;
 pub mod down;
+pub mod files;
 pub mod plan;
 pub mod ps;
 pub mod remove_node;
@@ -25,14 +26,38 @@ use crate::plan::{ClusterPlan, NodePlan};
 use crate::remote::executor::{self, Connected, Options, Outcome};
 use crate::verify::{Report, VerifyOptions};
 
+/// How one host ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Nothing to do: the host matched the plan.
+    Ok,
+    /// Steps were applied.
+    Changed,
+    /// The host could not be worked on, or a step failed.
+    Failed,
+    /// Left unchanged because another host failed its checks: every host is checked before any is changed.
+    Held,
+}
+
+impl HostState {
+    /// The word tables and JSON show.
+    pub fn word(self) -> &'static str {
+        match self {
+            HostState::Ok => "ok",
+            HostState::Changed => "changed",
+            HostState::Failed => "failed",
+            HostState::Held => "held",
+        }
+    }
+}
+
 /// One host's result, as tables and JSON show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HostResult {
     pub node: String,
     pub host: String,
-    /// `ok` (nothing to do), `changed`, `failed`, or `held` (left unchanged because another host failed its
-    /// checks: every host is checked before any is changed).
-    pub status: &'static str,
+    pub status: HostState,
     pub changed: Vec<String>,
     /// Drift the command was not allowed to repair (`add-node` and `remove-node` touch only their node).
     pub left_alone: Vec<String>,
@@ -50,7 +75,7 @@ pub struct HostResult {
 
 impl HostResult {
     pub fn failed(&self) -> bool {
-        self.status == "failed"
+        self.status == HostState::Failed
     }
 }
 
@@ -60,9 +85,9 @@ pub fn results(outcomes: Vec<Outcome<Applied>>) -> Vec<HostResult> {
 
 pub(crate) fn result(node: &str, host: &str, r: Result<Applied, HostError>, elapsed: Duration) -> HostResult {
     let (status, applied, error) = match r {
-        Ok(a) if a.steps.is_empty() => ("ok", a, None),
-        Ok(a) => ("changed", a, None),
-        Err(e) => ("failed", Applied::default(), Some(e)),
+        Ok(a) if a.steps.is_empty() => (HostState::Ok, a, None),
+        Ok(a) => (HostState::Changed, a, None),
+        Err(e) => (HostState::Failed, Applied::default(), Some(e)),
     };
     HostResult {
         node: node.to_string(),
@@ -89,6 +114,9 @@ pub struct ChangeOutcome {
     pub verify_skipped: bool,
     #[serde(skip)]
     pub interrupted: bool,
+    /// Ctrl-C came during verification (its temporary containers were removed).
+    #[serde(skip)]
+    pub verify_interrupted: bool,
 }
 
 /// A run id for verification's temporary containers: this process and the time, so runs never collide.
@@ -100,8 +128,8 @@ pub fn run_id() -> String {
     )
 }
 
-/// Runs verification, and always removes its containers (also on Ctrl-C, which then ends the program).
-pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Report {
+/// Runs verification, and always removes its containers, also on Ctrl-C (then `None`: no report).
+pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Option<Report> {
     let run = run_id();
     let outcome = tokio::select! {
         r = crate::verify::verify(hosts, plan, opts, v, &run) => Some(r),
@@ -111,13 +139,7 @@ pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options,
     if !outcome.as_ref().is_some_and(|r| r.containers_removed) {
         crate::verify::cleanup(hosts, opts, &run).await;
     }
-    match outcome {
-        Some(r) => r,
-        None => {
-            eprintln!("interrupted: temporary containers removed");
-            std::process::exit(130);
-        }
-    }
+    outcome
 }
 
 /// After the hosts were changed: `before_verify` sees the rows (to print them), then verification runs if asked
@@ -132,12 +154,15 @@ pub async fn finish_change(
 ) -> ChangeOutcome {
     let failed = rows.iter().any(HostResult::failed);
     before_verify(&rows);
-    if verify.is_some() && !failed && rows.iter().any(|r| r.status == "changed") {
+    if verify.is_some() && !failed && rows.iter().any(|r| r.status == HostState::Changed) {
         settle_wireguard(hosts, plan, opts).await;
     }
-    let report = match &verify {
-        Some(v) if !failed && !opts.stopped() => Some(run_verify(hosts, &opts.reach(plan), opts, v).await),
-        _ => None,
+    let (report, verify_interrupted) = match &verify {
+        Some(v) if !failed && !opts.stopped() => match run_verify(hosts, &opts.reach(plan), opts, v).await {
+            Some(r) => (Some(r), false),
+            None => (None, true),
+        },
+        _ => (None, false),
     };
     ChangeOutcome {
         ok: !failed && report.as_ref().is_none_or(|r| r.ok),
@@ -145,6 +170,7 @@ pub async fn finish_change(
         hosts: rows,
         verify: report,
         interrupted: opts.stopped(),
+        verify_interrupted,
     }
 }
 
@@ -220,7 +246,7 @@ fn split_checked(
             (Ok(f), None) => {
                 gathered.insert(name.clone(), f);
                 rows.push(HostResult {
-                    status: "held",
+                    status: HostState::Held,
                     error: Some("not changed: another host failed its checks".into()),
                     ..result(&name, &host, Ok(Applied::default()), o.elapsed)
                 });

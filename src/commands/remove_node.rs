@@ -30,9 +30,7 @@ pub async fn run(
     let gone = hosts.remove(gone_at);
     if let (Err(e), false) = (&gone.session, force) {
         sessions.close().await;
-        return Err(Error::Hosts(format!(
-            "{name} cannot be reached ({e}); nothing was changed. `vxmesh remove-node {name} --force` removes it from the mesh anyway (its own host then keeps its mesh until cleaned by hand)"
-        )));
+        return Err(Error::RemoveUnreachable { name: name.to_string(), reason: e.clone() });
     }
     // The remaining nodes, seen through the new plan.
     let remaining: Vec<Connected> = hosts
@@ -93,7 +91,7 @@ fn held(plan: &ClusterPlan, gathered: &super::Gathered) -> Vec<HostResult> {
         .iter()
         .filter(|n| gathered.contains_key(&n.name))
         .map(|n| HostResult {
-            status: "held",
+            status: super::HostState::Held,
             error: Some("not changed: another host failed its checks".into()),
             ..result(&n.name, &n.host, Ok(Applied::default()), std::time::Duration::ZERO)
         })

@@ -5,9 +5,9 @@ use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Options};
 use crate::verify::{Report, VerifyOptions};
 
-/// The verification, and the hosts it could not reach (a host failure, not a failed check).
+/// The verification (none after Ctrl-C), and the hosts it could not reach (a host failure, not a failed check).
 pub struct Verified {
-    pub report: Report,
+    pub report: Option<Report>,
     pub unreachable: Vec<String>,
 }
 

@@ -1,10 +1,20 @@
 //! The program's one Ctrl-C handler. The first Ctrl-C lets hosts mid-step finish and report (killing the SSH
-//! connections would cut their scripts short) and starts no new host; the second one exits at once.
+//! connections would cut their scripts short) and starts no new host; what the second one does (the binary ends
+//! the program) is the caller's to say.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
+
+/// Which Ctrl-C it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// The stop is set: hosts mid-step finish, no new host starts.
+    First,
+    /// The user insists.
+    Second,
+}
 
 /// Set once on Ctrl-C; every part of the program reads the same one.
 #[derive(Clone)]
@@ -27,8 +37,8 @@ impl Stop {
         Stop { flag: Arc::new(AtomicBool::new(false)), changed: rx, trigger: Arc::new(tx) }
     }
 
-    /// Installs the handler. Call once, at start.
-    pub fn install() -> Stop {
+    /// Installs the handler. Call once, at start. `notice` hears each Ctrl-C after the stop is set.
+    pub fn install(notice: impl Fn(Notice) + Send + 'static) -> Stop {
         let stop = Stop::new();
         let s = stop.clone();
         std::thread::spawn(move || {
@@ -36,11 +46,9 @@ impl Stop {
             rt.block_on(async {
                 let _ = tokio::signal::ctrl_c().await;
                 s.trigger();
-                eprintln!(
-                    "\ninterrupted: hosts mid-step finish and report; no new host is started (Ctrl-C again to quit now)"
-                );
+                notice(Notice::First);
                 let _ = tokio::signal::ctrl_c().await;
-                std::process::exit(130);
+                notice(Notice::Second);
             });
         });
         stop

@@ -350,8 +350,12 @@ async fn connect_inner(target: &Target, policy: &HostKeyPolicy) -> Result<Connec
     Ok((handle, jumps, proxy))
 }
 
-/// Keys decrypted with a passphrase asked once on the terminal ([`unlock_keys`]), by file.
-static UNLOCKED: Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> = Mutex::new(Vec::new());
+/// Keys decrypted with a passphrase asked once on the terminal ([`unlock_keys`]), by file; or why a passphrase
+/// given did not decrypt one, which authentication then reports for every host that needed that key.
+static UNLOCKED: Mutex<Vec<(PathBuf, KeyOrWhy)>> = Mutex::new(Vec::new());
+
+/// A key ready to use, or why it cannot be.
+type KeyOrWhy = Result<Arc<keys::PrivateKey>, String>;
 
 /// Before connecting anywhere: every key file of `targets` (and their jump hosts) that is protected by a
 /// passphrase is decrypted once, the passphrase asked on the terminal, unless an ssh-agent runs (which may hold
@@ -376,17 +380,17 @@ pub fn unlock_keys(targets: &[Target]) {
         let Ok(pass) = rpassword::prompt_password(format!("Enter passphrase for key {}: ", file.display())) else {
             return;
         };
-        match keys::load_secret_key(file, Some(&pass)) {
-            Ok(k) => UNLOCKED.lock().unwrap().push((file.clone(), Arc::new(k))),
-            Err(e) => eprintln!("vxmesh: cannot decrypt {}: {e}", file.display()),
-        }
+        let key = keys::load_secret_key(file, Some(&pass))
+            .map(Arc::new)
+            .map_err(|e| format!("the passphrase given did not decrypt it: {e}"));
+        UNLOCKED.lock().unwrap().push((file.clone(), key));
     }
 }
 
 /// A key file's key: decrypted before ([`unlock_keys`]) or readable as it is.
-fn load_key(file: &Path) -> Result<Arc<keys::PrivateKey>, String> {
+fn load_key(file: &Path) -> KeyOrWhy {
     if let Some((_, k)) = UNLOCKED.lock().unwrap().iter().find(|(f, _)| f == file) {
-        return Ok(k.clone());
+        return k.clone();
     }
     match keys::load_secret_key(file, None) {
         Ok(k) => Ok(Arc::new(k)),

@@ -1,0 +1,58 @@
+//! `vxmesh add-node`: the node joins the inventory, the lock and the mesh; its pairs are verified.
+
+use clap::Args;
+use vxmesh::commands;
+use vxmesh::error::Error;
+use vxmesh::model::inventory::edit::NewNode;
+
+use super::Ctx;
+use super::args::{Backend, BuildArgs};
+use super::context::runtime;
+use super::output::{finish, summary_printer};
+
+#[derive(Args)]
+pub struct AddNodeArgs {
+    /// The new node's name.
+    name: String,
+    /// SSH address or ~/.ssh/config alias.
+    #[arg(long)]
+    host: String,
+    /// Tunnel endpoint, when it differs from --host (required when --host is not an address).
+    #[arg(long)]
+    underlay_ip: Option<String>,
+    /// Pin its subnet; otherwise the lowest free one.
+    #[arg(long)]
+    subnet: Option<String>,
+    /// Its data plane when it differs from cluster.backend: `ovs` (Open vSwitch) or `linux` (no Open vSwitch
+    /// needed).
+    #[arg(long, value_enum)]
+    backend: Option<Backend>,
+    #[command(flatten)]
+    build: BuildArgs,
+}
+
+impl AddNodeArgs {
+    pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
+        let _guard = ctx.guard()?;
+        self.build.hosts.whole_cluster("add-node")?;
+        let entry = NewNode {
+            name: &self.name,
+            host: &self.host,
+            underlay_ip: self.underlay_ip.as_deref(),
+            subnet: self.subnet.as_deref(),
+            backend: self.backend.map(Backend::keyword),
+        };
+        let (inv, plan) = commands::files::enroll(&ctx.inventory, &entry)?;
+        let verify = self.build.verify_options(&inv);
+        let opts = self.build.hosts.changing_options(ctx, &inv, "add-node")?;
+        let outcome = runtime().block_on(commands::add_node::run(
+            &inv,
+            &plan,
+            &self.name,
+            &opts,
+            verify,
+            &summary_printer(ctx, "changed"),
+        ));
+        Ok(finish(ctx, &outcome, &plan, &opts))
+    }
+}

@@ -1,0 +1,152 @@
+//! `vxmesh lab ...`: the local lab of real hosts, for trying vxmesh and for its tests.
+
+use clap::Subcommand;
+use vxmesh::error::Error;
+use vxmesh::lab::{self, LabState};
+
+use super::Ctx;
+use super::context::Form;
+use super::output::json;
+
+#[derive(Subcommand)]
+pub enum LabCommand {
+    /// Create a lab: N hosts on one underlay, plus an outside-world host; writes an inventory for `vxmesh up -i`.
+    Create {
+        /// How many hosts.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The lab's name (1 to 6 lowercase letters or digits); several labs can coexist.
+        #[arg(long, default_value = "lab")]
+        name: String,
+        /// Hosts without docker: sshd and Open vSwitch only, for control-plane tests with 30+ hosts.
+        #[arg(long)]
+        light: bool,
+        /// The hosts' data plane: `ovs` (Open vSwitch, userspace datapath), `linux` (no Open vSwitch at all:
+        /// the kernel backend), or `mixed` (odd hosts OVS, even hosts the kernel).
+        #[arg(long, value_enum, default_value = "ovs")]
+        backend: LabBackendArg,
+    },
+    /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
+    Destroy {
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+    /// List the labs on this machine.
+    List,
+    /// Power a lab host off, on, or reboot it (runtime state is lost, disk and boot units are kept).
+    Node {
+        #[arg(value_enum)]
+        action: NodeAction,
+        /// The host, e.g. node2.
+        node: String,
+        #[arg(long, default_value = "lab")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum LabBackendArg {
+    Ovs,
+    Linux,
+    Mixed,
+}
+
+impl From<LabBackendArg> for lab::LabBackend {
+    fn from(b: LabBackendArg) -> Self {
+        match b {
+            LabBackendArg::Ovs => lab::LabBackend::Ovs,
+            LabBackendArg::Linux => lab::LabBackend::Linux,
+            LabBackendArg::Mixed => lab::LabBackend::Mixed,
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum NodeAction {
+    Stop,
+    Start,
+    Reboot,
+}
+
+impl LabCommand {
+    pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
+        match self {
+            LabCommand::Create { nodes, name, light, backend } => create(ctx, name, *nodes, *light, *backend),
+            LabCommand::Destroy { name } => {
+                let removed = lab::destroy(name)?;
+                match ctx.form {
+                    Form::Json => json(ctx, &serde_json::json!({"destroyed": name, "namespaces": removed})),
+                    _ => println!("lab `{name}` destroyed ({} namespaces removed, nothing left behind)", removed.len()),
+                }
+                Ok(0)
+            }
+            LabCommand::List => {
+                let labs = lab::list();
+                match ctx.form {
+                    Form::Json => json(ctx, &serde_json::to_value(&labs).expect("labs serialize")),
+                    _ if labs.is_empty() => println!("no labs; create one with `vxmesh lab create`"),
+                    _ => labs.iter().for_each(print_lab),
+                }
+                Ok(0)
+            }
+            LabCommand::Node { action, node, name } => {
+                let state = lab::load(name)?;
+                let verb = match action {
+                    NodeAction::Stop => lab::node_stop(&state, node).map(|()| "stopped"),
+                    NodeAction::Start => lab::node_start(&state, node).map(|()| "started"),
+                    NodeAction::Reboot => lab::node_reboot(&state, node).map(|()| "rebooted"),
+                }?;
+                match ctx.form {
+                    Form::Json => json(ctx, &serde_json::json!({"lab": name, "node": node, "done": verb})),
+                    _ => println!("{node} {verb}"),
+                }
+                Ok(0)
+            }
+        }
+    }
+}
+
+fn create(ctx: &Ctx, name: &str, nodes: usize, light: bool, backend: LabBackendArg) -> Result<i32, Error> {
+    let started = std::time::Instant::now();
+    let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into() };
+    let quiet = ctx.form == Form::Quiet;
+    let state = lab::create(&opts, &mut |line| {
+        if !quiet {
+            eprintln!("lab: {line}");
+        }
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    match ctx.form {
+        Form::Json => json(ctx, &serde_json::json!({"lab": state, "seconds": secs})),
+        Form::Quiet => {
+            println!("lab `{}` created in {secs:.1} s, inventory {}", state.name, state.inventory_path().display())
+        }
+        Form::Text => {
+            print_lab(&state);
+            println!("\ncreated in {secs:.1} s. Next:");
+            println!("  vxmesh plan --offline -i {}", state.inventory_path().display());
+            println!(
+                "  ssh -i {d}/id_ed25519 -o UserKnownHostsFile={d}/known_hosts root@{}",
+                state.nodes[0].ip,
+                d = state.dir.display()
+            );
+            println!("  vxmesh lab destroy --name {}", state.name);
+        }
+    }
+    Ok(0)
+}
+
+fn print_lab(l: &LabState) {
+    println!(
+        "lab `{}`: underlay {} (gateway {}), inventory {}",
+        l.name,
+        l.subnet,
+        l.gateway,
+        l.inventory_path().display()
+    );
+    for n in &l.nodes {
+        let up = if lab::node_running(l, n) { "running" } else { "stopped" };
+        println!("  {:<8} {:<16} {up}{}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });
+    }
+    println!("  {:<8} {:<16} outside world (ping, TCP echo on port 7)", "outside", l.outside.ip.to_string());
+}

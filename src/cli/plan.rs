@@ -1,0 +1,99 @@
+//! `vxmesh plan`: per host, the script `up` would run; `--offline`, every node's from-scratch build.
+
+use clap::Args;
+use serde_json::json;
+use vxmesh::commands::{self, HostResult};
+use vxmesh::components::Step;
+use vxmesh::converge;
+use vxmesh::error::Error;
+use vxmesh::facts::HostFacts;
+use vxmesh::plan::{ClusterPlan, NodePlan};
+use vxmesh::report;
+
+use super::Ctx;
+use super::args::HostArgs;
+use super::context::runtime;
+use super::output::{Show, exit_code};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// Do not connect to hosts; show the from-scratch build of every node.
+    #[arg(long)]
+    offline: bool,
+    #[command(flatten)]
+    hosts: HostArgs,
+}
+
+impl PlanArgs {
+    pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
+        if self.offline {
+            let (_, plan) = ctx.load_readonly()?;
+            ctx.show(&Offline { plan: &plan, verbose: ctx.verbose });
+            return Ok(0);
+        }
+        let _guard = ctx.guard()?;
+        let (inv, plan) = ctx.load()?;
+        let opts = self.hosts.options(ctx, &inv)?;
+        let rows = runtime().block_on(commands::plan::run(&inv, &plan, &opts));
+        ctx.show(&Online { plan: &plan, rows: &rows });
+        Ok(exit_code(&opts, rows.iter().any(HostResult::failed), false))
+    }
+}
+
+/// Every node built from nothing, no host contacted.
+struct Offline<'a> {
+    plan: &'a ClusterPlan,
+    verbose: bool,
+}
+
+impl Show for Offline<'_> {
+    fn json(&self) -> serde_json::Value {
+        let nodes: Vec<(&NodePlan, Vec<Step>)> =
+            self.plan.nodes.iter().map(|n| (n, converge::diff(n, &HostFacts::default()))).collect();
+        serde_json::to_value(report::plan_json(self.plan, &nodes)).expect("plans serialize")
+    }
+
+    fn quiet(&self) {
+        println!("{}", report::offline_plan_line(self.plan));
+    }
+
+    fn text(&self) {
+        report::offline_plan(self.plan, self.verbose);
+    }
+}
+
+/// What each host that answered still needs.
+struct Online<'a> {
+    plan: &'a ClusterPlan,
+    rows: &'a [HostResult],
+}
+
+impl Show for Online<'_> {
+    fn json(&self) -> serde_json::Value {
+        // Per node the same shape as `plan --offline --json` (`desired` and `steps`), for the hosts that
+        // answered; `hosts` says how each ended.
+        let nodes: Vec<report::NodeJson> = self
+            .rows
+            .iter()
+            .filter(|r| !r.failed())
+            .filter_map(|r| Some(report::NodeJson { desired: self.plan.node(&r.node)?, steps: r.detail.clone() }))
+            .collect();
+        json!({
+            "ok": !self.rows.iter().any(HostResult::failed),
+            "hosts": self.rows,
+            "cluster": self.plan.cluster,
+            "cidr": self.plan.cidr,
+            "tunnel_pairs": self.plan.tunnel_pairs,
+            "nodes": nodes,
+        })
+    }
+
+    fn quiet(&self) {
+        report::host_errors(self.rows);
+        println!("{}", report::plan_line(self.rows));
+    }
+
+    fn text(&self) {
+        report::plan(self.rows);
+    }
+}
