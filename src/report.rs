@@ -28,15 +28,14 @@ fn grid(header: &[&str]) -> comfy_table::Table {
 }
 
 /// A table's lines, each without the padding after its last cell.
-fn print_grid(out: &mut impl Write, t: &comfy_table::Table) {
+fn print_grid(out: &mut dyn Write, t: &comfy_table::Table) {
     for line in t.lines() {
         let _ = writeln!(out, "{}", line.trim_end());
     }
 }
 
 /// Per host: result, number of steps, time, and what was done (or why it failed).
-pub fn summary(rows: &[HostResult], verb: &str) {
-    let mut out = std::io::stdout().lock();
+pub fn summary(out: &mut dyn Write, rows: &[HostResult], verb: &str) {
     let verb_up = verb.to_uppercase();
     let mut t = grid(&["HOST", "RESULT", &verb_up, "TIME", "WHAT"]);
     for r in rows {
@@ -49,7 +48,7 @@ pub fn summary(rows: &[HostResult], verb: &str) {
         let changed = if r.error.is_some() { "-".to_string() } else { r.changed.len().to_string() };
         t.add_row(vec![r.node.clone(), r.status.word().to_string(), changed, format!("{:.2}s", r.seconds), what]);
     }
-    print_grid(&mut out, &t);
+    print_grid(out, &t);
     for r in rows.iter().filter(|r| !r.left_alone.is_empty()) {
         let _ = writeln!(
             out,
@@ -84,8 +83,7 @@ fn held(rows: &[HostResult]) -> String {
 }
 
 /// With `-q`: each failed host and why, on stderr (the tables are left out).
-pub fn host_errors(rows: &[HostResult]) {
-    let mut err = std::io::stderr().lock();
+pub fn host_errors(err: &mut dyn Write, rows: &[HostResult]) {
     for r in rows.iter().filter(|r| r.failed()) {
         let why = r.error.as_deref().unwrap_or("failed").lines().collect::<Vec<_>>().join("\n    ");
         let _ = writeln!(err, "{} ({}): {why}", r.node, r.host);
@@ -107,18 +105,18 @@ pub fn plan_line(rows: &[HostResult]) -> String {
 }
 
 /// `plan` (online): per host, the exact script `up` would send, or "up to date".
-pub fn plan(rows: &[HostResult]) {
+pub fn plan(out: &mut dyn Write, rows: &[HostResult]) {
     for r in rows {
-        match (&r.error, r.changed.is_empty()) {
-            (Some(e), _) => println!("=== {} ({}): cannot plan: {e}", r.node, r.host),
-            (None, true) => println!("=== {} ({}): up to date", r.node, r.host),
-            (None, false) => println!("=== {} ({}): {} steps\n{}", r.node, r.host, r.changed.len(), r.script),
-        }
+        let _ = match (&r.error, r.changed.is_empty()) {
+            (Some(e), _) => writeln!(out, "=== {} ({}): cannot plan: {e}", r.node, r.host),
+            (None, true) => writeln!(out, "=== {} ({}): up to date", r.node, r.host),
+            (None, false) => writeln!(out, "=== {} ({}): {} steps\n{}", r.node, r.host, r.changed.len(), r.script),
+        };
     }
 }
 
 /// The verification: a summary line, the matrix, then every failure in words.
-pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
+pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
     let names: Vec<String> = plan.nodes.iter().map(|n| n.name.clone()).collect();
     let ok_pairs = r.pairs.iter().filter(|p| p.ok).count();
     let mtu: Vec<String> = r
@@ -135,7 +133,8 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
     } else {
         "container to container, no NAT"
     };
-    println!(
+    let _ = writeln!(
+        out,
         "\nverify: {ok_pairs}/{} pairs ok in {:.1}s ({what}{}{})",
         r.pairs.len(),
         r.seconds,
@@ -146,7 +145,7 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
         },
         r.outside.map_or(String::new(), |o| format!(", outside {o}"))
     );
-    print!("{}", matrix(r, &names));
+    let _ = write!(out, "{}", matrix(r, &names));
     let retried: Vec<String> = r
         .pairs
         .iter()
@@ -154,14 +153,18 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
         .map(|p| format!("{} -> {}", p.from, p.to))
         .collect();
     if !retried.is_empty() {
-        println!("  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
+        let _ = writeln!(out, "  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
     }
     for problem in verify_problems(r) {
-        println!("  {problem}");
+        let _ = writeln!(out, "  {problem}");
     }
     if !r.bandwidth.is_empty() {
-        println!("\nthroughput (iperf3 TCP, 3 s each) and latency, over the mesh vs host to host on the underlay:");
-        println!(
+        let _ = writeln!(
+            out,
+            "\nthroughput (iperf3 TCP, 3 s each) and latency, over the mesh vs host to host on the underlay:"
+        );
+        let _ = writeln!(
+            out,
             "{:<10} {:<10} {:>13} {:>13} {:>6} {:>5} {:>6} {:>15}",
             "FROM", "TO", "MESH", "UNDERLAY", "RATIO", "MSS", "FRAGS", "RTT MESH/UNDER"
         );
@@ -173,7 +176,8 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
                 b.overlay_rtt_ms.map_or("-".into(), |v| format!("{v:.2}")),
                 b.underlay_rtt_ms.map_or("-".into(), |v| format!("{v:.2}"))
             );
-            println!(
+            let _ = writeln!(
+                out,
                 "{:<10} {:<10} {:>13} {:>13} {:>6} {:>5} {:>6} {:>15}{}",
                 b.from,
                 b.to,
@@ -187,7 +191,7 @@ pub fn verify(r: &verify::Report, plan: &ClusterPlan) {
             );
         }
     }
-    println!("{}", if r.ok { "mesh OK" } else { "mesh BROKEN" });
+    let _ = writeln!(out, "{}", if r.ok { "mesh OK" } else { "mesh BROKEN" });
 }
 
 /// Every check `verify` found failing, in words: the pairs, then the hosts.
@@ -224,8 +228,7 @@ pub fn verify_problems(r: &verify::Report) -> Vec<String> {
 }
 
 /// `verify` with `-q`: its problems on stderr; the one line result is [`verify_line`].
-pub fn verify_errors(r: &verify::Report) {
-    let mut err = std::io::stderr().lock();
+pub fn verify_errors(err: &mut dyn Write, r: &verify::Report) {
     for problem in verify_problems(r) {
         let _ = writeln!(err, "{problem}");
     }
@@ -238,8 +241,7 @@ pub fn verify_line(r: &verify::Report) -> String {
 }
 
 /// `status` with `-q`: what is wrong on each host, on stderr, then one line.
-pub fn status_quiet(rows: &[HostStatus], clean: bool) {
-    let mut err = std::io::stderr().lock();
+pub fn status_quiet(out: &mut dyn Write, err: &mut dyn Write, rows: &[HostStatus], clean: bool) {
     let mut unclean = 0;
     for r in rows {
         let mut problems = vec![];
@@ -269,9 +271,9 @@ pub fn status_quiet(rows: &[HostStatus], clean: bool) {
         }
     }
     if clean {
-        println!("all hosts match the plan, every tunnel up");
+        let _ = writeln!(out, "all hosts match the plan, every tunnel up");
     } else {
-        println!("not clean: {unclean} of {} hosts", rows.len());
+        let _ = writeln!(out, "not clean: {unclean} of {} hosts", rows.len());
     }
 }
 
@@ -342,7 +344,7 @@ fn terminal_safe(s: &str) -> String {
 }
 
 /// `status`: one row per host, then every tunnel that is not up.
-pub fn status(rows: &[HostStatus], clean: bool) {
+pub fn status(out: &mut dyn Write, rows: &[HostStatus], clean: bool) {
     let yn = |b: bool| if b { "yes" } else { "no" };
     let mut t = grid(&["HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS", "DRIFT"]);
     let mut details: Vec<String> = vec![];
@@ -388,8 +390,7 @@ pub fn status(rows: &[HostStatus], clean: bool) {
             details.push(format!("{}: last changed by vxmesh {}, from {which}", r.node, l.time));
         }
     }
-    let mut out = std::io::stdout().lock();
-    print_grid(&mut out, &t);
+    print_grid(out, &t);
     for d in details {
         let _ = writeln!(out, "  {d}");
     }
@@ -449,9 +450,8 @@ pub fn envelope(command: &str, v: serde_json::Value) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
-pub fn json<T: Serialize>(v: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, v);
+pub fn json<T: Serialize>(out: &mut dyn Write, v: &T) {
+    let _ = serde_json::to_writer_pretty(&mut *out, v);
     let _ = writeln!(out);
 }
 
@@ -496,8 +496,8 @@ pub fn offline_plan_line(plan: &ClusterPlan) -> String {
 /// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
 /// printed in order, so a 1,000-node plan (a million tunnel ports) never sits in memory whole.
 /// `verbose` adds each node's read-only facts script, the one `up` and `plan` send first.
-pub fn offline_plan(plan: &ClusterPlan, verbose: bool) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
+    let mut out = std::io::BufWriter::new(out);
     let _ = writeln!(out, "{}\n", offline_plan_line(plan));
     let _ = writeln!(
         out,
@@ -548,7 +548,7 @@ fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T)
 }
 
 /// `ps`: one line per container on the mesh, by host.
-pub fn ps(listing: &crate::commands::ps::Listing) {
+pub fn ps(out: &mut dyn Write, listing: &crate::commands::ps::Listing) {
     let c = &listing.containers;
     let mut t = grid(&["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"]);
     for x in c {
@@ -560,8 +560,7 @@ pub fn ps(listing: &crate::commands::ps::Listing) {
             x.status.clone(),
         ]);
     }
-    let mut out = std::io::stdout().lock();
-    print_grid(&mut out, &t);
+    print_grid(out, &t);
     for (node, why) in &listing.failed {
         let _ = writeln!(out, "{node}: not listed: {why}");
     }

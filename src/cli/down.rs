@@ -52,11 +52,11 @@ impl Show for Removed<'_> {
     }
 
     fn quiet(&self) {
-        report::host_errors(self.rows);
+        report::host_errors(&mut std::io::stderr(), self.rows);
         println!("{}", report::summary_line(self.rows, "removed"));
     }
 
     fn text(&self) {
-        report::summary(self.rows, "removed");
+        report::summary(&mut std::io::stdout(), self.rows, "removed");
     }
 }

@@ -54,7 +54,7 @@ impl Ctx {
 
 /// Every JSON output in one envelope: `{"schema": 1, "command": ..., "ok": ..., ...}` (a list goes under `items`).
 pub fn json(ctx: &Ctx, v: &serde_json::Value) {
-    report::json(&report::envelope(&ctx.command, v.clone()));
+    report::json(&mut std::io::stdout(), &report::envelope(&ctx.command, v.clone()));
 }
 
 /// 130 after Ctrl-C, 2 when a host failed, 3 when a check failed, else 0.
@@ -84,8 +84,8 @@ pub fn summary_printer(ctx: &Ctx, verb: &'static str) -> impl Fn(&[HostResult]) 
     let form = ctx.form;
     move |rows: &[HostResult]| match form {
         Form::Json => {}
-        Form::Quiet => report::host_errors(rows),
-        Form::Text => report::summary(rows, verb),
+        Form::Quiet => report::host_errors(&mut std::io::stderr(), rows),
+        Form::Text => report::summary(&mut std::io::stdout(), rows, verb),
     }
 }
 
@@ -113,7 +113,7 @@ impl Show for Changed<'_> {
     fn quiet(&self) {
         let mut line = report::summary_line(&self.outcome.hosts, self.verb);
         if let Some(r) = &self.outcome.verify {
-            report::verify_errors(r);
+            report::verify_errors(&mut std::io::stderr(), r);
             line = format!("{line}; {}", report::verify_line(r));
         } else if self.verify_skipped() {
             line += "; verify skipped: not every host was built";
@@ -123,7 +123,7 @@ impl Show for Changed<'_> {
 
     fn text(&self) {
         if let Some(r) = &self.outcome.verify {
-            report::verify(r, self.plan);
+            report::verify(&mut std::io::stdout(), r, self.plan);
         } else if self.verify_skipped() {
             println!("verify skipped: not every host was built");
         }

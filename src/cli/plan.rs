@@ -58,7 +58,7 @@ impl Show for Offline<'_> {
     }
 
     fn text(&self) {
-        report::offline_plan(self.plan, self.verbose);
+        report::offline_plan(&mut std::io::stdout(), self.plan, self.verbose);
     }
 }
 
@@ -89,11 +89,11 @@ impl Show for Online<'_> {
     }
 
     fn quiet(&self) {
-        report::host_errors(self.rows);
+        report::host_errors(&mut std::io::stderr(), self.rows);
         println!("{}", report::plan_line(self.rows));
     }
 
     fn text(&self) {
-        report::plan(self.rows);
+        report::plan(&mut std::io::stdout(), self.rows);
     }
 }

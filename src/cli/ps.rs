@@ -37,10 +37,10 @@ impl Show for Containers<'_> {
 
     /// A listing is what was asked for: `-q` prints it as text too.
     fn quiet(&self) {
-        report::ps(self.0);
+        report::ps(&mut std::io::stdout(), self.0);
     }
 
     fn text(&self) {
-        report::ps(self.0);
+        report::ps(&mut std::io::stdout(), self.0);
     }
 }

@@ -40,10 +40,10 @@ impl Show for Statuses<'_> {
     }
 
     fn quiet(&self) {
-        report::status_quiet(self.rows, self.clean);
+        report::status_quiet(&mut std::io::stdout(), &mut std::io::stderr(), self.rows, self.clean);
     }
 
     fn text(&self) {
-        report::status(self.rows, self.clean);
+        report::status(&mut std::io::stdout(), self.rows, self.clean);
     }
 }

@@ -47,11 +47,11 @@ impl Show for Verified<'_> {
     }
 
     fn quiet(&self) {
-        report::verify_errors(self.report);
+        report::verify_errors(&mut std::io::stderr(), self.report);
         println!("{}", report::verify_line(self.report));
     }
 
     fn text(&self) {
-        report::verify(self.report, self.plan);
+        report::verify(&mut std::io::stdout(), self.report, self.plan);
     }
 }
