@@ -73,14 +73,11 @@ fn main() {
             measure(runs, || inventory::parse(Path::new("b.yaml"), &text).unwrap()),
         );
         let inv = inventory::parse(Path::new("b.yaml"), &text).unwrap();
-        row(
-            &format!("address plan, {n} nodes"),
-            measure(runs, || ipam::allocate(&inv, None, Path::new("b.lock")).unwrap()),
-        );
-        let lock = ipam::allocate(&inv, None, Path::new("b.lock")).unwrap();
+        row(&format!("address plan, {n} nodes"), measure(runs, || ipam::assign(&inv, None).unwrap()));
+        let lock = ipam::assign(&inv, None).unwrap();
         row(
             &format!("address plan with a full lock, {n} nodes"),
-            measure(runs, || ipam::allocate(&inv, Some(&lock), Path::new("b.lock")).unwrap()),
+            measure(runs, || ipam::assign(&inv, Some(&lock)).unwrap()),
         );
         if n > 1_000 {
             continue;

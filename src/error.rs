@@ -168,6 +168,14 @@ pub enum Error {
     /// The local lab could not be built, changed or torn down.
     #[error("lab: {0}")]
     Lab(String),
+
+    /// A node's pinned subnet is not a block the allocator may hand out (validation refuses such pins; this is
+    /// what a caller that skipped it gets, not an exhaustion).
+    #[error(
+        "node `{node}` is pinned to `{subnet}`, which is not a usable /{node_prefix} block of cluster.cidr `{cidr}` \
+         (outside it, or in switch_cidr or an excluded block)"
+    )]
+    PinnedSubnet { node: String, subnet: ipnet::Ipv4Net, cidr: ipnet::Ipv4Net, node_prefix: u8 },
 }
 
 impl Error {

@@ -1,11 +1,11 @@
 //! What every command is run with: the global flags resolved once (inventory path, output form), and the ways
 //! commands load the inventory and its address plan and hold the inventory against other vxmesh runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use vxmesh::error::Error;
 use vxmesh::model::inventory::{self, Inventory};
-use vxmesh::model::ipam;
+use vxmesh::model::lock::Guard;
 use vxmesh::plan::ClusterPlan;
 
 use clap::Args;
@@ -103,37 +103,13 @@ impl Ctx {
 
     /// Held for the whole command: two vxmesh commands on one inventory never interleave. Without an inventory
     /// file there is nothing to hold (the command then fails on reading it).
-    pub fn guard(&self) -> Result<Option<InventoryGuard>, Error> {
-        if self.inventory.exists() { guard(&self.inventory, self.no_wait).map(Some) } else { Ok(None) }
-    }
-}
-
-/// Held for the whole command. It locks a file beside the lock file (which is replaced by rename on every save,
-/// so it cannot carry the lock itself).
-pub struct InventoryGuard(#[allow(dead_code)] std::fs::File);
-
-pub fn guard(inventory: &Path, no_wait: bool) -> Result<InventoryGuard, Error> {
-    let path = ipam::lock_path(inventory).with_extension("lock.guard");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| Error::Io { action: "open the inventory's guard file", path: path.clone(), source })?;
-    match file.try_lock() {
-        Ok(()) => return Ok(InventoryGuard(file)),
-        Err(std::fs::TryLockError::WouldBlock) => {}
-        Err(std::fs::TryLockError::Error(source)) => {
-            return Err(Error::Io { action: "lock the inventory's guard file", path, source });
+    pub fn guard(&self) -> Result<Option<Guard>, Error> {
+        if self.inventory.exists() {
+            Guard::acquire(&self.inventory, self.no_wait, |waiting| eprintln!("{waiting}")).map(Some)
+        } else {
+            Ok(None)
         }
     }
-    let busy = Error::Busy { inventory: inventory.to_path_buf(), guard: path.clone() };
-    if no_wait {
-        return Err(busy);
-    }
-    eprintln!("{}; waiting for it to finish (Ctrl-C to give up)", busy.without_advice());
-    file.lock().map_err(|source| Error::Io { action: "lock the inventory's guard file", path, source })?;
-    Ok(InventoryGuard(file))
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {

@@ -1,17 +1,16 @@
 //! `vxmesh init`: a new inventory from `--host` arguments, written only when the project's own validator accepts it,
 //! and never over an existing file unless `--force`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 use serde_json::json;
 use vxmesh::error::Error;
-use vxmesh::model::inventory::{self, init::NewHost};
+use vxmesh::model::inventory::{self, escaped, init::NewHost};
 use vxmesh::model::ipam;
 
 use super::Ctx;
-use super::context::{Form, guard};
+use super::context::Form;
 
 #[derive(Args)]
 pub struct InitArgs {
@@ -45,7 +44,8 @@ fn run(ctx: &Ctx, path: &Path, hosts: &[String], name: Option<&str>, cidr: &str,
     let text = inventory::init::render(path, name, cidr, &new)?;
     let inv = inventory::parse(path, &text)?;
     write(path, &text, force, ctx.no_wait)?;
-    let shown = path.display();
+    // The path is the user's argument: shown escaped, as every message shows input.
+    let shown = escaped(&path.to_string_lossy(), usize::MAX);
     if ctx.form == Form::Json {
         super::output::json(ctx, &json!({"written": path, "nodes": inv.nodes}));
     } else if ctx.form == Form::Quiet {
@@ -55,29 +55,25 @@ fn run(ctx: &Ctx, path: &Path, hosts: &[String], name: Option<&str>, cidr: &str,
         println!("wrote {shown}: cluster `{}`, {} nodes ({})", inv.cluster.name, nodes.len(), nodes.join(", "));
         let lock = ipam::lock_path(path);
         if lock.exists() {
-            println!("note: {} beside it keeps an earlier address plan; it is used as it is", lock.display());
+            let lock = escaped(&lock.to_string_lossy(), usize::MAX);
+            println!("note: {lock} beside it keeps an earlier address plan; it is used as it is");
         }
         println!("next: vxmesh plan --offline -i {shown}, then vxmesh up -i {shown}");
     }
     Ok(0)
 }
 
-/// A new file is created exclusively (a file that appeared meanwhile is never replaced); with `force` an existing
-/// one is replaced atomically, once no other vxmesh command is working on it.
+/// A new file is created whole and exclusively (a file that appeared meanwhile is never replaced); with `force` an
+/// existing one is replaced atomically, once no other vxmesh command is working on it. Both through the one safe
+/// save routine: nothing planted beside the file is followed.
 fn write(path: &Path, text: &str, force: bool, no_wait: bool) -> Result<(), Error> {
     let exists = path.symlink_metadata().is_ok();
     if exists && !force {
         return Err(Error::Exists { path: path.to_path_buf() });
     }
     if exists {
-        let _guard = guard(path, no_wait)?;
+        let _guard = ipam::Guard::acquire(path, no_wait, |waiting| eprintln!("{waiting}"))?;
         return inventory::edit::save(path, text);
     }
-    let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| io("create the inventory", e))?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(|e| io("write the inventory", e))
+    inventory::edit::create(path, text)
 }

@@ -13,20 +13,12 @@ use crate::plan::{self, ClusterPlan};
 pub fn load(path: &Path, save_lock: bool) -> Result<(Inventory, ClusterPlan), Error> {
     let inv = inventory::load(path)?;
     let (lock_file, previous) = lock_of(path)?;
-    let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+    let lock = ipam::assign(&inv, previous.as_ref())?;
     if save_lock && previous.as_ref() != Some(&lock) {
         lock.save(&lock_file)?;
     }
     let plan = plan::plan(&inv, &lock);
     Ok((inv, plan))
-}
-
-fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|source| Error::Io {
-        action: "read the inventory",
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
@@ -38,7 +30,7 @@ fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
 /// Adds the node to the inventory file (comments, order and style kept) and to the lock, and saves both before
 /// any host is touched: a later `up` finishes what fails now. Returns the new inventory and plan.
 pub fn enroll(path: &Path, entry: &inventory::edit::NewNode) -> Result<(Inventory, ClusterPlan), Error> {
-    let text = read(path)?;
+    let text = inventory::read_text(path)?;
     let old = inventory::parse(path, &text)?;
     if old.node(entry.name).is_some() {
         return Err(Error::NodeExists { name: entry.name.to_string() });
@@ -49,7 +41,7 @@ pub fn enroll(path: &Path, entry: &inventory::edit::NewNode) -> Result<(Inventor
         return Err(Error::EditUnsafe { name: entry.name.to_string(), edit: "add" });
     }
     let (lock_file, previous) = lock_of(path)?;
-    let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+    let lock = ipam::assign(&inv, previous.as_ref())?;
     inventory::edit::save(path, &new_text)?;
     lock.save(&lock_file)?;
     let plan = plan::plan(&inv, &lock);
@@ -72,7 +64,7 @@ pub struct Withdrawal {
 
 impl Withdrawal {
     pub fn prepare(path: &Path, name: &str) -> Result<Withdrawal, Error> {
-        let text = read(path)?;
+        let text = inventory::read_text(path)?;
         let (old, old_plan) = load(path, true)?;
         if old.node(name).is_none() {
             return Err(Error::UnknownNode { name: name.to_string(), known: old.node_names() });
@@ -83,7 +75,7 @@ impl Withdrawal {
             return Err(Error::EditUnsafe { name: name.to_string(), edit: "remove" });
         }
         let (lock_file, previous) = lock_of(path)?;
-        let lock = ipam::allocate(&inv, previous.as_ref(), &lock_file)?;
+        let lock = ipam::assign(&inv, previous.as_ref())?;
         let plan = plan::plan(&inv, &lock);
         Ok(Withdrawal { old, old_plan, plan, path: path.to_path_buf(), text: new_text, lock_file, lock })
     }

@@ -293,7 +293,7 @@ mod tests {
     fn a_transcript_sees_every_script_and_what_came_back() {
         let yaml = "cluster: {cidr: 172.16.0.0/12}\nnodes: [{name: a, host: 192.0.2.1}]\n";
         let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), yaml).unwrap();
-        let lock = crate::model::ipam::allocate(&inv, None, std::path::Path::new("t.lock")).unwrap();
+        let lock = crate::model::ipam::assign(&inv, None).unwrap();
         let node = Arc::new(crate::plan::plan(&inv, &lock).nodes[0].clone());
         let seen: Arc<Mutex<Vec<String>>> = Arc::default();
         let log = seen.clone();

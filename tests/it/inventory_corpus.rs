@@ -113,13 +113,11 @@ fn what_the_rules_allow_stays_allowed() {
 }
 
 /// The room check counts free blocks by arithmetic on the reserved ranges: a /8 cut into /30s (4 M blocks)
-/// validates as fast as a /24. (The one timing assertion of the suite; the bound is generous.)
+/// validates as fast as a /24. (How fast is for benches/plan.rs: a time asserted here fails on a busy machine.)
 #[test]
 fn a_cluster_of_millions_of_blocks_validates_at_once() {
     let text = "cluster:\n  cidr: 10.0.0.0/8\n  node_prefix: 30\n  exclude: [10.0.0.0/9, 10.200.0.0/13]\nnodes: [{name: a, host: 192.0.2.1}]\n";
-    let t = std::time::Instant::now();
     let inv = vxmesh::model::inventory::parse(Path::new("big.yaml"), text).unwrap();
-    assert!(t.elapsed() < std::time::Duration::from_millis(200), "took {:?}", t.elapsed());
     assert_eq!(inv.cluster.switch_cidr.to_string(), "10.255.255.252/30");
     // Room is still counted exactly: 2^22 blocks, minus 2^21 and 2^17 excluded, minus the switch block.
     let many: String = (0..3).map(|i| format!("  - {{name: n{i}, host: 192.0.2.{}}}\n", i + 1)).collect();
@@ -144,9 +142,9 @@ fn an_inventory_over_4_mib_is_refused_before_it_is_parsed() {
     std::fs::write(&path, &text).unwrap();
     let e = vxmesh::model::inventory::load(&path).unwrap_err().to_string();
     assert!(e.ends_with("big.yaml: is 4194305 bytes; inventories are at most 4 MiB"), "{e}");
-    // A file that never ends is read no further than the limit.
+    // A device is not read at all (one that never ends would be read no further than the limit).
     let e = vxmesh::model::inventory::load(Path::new("/dev/zero")).unwrap_err().to_string();
-    assert_eq!(e, "/dev/zero: is more than 4194304 bytes; inventories are at most 4 MiB");
+    assert_eq!(e, "/dev/zero: is a device, not a regular file; an inventory is a YAML file");
     // Exactly at the limit is still read (and here, valid).
     text.truncate(4 * 1024 * 1024);
     std::fs::write(&path, &text).unwrap();
@@ -163,4 +161,63 @@ fn an_inventory_that_is_not_utf8_is_refused_at_the_byte() {
         e.ends_with("latin1.yaml:2:19: the file is not UTF-8 text (byte `0xe9` here); save the inventory as UTF-8"),
         "{e}"
     );
+}
+
+/// A FIFO (or a device) planted as the inventory is refused without being opened for a blocking read: `plan
+/// --offline` must not hang. A symlink to a regular file is still an inventory.
+#[test]
+fn an_inventory_that_is_not_a_regular_file_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    if std::process::Command::new("mkfifo").arg(&fifo).status().is_ok_and(|s| s.success()) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let f = fifo.clone();
+        std::thread::spawn(move || tx.send(vxmesh::model::inventory::load(&f).map(|_| ()).map_err(|e| e.to_string())));
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("loading a FIFO returned");
+        let e = got.unwrap_err();
+        assert!(e.ends_with("fifo.yaml: is a FIFO, not a regular file; an inventory is a YAML file"), "{e}");
+        let e = vxmesh::model::inventory::read_text(&fifo).unwrap_err().to_string();
+        assert!(e.contains("is a FIFO"), "{e}");
+    }
+    let e = vxmesh::model::inventory::load(dir.path()).unwrap_err().to_string();
+    assert!(e.ends_with(": is a directory, not a regular file; an inventory is a YAML file"), "{e}");
+    let real = dir.path().join("real.yaml");
+    std::fs::write(&real, "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n").unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    assert_eq!(vxmesh::model::inventory::load(&link).unwrap().nodes.len(), 1);
+}
+
+/// A refusal must point at a real conflict: what used to be refused with none is accepted.
+#[test]
+fn settings_that_conflict_with_nothing_are_accepted() {
+    let ok = |text: &str| vxmesh::model::inventory::parse(Path::new("ok.yaml"), text).unwrap_or_else(|e| panic!("{e}"));
+    // WireGuard's port and range matter only with encryption on.
+    let inv = ok("cluster: {cidr: 10.0.0.0/8, port: 51820}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    assert_eq!(inv.cluster.port, 51820);
+    ok("cluster: {cidr: 198.18.0.0/15}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    ok(
+        "cluster: {cidr: 10.0.0.0/8, wireguard: {cidr: 10.9.0.0/16, port: 4789}}\nnodes: [{name: a, host: 192.0.2.1}]\n",
+    );
+    // With encryption, the same are refused: there they are real.
+    for refused in [
+        "cluster: {cidr: 10.0.0.0/8, port: 51820, encryption: wireguard}",
+        "cluster: {cidr: 198.18.0.0/15, encryption: wireguard}",
+    ] {
+        let text = format!("{refused}\nnodes: [{{name: a, host: 192.0.2.1}}]\n");
+        assert!(vxmesh::model::inventory::parse(Path::new("v.yaml"), &text).is_err(), "{refused}");
+    }
+    // docker0 mode renumbers docker0: its default range may be the whole cluster, nothing excluded.
+    let inv = ok("cluster: {cidr: 172.17.0.0/16, docker: {mode: docker0}}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    assert!(inv.cluster.exclude.is_empty());
+    let inv = ok("cluster: {cidr: 172.16.0.0/12}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    assert_eq!(inv.cluster.exclude.len(), 1, "docker keeps docker0 in mode network: excluded by default");
+    // The kernel backend with a firewall, OVS without one; a loopback SSH address with its own tunnel endpoint.
+    ok("cluster: {cidr: 10.0.0.0/8, backend: linux}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    ok("cluster: {cidr: 10.0.0.0/8, firewall: none}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    ok(
+        "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 127.0.0.1, underlay_ip: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n",
+    );
+    // A node's SSH address may be its own tunnel endpoint, written in both fields.
+    ok("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1, underlay_ip: 192.0.2.1}]\n");
 }

@@ -31,7 +31,7 @@ fn names(max: usize) -> impl Strategy<Value = Vec<String>> {
 
 fn alloc(yaml: &str, prev: Option<&Lock>) -> Result<Lock, String> {
     let inv = inventory::parse(Path::new("p.yaml"), yaml).map_err(|e| e.to_string())?;
-    ipam::allocate(&inv, prev, Path::new("p.lock")).map_err(|e| e.to_string())
+    ipam::assign(&inv, prev).map_err(|e| e.to_string())
 }
 
 proptest! {
@@ -262,7 +262,7 @@ proptest! {
                 prop_assert!(e.lines().all(|l| l.starts_with("p.yaml:")), "{}", e);
             }
             Ok(inv) => {
-                if let Ok(lock) = ipam::allocate(&inv, None, Path::new("p.lock")) {
+                if let Ok(lock) = ipam::assign(&inv, None) {
                     let subnets: Vec<_> = lock.nodes.values().map(|a| a.subnet).collect();
                     for (i, a) in subnets.iter().enumerate() {
                         prop_assert!(inv.cluster.cidr.contains(a) && !overlaps(a, &inv.cluster.switch_cidr), "{a}\n{y}");
@@ -270,6 +270,74 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A host address: anywhere in IPv4, or near the ranges the layouts below use, where collisions happen.
+fn any_address() -> impl Strategy<Value = std::net::Ipv4Addr> {
+    prop_oneof![
+        any::<u32>().prop_map(std::net::Ipv4Addr::from),
+        (0u32..1 << 16).prop_map(|a| std::net::Ipv4Addr::from(10 << 24 | a)),
+        (0u32..1 << 17).prop_map(|a| std::net::Ipv4Addr::from(0xac10_0000 | a)),
+        (0u32..1 << 16).prop_map(|a| std::net::Ipv4Addr::from(0xc613_0000 | a)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// For any inventory the validator accepts, no two vxmesh ranges overlap (the switch range lies inside the
+    /// cluster by design, apart from every node subnet; the WireGuard range, when used, apart from both and from
+    /// docker0's range where docker keeps it), and no range covers an address a host is reached or tunnelled at.
+    #[test]
+    fn accepted_inventories_keep_ranges_apart_and_hosts_outside(
+        cidr in prop::sample::select(vec!["10.0.0.0/8", "10.0.0.0/16", "172.16.0.0/12", "172.17.0.0/16", "198.18.0.0/15"]),
+        switch in prop::option::of(any_net()),
+        wireguard in prop::option::of(prop_oneof![any_net(), Just("172.17.0.0/16".parse::<Ipv4Net>().unwrap())]),
+        encrypted in any::<bool>(),
+        mode in prop::sample::select(vec!["network", "docker0", "none"]),
+        hosts in prop::collection::vec((any_address(), prop::option::of(any_address())), 1..5),
+    ) {
+        let mut y = format!("cluster:\n  cidr: {cidr}\n  docker: {{mode: {mode}}}\n");
+        if let Some(s) = switch {
+            y.push_str(&format!("  switch_cidr: {s}\n"));
+        }
+        if encrypted {
+            y.push_str("  encryption: wireguard\n");
+        }
+        if let Some(w) = wireguard {
+            y.push_str(&format!("  wireguard: {{cidr: {w}}}\n"));
+        }
+        y.push_str("nodes:\n");
+        for (i, (host, underlay)) in hosts.iter().enumerate() {
+            let underlay = underlay.map(|u| format!(", underlay_ip: {u}")).unwrap_or_default();
+            y.push_str(&format!("  - {{name: n{i}, host: {host}{underlay}}}\n"));
+        }
+        let Ok(inv) = inventory::parse(Path::new("p.yaml"), &y) else { return Ok(()) };
+        let c = &inv.cluster;
+        prop_assert!(c.cidr.contains(&c.switch_cidr), "switch range outside the cluster\n{y}");
+        let mut ranges = vec![("cidr", c.cidr), ("switch_cidr", c.switch_cidr)];
+        let docker0: Ipv4Net = "172.17.0.0/16".parse().unwrap();
+        if c.encryption == inventory::Encryption::Wireguard {
+            let w = c.wireguard.cidr;
+            prop_assert!(!overlaps(&w, &c.cidr), "wireguard {w} overlaps the cluster\n{y}");
+            prop_assert!(mode == "docker0" || !overlaps(&w, &docker0), "wireguard {w} overlaps docker0\n{y}");
+            ranges.push(("wireguard.cidr", w));
+        }
+        let mut addresses: Vec<std::net::Ipv4Addr> = inv.nodes.iter().map(|n| n.underlay_ip).collect();
+        addresses.extend(inv.nodes.iter().filter_map(|n| n.host.parse::<std::net::Ipv4Addr>().ok()));
+        for (what, r) in &ranges {
+            for a in &addresses {
+                prop_assert!(!r.contains(a), "{what} {r} covers the host address {a}\n{y}");
+            }
+        }
+        let lock = ipam::assign(&inv, None).map_err(|e| TestCaseError::fail(format!("{e}\n{y}")))?;
+        let subnets: Vec<Ipv4Net> = lock.nodes.values().map(|a| a.subnet).collect();
+        for (i, a) in subnets.iter().enumerate() {
+            prop_assert!(!overlaps(a, &c.switch_cidr), "{a} overlaps the switch range\n{y}");
+            prop_assert!(subnets[i + 1..].iter().all(|b| !overlaps(a, b)), "{a}\n{y}");
+            prop_assert!(mode == "docker0" || !overlaps(a, &docker0), "{a} is docker0's range\n{y}");
         }
     }
 }

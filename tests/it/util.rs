@@ -18,7 +18,7 @@ pub fn read_fixture(rel: &str) -> String {
 /// Parses inventory text and plans it without any lock (first run).
 pub fn plan_of(yaml: &str) -> (Inventory, ClusterPlan) {
     let inv = inventory::parse(Path::new("test.yaml"), yaml).expect("valid inventory");
-    let lock = ipam::allocate(&inv, None, Path::new("test.lock")).expect("allocates");
+    let lock = ipam::assign(&inv, None).expect("allocates");
     let plan = plan::plan(&inv, &lock);
     (inv, plan)
 }

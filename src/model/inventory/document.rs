@@ -8,6 +8,7 @@ use super::check::escaped;
 use super::pos_of;
 use super::raw::{At, RawInventory, Scalar, Shaped};
 use crate::error::{Diagnostic, Diagnostics, Error, Pos, Result};
+use crate::model::files::{self, Opened};
 
 /// Thousands of nodes fit in a few hundred KiB; past this a file is a mistake (or `-i /dev/zero`),
 /// and parsing it would only cost time and memory.
@@ -24,10 +25,19 @@ fn too_big(size: &str) -> Diagnostic {
     Diagnostic::at(None, format!("is {size} bytes; inventories are at most 4 MiB"))
 }
 
-/// The file's text, read no further than the limit (a FIFO or a device never ends).
-pub fn read_file(path: &Path) -> Result<String> {
+/// The inventory's text, read no further than the limit. Only a regular file (or a symlink to one) is read, and
+/// opening it never blocks: a FIFO or a device would hang or never end.
+pub fn read_text(path: &Path) -> Result<String> {
     let io = |source| Error::Io { action: "read the inventory", path: path.to_path_buf(), source };
-    let file = std::fs::File::open(path).map_err(io)?;
+    let file = match files::open_regular(path, true).map_err(io)? {
+        Opened::File(f) => f,
+        // ENOENT, worded by the OS as a plain open would have been.
+        Opened::Missing => return Err(io(std::io::Error::from_raw_os_error(2))),
+        Opened::NotRegular(kind) => {
+            let message = format!("{}; an inventory is a YAML file", kind.describe());
+            return Err(refused(path, Diagnostic::at(None, message)));
+        }
+    };
     let len = file.metadata().map_err(io)?.len();
     if len > MAX_BYTES {
         return Err(refused(path, too_big(&len.to_string())));

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::model::files;
 
 /// A node entry to add, already validated as values.
 pub struct NewNode<'a> {
@@ -138,15 +139,15 @@ fn join(lines: Vec<String>, original: &str) -> String {
     s
 }
 
-/// Writes the inventory atomically, keeping its permissions.
+/// Writes the inventory atomically with [`files::save`], keeping its permissions: nothing planted beside it is
+/// followed, and it stays a regular file.
 pub fn save(path: &Path, text: &str) -> Result<()> {
-    let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
-    let tmp = path.with_extension("yaml.vxmesh-tmp");
-    std::fs::write(&tmp, text).map_err(|e| io("write the inventory", e))?;
-    if let Ok(meta) = std::fs::metadata(path) {
-        let _ = std::fs::set_permissions(&tmp, meta.permissions());
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io("replace the inventory", e))
+    files::save(path, text.as_bytes(), files::Kind::Inventory, files::Replace::Yes)
+}
+
+/// Writes a new inventory, never replacing a file that is there (or appeared meanwhile).
+pub fn create(path: &Path, text: &str) -> Result<()> {
+    files::save(path, text.as_bytes(), files::Kind::Inventory, files::Replace::No)
 }
 
 #[cfg(test)]

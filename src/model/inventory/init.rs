@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::model::ipam;
 
+use super::check::{escaped, is_forbidden};
 use super::{Inventory, parse};
 
 /// The cluster CIDR when none is given: 16 /16 subnets, docker0's 172.17.0.0/16 excluded.
@@ -51,7 +52,7 @@ pub fn render(path: &Path, cluster_name: Option<&str>, cidr: &str, hosts: &[NewH
     // First the required fields alone: the validator works out every default from them.
     let minimal = format!("cluster:\n{name_line}  cidr: {}\nnodes:\n{nodes}", scalar(cidr));
     let inv = parse(path, &minimal).map_err(refused)?;
-    let lock = ipam::allocate(&inv, None, &ipam::lock_path(path)).map_err(refused)?;
+    let lock = ipam::assign(&inv, None).map_err(refused)?;
     let first_subnet = lock.nodes.get(&names[0]).map(|a| a.subnet.to_string()).unwrap_or_default();
     let text = commented(path, &inv, cluster_name, cidr, &first_subnet, &nodes);
     let back = parse(path, &text).map_err(refused)?;
@@ -72,9 +73,11 @@ fn refused(e: Error) -> Error {
     match e {
         Error::Inventory(d) => {
             let items: Vec<String> = d.items.iter().map(|i| without_line_refs(&i.message)).collect();
-            Error::Usage(format!("init: nothing written to {}: {}", d.file.display(), items.join("\n")))
+            let file = escaped(&d.file.to_string_lossy(), usize::MAX);
+            Error::Usage(format!("init: nothing written to {file}: {}", items.join("\n")))
         }
         Error::Exhausted(m) => Error::Usage(format!("init: nothing written: {m}")),
+        e @ Error::PinnedSubnet { .. } => Error::Usage(format!("init: nothing written: {e}")),
         other => other,
     }
 }
@@ -105,11 +108,26 @@ fn scalar(s: &str) -> String {
     let cidr = s.split_once('/').is_some_and(|(a, p)| {
         a.parse::<Ipv4Addr>().is_ok() && !p.is_empty() && p.len() <= 2 && p.chars().all(|c| c.is_ascii_digit())
     });
-    if word || cidr || s.parse::<Ipv4Addr>().is_ok() {
-        s.to_string()
-    } else {
-        serde_json::to_string(s).expect("a string serializes")
+    if word || cidr || s.parse::<Ipv4Addr>().is_ok() { s.to_string() } else { double_quoted(s) }
+}
+
+/// A YAML double-quoted scalar holding exactly `s`: every character that could end a line, drive a terminal or that
+/// YAML refuses raw (DEL, C1 controls) written as an escape, so the validator sees the value and names it.
+fn double_quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if is_forbidden(c) || c.is_control() => match u32::from(c) {
+                n if n <= 0xffff => out.push_str(&format!("\\u{n:04x}")),
+                n => out.push_str(&format!("\\U{n:08x}")),
+            },
+            c => out.push(c),
+        }
     }
+    out.push('"');
+    out
 }
 
 /// An enum's word as the inventory spells it (`ovs`, `auto`, ...).
@@ -147,7 +165,9 @@ fn commented(
 ) -> String {
     let c = &inv.cluster;
     let lock = ipam::lock_path(path);
+    // A comment ends at a newline: the name (from `-o PATH`) is escaped, or it could write YAML of its own.
     let lock_name = lock.file_name().map_or_else(|| lock.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let lock_name = escaped(&lock_name, usize::MAX);
     let exclude: Vec<String> = c.exclude.iter().map(ToString::to_string).collect();
     let first = &inv.nodes[0];
     let mut t = String::new();
@@ -329,6 +349,34 @@ mod tests {
         assert_eq!(scalar("192.0.2.1"), "192.0.2.1");
         assert_eq!(scalar("true"), "\"true\"");
         assert_eq!(scalar("a b"), "\"a b\"");
+        assert_eq!(scalar("a\"b\\c\u{7f}\u{85}\u{2028}"), r#""a\"b\\c\u007f\u0085\u2028""#);
+    }
+
+    #[test]
+    fn a_control_character_in_an_argument_is_named_with_its_field() {
+        let e = render(p(), None, DEFAULT_CIDR, &hosts(&["web=192.0.2.1\u{7f}"])).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "init: nothing written to new.yaml: nodes[web].host: `192.0.2.1\\u{7f}` contains the control character \
+             `\\u{7f}`; expected an SSH address or ~/.ssh/config alias"
+        );
+        let e = render(p(), None, DEFAULT_CIDR, &hosts(&["w\u{1b}b=192.0.2.1"])).unwrap_err().to_string();
+        assert!(e.contains(r"nodes.name: `w\u{1b}b` contains the control character `\u{1b}`"), "{e}");
+    }
+
+    #[test]
+    fn the_output_path_cannot_write_yaml_into_the_comments() {
+        let path = Path::new("x\nnodes: []\n#.yaml");
+        let text = render(path, None, DEFAULT_CIDR, &hosts(&["192.0.2.1"])).unwrap();
+        assert!(text.contains(r"kept in x\nnodes: []\n#.lock beside this file"), "{text}");
+        assert_eq!(parse(p(), &text).unwrap().nodes.len(), 1);
+        assert!(text.lines().all(|l| l != "nodes: []" && l != "#.lock beside this file: keep both."), "{text}");
+    }
+
+    #[test]
+    fn a_cidr_over_the_default_wireguard_range_is_fine_without_encryption() {
+        let text = render(p(), None, "198.18.0.0/15", &hosts(&["192.0.2.1"])).unwrap();
+        assert_eq!(parse(p(), &text).unwrap().cluster.cidr.to_string(), "198.18.0.0/15");
     }
 
     #[test]

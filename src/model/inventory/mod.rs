@@ -10,7 +10,8 @@ mod ranges;
 mod raw;
 mod validate;
 
-pub use document::MAX_BYTES;
+pub use check::{escaped, shown};
+pub use document::{MAX_BYTES, read_text};
 pub use ranges::overlaps;
 pub use validate::switch_capacity;
 
@@ -25,7 +26,7 @@ pub const DEFAULT_PATH: &str = "vxmesh.yaml";
 
 /// Reads and validates the inventory at `path`. Touches nothing but that file, and reads at most [`MAX_BYTES`].
 pub fn load(path: &Path) -> Result<Inventory> {
-    let text = document::read_file(path)?;
+    let text = document::read_text(path)?;
     parse(path, &text)
 }
 

@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 
 use super::check::{Check, at, check_name, shown};
 use super::model::Node;
-use super::ranges::{NetMap, non_unicast, overlaps, special_overlap};
+use super::ranges::{NetMap, legacy_numeric, non_unicast, not_a_host, overlaps, special_overlap};
 use super::raw::{At, RawNode, Shaped};
 use crate::error::Pos;
 use crate::model::names;
@@ -32,6 +32,8 @@ struct Seen {
     /// By lowercase host (DNS names are case-insensitive): the host as written, its node, its line.
     hosts: HashMap<String, (String, String, Option<Pos>)>,
     underlays: HashMap<Ipv4Addr, String>,
+    /// SSH addresses of nodes whose tunnel endpoint is another address: no other node's endpoint may be one.
+    host_ips: HashMap<Ipv4Addr, String>,
     pinned: NetMap<String>,
     exclude: NetMap<()>,
 }
@@ -51,6 +53,10 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
     let who = name.as_deref().map_or_else(|| ck.written(&n.name), shown);
     let label = format!("nodes[{who}]");
     let host = host(n, &label, &who, seen, ck);
+    let host = match (&n.underlay_ip, host) {
+        (Some(_), Some(h)) => host_address(n, &label, &who, h, layout, seen, ck),
+        (_, h) => h,
+    };
     let underlay = underlay(n, &label, &who, host.as_deref(), layout, seen, ck);
     let subnet = pinned_subnet(n, &label, &who, layout, seen, ck);
     let backend = match &n.backend {
@@ -80,6 +86,17 @@ fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) ->
         ck.add(at(v), format!("{field}: is empty; give an SSH address or ~/.ssh/config alias"));
         return None;
     }
+    if let Some(ip) = legacy_numeric(&host) {
+        ck.add(
+            at(v),
+            format!(
+                "{field}: `{}` is a legacy numeric form of the address `{ip}` (the system resolver reads it so, and \
+                 another node could name the same machine as `{ip}`); write `{ip}`",
+                shown(&host)
+            ),
+        );
+        return None;
+    }
     let key = host.to_ascii_lowercase();
     if let Some((as_written, other, first)) = seen.hosts.get(&key) {
         let line = first.map_or(0, |f| f.line);
@@ -89,6 +106,41 @@ fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) ->
         seen.hosts.insert(key, (host.clone(), who.to_string(), at(v)));
     }
     Some(host)
+}
+
+/// `host` when it is an address and `underlay_ip` is another: the address vxmesh reaches the node at over SSH. It
+/// must be one a host can be reached at (loopback stays allowed: vxmesh may run on a node, or reach it through an
+/// SSH port forward), outside every vxmesh range (SSH would depend on the mesh it builds), and not another node's
+/// tunnel endpoint (the two nodes would be one machine).
+fn host_address(
+    n: &RawNode,
+    label: &str,
+    who: &str,
+    host: String,
+    l: &Layout,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<String> {
+    let Ok(ip) = host.parse::<Ipv4Addr>() else { return Some(host) };
+    let inside = |range: &str, net: Ipv4Net| {
+        format!("lies inside {range} `{net}`; vxmesh reaches hosts over SSH outside the overlay it builds")
+    };
+    let problem = if let Some(special) = not_a_host(ip) {
+        format!("is in {}; an SSH address must be a unicast address vxmesh can reach", special.describe())
+    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&ip)) {
+        inside("cluster.switch_cidr", s)
+    } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
+        inside("cluster.cidr", c)
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
+        inside("cluster.wireguard.cidr", w)
+    } else if let Some(other) = seen.underlays.get(&ip) {
+        format!("is the tunnel endpoint of node `{other}`; two nodes would be one machine")
+    } else {
+        seen.host_ips.entry(ip).or_insert_with(|| who.to_string());
+        return Some(host);
+    };
+    ck.add(at(&n.host), format!("{label}.host: `{ip}` {problem}"));
+    None
 }
 
 /// The tunnel endpoint: `underlay_ip`, or `host` when that is an address. Other hosts send VXLAN to it, so it
@@ -137,6 +189,8 @@ fn underlay(
         )
     } else if let Some(other) = seen.underlays.get(&ip) {
         format!("is also the tunnel endpoint of node `{other}`")
+    } else if let Some(other) = seen.host_ips.get(&ip).filter(|o| *o != who) {
+        format!("is the SSH address of node `{other}`; two nodes would be one machine")
     } else {
         seen.underlays.insert(ip, who.to_string());
         return Some(ip);

@@ -62,10 +62,82 @@ pub const DOCKER0_DEFAULT: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(172, 17, 
 /// bridge or the host's stack.
 pub const DOCKER_RESERVED_NETWORKS: [&str; 5] = ["host", "bridge", "none", "ingress", "docker_gwbridge"];
 
+/// What a vxmesh range is for, which decides how it may meet docker0's default range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `cluster.cidr`: it may hold docker0's range (the `exclude` list then keeps it from every node), but not lie
+    /// inside it.
+    Cluster,
+    /// `cluster.switch_cidr`: sw0's addresses.
+    Switch,
+    /// `cluster.wireguard.cidr`: every host's WireGuard address and the route for the whole range.
+    Wireguard,
+}
+
+/// The one check of a vxmesh range against what every host already reserves: the special ranges, and docker0's
+/// default range while docker keeps it (`docker0_kept`: the docker mode that keeps it, `None` when `docker0`
+/// renumbers it). `None` when the range is clear.
+pub fn reserved_problem(net: &Ipv4Net, role: Role, docker0_kept: Option<&str>) -> Option<String> {
+    if let Some(special) = special_overlap(net) {
+        return Some(format!("overlaps {}", special.describe()));
+    }
+    let m = docker0_kept?;
+    let kept = format!(
+        "`{DOCKER0_DEFAULT}`, docker0's default bridge range, which docker keeps on every host in docker mode `{m}`"
+    );
+    match role {
+        Role::Cluster if DOCKER0_DEFAULT.contains(net) => Some(format!(
+            "lies inside {kept}; choose another range, or docker mode `docker0` (which renumbers docker0)"
+        )),
+        Role::Switch if overlaps(net, &DOCKER0_DEFAULT) => {
+            Some(format!("overlaps {kept}; sw0 would take addresses docker0 routes"))
+        }
+        Role::Wireguard if overlaps(net, &DOCKER0_DEFAULT) => Some(format!(
+            "overlaps {kept}; every host's WireGuard interface would take docker0's addresses and route them into the \
+             tunnels"
+        )),
+        _ => None,
+    }
+}
+
 /// The first special range `net` overlaps. The broadcast address is named only for addresses: a block
 /// reaching it lies in the reserved 240.0.0.0/4, which says more.
 pub fn special_overlap(net: &Ipv4Net) -> Option<&'static Special> {
     SPECIAL.iter().filter(|s| s.net.prefix_len() < 32).find(|s| overlaps(net, &s.net))
+}
+
+/// The special range `ip` lies in, when it cannot be a host vxmesh reaches over SSH: loopback is allowed (a node
+/// may be the machine vxmesh runs on, or an SSH port forward), and link-local (a host on a direct cable).
+pub fn not_a_host(ip: Ipv4Addr) -> Option<&'static Special> {
+    SPECIAL.iter().filter(|s| !matches!(s.what, "loopback" | "link-local")).find(|s| s.net.contains(&ip))
+}
+
+/// The address the system resolver makes of `text` when it is one of inet_aton's legacy numeric forms: fewer than
+/// four parts (`10.1` is 10.0.0.1, `167772161` is 10.0.0.1), octal (`010.0.0.1` is 8.0.0.1, `10.0.0.01`) or hex
+/// (`0xa.0.0.1`). `None` for anything else, the dotted quad included.
+pub fn legacy_numeric(text: &str) -> Option<Ipv4Addr> {
+    if text.parse::<Ipv4Addr>().is_ok() {
+        return None;
+    }
+    let parts: Vec<u64> = text.split('.').map(legacy_part).collect::<Option<_>>()?;
+    let (last, head) = parts.split_last()?;
+    if head.len() > 3 || head.iter().any(|p| *p > 0xff) || *last >= 1u64 << (8 * (4 - head.len())) {
+        return None;
+    }
+    let value = head.iter().enumerate().fold(*last, |acc, (i, p)| acc | (p << (8 * (3 - i))));
+    u32::try_from(value).ok().map(Ipv4Addr::from)
+}
+
+fn legacy_part(p: &str) -> Option<u64> {
+    let (digits, radix) = match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+        Some(hex) => (hex, 16),
+        None if p.len() > 1 && p.starts_with('0') => (&p[1..], 8),
+        None => (p, 10),
+    };
+    if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
 }
 
 /// The special range `ip` lies in, when it cannot be a tunnel endpoint (or the `outside` probe target).
@@ -128,6 +200,38 @@ mod tests {
         assert!(non_unicast(Ipv4Addr::new(169, 254, 169, 254), true).is_none());
         assert!(non_unicast(Ipv4Addr::new(169, 254, 169, 254), false).is_some());
         assert!(non_unicast(Ipv4Addr::new(192, 0, 2, 1), false).is_none());
+    }
+
+    #[test]
+    fn legacy_numeric_forms_are_read_as_the_resolver_reads_them() {
+        let a = |s: &str| legacy_numeric(s).map(|ip| ip.to_string());
+        assert_eq!(a("10.0.0.01").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("167772161").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("10.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("10.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("010.0.0.1").as_deref(), Some("8.0.0.1"));
+        assert_eq!(a("0xa.0.0.1").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("0x0A000001").as_deref(), Some("10.0.0.1"));
+        assert_eq!(a("0").as_deref(), Some("0.0.0.0"));
+        for not in ["10.0.0.1", "web1", "10.0.0.256", "1.2.3.4.5", "08.0.0.1", "0x", "4294967296", "", "1..2", "256.1"]
+        {
+            assert_eq!(a(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn reserved_ranges_are_checked_by_role() {
+        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let kept = Some("network");
+        assert!(reserved_problem(&n("172.16.0.0/12"), Role::Cluster, kept).is_none(), "holds docker0: excluded");
+        assert!(reserved_problem(&n("172.17.0.0/20"), Role::Cluster, kept).unwrap().starts_with("lies inside"));
+        assert!(reserved_problem(&n("172.17.0.0/20"), Role::Cluster, None).is_none(), "docker0 renumbered");
+        for role in [Role::Switch, Role::Wireguard] {
+            assert!(reserved_problem(&n("172.16.0.0/12"), role, kept).unwrap().starts_with("overlaps `172.17"));
+            assert!(reserved_problem(&n("172.16.0.0/12"), role, None).is_none());
+            assert!(reserved_problem(&n("127.0.0.0/16"), role, None).unwrap().contains("loopback"));
+        }
+        assert!(reserved_problem(&n("172.17.0.0/16"), Role::Wireguard, kept).unwrap().contains("WireGuard"));
     }
 
     #[test]

@@ -40,16 +40,27 @@ pub struct RawCluster {
     pub datapath: Option<At<Scalar>>,
     pub docker: Option<At<Shaped<RawDocker>>>,
     pub nat: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub firewall: Option<At<Scalar>>,
     pub outside: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub encryption: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub wireguard: Option<At<Shaped<RawWireguard>>>,
+}
+
+/// A security setting written with an empty value is kept as written (a null), not taken as left out: `encryption:`
+/// with nothing after it must not quietly mean `none`. Validation then reports it as empty.
+fn written<'de, D: de::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawWireguard {
+    #[serde(default, deserialize_with = "written")]
     pub port: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub cidr: Option<At<Scalar>>,
 }
 
@@ -66,7 +77,9 @@ pub struct RawSsh {
     pub user: Option<At<Scalar>>,
     pub port: Option<At<Scalar>>,
     pub identity_file: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub r#become: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
     pub known_hosts: Option<At<Scalar>>,
 }
 

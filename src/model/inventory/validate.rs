@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::*;
 use super::nodes::{self, Layout};
-use super::ranges::{DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, non_unicast, overlaps, special_overlap};
+use super::ranges::{DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, Role, non_unicast, overlaps, reserved_problem};
 use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, RawWireguard, Scalar, Shaped};
 use crate::error::Diagnostic;
 use crate::model::blocks::BlockSpace;
@@ -38,6 +38,7 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
     let nodes = nodes::nodes(nodes.map_or(&[], Vec::as_slice), &draft.layout, &mut ck);
     if let Shaped::Ok(c) = &inv.cluster.value {
         encryption_combinations(c, &draft, &nodes, &mut ck);
+        kernel_backend_firewall(c, &draft, &nodes, &mut ck);
     }
     if ck.count() > 0 {
         return Err(ck.into_problems());
@@ -111,8 +112,9 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
     );
     let port = raw.port.as_ref().map_or(Some(4789), |v| ck.int("cluster.port", v, 1, 65535)).map(|n| n as u16);
     let mut layout = layout(raw, mode, node_count, ck);
-    let wireguard = wireguard(raw, &layout, port, ck);
-    if encryption == Some(Encryption::Wireguard) {
+    let encrypted = encryption == Some(Encryption::Wireguard);
+    let wireguard = wireguard(raw, &layout, port, encrypted.then(|| keeps_docker0(mode)), ck);
+    if encrypted {
         layout.wireguard_cidr = wireguard.map(|w| w.cidr);
         wireguard_room(raw, wireguard, node_count, ck);
     }
@@ -152,8 +154,16 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
     }
 }
 
-/// `cluster.wireguard`, validated whether or not encryption is on (a typo there should not wait for the day it is).
-fn wireguard(raw: &RawCluster, l: &Layout, vxlan_port: Option<u16>, ck: &mut Check) -> Option<WireguardSettings> {
+/// `cluster.wireguard`, validated whether or not encryption is on (a typo there should not wait for the day it is);
+/// compared with the other ranges, docker0's and `cluster.port` only when it is on (`encrypted`, with the docker
+/// mode that keeps docker0, if any): a range or port nothing uses conflicts with nothing.
+fn wireguard(
+    raw: &RawCluster,
+    l: &Layout,
+    vxlan_port: Option<u16>,
+    encrypted: Option<Option<&str>>,
+    ck: &mut Check,
+) -> Option<WireguardSettings> {
     let section: Option<&RawWireguard> = match &raw.wireguard {
         Some(w) => Some(ck.shaped("cluster.wireguard", w, "a mapping, e.g. `{port: 51820, cidr: 198.19.0.0/16}`")?),
         None => None,
@@ -164,7 +174,7 @@ fn wireguard(raw: &RawCluster, l: &Layout, vxlan_port: Option<u16>, ck: &mut Che
         Some(v) => ck.int("cluster.wireguard.port", v, 1, 65535).map(|n| n as u16),
     };
     let port = match (port, vxlan_port) {
-        (Some(p), Some(vx)) if p == vx => {
+        (Some(p), Some(vx)) if p == vx && encrypted.is_some() => {
             let pos = port_v.map_or_else(|| raw.port.as_ref().and_then(at), at);
             ck.add(
                 pos,
@@ -181,10 +191,13 @@ fn wireguard(raw: &RawCluster, l: &Layout, vxlan_port: Option<u16>, ck: &mut Che
         None => WIREGUARD_DEFAULT_CIDR,
         Some(v) => ck.cidr("cluster.wireguard.cidr", v)?,
     };
-    let problem = if let Some(special) = special_overlap(&cidr) {
-        format!("overlaps {}", special.describe())
+    let docker0_kept = encrypted.flatten();
+    let problem = if let Some(reserved) = reserved_problem(&cidr, Role::Wireguard, docker0_kept) {
+        reserved
     } else if cidr.prefix_len() > 30 {
         format!("is a /{}; give at least a /30", cidr.prefix_len())
+    } else if encrypted.is_none() {
+        return Some(WireguardSettings { port: port?, cidr });
     } else if let Some(c) = l.cidr.filter(|c| overlaps(c, &cidr)) {
         format!(
             "overlaps cluster.cidr `{c}`; WireGuard addresses carry the tunnels, so they must lie outside the overlay"
@@ -256,6 +269,39 @@ fn encryption_combinations(raw: &RawCluster, d: &Draft, nodes: &[Node], ck: &mut
              accept VXLAN only on the WireGuard interface); use `firewall: nftables` or `iptables`",
         );
     }
+}
+
+/// The kernel backend's VXLAN device has no fixed remote and learns source addresses: without a firewall, any host
+/// that reaches the VXLAN port can inject frames and, through learning, pull container traffic to itself. (OVS
+/// accepts a tunnel packet only on the port whose `remote_ip` sent it.)
+fn kernel_backend_firewall(raw: &RawCluster, d: &Draft, nodes: &[Node], ck: &mut Check) {
+    if d.firewall != Some(FirewallKind::None) {
+        return;
+    }
+    let cluster_linux = d.backend == Some(Backend::Linux);
+    let linux: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.backend.map_or(cluster_linux, |b| b == Backend::Linux))
+        .map(|n| n.name.as_str())
+        .collect();
+    if linux.is_empty() {
+        return;
+    }
+    let shown: Vec<&str> = linux.iter().take(5).copied().collect();
+    let more = if linux.len() > 5 { format!(" and {} more", linux.len() - 5) } else { String::new() };
+    let port = d.port.unwrap_or(4789);
+    let nodes = if linux.len() == 1 { "node" } else { "nodes" };
+    ck.add(
+        raw.firewall.as_ref().and_then(at),
+        format!(
+            "cluster.firewall: `none` leaves the kernel backend (`backend: linux`, {nodes} {}{more}) open to VXLAN from \
+             anyone: its VXLAN device accepts UDP port {port} from any source and learns the sender's address, so a \
+             stranger could inject frames and pull container traffic to itself; use `firewall: auto` (or \
+             `nftables`, `iptables`, `firewalld`), which accepts VXLAN only from the peers, or `backend: ovs`, which \
+             accepts it only on a peer's tunnel port",
+            shown.join(", ")
+        ),
+    );
 }
 
 /// A word field that may be left out.
@@ -344,19 +390,16 @@ fn layout(raw: &RawCluster, mode: Option<DockerMode>, node_count: usize, ck: &mu
 
 fn cluster_cidr(raw: &RawCluster, mode: Option<DockerMode>, ck: &mut Check) -> Option<Ipv4Net> {
     let c = ck.cidr("cluster.cidr", &raw.cidr)?;
-    let problem = if let Some(special) = special_overlap(&c) {
-        format!("overlaps {}", special.describe())
+    let problem = if let Some(special) = reserved_problem(&c, Role::Cluster, None) {
+        special
     } else if c.prefix_len() > 29 {
         format!(
             "is a /{}; a cluster must be a /29 or larger, since each node subnet is at least a /30 and \
              cluster.node_prefix must be longer than the cluster's prefix",
             c.prefix_len()
         )
-    } else if let Some(m) = keeps_docker0(mode).filter(|_| DOCKER0_DEFAULT.contains(&c)) {
-        format!(
-            "lies inside `{DOCKER0_DEFAULT}`, docker0's default bridge range, which docker keeps on every host in \
-             docker mode `{m}`; choose another range, or docker mode `docker0` (which renumbers docker0)"
-        )
+    } else if let Some(docker0) = reserved_problem(&c, Role::Cluster, keeps_docker0(mode)) {
+        docker0
     } else {
         return Some(c);
     };
@@ -378,13 +421,19 @@ fn default_node_prefix(cidr: Ipv4Net) -> u8 {
     if cidr.prefix_len() <= 12 { 16 } else { (cidr.prefix_len() + 8).min(30) }
 }
 
-/// docker0's default subnet, when it falls in the cluster: handing it to a node would collide on every host.
-fn default_exclude(cidr: Ipv4Net) -> Vec<Ipv4Net> {
-    if cidr.contains(&DOCKER0_DEFAULT) { vec![DOCKER0_DEFAULT] } else { vec![] }
+/// docker0's default subnet, when it falls in the cluster and docker keeps it there: handing it to a node would
+/// collide on every host. In mode `docker0` every host's docker0 is renumbered into its node's subnet, so the range
+/// is free (and a cluster of exactly 172.17.0.0/16 is allowed).
+fn default_exclude(cidr: Ipv4Net, mode: Option<DockerMode>) -> Option<Vec<Ipv4Net>> {
+    match mode? {
+        DockerMode::Docker0 => Some(vec![]),
+        _ if cidr.contains(&DOCKER0_DEFAULT) => Some(vec![DOCKER0_DEFAULT]),
+        _ => Some(vec![]),
+    }
 }
 
 fn exclude(raw: &RawCluster, cidr: Option<Ipv4Net>, mode: Option<DockerMode>, ck: &mut Check) -> Option<Vec<Ipv4Net>> {
-    let Some(list) = &raw.exclude else { return cidr.map(default_exclude) };
+    let Some(list) = &raw.exclude else { return cidr.and_then(|c| default_exclude(c, mode)) };
     let items = ck.shaped("cluster.exclude", list, "a list of CIDRs, e.g. `[172.17.0.0/16]`")?;
     let before = ck.count();
     let nets: Vec<Ipv4Net> = items.iter().filter_map(|v| excluded_block(v, cidr, ck)).collect();
@@ -405,8 +454,8 @@ fn exclude(raw: &RawCluster, cidr: Option<Ipv4Net>, mode: Option<DockerMode>, ck
 
 fn excluded_block(v: &At<Scalar>, cidr: Option<Ipv4Net>, ck: &mut Check) -> Option<Ipv4Net> {
     let e = ck.cidr("cluster.exclude", v)?;
-    let problem = if let Some(special) = special_overlap(&e) {
-        format!("overlaps {}", special.describe())
+    let problem = if let Some(special) = reserved_problem(&e, Role::Cluster, None) {
+        special
     } else if let Some(c) = cidr.filter(|c| !c.contains(&e)) {
         format!("lies outside cluster.cidr `{c}`")
     } else {
@@ -430,11 +479,8 @@ fn switch_cidr(
         (None, Some(c), Some(np)) => Ipv4Net::new(c.broadcast(), np).ok()?.trunc(),
         _ => return None,
     };
-    let problem = if let Some(m) = keeps_docker0(mode).filter(|_| overlaps(&s, &DOCKER0_DEFAULT)) {
-        format!(
-            "overlaps `{DOCKER0_DEFAULT}`, docker0's default bridge range, which docker keeps on every host in docker \
-             mode `{m}`; sw0 would take addresses docker0 routes"
-        )
+    let problem = if let Some(reserved) = reserved_problem(&s, Role::Switch, keeps_docker0(mode)) {
+        reserved
     } else if let Some(e) = exclude.and_then(|ex| ex.iter().find(|e| overlaps(&s, e))) {
         format!("overlaps the excluded block `{e}`; sw0 addresses must come from space the cluster may use")
     } else {
@@ -453,8 +499,8 @@ fn switch_cidr(
 
 fn given_switch_cidr(v: &At<Scalar>, cidr: Option<Ipv4Net>, ck: &mut Check) -> Option<Ipv4Net> {
     let s = ck.cidr("cluster.switch_cidr", v)?;
-    let problem = if let Some(special) = special_overlap(&s) {
-        format!("overlaps {}", special.describe())
+    let problem = if let Some(special) = reserved_problem(&s, Role::Switch, None) {
+        special
     } else if let Some(c) = cidr.filter(|c| !c.contains(&s)) {
         format!("lies outside cluster.cidr `{c}`; sw0 addresses must be inside the cluster")
     } else {
@@ -519,7 +565,16 @@ fn ssh(raw: Option<&RawSsh>, ck: &mut Check) -> SshSettings {
         .and_then(|v| ck.word("ssh.become", v, &[("auto", Become::Auto), ("yes", Become::Yes), ("no", Become::No)]))
         .unwrap_or(Become::Auto);
     let identity_file = text(ck, "ssh.identity_file", raw.and_then(|r| r.identity_file.as_ref()), "a file path");
-    let known_hosts = text(ck, "ssh.known_hosts", raw.and_then(|r| r.known_hosts.as_ref()), "a file path");
+    let known_hosts_v = raw.and_then(|r| r.known_hosts.as_ref());
+    let known_hosts = text(ck, "ssh.known_hosts", known_hosts_v, "a file path");
+    // Host keys are checked against this file: a blank name is a mistake, never "the default".
+    let known_hosts = match (known_hosts, known_hosts_v) {
+        (Some(k), Some(v)) if k.trim().is_empty() => {
+            ck.add(at(v), "ssh.known_hosts: is empty; expected a file path (leave the field out for the default)");
+            None
+        }
+        (k, _) => k,
+    };
     SshSettings {
         user,
         port,
