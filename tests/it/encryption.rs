@@ -8,30 +8,15 @@ use std::process::{Child, Command, Stdio};
 use vxmesh::lab::LabState;
 
 use crate::faults::{failed_pairs, host, json, status_until};
-use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
-use crate::util::{TempDir, vxmesh};
+use crate::labkit::{Inventory, Lab, assert_stream_intact, ssh, start_stream};
+use crate::util::vxmesh;
 
 /// What the containers send: a capture that holds it anywhere has seen the payload in clear.
 const MARKER: &str = "VXMESH-SECRET-PAYLOAD";
 
-/// The lab's inventory, encrypted, without the nodes in `skip` (kept for add-node).
-fn encrypted_inventory(lab: &LabState, dir: &Path, skip: &[&str], firewall: &str) -> String {
-    let text: String = std::fs::read_to_string(lab.inventory_path())
-        .unwrap()
-        .lines()
-        .filter(|l| !skip.iter().any(|s| l.contains(&format!("name: {s},"))))
-        .map(|l| {
-            if l.starts_with("  datapath:") {
-                format!("{l}\n  encryption: wireguard\n  firewall: {firewall}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
-    assert!(text.contains("encryption: wireguard"), "{text}");
-    let path = dir.join("vxmesh.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
+/// The lab's inventory, encrypted, behind this firewall.
+fn encrypted(inv: Inventory, firewall: &str) -> Inventory {
+    inv.cluster("encryption", "wireguard").cluster("firewall", firewall)
 }
 
 /// tcpdump writing every frame of one interface to a file; stopped (and waited for) on `stop` or drop.
@@ -146,14 +131,13 @@ fn peer_keys(lab: &LabState, node: &str) -> Vec<String> {
 
 #[test]
 fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("w1", &["--nodes", "3", "--backend", "linux"]);
-    let dir = TempDir::new("sealed");
-    let inv = encrypted_inventory(&lab, &dir.0, &[], "iptables");
-    let inv = inv.as_str();
+    let Some(lab) = Lab::new("w1").nodes(3).backend("linux").inventory(|inv| encrypted(inv, "iptables")).create()
+    else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
 
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let pairs = v["verify"]["pairs"].as_array().unwrap();
@@ -176,15 +160,15 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     let private = ssh(&lab, "node2", "cat /etc/vxmesh/wireguard.key");
     assert!(!r.stdout.contains(private.trim()) && !r.stderr.contains(private.trim()), "no private key in output");
     assert!(
-        std::fs::read_dir(&dir.0)
+        std::fs::read_dir(dir)
             .unwrap()
             .all(|e| !std::fs::read_to_string(e.unwrap().path()).unwrap_or_default().contains(private.trim())),
         "no private key in the files beside the inventory"
     );
 
     // Every ordered pair, 1 MiB each, captured on the underlay and inside node1's tunnel interface.
-    let mut underlay = Capture::start(&dir.0, "underlay", None, &lab.bridge);
-    let mut inner = Capture::start(&dir.0, "inner", Some(&lab.nodes[0].netns), "vxm-wg");
+    let mut underlay = Capture::start(dir, "underlay", None, &lab.bridge);
+    let mut inner = Capture::start(dir, "inner", Some(&lab.nodes[0].netns), "vxm-wg");
     for (from, to) in [
         ("node1", "node2"),
         ("node2", "node1"),
@@ -216,7 +200,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert_eq!(arrived(), 0, "a frame forged from a peer's underlay address reached a container");
     let wg = |n: usize| -> String {
-        let lock = vxmesh::model::ipam::Lock::load(&dir.0.join("vxmesh.lock")).unwrap().unwrap();
+        let lock = vxmesh::model::ipam::Lock::load(&dir.join("vxmesh.lock")).unwrap().unwrap();
         lock.nodes[&format!("node{n}")].wireguard_ip.unwrap().to_string()
     };
     // Forged with the peer's WireGuard address as source but sent over the underlay: the address is right, the
@@ -238,9 +222,9 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert!(through_tunnel > 0, "the same frames through the tunnel arrive (the check is real)");
     ssh(&lab, "node1", "docker rm -f sink >/dev/null");
 
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
     assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "a second up changes nothing: {r}");
-    let (r, s) = status_until(&dir.0, inv, 0, 15);
+    let (r, s) = status_until(dir, inv, 0, 15);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(host(&s, "node1")["wireguard"].as_array().unwrap().len(), 2, "{r}");
     // Each host says when vxmesh last changed it, and that it was from the plan vxmesh would build now.
@@ -253,7 +237,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     for n in ["node2", "node3"] {
         ssh(&lab, n, "ip link set vxm-wg down");
     }
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--limit", "node2", "--json"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify", "--limit", "node2", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     assert_eq!(v["hosts"].as_array().unwrap().len(), 1, "only node2 was contacted: {r}");
@@ -265,20 +249,20 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
             .any(|c| c.as_str().unwrap().starts_with("bring up WireGuard")),
         "{r}"
     );
-    let (r, s) = status_until(&dir.0, inv, 3, 3);
+    let (r, s) = status_until(dir, inv, 3, 3);
     assert_eq!(r.code, 3, "node3 was left alone: {r}");
     assert!(host(&s, "node2")["drift"].as_array().unwrap().is_empty(), "{r}");
     assert!(!host(&s, "node3")["drift"].as_array().unwrap().is_empty(), "{r}");
-    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--limit", "node1", "--limit", "nod?2", "--json"]);
+    let r = vxmesh(dir, &["verify", "-i", inv, "--limit", "node1", "--limit", "nod?2", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(json(&r)["pairs"].as_array().unwrap().len(), 2, "only the pairs of the limited hosts: {r}");
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--limit", "node*"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify", "--limit", "node*"]);
     assert!(r.stdout.contains("3 hosts: 1 changed, 2 ok, 0 failed"), "then node3 too: {r}");
 
     // Fail closed: with the WireGuard interface down in the middle of a stream, not one VXLAN frame leaves in
     // clear; back up, the stream resumes whole.
     start_stream(&lab, "node1", "node2");
-    let mut gap = Capture::start(&dir.0, "gap", None, &lab.bridge);
+    let mut gap = Capture::start(dir, "gap", None, &lab.bridge);
     ssh(&lab, "node1", "ip link set vxm-wg down");
     std::thread::sleep(std::time::Duration::from_secs(2));
     ssh(&lab, "node1", "ip link set vxm-wg up");
@@ -289,22 +273,22 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
 
     // wireguard-go dies: the interface goes with it; traffic still finds no way out in clear; status says so,
     // and `up` brings it back.
-    let mut crash = Capture::start(&dir.0, "crash", None, &lab.bridge);
+    let mut crash = Capture::start(dir, "crash", None, &lab.bridge);
     ssh(&lab, "node1", "pkill -x wireguard-go; sleep 1; ip link show vxm-wg >/dev/null 2>&1 && echo still there; true");
     ssh(&lab, "node1", "docker run --rm --network vxmesh busybox ping -c 3 -W 1 172.16.255.254 >/dev/null 2>&1; true");
     ssh(&lab, "node1", "ip neigh flush dev sw0; ping -c 2 -W 1 172.30.0.2 >/dev/null 2>&1; true");
     crash.stop();
     assert_eq!(crash.count("udp port 4789"), 0, "VXLAN leaked in clear after wireguard-go died");
-    let (r, s) = status_until(&dir.0, inv, 3, 5);
+    let (r, s) = status_until(dir, inv, 3, 5);
     assert_eq!(r.code, 3, "status reports the missing interface: {r}");
     let drift = host(&s, "node1")["drift"].as_array().unwrap();
     assert!(drift.iter().any(|d| d.as_str().unwrap().starts_with("bring up WireGuard interface")), "{r}");
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(failed_pairs(&json(&r)["verify"]).is_empty(), "{r}");
 
     // Every changing run keeps a record of what each host was sent and answered, with no private key in it.
-    let runs = dir.0.join(".state/vxmesh/runs");
+    let runs = dir.join(".state/vxmesh/runs");
     let up_runs: Vec<std::path::PathBuf> = std::fs::read_dir(&runs)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -321,7 +305,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     // A key file that is not a key: every host is held, node3's problem named, and the output names the record
     // of what each host was sent and answered.
     ssh(&lab, "node3", "echo not-a-key > /etc/vxmesh/wireguard.key");
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stdout.contains("/etc/vxmesh/wireguard.key is there but is not a WireGuard private key"), "{r}");
     let named = r.stderr.lines().find_map(|l| l.strip_prefix("what each host was sent and answered: ")).expect("named");
@@ -329,7 +313,7 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
     assert!(record.contains("mark wg-key-file") && record.contains("### exit 0"), "{record}");
 
     // down leaves no interface, key, route, rule or process (the broken key file goes too).
-    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         assert_eq!(wireguard_state(&lab, n).trim(), "guard:0\niptables:0", "{n} after down");
@@ -338,19 +322,23 @@ fn an_encrypted_mesh_shows_nothing_in_clear_and_fails_closed() {
 
 #[test]
 fn encrypted_day_two_keeps_streams_whole() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("w2", &["--nodes", "4", "--backend", "linux"]);
-    let dir = TempDir::new("sealed2");
-    let inv = encrypted_inventory(&lab, &dir.0, &["node4"], "nftables");
-    let inv = inv.as_str();
-    let r = vxmesh(&dir.0, &["up", "-i", inv]);
+    // node4 is kept out for add-node.
+    let Some(lab) = Lab::new("w2")
+        .nodes(4)
+        .backend("linux")
+        .inventory(|inv| encrypted(inv, "nftables").without(&["node4"]))
+        .create()
+    else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = vxmesh(dir, &["up", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
 
     // add-node under a stream: the new host makes its key; every other host gains exactly one peer.
     start_stream(&lab, "node1", "node2");
     let ip4 = lab.nodes[3].ip.to_string();
-    let r = vxmesh(&dir.0, &["add-node", "node4", "--host", &ip4, "--backend", "linux", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["add-node", "node4", "--host", &ip4, "--backend", "linux", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let changed: Vec<String> =
@@ -366,7 +354,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     assert!(peer_keys(&lab, "node2").contains(&public_key(&lab, "node4")));
 
     // remove-node under the same stream: withdrawn from every other host.
-    let r = vxmesh(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peer_keys(&lab, "node2").len(), 2, "node3's peer withdrawn");
     assert_stream_intact(&lab, "node1", "node2");
@@ -374,7 +362,7 @@ fn encrypted_day_two_keeps_streams_whole() {
     // rotate-keys under a new stream: new key pairs on node1 and node2, every peer updated, no byte lost.
     let before = [public_key(&lab, "node1"), public_key(&lab, "node2")];
     start_stream(&lab, "node1", "node2");
-    let r = vxmesh(&dir.0, &["rotate-keys", "node1", "node2", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["rotate-keys", "node1", "node2", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let after = [public_key(&lab, "node1"), public_key(&lab, "node2")];
     assert_ne!(before[0], after[0]);
@@ -385,15 +373,15 @@ fn encrypted_day_two_keeps_streams_whole() {
     assert_stream_intact(&lab, "node1", "node2");
 
     // A reboot: the boot unit restores the interface, its key and its peers (the rotated ones).
-    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node2", "--name", "w2"]);
+    let r = vxmesh(dir, &["lab", "node", "reboot", "node2", "--name", "w2"]);
     assert_eq!(r.code, 0, "{r}");
-    let (r, _) = status_until(&dir.0, inv, 0, 30);
+    let (r, _) = status_until(dir, inv, 0, 30);
     assert_eq!(r.code, 0, "node2 restored itself: {r}");
     assert_eq!(ssh(&lab, "node2", "wg show vxm-wg public-key").trim(), after[1], "with its own key");
-    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["verify", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
 
-    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node4"] {
         let state = wireguard_state(&lab, n);

@@ -145,7 +145,9 @@ fn assert_nothing_else_ran(calls: &[Call], pwn: &Path) {
 
 #[test]
 fn hostile_host_strings_reach_tools_as_single_arguments() {
-    crate::labkit::require_root();
+    if crate::labkit::skip_without_root("a throwaway mount and network namespace") {
+        return;
+    }
     for firewall in ["iptables", "firewalld"] {
         let dir = TempDir::new("hostile");
         // Where a hostile string that ran would leave its mark.

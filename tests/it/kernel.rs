@@ -1,25 +1,11 @@
 //! The kernel backend on the lab, on hosts that run no Open vSwitch at all, alone and mixed with OVS hosts in
 //! one mesh: every pair, day-two changes under a live stream, reboots, down, and no broadcast storm.
 
-use std::path::Path;
-
 use vxmesh::lab::LabState;
 
 use crate::faults::{failed_pairs, host, json, status_until};
-use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
-use crate::util::{TempDir, vxmesh};
-
-fn inventory_without(lab: &LabState, dir: &Path, skip: &[&str]) -> String {
-    let text: String = std::fs::read_to_string(lab.inventory_path())
-        .unwrap()
-        .lines()
-        .filter(|l| !skip.iter().any(|s| l.contains(&format!("name: {s},"))))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let path = dir.join("vxmesh.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.to_str().unwrap().to_string()
-}
+use crate::labkit::{Lab, assert_stream_intact, ssh, start_stream};
+use crate::util::vxmesh;
 
 /// What the kernel backend leaves on a host: the bridge, the VXLAN device, all-zeros FDB entries, rules, files.
 fn kernel_state(lab: &LabState, node: &str) -> String {
@@ -50,17 +36,16 @@ fn flood_targets(lab: &LabState, node: &str) -> Vec<String> {
 
 #[test]
 fn mixed_mesh_of_ovs_and_kernel_hosts() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Odd nodes run Open vSwitch, even nodes only the kernel: node2, node4 and (later) node6 have no OVS.
-    let (_guard, lab, _) = create("k1", &["--nodes", "6", "--backend", "mixed"]);
-    let dir = TempDir::new("kernel");
-    let inv = inventory_without(&lab, &dir.0, &["node5", "node6"]);
-    let inv = inv.as_str();
+    let Some(lab) = Lab::new("k1").nodes(6).backend("mixed").inventory(|inv| inv.without(&["node5", "node6"])).create()
+    else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
     let ip = |n: usize| lab.nodes[n - 1].ip.to_string();
     assert!(ssh(&lab, "node2", "pgrep -x ovs-vswitchd || echo none").contains("none"), "node2 runs no OVS");
 
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let pairs = v["verify"]["pairs"].as_array().unwrap();
@@ -70,11 +55,11 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
         assert_eq!(p["seen_source"], p["client"], "no NAT: {p}");
         assert_eq!(p["full_size"], true, "full-size DF packets across both kinds of host: {p}");
     }
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
     assert!(r.stdout.contains("4 hosts: 0 changed, 4 ok, 0 failed"), "a second up changes nothing: {r}");
     assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(3), ip(4)]);
     // OVS hosts keep BFD only towards OVS peers; kernel peers are watched by ping. All of it up.
-    let (r, s) = status_until(&dir.0, inv, 0, 15);
+    let (r, s) = status_until(dir, inv, 0, 15);
     assert_eq!(r.code, 0, "{r}");
     let node1 =
         ssh(&lab, "node1", "ovs-vsctl get interface vx-node2 bfd:enable; ovs-vsctl get interface vx-node3 bfd:enable");
@@ -84,7 +69,7 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
     // A stream from a container on node1 (OVS) to one on node2 (kernel) while node6 (kernel) joins and node3
     // (OVS) leaves.
     start_stream(&lab, "node1", "node2");
-    let r = vxmesh(&dir.0, &["add-node", "node6", "--host", &ip(6), "--backend", "linux", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["add-node", "node6", "--host", &ip(6), "--backend", "linux", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let changed = |n: &str| -> Vec<String> {
@@ -102,22 +87,22 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
     assert_eq!(on_ovs.len(), 4, "one tunnel port, one route, the firewall, the boot unit: {on_ovs:?}");
     assert!(on_ovs[0].starts_with("add tunnel vx-node6"), "{on_ovs:?}");
     assert_eq!(v["verify"]["ok"], true, "{r}");
-    let r = vxmesh(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(flood_targets(&lab, "node2"), vec![ip(1), ip(4), ip(6)], "node3 withdrawn, node6 added");
     assert_stream_intact(&lab, "node1", "node2");
 
     // A kernel host forgets everything at reboot; its boot unit brings it back without vxmesh.
-    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node4", "--name", "k1"]);
+    let r = vxmesh(dir, &["lab", "node", "reboot", "node4", "--name", "k1"]);
     assert_eq!(r.code, 0, "{r}");
-    let (r, _) = status_until(&dir.0, inv, 0, 30);
+    let (r, _) = status_until(dir, inv, 0, 30);
     assert_eq!(r.code, 0, "node4 restored itself: {r}");
-    let r = vxmesh(&dir.0, &["verify", "-i", inv, "--json"]);
+    let r = vxmesh(dir, &["verify", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(failed_pairs(&json(&r)).is_empty());
 
     // down leaves nothing: no bridge, no VXLAN device, no FDB entry, no rule, no file.
-    let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node2", "node4", "node6"] {
         assert_eq!(kernel_state(&lab, n).trim(), "flood:0\niptables:0", "{n} after down");
@@ -128,15 +113,10 @@ fn mixed_mesh_of_ovs_and_kernel_hosts() {
 /// its host (head-end replication), never again from a receiver (no loop), on an all-kernel and a mixed mesh.
 #[test]
 fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for (lab_name, backend) in [("k2", "linux"), ("k3", "mixed")] {
-        let (_guard, lab, _) = create(lab_name, &["--nodes", "4", "--backend", backend]);
-        let dir = TempDir::new("storm");
-        let inv_path = dir.0.join("vxmesh.yaml");
-        std::fs::write(&inv_path, std::fs::read_to_string(lab.inventory_path()).unwrap()).unwrap();
-        let inv = inv_path.to_str().unwrap();
-        let r = vxmesh(&dir.0, &["up", "-i", inv]);
+        let Some(lab) = Lab::new(lab_name).nodes(4).backend(backend).create() else { return };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let r = vxmesh(dir, &["up", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
         // Count, on the machine's lab bridge, VXLAN packets whose inner frame is an Ethernet broadcast.
         let table = format!("vxt{lab_name}");
@@ -178,7 +158,7 @@ fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
         if let Err(e) = result {
             std::panic::resume_unwind(e);
         }
-        let r = vxmesh(&dir.0, &["down", "--yes", "-i", inv]);
+        let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
     }
 }
@@ -189,15 +169,10 @@ fn one_broadcast_is_replicated_once_to_each_peer_and_never_loops() {
 /// fresh, and every frame of the flow went to every peer (measured: 1,178 frames in 6 s to an uninvolved host).
 #[test]
 fn a_long_flow_is_never_flooded_to_other_hosts() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     for (lab_name, backend) in [("k4", "linux"), ("k5", "ovs")] {
-        let (_guard, lab, _) = create(lab_name, &["--nodes", "3", "--backend", backend]);
-        let dir = TempDir::new("flood");
-        let inv_path = dir.0.join("vxmesh.yaml");
-        std::fs::write(&inv_path, std::fs::read_to_string(lab.inventory_path()).unwrap()).unwrap();
-        let inv = inv_path.to_str().unwrap();
-        let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+        let Some(lab) = Lab::new(lab_name).nodes(3).backend(backend).create() else { return };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
         assert_eq!(r.code, 0, "{r}");
         let age = match backend {
             "linux" => "ip link set sw0 type bridge ageing_time 300 && ip link set vxm-vxlan type vxlan ageing 3",
@@ -222,7 +197,7 @@ fn a_long_flow_is_never_flooded_to_other_hosts() {
             };
             start_stream(&lab, "node1", "node2");
             // `ps` sees both ends of the stream, where they run, with their mesh addresses.
-            let r = vxmesh(&dir.0, &["ps", "-i", inv, "--json"]);
+            let r = vxmesh(dir, &["ps", "-i", inv, "--json"]);
             assert_eq!(r.code, 0, "{r}");
             let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
             let found = |name: &str| v["containers"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned();
@@ -234,7 +209,7 @@ fn a_long_flow_is_never_flooded_to_other_hosts() {
             assert_eq!(rx["node"], "node2");
             let rx_ip = ssh(&lab, "node2", "docker inspect -f '{{.NetworkSettings.Networks.vxmesh.IPAddress}}' rx");
             assert_eq!(rx["address"].as_str(), Some(rx_ip.trim()), "{r}");
-            let text = vxmesh(&dir.0, &["ps", "-i", inv]);
+            let text = vxmesh(dir, &["ps", "-i", inv]);
             assert!(
                 text.stdout.lines().any(|l| l.starts_with("node2") && l.contains(" rx ") && l.contains(rx_ip.trim())),
                 "{text}"
@@ -262,14 +237,10 @@ fn a_long_flow_is_never_flooded_to_other_hosts() {
 /// entry expired: a lab run saw 40 pings over 4 s lost after such an add-node.
 #[test]
 fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // node1 and node3 run Open vSwitch, node2 only the kernel.
-    let (_guard, lab, _) = create("k6", &["--nodes", "3", "--backend", "mixed"]);
-    let dir = TempDir::new("mac");
-    let inv = inventory_without(&lab, &dir.0, &[]);
-    let inv = inv.as_str();
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let Some(lab) = Lab::new("k6").nodes(3).backend("mixed").create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     let switch_ip = |n: &str| -> std::net::Ipv4Addr {
         let out = ssh(&lab, n, "ip -4 -o addr show dev sw0 | awk '{print $4}' | cut -d/ -f1");
@@ -287,9 +258,9 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
         ssh(&lab, n, &format!("ping -c3 -i 0.2 -w5 {node1} >/dev/null && ip neigh show {node1} dev sw0"));
     }
 
-    let r = vxmesh(&dir.0, &["remove-node", "node1", "--yes", "-i", inv]);
+    let r = vxmesh(dir, &["remove-node", "node1", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
-    let r = vxmesh(&dir.0, &["add-node", "node1", "--host", &lab.nodes[0].ip.to_string(), "-i", inv, "--no-verify"]);
+    let r = vxmesh(dir, &["add-node", "node1", "--host", &lab.nodes[0].ip.to_string(), "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(switch_ip("node1"), node1, "the premise: node1 got its switch address back");
     // The OVS peer's tunnel needs BFD up first (about a second); a stale neighbour entry would cost 15 s and more.
@@ -327,7 +298,7 @@ fn a_remade_switch_keeps_its_mac_so_peers_reach_it_at_once() {
         );
         assert!(!learnt.contains(&vxmesh::plan::switch_mac(node1)), "{n} learnt the drifted MAC: {learnt}");
     }
-    let r = vxmesh(&dir.0, &["up", "-i", inv, "--no-verify", "--json"]);
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("give sw0 the MAC address"), "{r}");
     for n in ["node2", "node3"] {

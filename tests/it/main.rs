@@ -1,4 +1,6 @@
-//! The one integration-test binary: every file here is a module (see ripgrep's tests/ layout).
+//! The one integration-test binary: every file here is a module (see ripgrep's tests/ layout). The tests that
+//! need root start from `labkit::Lab` (or `labkit::skip_without_root`): without root they skip in one line, as
+//! root they run.
 
 mod cli;
 mod encryption;

@@ -1,20 +1,12 @@
 //! `up`, `verify`, `status`, `down` against a 3-node lab: real sshd, OVS, docker and busybox containers.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 use vxmesh::lab::LabState;
 
-use crate::labkit::{SERIAL, assert_stream_intact, create, require_root, ssh, start_stream};
-use crate::util::{Run, TempDir, vxmesh};
-
-/// A copy of the lab's inventory in a scratch directory (so its lock is the test's own), optionally edited.
-fn inventory(lab: &LabState, dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
-    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
-    let path = dir.join("vxmesh.yaml");
-    std::fs::write(&path, edit(text)).unwrap();
-    path
-}
+use crate::labkit::{Lab, assert_stream_intact, ssh, start_stream};
+use crate::util::{Run, vxmesh};
 
 fn run(dir: &Path, args: &[&str]) -> Run {
     vxmesh(dir, args)
@@ -37,22 +29,20 @@ fn mesh_state(lab: &LabState, node: &str) -> String {
 
 #[test]
 fn up_verify_status_down_on_a_real_lab() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m1", &["--nodes", "3"]);
-    let dir = TempDir::new("mesh");
-    let inv = inventory(&lab, &dir.0, |t| t);
-    let inv = inv.to_str().unwrap();
+    let Some(lab) = Lab::new("m1").nodes(3).create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
 
     // A bad inventory touches no host.
-    let bad = inventory(&lab, &dir.0.join(".."), |t| t.replace("cidr: 172.16.0.0/12", "cidr: 172.16.0.0/33"));
-    let r = run(&dir.0, &["up", "-i", bad.to_str().unwrap()]);
+    let bad = dir.join("bad/vxmesh.yaml");
+    std::fs::create_dir_all(bad.parent().unwrap()).unwrap();
+    lab.inventory().cluster("cidr", "172.16.0.0/33").write(&bad);
+    let r = run(dir, &["up", "-i", bad.to_str().unwrap()]);
     assert_eq!(r.code, 1, "{r}");
     assert!(!mesh_state(&lab, "node1").contains("bridge"), "nothing was built");
     std::fs::remove_file(&bad).unwrap();
 
     // Cold up builds and verifies every ordered pair.
-    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = run(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     assert_eq!(v["ok"], true, "{r}");
@@ -73,7 +63,7 @@ fn up_verify_status_down_on_a_real_lab() {
     }
 
     // Again: nothing to do.
-    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
 
@@ -89,7 +79,7 @@ fn up_verify_status_down_on_a_real_lab() {
             "rm -f {marker}; ovs-vsctl add-port sw0 'vx-zz;touch {marker}' -- set Interface 'vx-zz;touch {marker}' type=vxlan options:remote_ip={peer}"
         ),
     );
-    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains(&format!("remove tunnel vx-zz;touch {marker}")), "{r}");
     assert_eq!(ssh(&lab, "node1", &format!("test -e {marker} && echo RAN || echo clean")).trim(), "clean");
@@ -97,13 +87,13 @@ fn up_verify_status_down_on_a_real_lab() {
     assert!(!ssh(&lab, "node1", "ovs-vsctl list-ports sw0").contains("vx-zz"), "the stray port is gone");
 
     // Status: clean, every tunnel's BFD up (sessions at 1 s intervals take a few seconds to come up).
-    let mut r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    let mut r = run(dir, &["status", "-i", inv, "--json"]);
     for _ in 0..10 {
         if r.code == 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_secs(1));
-        r = run(&dir.0, &["status", "-i", inv, "--json"]);
+        r = run(dir, &["status", "-i", inv, "--json"]);
     }
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
@@ -113,7 +103,7 @@ fn up_verify_status_down_on_a_real_lab() {
     }
 
     // Throughput over the mesh next to the underlay: full-size segments (MSS = 1450 - 40 - 12), no fragments.
-    let r = run(&dir.0, &["verify", "-i", inv, "--bandwidth", "--json"]);
+    let r = run(dir, &["verify", "-i", inv, "--bandwidth", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let rows = v["bandwidth"].as_array().unwrap();
@@ -125,7 +115,7 @@ fn up_verify_status_down_on_a_real_lab() {
     }
 
     // A plain verify on its own, and the matrix a person reads.
-    let r = run(&dir.0, &["verify", "-i", inv]);
+    let r = run(dir, &["verify", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("6/6 pairs ok") && r.stdout.contains("mesh OK"), "{r}");
     assert_eq!(
@@ -135,18 +125,18 @@ fn up_verify_status_down_on_a_real_lab() {
     );
 
     // Down removes all of it; docker and OVS keep running; plan shows the full build again.
-    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = run(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         assert_eq!(mesh_state(&lab, n).trim(), "iptables:0", "{n} after down");
         assert!(ssh(&lab, n, "ovs-vsctl br-exists br-phy && docker info >/dev/null && echo alive").contains("alive"));
     }
-    let r = run(&dir.0, &["plan", "-i", inv, "--json"]);
+    let r = run(dir, &["plan", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     assert!(v["hosts"].as_array().unwrap().iter().all(|h| h["changed"].as_array().unwrap().len() >= 17), "{r}");
     // Per node, the same shape as `plan --offline --json`: what it should have, each step with its commands.
-    let offline = json(&run(&dir.0, &["plan", "-i", inv, "--offline", "--json"]));
+    let offline = json(&run(dir, &["plan", "-i", inv, "--offline", "--json"]));
     for (online, offline) in v["nodes"].as_array().unwrap().iter().zip(offline["nodes"].as_array().unwrap()) {
         assert_eq!(online["desired"]["name"], offline["desired"]["name"]);
         let steps = online["steps"].as_array().unwrap();
@@ -169,24 +159,28 @@ fn up_verify_status_down_on_a_real_lab() {
 
 #[test]
 fn host_keys_are_always_checked() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m2", &["--nodes", "2", "--light"]);
-    let dir = TempDir::new("keys");
-    let known = dir.0.join("known_hosts");
-    let inv = inventory(&lab, &dir.0, |t| {
-        t.replace(&lab.dir.join("known_hosts").display().to_string(), &known.display().to_string())
-    });
-    let inv = inv.to_str().unwrap();
+    let Some(lab) = Lab::new("m2")
+        .nodes(2)
+        .light()
+        .inventory(|inv| {
+            let known = inv.work().join("known_hosts");
+            inv.ssh("known_hosts", Some(&known.display().to_string()))
+        })
+        .create()
+    else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let known = dir.join("known_hosts");
 
     // Unknown host: refused, with its fingerprint, and nothing learnt.
-    let r = run(&dir.0, &["status", "-i", inv]);
+    let r = run(dir, &["status", "-i", inv]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stdout.contains("is not in") && r.stdout.contains("SHA256:"), "{r}");
     assert!(!known.exists(), "no key learnt without --accept-new-host-keys");
 
     // --accept-new-host-keys learns them, then they are checked like any other.
-    let r = run(&dir.0, &["status", "-i", inv, "--accept-new-host-keys"]);
+    let r = run(dir, &["status", "-i", inv, "--accept-new-host-keys"]);
     assert!(r.stdout.contains("yes"), "{r}");
     let learnt = std::fs::read_to_string(&known).unwrap();
     let real = std::fs::read_to_string(lab.dir.join("known_hosts")).unwrap();
@@ -199,23 +193,19 @@ fn host_keys_are_always_checked() {
     let key2 = lines[1].split_whitespace().nth(2).unwrap();
     let forged = format!("# comment\n{} ssh-ed25519 {key2}\n{}\n", lab.nodes[0].ip, lines[1]);
     std::fs::write(&known, forged).unwrap();
-    let r = run(&dir.0, &["status", "-i", inv, "--accept-new-host-keys"]);
+    let r = run(dir, &["status", "-i", inv, "--accept-new-host-keys"]);
     assert_eq!(r.code, 2, "{r}");
     assert!(r.stdout.contains("HAS CHANGED") && r.stdout.contains(&format!("{}:2.", known.display())), "{r}");
 }
 
 #[test]
 fn a_stopped_host_fails_alone_and_a_later_up_completes_it() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m3", &["--nodes", "3"]);
-    let dir = TempDir::new("stopped");
-    let inv = inventory(&lab, &dir.0, |t| t);
-    let inv = inv.to_str().unwrap();
-    let r = vxmesh(&dir.0, &["lab", "node", "stop", "node3", "--name", "m3"]);
+    let Some(lab) = Lab::new("m3").nodes(3).create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = vxmesh(dir, &["lab", "node", "stop", "node3", "--name", "m3"]);
     assert_eq!(r.code, 0, "{r}");
 
-    let r = run(&dir.0, &["up", "-i", inv, "--connect-timeout", "3", "--json"]);
+    let r = run(dir, &["up", "-i", inv, "--connect-timeout", "3", "--json"]);
     assert_eq!(r.code, 2, "{r}");
     let v = json(&r);
     let status = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap()["status"].clone();
@@ -224,9 +214,9 @@ fn a_stopped_host_fails_alone_and_a_later_up_completes_it() {
     assert_eq!(status("node3"), "failed");
     assert!(mesh_state(&lab, "node1").contains("bridge"));
 
-    let r = vxmesh(&dir.0, &["lab", "node", "start", "node3", "--name", "m3"]);
+    let r = vxmesh(dir, &["lab", "node", "start", "node3", "--name", "m3"]);
     assert_eq!(r.code, 0, "{r}");
-    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = run(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     let status = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap()["status"].clone();
@@ -238,31 +228,27 @@ fn a_stopped_host_fails_alone_and_a_later_up_completes_it() {
 /// A node reached through a jump host named in ~/.ssh/config, authenticated by the ssh-agent (no identity_file).
 #[test]
 fn jump_host_from_ssh_config_and_agent_auth() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m4", &["--nodes", "2", "--light"]);
-    let home = TempDir::new("home");
-    let ssh_dir = home.0.join(".ssh");
+    // No identity file: the key comes from the agent. node2 is known by its ~/.ssh/config name only.
+    let Some(lab) = Lab::new("m4")
+        .nodes(2)
+        .light()
+        .inventory(|inv| {
+            let n2 = inv.lab().nodes[1].ip;
+            inv.ssh("identity_file", None).node("node2", &format!("{{name: node2, host: behind, underlay_ip: {n2}}}"))
+        })
+        .create()
+    else {
+        return;
+    };
+    // The scratch directory is HOME too.
+    let home = lab.work();
+    let ssh_dir = home.join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
     let (n1, n2) = (lab.nodes[0].ip, lab.nodes[1].ip);
     std::fs::write(ssh_dir.join("config"), format!("Host behind\n  HostName {n2}\n  ProxyJump root@{n1}\n")).unwrap();
-    let inv_text = std::fs::read_to_string(lab.inventory_path())
-        .unwrap()
-        .lines()
-        .filter(|l| !l.contains("identity_file"))
-        .map(|l| {
-            if l.contains(&format!("host: {n2}")) {
-                format!("  - {{name: node2, host: behind, underlay_ip: {n2}}}")
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let inv = home.0.join("vxmesh.yaml");
-    std::fs::write(&inv, inv_text).unwrap();
+    let inv = lab.inv();
 
-    let sock = home.0.join("agent.sock");
+    let sock = home.join("agent.sock");
     let agent = std::process::Command::new("ssh-agent").args(["-D", "-a"]).arg(&sock).spawn().unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
@@ -288,8 +274,8 @@ fn jump_host_from_ssh_config_and_agent_auth() {
     let out = std::process::Command::new("timeout")
         .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(["status", "-i"])
-        .arg(&inv)
-        .env("HOME", &home.0)
+        .arg(inv)
+        .env("HOME", home)
         .env("SSH_AUTH_SOCK", &sock)
         .output()
         .unwrap();
@@ -305,8 +291,8 @@ fn jump_host_from_ssh_config_and_agent_auth() {
     let out = std::process::Command::new("timeout")
         .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
         .args(["status", "-i"])
-        .arg(&inv)
-        .env("HOME", &home.0)
+        .arg(inv)
+        .env("HOME", home)
         .env_remove("SSH_AUTH_SOCK")
         .output()
         .unwrap();
@@ -340,24 +326,18 @@ fn vxlan_rule_sources(lab: &LabState, node: &str) -> Vec<String> {
 
 #[test]
 fn add_and_remove_nodes_under_live_traffic() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m5", &["--nodes", "4"]);
-    let ip = |n: usize| lab.nodes[n - 1].ip.to_string();
-    let dir = TempDir::new("addremove");
     // Start with node1, node2 and node4; node3 joins later, node4 leaves.
-    let inv = inventory(&lab, &dir.0, |t| {
-        t.lines().filter(|l| !l.contains(&format!("host: {}", ip(3)))).collect::<Vec<_>>().join("\n") + "\n"
-    });
-    let inv = inv.to_str().unwrap();
-    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let Some(lab) = Lab::new("m5").nodes(4).inventory(|inv| inv.without(&["node3"])).create() else { return };
+    let ip = |n: usize| lab.nodes[n - 1].ip.to_string();
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     let before = identity(&lab, "node1", "node2");
 
     // A TCP stream from a container on node1 to one on node2, numbered lines, ~8 s long.
     start_stream(&lab, "node1", "node2");
 
-    let r = run(&dir.0, &["add-node", "node3", "--host", &ip(3), "-i", inv]);
+    let r = run(dir, &["add-node", "node3", "--host", &ip(3), "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(
         r.stdout.lines().any(|l| l.split_whitespace().take(3).eq(["node1", "changed", "4"]))
@@ -365,7 +345,7 @@ fn add_and_remove_nodes_under_live_traffic() {
         "one tunnel, one route, the firewall and the boot unit (it holds the firewall's peers) on node1:\n{r}"
     );
     assert!(
-        std::fs::read_to_string(dir.0.join("vxmesh.yaml"))
+        std::fs::read_to_string(dir.join("vxmesh.yaml"))
             .unwrap()
             .contains(&format!("  - {{name: node3, host: {}}}", ip(3)))
     );
@@ -375,10 +355,10 @@ fn add_and_remove_nodes_under_live_traffic() {
         assert_eq!(vxlan_rule_sources(&lab, n), peers, "{n} lets VXLAN in from exactly its peers");
     }
 
-    let r = run(&dir.0, &["remove-node", "node4", "--yes", "-i", inv]);
+    let r = run(dir, &["remove-node", "node4", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
-    assert!(!std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap().contains("node4"));
-    assert!(!std::fs::read_to_string(dir.0.join("vxmesh.lock")).unwrap().contains("node4"), "its subnet is freed");
+    assert!(!std::fs::read_to_string(dir.join("vxmesh.yaml")).unwrap().contains("node4"));
+    assert!(!std::fs::read_to_string(dir.join("vxmesh.lock")).unwrap().contains("node4"), "its subnet is freed");
     assert!(!mesh_state(&lab, "node4").contains("bridge"), "node4 was torn down");
     for n in ["node1", "node2", "node3"] {
         let mut peers: Vec<String> = (1..=3).map(ip).filter(|p| *p != lab.node(n).unwrap().ip.to_string()).collect();
@@ -398,18 +378,14 @@ fn add_and_remove_nodes_under_live_traffic() {
 
 #[test]
 fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m6", &["--nodes", "3"]);
-    let dir = TempDir::new("drift");
-    let inv = inventory(&lab, &dir.0, |t| t);
-    let inv = inv.to_str().unwrap();
-    let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+    let Some(lab) = Lab::new("m6").nodes(3).create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
 
     // Hand-made drift on node1: a tunnel deleted, the NAT chain emptied.
     ssh(&lab, "node1", "ovs-vsctl del-port sw0 vx-node2; iptables -t nat -F VXMESH-NAT");
-    let r = run(&dir.0, &["status", "-i", inv, "--json"]);
+    let r = run(dir, &["status", "-i", inv, "--json"]);
     assert_eq!(r.code, 3, "drift is not clean: {r}");
     let v = json(&r);
     let node1 = v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == "node1").unwrap().clone();
@@ -418,7 +394,7 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
     assert_eq!(drift.len(), 2, "{drift:?}");
     assert!(drift[0].contains("add tunnel vx-node2") && drift[1].contains("VXMESH-NAT"), "{drift:?}");
     assert!(node1["tunnels"].as_array().unwrap().iter().any(|t| t["peer"] == "node2" && t["present"] == false));
-    let r = run(&dir.0, &["up", "-i", inv, "--no-verify", "--json"]);
+    let r = run(dir, &["up", "-i", inv, "--no-verify", "--json"]);
     assert_eq!(r.code, 0, "{r}");
     let v = json(&r);
     for h in v["hosts"].as_array().unwrap() {
@@ -427,11 +403,11 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
     }
 
     // A reboot forgets addresses, veths, sysctls and rules; the boot unit puts them back, no vxmesh involved.
-    let r = vxmesh(&dir.0, &["lab", "node", "reboot", "node2", "--name", "m6"]);
+    let r = vxmesh(dir, &["lab", "node", "reboot", "node2", "--name", "m6"]);
     assert_eq!(r.code, 0, "{r}");
-    let r = run(&dir.0, &["verify", "-i", inv]);
+    let r = run(dir, &["verify", "-i", inv]);
     assert_eq!(r.code, 0, "verify passes after the reboot: {r}");
-    let r = run(&dir.0, &["plan", "-i", inv, "--json"]);
+    let r = run(dir, &["plan", "-i", inv, "--json"]);
     let v = json(&r);
     assert!(
         v["hosts"].as_array().unwrap().iter().all(|h| h["changed"].as_array().unwrap().is_empty()),
@@ -439,7 +415,7 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
     );
 
     // down removes the boot unit too.
-    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = run(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     for n in ["node1", "node2", "node3"] {
         let left = ssh(
@@ -453,18 +429,14 @@ fn drift_is_reported_and_repaired_and_reboots_restore_without_vxmesh() {
 
 #[test]
 fn an_interrupted_up_converges_when_run_again() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m7", &["--nodes", "3"]);
-    let dir = TempDir::new("interrupt");
-    let inv = inventory(&lab, &dir.0, |t| t);
-    let inv = inv.to_str().unwrap();
+    let Some(lab) = Lab::new("m7").nodes(3).create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
     let start_up = || {
         // Spawned directly: the test signals vxmesh itself (and then waits for it).
         std::process::Command::new(env!("CARGO_BIN_EXE_vxmesh"))
             .args(["up", "--no-verify", "-i", inv])
-            .current_dir(&dir.0)
-            .env("XDG_STATE_HOME", dir.0.join(".state"))
+            .current_dir(dir)
+            .env("XDG_STATE_HOME", dir.join(".state"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -472,14 +444,14 @@ fn an_interrupted_up_converges_when_run_again() {
     };
     // Kill points as fractions of one uninterrupted cold up on this machine: early, middle and late in the run.
     let started = std::time::Instant::now();
-    let r = run(&dir.0, &["up", "--no-verify", "-i", inv]);
+    let r = run(dir, &["up", "--no-verify", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     let cold_ms = started.elapsed().as_millis() as u64;
     let at = |percent: u64| cold_ms * percent / 100;
     let cases: [(&str, u64); 5] =
         [("kill", at(15)), ("kill", at(40)), ("kill", at(55)), ("int", at(40)), ("drop-ssh", at(30))];
     for (how, after_ms) in cases {
-        let r = run(&dir.0, &["down", "--yes", "-i", inv]);
+        let r = run(dir, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
         let mut child = start_up();
         std::thread::sleep(std::time::Duration::from_millis(after_ms));
@@ -501,10 +473,10 @@ fn an_interrupted_up_converges_when_run_again() {
         if how == "int" {
             assert!(matches!(status.code(), Some(0) | Some(130)), "Ctrl-C ends cleanly: {status:?}");
         }
-        let r = run(&dir.0, &["up", "-i", inv]);
+        let r = run(dir, &["up", "-i", inv]);
         assert_eq!(r.code, 0, "after `{how}` at {after_ms} ms, up converges:\n{r}");
         assert!(r.stdout.contains("mesh OK"), "{r}");
-        let r = run(&dir.0, &["up", "-i", inv, "--no-verify"]);
+        let r = run(dir, &["up", "-i", inv, "--no-verify"]);
         assert!(r.stdout.contains("0 changed, 3 ok"), "and then has nothing left to do:\n{r}");
     }
 }
@@ -514,12 +486,9 @@ fn an_interrupted_up_converges_when_run_again() {
 /// packets: what stops the forgery here is OVS's `remote_ip` on every tunnel port (docs/security.md).
 #[test]
 fn forged_vxlan_from_a_non_peer_reaches_no_container() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m8", &["--nodes", "2"]);
-    let dir = TempDir::new("forged");
-    let inv = inventory(&lab, &dir.0, |t| t);
-    let r = run(&dir.0, &["up", "-i", inv.to_str().unwrap(), "--no-verify"]);
+    let Some(lab) = Lab::new("m8").nodes(2).create() else { return };
+    let (dir, inv) = (lab.work(), lab.inv());
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
     assert_eq!(r.code, 0, "{r}");
     let (ip, mac) = start_sink(&lab, "node1", "-s 172.31.254.1");
     let (ip, mac) = (ip.as_str(), mac.as_str());
@@ -625,13 +594,10 @@ pub(crate) fn send_vxlan_to(netns: &str, source: &str, to: &str, mac: &str, ip: 
 /// a clear report whenever a restart is still needed, and the mesh working on docker's default network.
 #[test]
 fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m9", &["--nodes", "2"]);
-    let dir = TempDir::new("docker0");
-    let inv =
-        inventory(&lab, &dir.0, |t| t.replace("  datapath: netdev", "  docker: {mode: docker0}\n  datapath: netdev"));
-    let inv = inv.to_str().unwrap();
+    let Some(lab) = Lab::new("m9").nodes(2).inventory(|inv| inv.cluster("docker", "{mode: docker0}")).create() else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
     // node1: live-restore on, a container running on docker0. node2: an admin key, no live-restore.
     ssh(
         &lab,
@@ -640,7 +606,7 @@ fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
     );
     ssh(&lab, "node2", r#"echo '{"log-level": "warn"}' > /etc/docker/daemon.json"#);
 
-    let r = run(&dir.0, &["up", "-i", inv, "--json"]);
+    let r = run(dir, &["up", "-i", inv, "--json"]);
     assert_eq!(r.code, 2, "{r}");
     let v = json(&r);
     let host = |n: &str| v["hosts"].as_array().unwrap().iter().find(|h| h["node"] == n).unwrap().clone();
@@ -666,7 +632,7 @@ fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
     // The admin frees docker0 on node1 and restarts docker on node2: now up completes and the mesh works.
     ssh(&lab, "node1", "docker rm -f keeper >/dev/null && systemctl restart docker");
     ssh(&lab, "node2", "systemctl restart docker");
-    let r = run(&dir.0, &["up", "-i", inv]);
+    let r = run(dir, &["up", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("2/2 pairs ok") && r.stdout.contains("mesh OK"), "{r}");
     assert!(ssh(&lab, "node2", "ip -br addr show docker0").contains("172.18.0.1/16"));
@@ -676,14 +642,15 @@ fn docker0_mode_merges_daemon_json_and_restarts_only_with_live_restore() {
 /// remove-node, and gone after down.
 #[test]
 fn nftables_firewall_lists_exactly_the_peers() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("m10", &["--nodes", "3", "--light"]);
-    let dir = TempDir::new("nft");
-    let inv = inventory(&lab, &dir.0, |t| {
-        t.replace("  datapath: netdev", "  docker: {mode: none}\n  firewall: nftables\n  datapath: netdev")
-    });
-    let inv = inv.to_str().unwrap();
+    let Some(lab) = Lab::new("m10")
+        .nodes(3)
+        .light()
+        .inventory(|inv| inv.cluster("docker", "{mode: none}").cluster("firewall", "nftables"))
+        .create()
+    else {
+        return;
+    };
+    let (dir, inv) = (lab.work(), lab.inv());
     let peers = |n: &str| -> Vec<String> {
         let out = ssh(&lab, n, "nft -j list set inet vxmesh peers");
         let v: Value = serde_json::from_str(&out).unwrap();
@@ -695,7 +662,7 @@ fn nftables_firewall_lists_exactly_the_peers() {
         p
     };
     let ip = |i: usize| lab.nodes[i].ip.to_string();
-    let r = run(&dir.0, &["up", "-i", inv]);
+    let r = run(dir, &["up", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peers("node1"), vec![ip(1), ip(2)]);
     assert_eq!(peers("node3"), vec![ip(0), ip(1)]);
@@ -719,11 +686,11 @@ fn nftables_firewall_lists_exactly_the_peers() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(dropped(), before + 9, "each non-peer frame (3 calls of 3) is dropped and counted");
-    let r = run(&dir.0, &["remove-node", "node3", "--yes", "-i", inv]);
+    let r = run(dir, &["remove-node", "node3", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(peers("node1"), vec![ip(1)]);
     assert_eq!(peers("node2"), vec![ip(0)]);
-    let r = run(&dir.0, &["down", "--yes", "-i", inv]);
+    let r = run(dir, &["down", "--yes", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
     assert!(!ssh(&lab, "node1", "nft list tables").contains("vxmesh"));
 }

@@ -5,8 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::labkit::{SERIAL, create, require_root};
-use crate::util::TempDir;
+use crate::labkit::{Lab, LiveLab};
 
 /// `vxmesh status -i INV` with HOME set to `home` (so ~/.ssh/config is the test's) and no ssh-agent.
 fn status(home: &Path, inv: &Path) -> Output {
@@ -35,26 +34,17 @@ fn reached(o: &Output, node: &str) -> bool {
 }
 
 /// The lab's inventory with these nodes only, its known_hosts left to ~/.ssh/config and the defaults.
-fn inventory(lab_inv: &Path, key: &Path, nodes: &[&str], dest: &Path) {
-    let head: String = std::fs::read_to_string(lab_inv)
-        .unwrap()
-        .lines()
-        .take_while(|l| !l.starts_with("nodes:"))
-        .filter(|l| !l.contains("known_hosts") && !l.contains("identity_file"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let head = head.replace("ssh:\n", &format!("ssh:\n  identity_file: {}\n", key.display()));
-    std::fs::write(dest, format!("{head}nodes:\n{}", nodes.iter().map(|n| format!("  - {n}\n")).collect::<String>()))
-        .unwrap();
+fn inventory(lab: &LiveLab, key: &Path, nodes: &[&str], dest: &Path) {
+    let key = key.display().to_string();
+    lab.inventory().ssh("known_hosts", None).ssh("identity_file", Some(&key)).nodes(nodes).write(dest);
 }
 
 #[test]
 fn proxy_command_user_known_hosts_two_hops_and_passphrase_keys() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("s1", &["--nodes", "3", "--light"]);
-    let home = TempDir::new("reach");
-    let ssh_dir = home.0.join(".ssh");
+    let Some(lab) = Lab::new("s1").nodes(3).light().create() else { return };
+    // The scratch directory is HOME too.
+    let home = lab.work();
+    let ssh_dir = home.join(".ssh");
     std::fs::create_dir_all(&ssh_dir).unwrap();
     let (n1, n2, n3) = (lab.nodes[0].ip, lab.nodes[1].ip, lab.nodes[2].ip);
     let key = lab.dir.join("id_ed25519");
@@ -77,18 +67,18 @@ fn proxy_command_user_known_hosts_two_hops_and_passphrase_keys() {
     .unwrap();
 
     // node3 through a ProxyCommand (OpenSSH's `ssh -W` on node1), its key found only in UserKnownHostsFile.
-    let inv = home.0.join("proxy.yaml");
+    let inv = home.join("proxy.yaml");
     inventory(
-        &lab.inventory_path(),
+        &lab,
         &key,
         &[&format!("{{name: node1, host: {n1}}}"), &format!("{{name: node3, host: via-proxy, underlay_ip: {n3}}}")],
         &inv,
     );
-    let o = status(&home.0, &inv);
+    let o = status(home, &inv);
     assert!(reached(&o, "node3") && reached(&o, "node1"), "{}", text(&o));
     // The check is real: without the proxy's known host file entry, node3's key is unknown and refused.
     std::fs::write(&fleet, format!("{}\n", line_of(n1))).unwrap();
-    let o = status(&home.0, &inv);
+    let o = status(home, &inv);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains(&format!("host key of {n3} is not in {}", fleet.display())),
@@ -98,22 +88,22 @@ fn proxy_command_user_known_hosts_two_hops_and_passphrase_keys() {
     std::fs::write(&fleet, &lab_known).unwrap();
 
     // Two jump hosts, each checked: through node1 and node2 to node3.
-    let inv = home.0.join("hops.yaml");
-    inventory(&lab.inventory_path(), &key, &[&format!("{{name: node3, host: two-hops, underlay_ip: {n3}}}")], &inv);
-    let o = status(&home.0, &inv);
+    let inv = home.join("hops.yaml");
+    inventory(&lab, &key, &[&format!("{{name: node3, host: two-hops, underlay_ip: {n3}}}")], &inv);
+    let o = status(home, &inv);
     assert!(reached(&o, "node3"), "{}", text(&o));
     // The second jump host's key recorded as another host's: refused, naming it.
     let wrong = line_of(n1).replacen(&n1.to_string(), &n2.to_string(), 1);
     std::fs::write(&fleet, format!("{}\n{wrong}\n{}\n", line_of(n1), line_of(n3))).unwrap();
     std::fs::write(ssh_dir.join("known_hosts"), format!("{}\n{wrong}\n", line_of(n1))).unwrap();
-    let o = status(&home.0, &inv);
+    let o = status(home, &inv);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("HOST KEY OF {n2} HAS CHANGED")), "{}", text(&o));
     std::fs::write(&fleet, &lab_known).unwrap();
 
     // A key protected by a passphrase: without a terminal (and no agent) refused, saying what to do; on a
     // terminal asked once, then used for every host.
-    let locked = home.0.join("locked_key");
+    let locked = home.join("locked_key");
     std::fs::copy(&key, &locked).unwrap();
     let k = Command::new("ssh-keygen")
         .args(["-q", "-p", "-P", "", "-N", "open sesame", "-f"])
@@ -121,22 +111,17 @@ fn proxy_command_user_known_hosts_two_hops_and_passphrase_keys() {
         .output()
         .unwrap();
     assert!(k.status.success(), "{}", String::from_utf8_lossy(&k.stderr));
-    let inv = home.0.join("locked.yaml");
-    inventory(
-        &lab.inventory_path(),
-        &locked,
-        &[&format!("{{name: node1, host: {n1}}}"), &format!("{{name: node2, host: {n2}}}")],
-        &inv,
-    );
+    let inv = home.join("locked.yaml");
+    inventory(&lab, &locked, &[&format!("{{name: node1, host: {n1}}}"), &format!("{{name: node2, host: {n2}}}")], &inv);
     std::fs::write(ssh_dir.join("known_hosts"), &lab_known).unwrap();
-    let o = status(&home.0, &inv);
+    let o = status(home, &inv);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("protected by a passphrase"), "{}", text(&o));
     // `script` gives vxmesh a terminal; the passphrase is typed into it once.
     let cmd = format!("{} status -i {}", env!("CARGO_BIN_EXE_vxmesh"), inv.display());
     let mut child = Command::new("timeout")
         .args(["--kill-after=5", "120", "script", "-qec", &cmd, "/dev/null"])
-        .env("HOME", &home.0)
+        .env("HOME", home)
         .env_remove("SSH_AUTH_SOCK")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
