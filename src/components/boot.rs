@@ -1,5 +1,5 @@
-//! What a host runs at boot to restore its part of the mesh without the admin's laptop: a script under
-//! /etc/vxmesh/ and a systemd unit ordered after Open vSwitch and docker. The script itself is the node's
+//! What a host runs at boot to restore its part of the mesh without the admin's laptop: a script in vxmesh's
+//! directory ([`names::STATE_DIR`]) and a systemd unit ordered after Open vSwitch and docker. The script itself is the node's
 //! from-scratch build of what the kernel forgets (`converge` renders it from the other components' steps).
 
 use serde::Serialize;
@@ -7,9 +7,10 @@ use serde::Serialize;
 use super::core::{Component, Concern, Ctx, Phase, Step};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::names;
 use crate::shell::{Stmt, Word, when};
 
-pub const SCRIPT_PATH: &str = "/etc/vxmesh/boot.sh";
+pub const SCRIPT_PATH: &str = names::BOOT_SCRIPT;
 pub const UNIT_PATH: &str = "/etc/systemd/system/vxmesh.service";
 pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vxmesh.service";
 
@@ -115,7 +116,7 @@ impl Component for Boot {
             return vec![];
         }
         let commands = vec![
-            cmd!["mkdir", "-p", "/etc/vxmesh", "/etc/systemd/system/multi-user.target.wants"].into(),
+            cmd!["mkdir", "-p", names::STATE_DIR, "/etc/systemd/system/multi-user.target.wants"].into(),
             Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(self.script.clone())], mode: Some("755") },
             Stmt::WriteFile { path: UNIT_PATH, content: vec![Word::Data(unit.clone())], mode: None },
             // Enabled by its link, so it works without a running systemd.
@@ -145,11 +146,11 @@ impl Component for Boot {
         vec![Step::new(
             Phase::Boot,
             self.name(),
-            "remove the boot unit and /etc/vxmesh",
+            format!("remove the boot unit and {}", names::STATE_DIR),
             Change::RemoveBootUnit,
             vec![
-                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH, "/etc/vxmesh/applied"].into(),
-                cmd!["rmdir", "/etc/vxmesh"].silent().may_fail().into(),
+                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH, names::APPLIED].into(),
+                cmd!["rmdir", names::STATE_DIR].silent().may_fail().into(),
                 daemon_reload(),
             ],
         )]

@@ -23,22 +23,52 @@ use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless, when};
 pub const GUARD_METRIC: u32 = 4242;
 
 /// wireguard-go's control socket: removing it is how a userspace interface is stopped (as wg-quick does).
-const USERSPACE_SOCKET: &str = "/var/run/wireguard/vxm-wg.sock";
+const USERSPACE_SOCKET: &str = names::WIREGUARD_SOCKET;
 
-/// Makes the private key once: root-only from the first byte (umask), written beside and renamed, so a host
-/// never has half a key. Nothing from outside is in it.
-const KEYGEN: &str = "if [ ! -s /etc/vxmesh/wireguard.key ]; then\n  (umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)\nfi";
+/// The key file's path as a literal, for the fixed shell text below ([`names::WIREGUARD_KEY`]).
+macro_rules! key_file {
+    () => {
+        concat!(names::state_dir!(), "/wireguard.key")
+    };
+}
+
+/// Writes a new private key: root-only from the first byte (umask), written beside and renamed, so a host never
+/// has half a key. Nothing from outside is in it.
+macro_rules! make_key {
+    () => {
+        concat!(
+            "(umask 077 && mkdir -p ",
+            names::state_dir!(),
+            " && wg genkey > ",
+            key_file!(),
+            ".new && mv ",
+            key_file!(),
+            ".new ",
+            key_file!(),
+            ")"
+        )
+    };
+}
+
+/// Makes the private key once.
+const KEYGEN: &str = concat!("if [ ! -s ", key_file!(), " ]; then\n  ", make_key!(), "\nfi");
 
 /// wireguard-go returns before its control socket exists; `wg set` needs it.
-const WAIT_FOR_USERSPACE: &str =
-    "i=0; while [ ! -S /var/run/wireguard/vxm-wg.sock ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+const WAIT_FOR_USERSPACE: &str = concat!(
+    "i=0; while [ ! -S /var/run/wireguard/",
+    names::wireguard_device_name!(),
+    ".sock ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"
+);
 
 /// The interface gone after its socket was removed (wireguard-go exits and takes its device with it).
-const WAIT_FOR_USERSPACE_EXIT: &str =
-    "i=0; while ip link show dev vxm-wg >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+const WAIT_FOR_USERSPACE_EXIT: &str = concat!(
+    "i=0; while ip link show dev ",
+    names::wireguard_device_name!(),
+    " >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"
+);
 
 /// Makes a new key in place of the old one (`rotate-keys`): the interface keeps the old one until it is set up again.
-const REKEY: &str = "(umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)";
+const REKEY: &str = make_key!();
 
 /// The script of encryption's first round trip on a host without a key (or, with `replace`, one whose key is
 /// rotated): make it there, print its public key.
@@ -87,7 +117,11 @@ pub fn set_public_key(facts: &mut HostFacts, key: String) {
 }
 
 /// Waits (at most 8 s) until the interface has a handshake with every peer; changes nothing.
-pub const SETTLE: &str = "i=0; while [ $i -lt 40 ]; do n=$(wg show vxm-wg latest-handshakes 2>/dev/null | awk '$2 == 0' | wc -l); [ \"$n\" = 0 ] && break; sleep 0.2; i=$((i+1)); done";
+pub const SETTLE: &str = concat!(
+    "i=0; while [ $i -lt 40 ]; do n=$(wg show ",
+    names::wireguard_device_name!(),
+    " latest-handshakes 2>/dev/null | awk '$2 == 0' | wc -l); [ \"$n\" = 0 ] && break; sleep 0.2; i=$((i+1)); done"
+);
 
 pub struct Wireguard<'a> {
     pub node: &'a NodePlan,

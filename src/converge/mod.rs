@@ -12,6 +12,7 @@ use crate::cmd;
 use crate::components::{self, Component, Ctx, Mtu, Phase, Step, boot::Boot};
 use crate::facts::{FactsError, HostFacts, MARK, Sections, mark};
 use crate::model::inventory::{MtuSetting, VXLAN_OVERHEAD};
+use crate::model::names;
 
 use crate::plan::NodePlan;
 use crate::shell::{self, Stmt, Var, Word, when};
@@ -68,7 +69,7 @@ fn common_gather(node: &NodePlan) -> Vec<Stmt> {
 }
 
 /// Where a host keeps the fingerprint of the plan vxmesh last changed it from, and when.
-pub const APPLIED_PATH: &str = "/etc/vxmesh/applied";
+pub const APPLIED_PATH: &str = names::APPLIED;
 
 /// The fingerprint of a node's plan (what `status` compares with the host's record).
 pub fn plan_fingerprint(node: &NodePlan) -> String {
@@ -80,7 +81,12 @@ pub fn applied_record(node: &NodePlan) -> String {
     let stmt: Stmt = cmd![
         "sh",
         "-c",
-        "mkdir -p /etc/vxmesh && printf '%s %s\\n' \"$1\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /etc/vxmesh/applied",
+        concat!(
+            "mkdir -p ",
+            names::state_dir!(),
+            " && printf '%s %s\\n' \"$1\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > ",
+            names::applied_file!()
+        ),
         "sh",
         Word::Data(plan_fingerprint(node))
     ]

@@ -75,7 +75,7 @@ pub struct HostFacts {
     pub iptables: Iptables,
     /// False when the facts were not gathered (offline scripts): components then let the script decide.
     pub gathered: bool,
-    /// When and from which plan vxmesh last changed this host (`/etc/vxmesh/applied`: fingerprint, UTC time).
+    /// When and from which plan vxmesh last changed this host (`names::APPLIED`: fingerprint, UTC time).
     pub applied: Option<(String, String)>,
     parts: BTreeMap<TypeId, Box<dyn Part>>,
 }
