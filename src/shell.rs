@@ -297,13 +297,9 @@ fn delimiter(body: &str) -> String {
     d
 }
 
-/// Renders statements as POSIX sh, indented by `indent` spaces.
-pub fn render(stmts: &[Stmt], indent: usize) -> String {
-    render_all(stmts, indent)
-}
-
-/// [`render`] for statements that live in several places (every step's commands), without copying them.
-pub fn render_all<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
+/// Renders statements as POSIX sh, indented by `indent` spaces: a slice, or statements that live in several places
+/// (every step's commands) without copying them.
+pub fn render<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
     let mut out = String::new();
     let mut batch: Option<(&'static str, Vec<&[Word]>)> = None;
     for s in stmts {

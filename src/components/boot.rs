@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::core::{Component, Concern, Ctx, Phase, Step};
+use super::core::{Concern, Kind, Phase, Piece, Step};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::names;
@@ -67,18 +67,17 @@ pub enum Change {
     RemoveBootUnit,
 }
 
-/// The boot unit, carrying the script that should be installed.
-pub struct Boot {
-    pub script: String,
-}
+/// The boot unit. Not a [`super::Component`]: its diff needs the finished boot script, which the other
+/// components' steps make ([`Boot::diff`]).
+pub struct Boot;
 
 fn daemon_reload() -> Stmt {
     when(cmd!["test", "-d", "/run/systemd/system"], vec![cmd!["systemctl", "daemon-reload"].into()])
 }
 
-impl Component for Boot {
-    fn name(&self) -> &'static str {
-        "boot"
+impl Piece for Boot {
+    fn kind(&self) -> Kind {
+        Kind::Boot
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -106,38 +105,6 @@ impl Component for Boot {
         Ok(())
     }
 
-    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
-        let unit = unit();
-        let empty = BootFacts::default();
-        let have = facts.part::<BootFacts>().unwrap_or(&empty);
-        let current =
-            have.script.as_deref() == hash_of(&self.script) && have.unit.as_deref() == hash_of(&unit) && have.enabled;
-        if current {
-            return vec![];
-        }
-        let commands = vec![
-            cmd!["mkdir", "-p", names::STATE_DIR, "/etc/systemd/system/multi-user.target.wants"].into(),
-            Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(self.script.clone())], mode: Some("755") },
-            Stmt::WriteFile { path: UNIT_PATH, content: vec![Word::Data(unit.clone())], mode: None },
-            // Enabled by its link, so it works without a running systemd.
-            cmd!["ln", "-sf", UNIT_PATH, WANTS_LINK].into(),
-            daemon_reload(),
-        ];
-        vec![
-            Step::new(
-                Phase::Boot,
-                self.name(),
-                format!("install the boot unit (vxmesh.service runs {SCRIPT_PATH} after OVS and docker)"),
-                Change::BootUnit { script: self.script.clone(), unit },
-                commands,
-            )
-            // The script holds the peer list (firewall rules): it follows every change of peers, or a reboot
-            // would bring back the old list.
-            .concerning(Concern::Peers)
-            .kept_across_reboots(),
-        ]
-    }
-
     fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
         let have = facts.part::<BootFacts>().cloned().unwrap_or_default();
         if have.script.is_none() && have.unit.is_none() && !have.enabled {
@@ -145,7 +112,7 @@ impl Component for Boot {
         }
         vec![Step::new(
             Phase::Boot,
-            self.name(),
+            self.kind(),
             format!("remove the boot unit and {}", names::STATE_DIR),
             Change::RemoveBootUnit,
             vec![
@@ -154,5 +121,40 @@ impl Component for Boot {
                 daemon_reload(),
             ],
         )]
+    }
+}
+
+impl Boot {
+    /// Installs `script` and the unit, unless the host has both, current and enabled.
+    pub fn diff(&self, script: &str, facts: &HostFacts) -> Vec<Step> {
+        let unit = unit();
+        let empty = BootFacts::default();
+        let have = facts.part::<BootFacts>().unwrap_or(&empty);
+        let current =
+            have.script.as_deref() == hash_of(script) && have.unit.as_deref() == hash_of(&unit) && have.enabled;
+        if current {
+            return vec![];
+        }
+        let commands = vec![
+            cmd!["mkdir", "-p", names::STATE_DIR, "/etc/systemd/system/multi-user.target.wants"].into(),
+            Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(script.to_string())], mode: Some("755") },
+            Stmt::WriteFile { path: UNIT_PATH, content: vec![Word::Data(unit.clone())], mode: None },
+            // Enabled by its link, so it works without a running systemd.
+            cmd!["ln", "-sf", UNIT_PATH, WANTS_LINK].into(),
+            daemon_reload(),
+        ];
+        vec![
+            Step::new(
+                Phase::Boot,
+                self.kind(),
+                format!("install the boot unit (vxmesh.service runs {SCRIPT_PATH} after OVS and docker)"),
+                Change::BootUnit { script: script.to_string(), unit },
+                commands,
+            )
+            // The script holds the peer list (firewall rules): it follows every change of peers, or a reboot
+            // would bring back the old list.
+            .concerning(Concern::Peers)
+            .kept_across_reboots(),
+        ]
     }
 }

@@ -120,6 +120,21 @@ impl HostFacts {
         })
     }
 
+    /// Nothing is known of the host: the facts of offline plans and `render`.
+    pub fn is_empty(&self) -> bool {
+        let HostFacts { os, tools, links, routes, sysctls, tx_offload, iptables, gathered, applied, parts } = self;
+        !gathered
+            && os.is_empty()
+            && tools.is_empty()
+            && links.is_empty()
+            && routes.is_empty()
+            && sysctls.is_empty()
+            && tx_offload.is_empty()
+            && iptables.tables.is_empty()
+            && applied.is_none()
+            && parts.is_empty()
+    }
+
     /// A component's own facts, if it parsed any.
     pub fn part<T: Part>(&self) -> Option<&T> {
         self.parts.get(&TypeId::of::<T>()).and_then(|p| (**p).as_any().downcast_ref())
