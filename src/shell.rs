@@ -211,6 +211,12 @@ pub enum Stmt {
     Static(&'static str),
     /// Each statement in the background (`( ... ) &`); a later `wait` collects them.
     Background(Vec<Stmt>),
+    /// `VAR=WORD`: a shell variable that fixed text ([`Stmt::Static`]) may then use, always in double quotes; how
+    /// a value from outside reaches such text as data.
+    Set {
+        var: &'static str,
+        value: Word,
+    },
 }
 
 impl Stmt {
@@ -223,6 +229,7 @@ impl Stmt {
             }
             Stmt::WriteFile { content, .. } => content.iter().any(|w| w.uses(v)),
             Stmt::Background(b) => b.iter().any(|s| s.uses(v)),
+            Stmt::Set { value, .. } => value.uses(v),
             Stmt::Fail(_) | Stmt::Comment(_) | Stmt::Static(_) => false,
         }
     }
@@ -290,13 +297,9 @@ fn delimiter(body: &str) -> String {
     d
 }
 
-/// Renders statements as POSIX sh, indented by `indent` spaces.
-pub fn render(stmts: &[Stmt], indent: usize) -> String {
-    render_all(stmts, indent)
-}
-
-/// [`render`] for statements that live in several places (every step's commands), without copying them.
-pub fn render_all<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
+/// Renders statements as POSIX sh, indented by `indent` spaces: a slice, or statements that live in several places
+/// (every step's commands) without copying them.
+pub fn render<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
     let mut out = String::new();
     let mut batch: Option<(&'static str, Vec<&[Word]>)> = None;
     for s in stmts {
@@ -472,6 +475,16 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
                 let _ = writeln!(out, "{pad}) &");
             }
         }
+        Stmt::Set { var, value } => {
+            assert!(
+                var.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                    && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{var:?} is no shell variable name"
+            );
+            let _ = write!(out, "{pad}{var}=");
+            value.render(out);
+            out.push('\n');
+        }
         Stmt::Batch { .. } => unreachable!("batches are grouped by render"),
     }
 }
@@ -545,6 +558,12 @@ mod tests {
     fn heredoc_delimiter_avoids_the_body() {
         let s = render(&[Stmt::Run(cmd!["cat"].stdin("VXMESH_EOF\n$(id)\n"))], 0);
         assert_eq!(s, "cat <<'VXMESH_EOF_1'\nVXMESH_EOF\n$(id)\nVXMESH_EOF_1\n");
+    }
+
+    #[test]
+    fn a_set_variable_holds_its_value_as_data() {
+        let s = render(&[Stmt::Set { var: "network", value: Word::Data("a b;$(id)'".into()) }], 0);
+        assert_eq!(s, concat!(r"network='a b;$(id)'\'''", "\n"));
     }
 
     #[test]

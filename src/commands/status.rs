@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::components::{self, PeerLink};
+use crate::components::{self, HostComponents, Kind, PeerLink, Presence};
 use crate::converge::{self, host};
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
@@ -78,26 +78,30 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
                     drift: vec![],
                 },
                 Ok(f) => {
-                    let comps = components::for_node(n);
-                    let present: Vec<(&str, bool)> = comps.iter().flat_map(|c| c.present(&f)).collect();
-                    let has = |what: &str| present.iter().any(|(k, v)| *k == what && *v);
-                    let problems = converge::preflight(n, &f);
+                    let comps = HostComponents::up(n);
+                    let shown: Vec<_> = comps.capabilities(&f).filter_map(|(k, c)| Some((k, c.status?))).collect();
+                    let has = |what: Presence| shown.iter().any(|(_, s)| s.present(&f) == Some((what, true)));
+                    let peers = |wireguard: bool| -> Vec<PeerLink> {
+                        let of = shown.iter().filter(|(k, _)| (*k == Kind::Wireguard) == wireguard);
+                        of.flat_map(|(_, s)| s.peers(&f)).collect()
+                    };
+                    let problems = converge::preflight_with(&comps, &f);
                     HostStatus {
                         node: n.name.clone(),
                         host: n.host.clone(),
                         reachable: true,
                         error: (!problems.is_empty()).then(|| problems.join("; ")),
-                        switch: has("switch"),
+                        switch: has(Presence::Switch),
                         subnet: n.subnet.to_string(),
-                        docker_network: has("docker network"),
+                        docker_network: has(Presence::DockerNetwork),
                         last_applied: f.applied.as_ref().map(|(plan, time)| LastApplied {
                             time: time.clone(),
                             current: *plan == converge::plan_fingerprint(n),
                             plan: plan.clone(),
                         }),
-                        tunnels: comps.iter().filter(|c| c.name() != "wireguard").flat_map(|c| c.peers(&f)).collect(),
-                        wireguard: comps.iter().filter(|c| c.name() == "wireguard").flat_map(|c| c.peers(&f)).collect(),
-                        drift: converge::diff(n, &f).into_iter().map(|s| s.description).collect(),
+                        tunnels: peers(false),
+                        wireguard: peers(true),
+                        drift: converge::diff_with(&comps, &f).into_iter().map(|s| s.description).collect(),
                     }
                 }
             }

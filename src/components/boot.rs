@@ -1,15 +1,16 @@
-//! What a host runs at boot to restore its part of the mesh without the admin's laptop: a script under
-//! /etc/vxmesh/ and a systemd unit ordered after Open vSwitch and docker. The script itself is the node's
+//! What a host runs at boot to restore its part of the mesh without the admin's laptop: a script in vxmesh's
+//! directory ([`names::STATE_DIR`]) and a systemd unit ordered after Open vSwitch and docker. The script itself is the node's
 //! from-scratch build of what the kernel forgets (`converge` renders it from the other components' steps).
 
 use serde::Serialize;
 
-use super::core::{Component, Concern, Ctx, Phase, Step};
+use super::core::{Concern, Kind, Phase, Piece, Step};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::names;
 use crate::shell::{Stmt, Word, when};
 
-pub const SCRIPT_PATH: &str = "/etc/vxmesh/boot.sh";
+pub const SCRIPT_PATH: &str = names::BOOT_SCRIPT;
 pub const UNIT_PATH: &str = "/etc/systemd/system/vxmesh.service";
 pub const WANTS_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vxmesh.service";
 
@@ -66,18 +67,17 @@ pub enum Change {
     RemoveBootUnit,
 }
 
-/// The boot unit, carrying the script that should be installed.
-pub struct Boot {
-    pub script: String,
-}
+/// The boot unit. Not a [`super::Component`]: its diff needs the finished boot script, which the other
+/// components' steps make ([`Boot::diff`]).
+pub struct Boot;
 
 fn daemon_reload() -> Stmt {
     when(cmd!["test", "-d", "/run/systemd/system"], vec![cmd!["systemctl", "daemon-reload"].into()])
 }
 
-impl Component for Boot {
-    fn name(&self) -> &'static str {
-        "boot"
+impl Piece for Boot {
+    fn kind(&self) -> Kind {
+        Kind::Boot
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -105,18 +105,39 @@ impl Component for Boot {
         Ok(())
     }
 
-    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let have = facts.part::<BootFacts>().cloned().unwrap_or_default();
+        if have.script.is_none() && have.unit.is_none() && !have.enabled {
+            return vec![];
+        }
+        vec![Step::new(
+            Phase::Boot,
+            self.kind(),
+            format!("remove the boot unit and {}", names::STATE_DIR),
+            Change::RemoveBootUnit,
+            vec![
+                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH, names::APPLIED].into(),
+                cmd!["rmdir", names::STATE_DIR].silent().may_fail().into(),
+                daemon_reload(),
+            ],
+        )]
+    }
+}
+
+impl Boot {
+    /// Installs `script` and the unit, unless the host has both, current and enabled.
+    pub fn diff(&self, script: &str, facts: &HostFacts) -> Vec<Step> {
         let unit = unit();
         let empty = BootFacts::default();
         let have = facts.part::<BootFacts>().unwrap_or(&empty);
         let current =
-            have.script.as_deref() == hash_of(&self.script) && have.unit.as_deref() == hash_of(&unit) && have.enabled;
+            have.script.as_deref() == hash_of(script) && have.unit.as_deref() == hash_of(&unit) && have.enabled;
         if current {
             return vec![];
         }
         let commands = vec![
-            cmd!["mkdir", "-p", "/etc/vxmesh", "/etc/systemd/system/multi-user.target.wants"].into(),
-            Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(self.script.clone())], mode: Some("755") },
+            cmd!["mkdir", "-p", names::STATE_DIR, "/etc/systemd/system/multi-user.target.wants"].into(),
+            Stmt::WriteFile { path: SCRIPT_PATH, content: vec![Word::Data(script.to_string())], mode: Some("755") },
             Stmt::WriteFile { path: UNIT_PATH, content: vec![Word::Data(unit.clone())], mode: None },
             // Enabled by its link, so it works without a running systemd.
             cmd!["ln", "-sf", UNIT_PATH, WANTS_LINK].into(),
@@ -125,9 +146,9 @@ impl Component for Boot {
         vec![
             Step::new(
                 Phase::Boot,
-                self.name(),
+                self.kind(),
                 format!("install the boot unit (vxmesh.service runs {SCRIPT_PATH} after OVS and docker)"),
-                Change::BootUnit { script: self.script.clone(), unit },
+                Change::BootUnit { script: script.to_string(), unit },
                 commands,
             )
             // The script holds the peer list (firewall rules): it follows every change of peers, or a reboot
@@ -135,23 +156,5 @@ impl Component for Boot {
             .concerning(Concern::Peers)
             .kept_across_reboots(),
         ]
-    }
-
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let have = facts.part::<BootFacts>().cloned().unwrap_or_default();
-        if have.script.is_none() && have.unit.is_none() && !have.enabled {
-            return vec![];
-        }
-        vec![Step::new(
-            Phase::Boot,
-            self.name(),
-            "remove the boot unit and /etc/vxmesh",
-            Change::RemoveBootUnit,
-            vec![
-                cmd!["rm", "-f", WANTS_LINK, UNIT_PATH, SCRIPT_PATH, "/etc/vxmesh/applied"].into(),
-                cmd!["rmdir", "/etc/vxmesh"].silent().may_fail().into(),
-                daemon_reload(),
-            ],
-        )]
     }
 }

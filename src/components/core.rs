@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::facts::{FactsError, HostFacts, Sections};
+use crate::model::inventory::FirewallKind;
 use crate::shell::Stmt;
 
 /// The overlay MTU as a number, or "learn it on the host" when the facts cannot tell (offline scripts):
@@ -83,13 +84,14 @@ pub enum Concern {
     Peers,
 }
 
-/// A component's typed change, kept as the component made it (tests and JSON read it).
-pub trait Change: Any + Send + Sync + fmt::Debug {
+/// A component's typed change (each module's `enum Change`) with its type erased, kept as the component made it
+/// (tests and JSON read it).
+pub trait AnyChange: Any + Send + Sync + fmt::Debug {
     fn to_json(&self) -> Value;
     fn as_any(&self) -> &dyn Any;
 }
 
-impl<T: Serialize + Any + Send + Sync + fmt::Debug> Change for T {
+impl<T: Serialize + Any + Send + Sync + fmt::Debug> AnyChange for T {
     fn to_json(&self) -> Value {
         serde_json::to_value(self).expect("changes serialize")
     }
@@ -102,9 +104,9 @@ impl<T: Serialize + Any + Send + Sync + fmt::Debug> Change for T {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub phase: Phase,
-    pub component: &'static str,
+    pub component: Kind,
     pub description: String,
-    pub change: Arc<dyn Change>,
+    pub change: Arc<dyn AnyChange>,
     pub commands: Vec<Stmt>,
     pub concern: Concern,
     /// Part of the boot script: what the kernel forgets at reboot (tunnels live in OVSDB, daemon.json on disk).
@@ -114,9 +116,9 @@ pub struct Step {
 impl Step {
     pub fn new(
         phase: Phase,
-        component: &'static str,
+        component: Kind,
         description: impl Into<String>,
-        change: impl Change,
+        change: impl AnyChange,
         commands: Vec<Stmt>,
     ) -> Step {
         Step {
@@ -179,30 +181,46 @@ pub struct PeerLink {
     pub state: Option<String>,
 }
 
-/// One piece of a node's network: what it reads, what it changes, what it removes.
-pub trait Component: Send + Sync {
-    /// Short and stable: `ovs`, `docker-network`, `iptables`, ...
-    fn name(&self) -> &'static str;
+/// Which piece of a node's network a component is: how steps name their component, and how `status` and the list
+/// of a host's components tell them apart (never by a string). A firewall backend is the inventory's own keyword.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Sysctl,
+    Wireguard,
+    Veth,
+    Ovs,
+    Linux,
+    DockerNetwork,
+    Docker0,
+    Rules,
+    Firewall(FirewallKind),
+    Boot,
+}
 
-    /// Tools it needs on this host (the facts may pick among backends, as the firewall's `auto` does).
-    fn needs(&self, _facts: &HostFacts) -> Vec<Need> {
-        vec![]
-    }
+/// What every piece of a host's network answers, whether the plan asks for it or an earlier run may have left it
+/// (a firewall used before, WireGuard from when encryption was on): its part of the facts, and what removes it.
+/// Every method is required: a piece with nothing to say answers so explicitly.
+pub trait Piece: Send + Sync {
+    fn kind(&self) -> Kind;
 
     /// Its read-only part of the facts script: sections opened with [`crate::facts::mark`].
-    fn gather(&self) -> Vec<Stmt> {
-        vec![]
-    }
+    fn gather(&self) -> Vec<Stmt>;
 
     /// Its own facts from its sections, kept in `facts` as a typed part.
-    fn parse(&self, _sections: &Sections, _facts: &mut HostFacts) -> Result<(), FactsError> {
-        Ok(())
-    }
+    fn parse(&self, sections: &Sections, facts: &mut HostFacts) -> Result<(), FactsError>;
+
+    /// What removes its part of the host, given what is there; empty when nothing is.
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step>;
+}
+
+/// A piece the node's plan asks for: also what it needs, whether the host can take it now, and what is missing.
+/// What only some components offer is a trait of its own, named by [`Component::capabilities`].
+pub trait Component: Piece {
+    /// Tools it needs on this host.
+    fn needs(&self, facts: &HostFacts) -> Vec<Need>;
 
     /// Reasons this host cannot take the component now (a daemon not answering, a file it cannot read).
-    fn preflight(&self, _facts: &HostFacts) -> Vec<String> {
-        vec![]
-    }
+    fn preflight(&self, facts: &HostFacts) -> Vec<String>;
 
     /// What is missing or wrong, in the order it must be applied; empty when the host matches.
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step>;
@@ -213,30 +231,46 @@ pub trait Component: Send + Sync {
         self.diff(facts, ctx).into_iter().filter(|s| s.at_boot).collect()
     }
 
-    /// What removes its part of the host, given what is there; empty when nothing is.
-    fn teardown(&self, _facts: &HostFacts) -> Vec<Step> {
-        vec![]
-    }
+    /// The optional capabilities it has: each component states them, so none is left out by accident.
+    fn capabilities(&self) -> Capabilities<'_>;
+}
 
-    /// Why its part cannot be removed now without harm (containers still attached); checked on every
-    /// component before any teardown command runs.
-    fn refuse_teardown(&self, _facts: &HostFacts) -> Option<String> {
-        None
-    }
+/// The optional capabilities of a component, each `None` unless it has it.
+#[derive(Clone, Copy, Default)]
+pub struct Capabilities<'a> {
+    pub status: Option<&'a dyn Status>,
+    pub refusal: Option<&'a dyn RefuseTeardown>,
+    pub claims: Option<&'a dyn Claims>,
+}
 
-    /// For a data plane: each planned peer as the host sees it.
-    fn peers(&self, _facts: &HostFacts) -> Vec<PeerLink> {
-        vec![]
-    }
+impl Capabilities<'_> {
+    pub const NONE: Capabilities<'static> = Capabilities { status: None, refusal: None, claims: None };
+}
 
-    /// Address ranges the host uses for something that is not the mesh's (e.g. other docker networks), each
-    /// with what uses it: none may overlap a node's subnet.
-    fn claims(&self, _facts: &HostFacts) -> Vec<(String, ipnet::Ipv4Net)> {
-        vec![]
-    }
+/// What `status` shows of a component.
+pub trait Status {
+    /// Whether its part is on the host, as one of `status`'s yes/no columns (`None`: it has no column).
+    fn present(&self, facts: &HostFacts) -> Option<(Presence, bool)>;
 
-    /// Short yes/no facts for `status` (e.g. `switch`, `docker network`).
-    fn present(&self, _facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        vec![]
-    }
+    /// Each planned peer as the host sees it (a data plane's tunnels, WireGuard's peers).
+    fn peers(&self, facts: &HostFacts) -> Vec<PeerLink>;
+}
+
+/// `status`'s yes/no columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Switch,
+    DockerNetwork,
+}
+
+/// Why removing a component now would harm (containers still attached): checked on every component before any
+/// teardown command runs.
+pub trait RefuseTeardown {
+    fn refuse_teardown(&self, facts: &HostFacts) -> Option<String>;
+}
+
+/// Address ranges the host uses for something that is not the mesh's (e.g. other docker networks), each with what
+/// uses it: none may overlap a node's subnet.
+pub trait Claims {
+    fn claims(&self, facts: &HostFacts) -> Vec<(String, ipnet::Ipv4Net)>;
 }

@@ -11,7 +11,9 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use super::core::{Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step, need};
+use super::core::{
+    Capabilities, Component, Concern, Ctx, Kind, Mtu, Need, PeerLink, Phase, Piece, Presence, Status, Step, need,
+};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::names::{self, IfName};
@@ -133,7 +135,7 @@ fn parse_fdb(body: &str) -> Result<BTreeSet<Ipv4Addr>, FactsError> {
 
 impl Linux<'_> {
     fn step(&self, phase: Phase, description: String, change: Change, commands: Vec<Stmt>) -> Step {
-        Step::new(phase, self.name(), description, change, commands)
+        Step::new(phase, self.kind(), description, change, commands)
     }
 
     fn bridge_steps(&self, facts: &HostFacts, mtu: Mtu) -> Vec<Step> {
@@ -275,13 +277,9 @@ impl Linux<'_> {
     }
 }
 
-impl Component for Linux<'_> {
-    fn name(&self) -> &'static str {
-        "linux"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        vec![need("ip", "iproute2", "iproute"), need("bridge", "iproute2", "iproute")]
+impl Piece for Linux<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Linux
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -342,6 +340,35 @@ impl Component for Linux<'_> {
         Ok(())
     }
 
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let mut steps = vec![];
+        let dev = vxlan_dev();
+        if facts.links.contains_key(dev.as_str()) {
+            steps.push(self.step(
+                Phase::Switch,
+                format!("delete VXLAN device {dev}"),
+                Change::RemoveDevice { dev: dev.clone() },
+                vec![cmd!["ip", "link", "del", &dev].silent_stderr().may_fail().into()],
+            ));
+        }
+        let br = &self.node.switch.bridge;
+        if facts.links.get(br.as_str()).is_some_and(|l| l.kind == "bridge") {
+            steps.push(self.step(
+                Phase::Switch,
+                format!("delete Linux bridge {br}"),
+                Change::RemoveDevice { dev: br.clone() },
+                vec![cmd!["ip", "link", "del", br].silent_stderr().may_fail().into()],
+            ));
+        }
+        steps
+    }
+}
+
+impl Component for Linux<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        vec![need("ip", "iproute2", "iproute"), need("bridge", "iproute2", "iproute")]
+    }
+
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
         match facts.part::<LinuxFacts>() {
             Some(lf) if !lf.vxlan_supported && facts.tools.contains_key("ip") => vec![
@@ -374,34 +401,21 @@ impl Component for Linux<'_> {
                 vec![cmd!["ip", "link", "set", "dev", sw_end, "master", &n.switch.bridge].into()],
             ));
         }
-        steps.extend(super::switch::address_steps(self.name(), n, facts, |br, mac| {
+        steps.extend(super::switch::address_steps(self.kind(), n, facts, |br, mac| {
             cmd!["ip", "link", "set", "dev", br, "address", data(mac)].into()
         }));
-        steps.extend(super::switch::route_steps(self.name(), n, facts));
+        steps.extend(super::switch::route_steps(self.kind(), n, facts));
         steps
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let mut steps = vec![];
-        let dev = vxlan_dev();
-        if facts.links.contains_key(dev.as_str()) {
-            steps.push(self.step(
-                Phase::Switch,
-                format!("delete VXLAN device {dev}"),
-                Change::RemoveDevice { dev: dev.clone() },
-                vec![cmd!["ip", "link", "del", &dev].silent_stderr().may_fail().into()],
-            ));
-        }
-        let br = &self.node.switch.bridge;
-        if facts.links.get(br.as_str()).is_some_and(|l| l.kind == "bridge") {
-            steps.push(self.step(
-                Phase::Switch,
-                format!("delete Linux bridge {br}"),
-                Change::RemoveDevice { dev: br.clone() },
-                vec![cmd!["ip", "link", "del", br].silent_stderr().may_fail().into()],
-            ));
-        }
-        steps
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities { status: Some(self), ..Capabilities::NONE }
+    }
+}
+
+impl Status for Linux<'_> {
+    fn present(&self, facts: &HostFacts) -> Option<(Presence, bool)> {
+        Some((Presence::Switch, facts.links.get(self.node.switch.bridge.as_str()).is_some_and(|l| l.kind == "bridge")))
     }
 
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
@@ -415,10 +429,6 @@ impl Component for Linux<'_> {
                 state: super::liveness::state(facts, t.peer_switch),
             })
             .collect()
-    }
-
-    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        vec![("switch", facts.links.get(self.node.switch.bridge.as_str()).is_some_and(|l| l.kind == "bridge"))]
     }
 }
 

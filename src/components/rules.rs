@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::core::{Component, Concern, Ctx, Need, Phase, Step, need};
+use super::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
 use crate::cmd;
-use crate::facts::HostFacts;
+use crate::facts::{FactsError, HostFacts, Sections};
 use crate::model::names;
 use crate::plan::NodePlan;
 use crate::shell::{Cmd, Stmt, Word};
@@ -172,7 +172,7 @@ fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
 }
 
 /// Steps for the chains the host does not have exactly as planned.
-pub fn chain_steps(component: &'static str, chains: Vec<OwnedChain>, facts: &HostFacts, concern: Concern) -> Vec<Step> {
+pub fn chain_steps(component: Kind, chains: Vec<OwnedChain>, facts: &HostFacts, concern: Concern) -> Vec<Step> {
     let ipt = &facts.iptables;
     // Chains that share a parent (the firewall's two, in INPUT) each go first in turn: together they lead it.
     let leading: Vec<(&'static str, &'static str, String)> =
@@ -204,12 +204,7 @@ pub fn chain_steps(component: &'static str, chains: Vec<OwnedChain>, facts: &Hos
 }
 
 /// Removes `chain` and every jump to it that the host has, in one iptables-restore transaction.
-pub fn remove_chain_steps(
-    component: &'static str,
-    table: &'static str,
-    chain: &'static str,
-    facts: &HostFacts,
-) -> Vec<Step> {
+pub fn remove_chain_steps(component: Kind, table: &'static str, chain: &'static str, facts: &HostFacts) -> Vec<Step> {
     let Some(chains) = facts.iptables.tables.get(table) else { return vec![] };
     let target = format!("-j {chain}");
     let jumps: Vec<(String, String)> = chains
@@ -241,23 +236,42 @@ pub struct Rules<'a> {
     pub node: &'a NodePlan,
 }
 
-impl Component for Rules<'_> {
-    fn name(&self) -> &'static str {
-        "rules"
+/// The shared facts hold `iptables-save`'s output: nothing of its own to gather.
+impl Piece for Rules<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Rules
     }
 
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        ["iptables", "iptables-save", "iptables-restore"].map(|t| need(t, "iptables", "iptables-nft")).to_vec()
+    fn gather(&self) -> Vec<Stmt> {
+        vec![]
     }
 
-    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
-        chain_steps(self.name(), routing_chains(self.node, docker_user(facts)), facts, Concern::Node)
+    fn parse(&self, _: &Sections, _: &mut HostFacts) -> Result<(), FactsError> {
+        Ok(())
     }
 
     fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
         [("nat", names::NAT_CHAIN), ("filter", names::FORWARD_CHAIN)]
             .into_iter()
-            .flat_map(|(table, chain)| remove_chain_steps(self.name(), table, chain, facts))
+            .flat_map(|(table, chain)| remove_chain_steps(self.kind(), table, chain, facts))
             .collect()
+    }
+}
+
+impl Component for Rules<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        ["iptables", "iptables-save", "iptables-restore"].map(|t| need(t, "iptables", "iptables-nft")).to_vec()
+    }
+
+    fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
+        chain_steps(self.kind(), routing_chains(self.node, docker_user(facts)), facts, Concern::Node)
+    }
+
+    fn preflight(&self, _: &HostFacts) -> Vec<String> {
+        vec![]
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::NONE
     }
 }

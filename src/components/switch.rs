@@ -11,7 +11,7 @@
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use super::core::{Concern, Phase, Step};
+use super::core::{Concern, Kind, Phase, Step};
 use crate::cmd;
 use crate::facts::HostFacts;
 use crate::model::names::IfName;
@@ -50,7 +50,7 @@ pub enum Change {
 }
 
 /// Each peer's subnet via its switch address; routes via sw0 to anything else go.
-pub fn route_steps(component: &'static str, node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
+pub fn route_steps(component: Kind, node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
     let br = &node.switch.bridge;
     let on_switch: Vec<&crate::facts::Route> =
         facts.routes.iter().filter(|r| r.dev.as_deref() == Some(br.as_str()) && r.gateway.is_some()).collect();
@@ -100,7 +100,7 @@ pub fn route_steps(component: &'static str, node: &NodePlan, facts: &HostFacts) 
 /// Linux bridge takes it from `ip link`, an OVS bridge from its `other-config:hwaddr`, which OVS would otherwise
 /// overwrite with a port's).
 pub fn address_steps(
-    component: &'static str,
+    component: Kind,
     node: &NodePlan,
     facts: &HostFacts,
     set_mac: impl Fn(&IfName, &str) -> Stmt,

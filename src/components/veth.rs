@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use super::core::{Component, Ctx, Mtu, Need, Phase, Step, need};
+use super::core::{Capabilities, Component, Ctx, Kind, Mtu, Need, Phase, Piece, Step, need};
 use crate::cmd;
-use crate::facts::HostFacts;
+use crate::facts::{FactsError, HostFacts, Sections};
 use crate::model::names::IfName;
 use crate::plan::NodePlan;
 use crate::shell::{Cmd, Stmt, Word};
@@ -37,11 +37,40 @@ impl Veth<'_> {
     }
 }
 
-impl Component for Veth<'_> {
-    fn name(&self) -> &'static str {
-        "veth"
+impl Piece for Veth<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Veth
     }
 
+    fn gather(&self) -> Vec<Stmt> {
+        vec![]
+    }
+
+    fn parse(&self, _: &Sections, _: &mut HostFacts) -> Result<(), FactsError> {
+        Ok(())
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let sw_end = &self.node.veth.switch_end;
+        // Deleting one end deletes the pair.
+        self.ends()
+            .iter()
+            .find(|d| facts.links.contains_key(d.as_str()))
+            .map(|d| {
+                Step::new(
+                    Phase::Links,
+                    self.kind(),
+                    format!("delete the veth pair {sw_end}"),
+                    Change::DeleteVeth { dev: (*d).clone() },
+                    vec![cmd!["ip", "link", "del", *d].silent().may_fail().into()],
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+impl Component for Veth<'_> {
     fn needs(&self, _: &HostFacts) -> Vec<Need> {
         let mut v = vec![need("ip", "iproute2", "iproute")];
         if !self.node.tx_offload_off.is_empty() {
@@ -50,8 +79,12 @@ impl Component for Veth<'_> {
         v
     }
 
+    fn preflight(&self, _: &HostFacts) -> Vec<String> {
+        vec![]
+    }
+
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
-        let name = self.name();
+        let name = self.kind();
         let mut steps = vec![];
         let [sw_end, dk_end] = self.ends();
         let mtu = ctx.mtu;
@@ -137,22 +170,7 @@ impl Component for Veth<'_> {
         steps
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let sw_end = &self.node.veth.switch_end;
-        // Deleting one end deletes the pair.
-        self.ends()
-            .iter()
-            .find(|d| facts.links.contains_key(d.as_str()))
-            .map(|d| {
-                Step::new(
-                    Phase::Links,
-                    self.name(),
-                    format!("delete the veth pair {sw_end}"),
-                    Change::DeleteVeth { dev: (*d).clone() },
-                    vec![cmd!["ip", "link", "del", *d].silent().may_fail().into()],
-                )
-            })
-            .into_iter()
-            .collect()
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::NONE
     }
 }

@@ -10,7 +10,9 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use super::core::{Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step, need};
+use super::core::{
+    Capabilities, Component, Concern, Ctx, Kind, Mtu, Need, PeerLink, Phase, Piece, Presence, Status, Step, need,
+};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::inventory::VXLAN_OVERHEAD;
@@ -23,22 +25,52 @@ use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless, when};
 pub const GUARD_METRIC: u32 = 4242;
 
 /// wireguard-go's control socket: removing it is how a userspace interface is stopped (as wg-quick does).
-const USERSPACE_SOCKET: &str = "/var/run/wireguard/vxm-wg.sock";
+const USERSPACE_SOCKET: &str = names::WIREGUARD_SOCKET;
 
-/// Makes the private key once: root-only from the first byte (umask), written beside and renamed, so a host
-/// never has half a key. Nothing from outside is in it.
-const KEYGEN: &str = "if [ ! -s /etc/vxmesh/wireguard.key ]; then\n  (umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)\nfi";
+/// The key file's path as a literal, for the fixed shell text below ([`names::WIREGUARD_KEY`]).
+macro_rules! key_file {
+    () => {
+        concat!(names::state_dir!(), "/wireguard.key")
+    };
+}
+
+/// Writes a new private key: root-only from the first byte (umask), written beside and renamed, so a host never
+/// has half a key. Nothing from outside is in it.
+macro_rules! make_key {
+    () => {
+        concat!(
+            "(umask 077 && mkdir -p ",
+            names::state_dir!(),
+            " && wg genkey > ",
+            key_file!(),
+            ".new && mv ",
+            key_file!(),
+            ".new ",
+            key_file!(),
+            ")"
+        )
+    };
+}
+
+/// Makes the private key once.
+const KEYGEN: &str = concat!("if [ ! -s ", key_file!(), " ]; then\n  ", make_key!(), "\nfi");
 
 /// wireguard-go returns before its control socket exists; `wg set` needs it.
-const WAIT_FOR_USERSPACE: &str =
-    "i=0; while [ ! -S /var/run/wireguard/vxm-wg.sock ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+const WAIT_FOR_USERSPACE: &str = concat!(
+    "i=0; while [ ! -S /var/run/wireguard/",
+    names::wireguard_device_name!(),
+    ".sock ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"
+);
 
 /// The interface gone after its socket was removed (wireguard-go exits and takes its device with it).
-const WAIT_FOR_USERSPACE_EXIT: &str =
-    "i=0; while ip link show dev vxm-wg >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done";
+const WAIT_FOR_USERSPACE_EXIT: &str = concat!(
+    "i=0; while ip link show dev ",
+    names::wireguard_device_name!(),
+    " >/dev/null 2>&1 && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done"
+);
 
 /// Makes a new key in place of the old one (`rotate-keys`): the interface keeps the old one until it is set up again.
-const REKEY: &str = "(umask 077 && mkdir -p /etc/vxmesh && wg genkey > /etc/vxmesh/wireguard.key.new && mv /etc/vxmesh/wireguard.key.new /etc/vxmesh/wireguard.key)";
+const REKEY: &str = make_key!();
 
 /// The script of encryption's first round trip on a host without a key (or, with `replace`, one whose key is
 /// rotated): make it there, print its public key.
@@ -87,11 +119,21 @@ pub fn set_public_key(facts: &mut HostFacts, key: String) {
 }
 
 /// Waits (at most 8 s) until the interface has a handshake with every peer; changes nothing.
-pub const SETTLE: &str = "i=0; while [ $i -lt 40 ]; do n=$(wg show vxm-wg latest-handshakes 2>/dev/null | awk '$2 == 0' | wc -l); [ \"$n\" = 0 ] && break; sleep 0.2; i=$((i+1)); done";
+pub const SETTLE: &str = concat!(
+    "i=0; while [ $i -lt 40 ]; do n=$(wg show ",
+    names::wireguard_device_name!(),
+    " latest-handshakes 2>/dev/null | awk '$2 == 0' | wc -l); [ \"$n\" = 0 ] && break; sleep 0.2; i=$((i+1)); done"
+);
 
+/// Encryption as the node's plan asks for it.
 pub struct Wireguard<'a> {
     pub node: &'a NodePlan,
+    pub spec: &'a WireguardSpec,
 }
+
+/// What an earlier run with encryption on may have left on a host whose plan has none: gathered and removed
+/// only (the list of a host's components decides that, once: [`super::HostComponents`]).
+pub struct Remains;
 
 /// What the host has of vxmesh's WireGuard. Only public keys are ever read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -245,11 +287,11 @@ fn device_mtu(overlay: Mtu) -> Word {
     }
 }
 
-impl Wireguard<'_> {
-    fn step(&self, description: String, change: Change, commands: Vec<Stmt>) -> Step {
-        Step::new(Phase::Encryption, self.name(), description, change, commands)
-    }
+fn step(description: String, change: Change, commands: Vec<Stmt>) -> Step {
+    Step::new(Phase::Encryption, Kind::Wireguard, description, change, commands)
+}
 
+impl Wireguard<'_> {
     fn device_steps(&self, w: &WireguardSpec, f: &WireguardFacts, facts: &HostFacts, mtu: Mtu) -> Vec<Step> {
         let d = dev();
         let link = facts.links.get(d.as_str());
@@ -280,7 +322,7 @@ impl Wireguard<'_> {
             }],
         );
         let mtu_word = device_mtu(mtu);
-        vec![self.step(
+        vec![step(
             format!("bring up WireGuard interface {d} ({}, port {})", w.address, w.port),
             Change::Device { dev: d.clone(), address: w.address, port: w.port, mtu },
             vec![
@@ -308,7 +350,7 @@ impl Wireguard<'_> {
             let Some(key) = &p.public_key else {
                 if found.is_none() {
                     steps.push(
-                        self.step(
+                        step(
                             format!("add WireGuard peer {} once its host has a key (made at its first `up`)", p.name),
                             Change::PeerWithoutKey { peer: p.name.to_string() },
                             vec![Stmt::Comment(format!("{}: no public key known yet", p.name))],
@@ -331,7 +373,7 @@ impl Wireguard<'_> {
             let replaces = found.filter(|h| h.public_key != *key).map(|h| h.public_key.clone());
             words.extend(peer_words(key, p));
             steps.push(
-                self.step(
+                step(
                     format!("{what} WireGuard peer {} ({endpoint}, {})", p.name, p.address),
                     Change::Peer {
                         peer: p.name.to_string(),
@@ -355,7 +397,7 @@ impl Wireguard<'_> {
                 }) && have.iter().filter(|o| o.allowed_ips == h.allowed_ips).count() > 1;
             if !ours || duplicate {
                 steps.push(
-                    self.step(
+                    step(
                         format!("remove WireGuard peer {} (not in the plan)", short(&h.public_key)),
                         Change::RemovePeer { public_key: h.public_key.clone() },
                         vec![wg_set(["peer".into(), data(&h.public_key), "remove".into()]).into()],
@@ -373,15 +415,142 @@ fn short(key: &str) -> String {
     format!("{}…", &key[..key.len().min(8)])
 }
 
-impl Component for Wireguard<'_> {
-    fn name(&self) -> &'static str {
-        "wireguard"
+/// Its read-only sections, the same whether encryption is planned or only maybe left by an earlier run.
+fn gather() -> Vec<Stmt> {
+    let d = dev();
+    let probe = names::wireguard_probe();
+    let exists = || cmd!["ip", "link", "show", "dev", &d].silent();
+    vec![
+        mark("wg-key"),
+        Stmt::If {
+            conds: vec![cmd!["has", "wg"], cmd!["test", "-s", names::WIREGUARD_KEY]],
+            negate: false,
+            // The private key goes from the file into `wg pubkey` on the host; only the public key is printed.
+            then: vec![cmd!["cat", names::WIREGUARD_KEY].pipe(cmd!["wg", "pubkey"]).may_fail().into()],
+            otherwise: vec![],
+        },
+        mark("wg-key-file"),
+        when(cmd!["test", "-e", names::WIREGUARD_KEY], vec![cmd!["echo", "yes"].into()]),
+        mark("wg-show"),
+        Stmt::If {
+            conds: vec![cmd!["has", "wg"], exists()],
+            negate: false,
+            // The dump's first line starts with the private key: awk drops it on the host.
+            then: vec![
+                cmd!["wg", "show", &d, "dump"]
+                    .silent_stderr()
+                    .pipe(cmd!["awk", "NR == 1 { print $2, $3 } NR > 1 { print $1, $3, $4, $5, $8 }"])
+                    .may_fail()
+                    .into(),
+            ],
+            otherwise: vec![],
+        },
+        mark("wg-kernel"),
+        Stmt::If {
+            conds: vec![exists()],
+            negate: true,
+            then: vec![Stmt::If {
+                conds: vec![cmd!["ip", "link", "add", &probe, "type", "wireguard"].silent()],
+                negate: false,
+                then: vec![cmd!["ip", "link", "del", &probe].silent().may_fail().into(), cmd!["echo", "yes"].into()],
+                otherwise: vec![cmd!["echo", "no"].into()],
+            }],
+            otherwise: vec![],
+        },
+        mark("wg-guard"),
+        cmd!["ip", "-o", "route", "show", "type", "unreachable"].silent_stderr().may_fail().into(),
+    ]
+}
+
+/// What the host has of vxmesh's WireGuard, from [`gather`]'s sections.
+fn parse(s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+    let kernel = s.get("wg-kernel").trim();
+    facts.set_part(WireguardFacts {
+        public_key: parse_key(s.get("wg-key"))?,
+        device: parse_show(s.get("wg-show"))?,
+        kernel_module: match kernel {
+            "yes" => Some(true),
+            "no" => Some(false),
+            _ => None,
+        },
+        guards: parse_guards(s.get("wg-guard")),
+        key_file: s.get("wg-key-file").trim() == "yes",
+    });
+    Ok(())
+}
+
+/// What removes whatever the host has of vxmesh's WireGuard: interface, guard routes, key.
+fn teardown(facts: &HostFacts) -> Vec<Step> {
+    let Some(f) = facts.part::<WireguardFacts>() else { return vec![] };
+    let d = dev();
+    let mut steps = vec![];
+    if facts.links.contains_key(d.as_str()) {
+        steps.push(step(
+            format!("delete WireGuard interface {d}"),
+            Change::RemoveDevice { dev: d.clone() },
+            vec![Stmt::If {
+                conds: vec![cmd!["test", "-S", USERSPACE_SOCKET]],
+                negate: false,
+                then: vec![cmd!["rm", "-f", USERSPACE_SOCKET].into(), Stmt::Static(WAIT_FOR_USERSPACE_EXIT)],
+                otherwise: vec![cmd!["ip", "link", "del", &d].silent_stderr().may_fail().into()],
+            }],
+        ));
+    }
+    for cidr in &f.guards {
+        steps.push(step(
+            format!("remove the fail-closed route for {cidr}"),
+            Change::RemoveGuard { cidr: *cidr },
+            vec![guard_route("del", *cidr).silent_stderr().may_fail().into()],
+        ));
+    }
+    if f.public_key.is_some() || f.key_file {
+        steps.push(step(
+            "delete this host's WireGuard private key".into(),
+            Change::RemoveKey,
+            vec![cmd!["rm", "-f", names::WIREGUARD_KEY, join([Word::Lit(names::WIREGUARD_KEY), ".new".into()])].into()],
+        ));
+    }
+    steps
+}
+
+impl Piece for Wireguard<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Wireguard
     }
 
+    fn gather(&self) -> Vec<Stmt> {
+        gather()
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        parse(s, facts)
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        teardown(facts)
+    }
+}
+
+impl Piece for Remains {
+    fn kind(&self) -> Kind {
+        Kind::Wireguard
+    }
+
+    fn gather(&self) -> Vec<Stmt> {
+        gather()
+    }
+
+    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+        parse(s, facts)
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        teardown(facts)
+    }
+}
+
+impl Component for Wireguard<'_> {
     fn needs(&self, facts: &HostFacts) -> Vec<Need> {
-        if self.node.wireguard.is_none() {
-            return vec![];
-        }
         let mut v = vec![need("wg", "wireguard-tools", "wireguard-tools")];
         if facts.part::<WireguardFacts>().is_some_and(|f| f.kernel_module == Some(false)) {
             v.push(need("wireguard-go", "wireguard-go", "wireguard-go"));
@@ -389,87 +558,16 @@ impl Component for Wireguard<'_> {
         v
     }
 
-    fn gather(&self) -> Vec<Stmt> {
-        let d = dev();
-        let probe = names::wireguard_probe();
-        let exists = || cmd!["ip", "link", "show", "dev", &d].silent();
-        vec![
-            mark("wg-key"),
-            Stmt::If {
-                conds: vec![cmd!["has", "wg"], cmd!["test", "-s", names::WIREGUARD_KEY]],
-                negate: false,
-                // The private key goes from the file into `wg pubkey` on the host; only the public key is printed.
-                then: vec![cmd!["cat", names::WIREGUARD_KEY].pipe(cmd!["wg", "pubkey"]).may_fail().into()],
-                otherwise: vec![],
-            },
-            mark("wg-key-file"),
-            when(cmd!["test", "-e", names::WIREGUARD_KEY], vec![cmd!["echo", "yes"].into()]),
-            mark("wg-show"),
-            Stmt::If {
-                conds: vec![cmd!["has", "wg"], exists()],
-                negate: false,
-                // The dump's first line starts with the private key: awk drops it on the host.
-                then: vec![
-                    cmd!["wg", "show", &d, "dump"]
-                        .silent_stderr()
-                        .pipe(cmd!["awk", "NR == 1 { print $2, $3 } NR > 1 { print $1, $3, $4, $5, $8 }"])
-                        .may_fail()
-                        .into(),
-                ],
-                otherwise: vec![],
-            },
-            mark("wg-kernel"),
-            Stmt::If {
-                conds: vec![exists()],
-                negate: true,
-                then: vec![Stmt::If {
-                    conds: vec![cmd!["ip", "link", "add", &probe, "type", "wireguard"].silent()],
-                    negate: false,
-                    then: vec![
-                        cmd!["ip", "link", "del", &probe].silent().may_fail().into(),
-                        cmd!["echo", "yes"].into(),
-                    ],
-                    otherwise: vec![cmd!["echo", "no"].into()],
-                }],
-                otherwise: vec![],
-            },
-            mark("wg-guard"),
-            cmd!["ip", "-o", "route", "show", "type", "unreachable"].silent_stderr().may_fail().into(),
-        ]
-    }
-
-    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        let kernel = s.get("wg-kernel").trim();
-        facts.set_part(WireguardFacts {
-            public_key: parse_key(s.get("wg-key"))?,
-            device: parse_show(s.get("wg-show"))?,
-            kernel_module: match kernel {
-                "yes" => Some(true),
-                "no" => Some(false),
-                _ => None,
-            },
-            guards: parse_guards(s.get("wg-guard")),
-            key_file: s.get("wg-key-file").trim() == "yes",
-        });
-        Ok(())
-    }
-
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
         let f = facts.part::<WireguardFacts>();
-        if self.node.wireguard.is_some()
-            && f.is_some_and(|f| f.key_file && f.public_key.is_none())
-            && facts.tools.contains_key("wg")
-        {
+        if f.is_some_and(|f| f.key_file && f.public_key.is_none()) && facts.tools.contains_key("wg") {
             return vec![format!(
                 "{} is there but is not a WireGuard private key (`wg pubkey` refuses it): remove it, and `up` makes a new one",
                 names::WIREGUARD_KEY
             )];
         }
         let firewalld = facts.part::<super::firewall::FirewalldFacts>().is_some_and(|f| f.running);
-        if self.node.wireguard.is_some()
-            && firewalld
-            && self.node.firewall.kind == crate::model::inventory::FirewallKind::Auto
-        {
+        if firewalld && self.node.firewall.kind == crate::model::inventory::FirewallKind::Auto {
             return vec![
                 "firewalld runs here, and vxmesh cannot yet limit VXLAN to the WireGuard interface with firewalld: set cluster.firewall to `nftables` or `iptables`".into(),
             ];
@@ -478,13 +576,13 @@ impl Component for Wireguard<'_> {
     }
 
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
-        let Some(w) = &self.node.wireguard else { return vec![] };
+        let w = self.spec;
         let empty = WireguardFacts::default();
         let f = facts.part::<WireguardFacts>().unwrap_or(&empty);
         let mut steps = vec![];
         if f.public_key.is_none() {
             steps.push(
-                self.step(
+                step(
                     "generate this host's WireGuard private key (root-only, it never leaves the host)".into(),
                     Change::GenerateKey,
                     vec![Stmt::Static(KEYGEN)],
@@ -494,7 +592,7 @@ impl Component for Wireguard<'_> {
         }
         let cidr = w.address.trunc();
         if !f.guards.contains(&cidr) {
-            steps.push(self.step(
+            steps.push(step(
                 format!("fail closed: unreachable route for {cidr} under the WireGuard interface's own"),
                 Change::Guard { cidr },
                 vec![guard_route("replace", cidr).into()],
@@ -507,44 +605,19 @@ impl Component for Wireguard<'_> {
         steps
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let Some(f) = facts.part::<WireguardFacts>() else { return vec![] };
-        let d = dev();
-        let mut steps = vec![];
-        if facts.links.contains_key(d.as_str()) {
-            steps.push(self.step(
-                format!("delete WireGuard interface {d}"),
-                Change::RemoveDevice { dev: d.clone() },
-                vec![Stmt::If {
-                    conds: vec![cmd!["test", "-S", USERSPACE_SOCKET]],
-                    negate: false,
-                    then: vec![cmd!["rm", "-f", USERSPACE_SOCKET].into(), Stmt::Static(WAIT_FOR_USERSPACE_EXIT)],
-                    otherwise: vec![cmd!["ip", "link", "del", &d].silent_stderr().may_fail().into()],
-                }],
-            ));
-        }
-        for cidr in &f.guards {
-            steps.push(self.step(
-                format!("remove the fail-closed route for {cidr}"),
-                Change::RemoveGuard { cidr: *cidr },
-                vec![guard_route("del", *cidr).silent_stderr().may_fail().into()],
-            ));
-        }
-        if f.public_key.is_some() || f.key_file {
-            steps.push(self.step(
-                "delete this host's WireGuard private key".into(),
-                Change::RemoveKey,
-                vec![
-                        cmd!["rm", "-f", names::WIREGUARD_KEY, join([Word::Lit(names::WIREGUARD_KEY), ".new".into()])]
-                            .into(),
-                    ],
-            ));
-        }
-        steps
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities { status: Some(self), ..Capabilities::NONE }
+    }
+}
+
+impl Status for Wireguard<'_> {
+    /// `status` shows the interface through its peers.
+    fn present(&self, _: &HostFacts) -> Option<(Presence, bool)> {
+        None
     }
 
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
-        let Some(w) = &self.node.wireguard else { return vec![] };
+        let w = self.spec;
         let have = facts.part::<WireguardFacts>().and_then(|f| f.device.as_ref());
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         w.peers
@@ -562,13 +635,6 @@ impl Component for Wireguard<'_> {
                 }
             })
             .collect()
-    }
-
-    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        if self.node.wireguard.is_none() {
-            return vec![];
-        }
-        vec![("wireguard", facts.part::<WireguardFacts>().is_some_and(|f| f.device.is_some()))]
     }
 }
 

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use super::{Transport, diff, gather_script, parse_facts, preflight, script, teardown, up_components};
-use crate::components::{Concern, Step};
+use super::{Transport, diff_with, gather_script, parse_facts, preflight_with, script, teardown_with};
+use crate::components::{Concern, HostComponents, Step};
 use crate::error::HostError;
 use crate::facts::HostFacts;
 use crate::plan::NodePlan;
@@ -61,8 +61,12 @@ async fn gather(
 
 /// The host's facts, as `up` needs them (no checks).
 pub async fn facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, HostError> {
-    let comps = up_components(node);
-    gather(t, &gather_script(node, &comps), |out| parse_facts(out, &comps)).await
+    facts_of(t, &HostComponents::up(node)).await
+}
+
+/// The facts `comps` gather.
+async fn facts_of(t: &dyn Transport, comps: &HostComponents<'_>) -> Result<HostFacts, HostError> {
+    gather(t, &gather_script(comps.node, comps), |out| parse_facts(out, comps)).await
 }
 
 /// Facts, preflight, diff and (unless `dry_run`) the missing steps within `scope`, applied in one round trip.
@@ -75,12 +79,13 @@ pub async fn converge(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
     progress("gathering facts");
-    let facts = facts(t, node).await?;
-    let problems = preflight(node, &facts);
+    let comps = HostComponents::up(node);
+    let facts = facts_of(t, &comps).await?;
+    let problems = preflight_with(&comps, &facts);
     if !problems.is_empty() {
         return Err(HostError::Preflight(problems));
     }
-    apply(t, node, &facts, dry_run, scope, progress).await
+    apply_with(t, &comps, &facts, dry_run, scope, progress).await
 }
 
 /// The diff of `node` against `facts` (gathered and checked before), within `scope`; unless `dry_run`, the
@@ -93,7 +98,20 @@ pub async fn apply(
     scope: &Scope,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
-    let (steps, left): (Vec<Step>, Vec<Step>) = diff(node, facts).into_iter().partition(|s| scope.admits(s));
+    apply_with(t, &HostComponents::up(node), facts, dry_run, scope, progress).await
+}
+
+/// [`apply`] with the host's components already chosen.
+async fn apply_with(
+    t: &dyn Transport,
+    comps: &HostComponents<'_>,
+    facts: &HostFacts,
+    dry_run: bool,
+    scope: &Scope,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    let node = comps.node;
+    let (steps, left): (Vec<Step>, Vec<Step>) = diff_with(comps, facts).into_iter().partition(|s| scope.admits(s));
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),
@@ -125,7 +143,7 @@ pub async fn make_key(t: &dyn Transport, replace: bool) -> Result<String, HostEr
 
 /// What `down` needs to know of a host: everything any component may have left there.
 pub async fn teardown_facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, HostError> {
-    gather(t, &super::teardown_gather_script(node), |out| super::parse_teardown_facts(node, out)).await
+    facts_of(t, &HostComponents::teardown(node)).await
 }
 
 /// Removes the mesh from the host: facts first, and nothing at all when any component refuses.
@@ -135,8 +153,9 @@ pub async fn remove(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
     progress("gathering facts");
-    let facts = teardown_facts(t, node).await?;
-    remove_with(t, node, &facts, false, progress).await
+    let comps = HostComponents::teardown(node);
+    let facts = facts_of(t, &comps).await?;
+    remove_steps(t, node, teardown_with(&comps, &facts, false), progress).await
 }
 
 /// Removes the mesh as `facts` show it. `force` disconnects containers still on the mesh's docker network.
@@ -147,7 +166,17 @@ pub async fn remove_with(
     force: bool,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
-    let steps = teardown(node, facts, force).map_err(HostError::Refused)?;
+    remove_steps(t, node, teardown_with(&HostComponents::teardown(node), facts, force), progress).await
+}
+
+/// Runs the teardown's steps, or reports its refusals.
+async fn remove_steps(
+    t: &dyn Transport,
+    node: &NodePlan,
+    steps: Result<Vec<Step>, Vec<String>>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    let steps = steps.map_err(HostError::Refused)?;
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: vec![],

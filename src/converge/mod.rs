@@ -9,9 +9,10 @@ pub use transport::{Output, Transport};
 use std::fmt::Write as _;
 
 use crate::cmd;
-use crate::components::{self, Component, Ctx, Mtu, Phase, Step, boot::Boot};
+use crate::components::{self, Ctx, HostComponents, Mtu, Phase, Step, boot::Boot};
 use crate::facts::{FactsError, HostFacts, MARK, Sections, mark};
 use crate::model::inventory::{MtuSetting, VXLAN_OVERHEAD};
+use crate::model::names;
 
 use crate::plan::NodePlan;
 use crate::shell::{self, Stmt, Var, Word, when};
@@ -68,7 +69,7 @@ fn common_gather(node: &NodePlan) -> Vec<Stmt> {
 }
 
 /// Where a host keeps the fingerprint of the plan vxmesh last changed it from, and when.
-pub const APPLIED_PATH: &str = "/etc/vxmesh/applied";
+pub const APPLIED_PATH: &str = names::APPLIED;
 
 /// The fingerprint of a node's plan (what `status` compares with the host's record).
 pub fn plan_fingerprint(node: &NodePlan) -> String {
@@ -80,7 +81,12 @@ pub fn applied_record(node: &NodePlan) -> String {
     let stmt: Stmt = cmd![
         "sh",
         "-c",
-        "mkdir -p /etc/vxmesh && printf '%s %s\\n' \"$1\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > /etc/vxmesh/applied",
+        concat!(
+            "mkdir -p ",
+            names::state_dir!(),
+            " && printf '%s %s\\n' \"$1\" \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > ",
+            names::applied_file!()
+        ),
         "sh",
         Word::Data(plan_fingerprint(node))
     ]
@@ -89,12 +95,12 @@ pub fn applied_record(node: &NodePlan) -> String {
 }
 
 /// The read-only script that prints every section the components parse. It changes nothing on the host.
-pub fn gather_script(node: &NodePlan, comps: &[Box<dyn Component + '_>]) -> String {
+pub fn gather_script(node: &NodePlan, comps: &HostComponents<'_>) -> String {
     let mut out = String::from("export LC_ALL=C PATH=\"$PATH:/usr/sbin:/sbin\"\n");
     let _ = writeln!(out, "mark() {{ printf '{MARK}%s\\n' \"$1\"; }}");
     out.push_str("has() { command -v \"$1\" >/dev/null 2>&1; }\n");
     let mut stmts = common_gather(node);
-    for c in comps {
+    for c in comps.pieces() {
         stmts.extend(c.gather());
     }
     stmts.push(mark("end"));
@@ -103,10 +109,10 @@ pub fn gather_script(node: &NodePlan, comps: &[Box<dyn Component + '_>]) -> Stri
 }
 
 /// The host's facts from the gather script's output: the shared sections, then each component's own.
-pub fn parse_facts(output: &str, comps: &[Box<dyn Component + '_>]) -> Result<HostFacts, FactsError> {
+pub fn parse_facts(output: &str, comps: &HostComponents<'_>) -> Result<HostFacts, FactsError> {
     let sections = Sections::parse(output)?;
     let mut facts = HostFacts::parse_common(&sections)?;
-    for c in comps {
+    for c in comps.pieces() {
         c.parse(&sections, &mut facts)?;
     }
     Ok(facts)
@@ -114,9 +120,25 @@ pub fn parse_facts(output: &str, comps: &[Box<dyn Component + '_>]) -> Result<Ho
 
 /// Everything `node` still needs, in the order it must be applied, the boot unit last.
 pub fn diff(node: &NodePlan, facts: &HostFacts) -> Vec<Step> {
-    let comps = components::for_node(node);
-    let mut steps = network_diff(node, &comps, facts);
-    steps.extend(Boot { script: boot_script(node, facts) }.diff(facts, &ctx(node, facts)));
+    diff_with(&HostComponents::up(node), facts)
+}
+
+/// [`diff`] with the host's components already chosen.
+pub fn diff_with(comps: &HostComponents<'_>, facts: &HostFacts) -> Vec<Step> {
+    let node = comps.node;
+    let ctx = ctx(node, facts);
+    let mut steps: Vec<Step> = comps.planned(facts).flat_map(|c| c.diff(facts, &ctx)).collect();
+    // Stable: within a phase, components keep their order.
+    steps.sort_by_key(|s| s.phase);
+    // Without facts (offline plans, `render`) the boot script's own basis is these very facts: its steps are the
+    // ones just made, and need not be made again.
+    let script = if facts.is_empty() {
+        let at_boot: Vec<Step> = steps.iter().filter(|s| s.at_boot).cloned().collect();
+        boot_script_of(node, &at_boot)
+    } else {
+        boot_script_with(comps, facts)
+    };
+    steps.extend(Boot.diff(&script, facts));
     steps
 }
 
@@ -124,19 +146,14 @@ fn ctx(node: &NodePlan, facts: &HostFacts) -> Ctx {
     Ctx { mtu: resolve_mtu(node, facts) }
 }
 
-/// Every component's steps, phase by phase.
-fn network_diff(node: &NodePlan, comps: &[Box<dyn Component + '_>], facts: &HostFacts) -> Vec<Step> {
-    let ctx = ctx(node, facts);
-    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.diff(facts, &ctx)).collect();
-    // Stable: within a phase, components keep their order.
-    steps.sort_by_key(|s| s.phase);
-    steps
-}
-
 /// The boot script: the node's from-scratch build of what the kernel forgets (every command checks before it
 /// changes, so on a host that kept something it is a no-op there). It depends only on the node and on which
 /// firewall the host runs, so it is the same on every run.
 pub fn boot_script(node: &NodePlan, facts: &HostFacts) -> String {
+    boot_script_with(&HostComponents::up(node), facts)
+}
+
+fn boot_script_with(comps: &HostComponents<'_>, facts: &HostFacts) -> String {
     // Only what picks the firewall backend: anything else the host has would make the script vary. Whether
     // docker runs its DOCKER-USER chain is left for the script to see at boot, as offline scripts do.
     let mut basis = HostFacts::default();
@@ -144,11 +161,15 @@ pub fn boot_script(node: &NodePlan, facts: &HostFacts) -> String {
     if let Some(f) = facts.part::<components::firewall::FirewalldFacts>() {
         basis.set_part(components::firewall::FirewalldFacts { running: f.running, rich_rules: vec![] });
     }
-    let comps = components::for_node(node);
-    let ctx = ctx(node, &basis);
-    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.boot_diff(&basis, &ctx)).collect();
+    let ctx = ctx(comps.node, &basis);
+    let mut steps: Vec<Step> = comps.planned(&basis).flat_map(|c| c.boot_diff(&basis, &ctx)).collect();
     steps.sort_by_key(|s| s.phase);
-    components::boot::with_fingerprint(&script(node, &steps))
+    boot_script_of(comps.node, &steps)
+}
+
+/// The boot script of `at_boot` steps, sorted by phase, with its fingerprint.
+fn boot_script_of(node: &NodePlan, at_boot: &[Step]) -> String {
+    components::boot::with_fingerprint(&script(node, at_boot))
 }
 
 /// A POSIX shell script that applies `steps` to `node`; runnable by hand, and what `up` sends. Before each step
@@ -190,7 +211,7 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
         };
         head.push(cmd!["step", Word::Data(n.to_string()), Word::Data(shell::one_line(&marker))].into());
         out.push_str(&shell::render(&head, 0));
-        out.push_str(&shell::render_all(group.iter().flat_map(|s| &s.commands), 0));
+        out.push_str(&shell::render(group.iter().flat_map(|s| &s.commands), 0));
     }
     out.push('\n');
     out.push_str(&shell::render(&[cmd!["step", "done", Word::Lit("all steps applied")].into()], 0));
@@ -215,13 +236,16 @@ fn groups(steps: &[Step]) -> Vec<&[Step]> {
 /// What removes the mesh from a host, from what it has; or why it must not be touched. With `force`, nothing
 /// is refused (containers still on the mesh's docker network are disconnected).
 pub fn teardown(node: &NodePlan, facts: &HostFacts, force: bool) -> Result<Vec<Step>, Vec<String>> {
-    let comps = components::for_teardown(node);
-    let refusals: Vec<String> = comps.iter().filter_map(|c| c.refuse_teardown(facts)).collect();
+    teardown_with(&HostComponents::teardown(node), facts, force)
+}
+
+/// [`teardown`] with the host's components for `down` already chosen ([`HostComponents::teardown`]).
+pub fn teardown_with(comps: &HostComponents<'_>, facts: &HostFacts, force: bool) -> Result<Vec<Step>, Vec<String>> {
+    let refusals = comps.refusals(facts);
     if !refusals.is_empty() && !force {
         return Err(refusals);
     }
-    let mut steps: Vec<Step> = comps.iter().flat_map(|c| c.teardown(facts)).collect();
-    steps.extend(Boot { script: String::new() }.teardown(facts));
+    let mut steps: Vec<Step> = comps.pieces().flat_map(|c| c.teardown(facts)).collect();
     // Removal runs the phases backwards: firewall and rules first, the switch last but one, the boot unit last.
     steps.sort_by_key(|s| std::cmp::Reverse(s.phase));
     if let Some(i) = steps.iter().position(|s| s.phase == Phase::Boot) {
@@ -231,18 +255,14 @@ pub fn teardown(node: &NodePlan, facts: &HostFacts, force: bool) -> Result<Vec<S
     Ok(steps)
 }
 
-/// The components `down` gathers facts for (every firewall backend, the boot unit).
+/// The script `down` gathers facts with: every piece any run may have left (every firewall backend, the boot unit).
 pub fn teardown_gather_script(node: &NodePlan) -> String {
-    let mut comps = components::for_teardown(node);
-    comps.push(Box::new(Boot { script: String::new() }));
-    gather_script(node, &comps)
+    gather_script(node, &HostComponents::teardown(node))
 }
 
 /// Facts for `down`, parsed as [`teardown_gather_script`] gathered them.
 pub fn parse_teardown_facts(node: &NodePlan, output: &str) -> Result<HostFacts, FactsError> {
-    let mut comps = components::for_teardown(node);
-    comps.push(Box::new(Boot { script: String::new() }));
-    parse_facts(output, &comps)
+    parse_facts(output, &HostComponents::teardown(node))
 }
 
 /// `node`'s facts from the output of its `up` facts script (what `vxmesh facts-script` prints).
@@ -251,18 +271,21 @@ pub fn parse_for(node: &NodePlan, output: &str) -> Result<HostFacts, FactsError>
 }
 
 /// The components `up` gathers facts for, the boot unit included.
-pub fn up_components(node: &NodePlan) -> Vec<Box<dyn Component + '_>> {
-    let mut comps = components::for_node(node);
-    comps.push(Box::new(Boot { script: String::new() }));
-    comps
+pub fn up_components(node: &NodePlan) -> HostComponents<'_> {
+    HostComponents::up(node)
 }
 
 /// Everything that stops a host from taking the mesh, all at once, with what to install per OS family.
 pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Vec<String> {
-    let comps = components::for_node(node);
+    preflight_with(&HostComponents::up(node), facts)
+}
+
+/// [`preflight`] with the host's components already chosen.
+pub fn preflight_with(comps: &HostComponents<'_>, facts: &HostFacts) -> Vec<String> {
+    let node = comps.node;
     let mut problems = vec![];
     let mut missing: Vec<components::Need> = vec![];
-    for need in comps.iter().flat_map(|c| c.needs(facts)) {
+    for need in comps.planned(facts).flat_map(|c| c.needs(facts)) {
         if !facts.tools.contains_key(need.tool) && !missing.contains(&need) {
             missing.push(need);
         }
@@ -276,7 +299,7 @@ pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Vec<String> {
         let name = facts.os.get("PRETTY_NAME").cloned().unwrap_or_else(|| "this host".into());
         problems.push(format!("missing {} on {name}; install with: {how} {}", tools.join(", "), pkgs.join(" ")));
     } else {
-        problems.extend(comps.iter().flat_map(|c| c.preflight(facts)));
+        problems.extend(comps.planned(facts).flat_map(|c| c.preflight(facts)));
     }
     if facts.mtu_of_device_with(node.underlay_ip).is_none() {
         problems.push(format!(
@@ -284,19 +307,15 @@ pub fn preflight(node: &NodePlan, facts: &HostFacts) -> Vec<String> {
             node.underlay_ip, node.name
         ));
     }
-    problems.extend(collisions(node, &comps, facts, &[node]));
+    problems.extend(collisions(comps, facts, &[node]));
     problems
 }
 
 /// Address ranges in use on `host` for something else (routes through devices that are not the mesh's, other
 /// docker networks) that collide with a subnet or switch address of any of `nodes`. A foreign route less specific
 /// than the cluster's own route loses to it and is no collision; one as specific or more would capture traffic.
-fn collisions(
-    host: &NodePlan,
-    comps: &[Box<dyn Component + '_>],
-    facts: &HostFacts,
-    nodes: &[&NodePlan],
-) -> Vec<String> {
+fn collisions(comps: &HostComponents<'_>, facts: &HostFacts, nodes: &[&NodePlan]) -> Vec<String> {
+    let host = comps.node;
     let ours: Vec<&str> =
         [Some(host.switch.bridge.as_str()), host.docker.bridge.as_deref()].into_iter().flatten().collect();
     let cluster_prefix = host.switch.address.prefix_len();
@@ -310,7 +329,7 @@ fn collisions(
         })
         .filter(|(_, net)| net.prefix_len() >= cluster_prefix)
         .collect();
-    claims.extend(comps.iter().flat_map(|c| c.claims(facts)));
+    claims.extend(comps.capabilities(facts).filter_map(|(_, c)| c.claims).flat_map(|c| c.claims(facts)));
     let mut out = vec![];
     for (what, net) in &claims {
         for n in nodes {
@@ -342,9 +361,9 @@ pub fn fleet_problems(
     facts
         .iter()
         .map(|(node, f)| {
-            let comps = components::for_node(node);
-            let mut problems = preflight(node, f);
-            for c in collisions(node, &comps, f, &nodes) {
+            let comps = HostComponents::up(node);
+            let mut problems = preflight_with(&comps, f);
+            for c in collisions(&comps, f, &nodes) {
                 if !problems.contains(&c) {
                     problems.push(c);
                 }

@@ -75,7 +75,7 @@ pub struct HostFacts {
     pub iptables: Iptables,
     /// False when the facts were not gathered (offline scripts): components then let the script decide.
     pub gathered: bool,
-    /// When and from which plan vxmesh last changed this host (`/etc/vxmesh/applied`: fingerprint, UTC time).
+    /// When and from which plan vxmesh last changed this host (`names::APPLIED`: fingerprint, UTC time).
     pub applied: Option<(String, String)>,
     parts: BTreeMap<TypeId, Box<dyn Part>>,
 }
@@ -118,6 +118,21 @@ impl HostFacts {
                 .map(|w| (w[0].to_string(), w[1].to_string())),
             parts: BTreeMap::new(),
         })
+    }
+
+    /// Nothing is known of the host: the facts of offline plans and `render`.
+    pub fn is_empty(&self) -> bool {
+        let HostFacts { os, tools, links, routes, sysctls, tx_offload, iptables, gathered, applied, parts } = self;
+        !gathered
+            && os.is_empty()
+            && tools.is_empty()
+            && links.is_empty()
+            && routes.is_empty()
+            && sysctls.is_empty()
+            && tx_offload.is_empty()
+            && iptables.tables.is_empty()
+            && applied.is_none()
+            && parts.is_empty()
     }
 
     /// A component's own facts, if it parsed any.

@@ -106,8 +106,19 @@ pub fn vxlan_probe() -> IfName {
     IfName::fixed("vxm-probe")
 }
 
+/// The WireGuard interface's name as a literal, for the fixed shell text that names it (`concat!`).
+macro_rules! wireguard_device_name {
+    () => {
+        "vxm-wg"
+    };
+}
+pub(crate) use wireguard_device_name;
+
 /// The WireGuard interface the tunnels run over, when encryption is on.
-pub const WIREGUARD_DEVICE: &str = "vxm-wg";
+pub const WIREGUARD_DEVICE: &str = wireguard_device_name!();
+
+/// wireguard-go's control socket for the interface (where wg-quick's userspace interfaces keep theirs).
+pub const WIREGUARD_SOCKET: &str = concat!("/var/run/wireguard/", wireguard_device_name!(), ".sock");
 
 pub fn wireguard_device() -> IfName {
     IfName::fixed(WIREGUARD_DEVICE)
@@ -118,9 +129,34 @@ pub fn wireguard_probe() -> IfName {
     IfName::fixed("vxm-wgprobe")
 }
 
+/// The directory of vxmesh's own files on a host, as a literal for `concat!` (fixed shell text names it too).
+macro_rules! state_dir {
+    () => {
+        "/etc/vxmesh"
+    };
+}
+pub(crate) use state_dir;
+
+/// The directory of vxmesh's own files on a host: the boot script, the record of the last change, the WireGuard key.
+pub const STATE_DIR: &str = state_dir!();
+
+/// The script the boot unit runs.
+pub const BOOT_SCRIPT: &str = concat!(state_dir!(), "/boot.sh");
+
+/// The file recording the fingerprint of the plan vxmesh last changed the host from, and when; as a literal for
+/// the fixed shell text that writes it.
+macro_rules! applied_file {
+    () => {
+        concat!($crate::model::names::state_dir!(), "/applied")
+    };
+}
+pub(crate) use applied_file;
+
+/// The fingerprint of the plan vxmesh last changed the host from, and when.
+pub const APPLIED: &str = applied_file!();
+
 /// Where the host keeps its WireGuard private key: made there, readable by root only, never sent anywhere.
-pub const WIREGUARD_KEY_DIR: &str = "/etc/vxmesh";
-pub const WIREGUARD_KEY: &str = "/etc/vxmesh/wireguard.key";
+pub const WIREGUARD_KEY: &str = concat!(state_dir!(), "/wireguard.key");
 
 pub fn docker0() -> IfName {
     IfName::fixed(DOCKER0)
@@ -171,6 +207,38 @@ mod tests {
         for fixed in [SWITCH_BRIDGE, VETH_SWITCH_END, VETH_DOCKER_END, DOCKER0, WIREGUARD_DEVICE, "vxm-wgprobe"] {
             assert!(IfName::checked(fixed).is_some(), "{fixed}");
         }
+    }
+
+    /// Renaming a host-side name here must be enough: no other source file may spell it (the lab keeps its own
+    /// files elsewhere and is not the product).
+    #[test]
+    fn host_paths_and_the_wireguard_device_are_spelled_only_here() {
+        fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).expect("src is readable") {
+                let p = e.expect("a directory entry").path();
+                if p.is_dir() {
+                    files(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut all = vec![];
+        files(&src, &mut all);
+        let this = src.join("model").join("names.rs");
+        let mut offenders = vec![];
+        for f in all.iter().filter(|f| **f != this && !f.starts_with(src.join("lab"))) {
+            let text = std::fs::read_to_string(f).expect("a readable source file");
+            for literal in [STATE_DIR, WIREGUARD_DEVICE] {
+                if text.contains(literal) {
+                    offenders.push(format!("{} spells {literal}", f.display()));
+                }
+            }
+        }
+        assert!(all.len() > 20, "found only {} source files under {}", all.len(), src.display());
+        assert!(offenders.is_empty(), "use model::names instead:\n{}", offenders.join("\n"));
+        assert!(BOOT_SCRIPT.starts_with(STATE_DIR) && WIREGUARD_SOCKET.contains(WIREGUARD_DEVICE));
     }
 
     #[test]

@@ -126,3 +126,74 @@ fn preflight_refuses_a_host_without_the_underlay_or_with_a_colliding_route() {
     let e = preflight(&node, &f).join("; ");
     assert!(e.contains("no interface on this host has the underlay address 192.168.122.81"), "{e}");
 }
+
+/// The kinds of `comps`' pieces, in list order.
+fn kinds(comps: &vxmesh::components::HostComponents<'_>) -> Vec<vxmesh::components::Kind> {
+    comps.pieces().map(|p| p.kind()).collect()
+}
+
+/// One list per host and purpose: `up` plans the node's pieces, `down` also looks at every firewall backend and at
+/// what encryption may have left; `auto` plans the backend the facts pick, which then answers for itself.
+#[test]
+fn a_host_s_components_are_chosen_in_one_place() {
+    use vxmesh::components::{HostComponents, Kind};
+    use vxmesh::model::inventory::FirewallKind::{Firewalld, Iptables, Nftables};
+    let n = vm1();
+    let up = HostComponents::up(&n);
+    let fw = |k| Kind::Firewall(k);
+    assert_eq!(
+        kinds(&up),
+        [Kind::Sysctl, Kind::Veth, Kind::Ovs, Kind::DockerNetwork, Kind::Rules, fw(Iptables), Kind::Boot]
+    );
+    let planned: Vec<Kind> = up.planned(&HostFacts::default()).map(|c| c.kind()).collect();
+    assert_eq!(planned, [Kind::Sysctl, Kind::Veth, Kind::Ovs, Kind::DockerNetwork, Kind::Rules, fw(Iptables)]);
+    let down = HostComponents::teardown(&n);
+    assert_eq!(
+        kinds(&down),
+        [
+            Kind::Sysctl,
+            Kind::Veth,
+            Kind::Ovs,
+            Kind::DockerNetwork,
+            Kind::Rules,
+            fw(Iptables),
+            fw(Nftables),
+            fw(Firewalld),
+            Kind::Wireguard,
+            Kind::Boot
+        ]
+    );
+    assert_eq!(down.planned(&HostFacts::default()).count(), 5, "down plans nothing but the node's own pieces");
+
+    let (_, plan) = plan_of(&read_fixture("three-nodes.yaml").replace("firewall: iptables", "firewall: auto"));
+    let auto = plan.node("vm1").unwrap();
+    let comps = HostComponents::up(auto);
+    assert_eq!(kinds(&comps)[5..], [fw(Iptables), fw(Nftables), fw(Firewalld), Kind::Boot], "all gathered");
+    let mut nft_only = HostFacts::default();
+    nft_only.tools.insert("nft".into(), vxmesh::facts::Tool { path: "/usr/sbin/nft".into(), version: String::new() });
+    let firewalls = |f: &HostFacts| -> Vec<Kind> {
+        comps.planned(f).map(|c| c.kind()).filter(|k| matches!(k, Kind::Firewall(_))).collect()
+    };
+    assert_eq!(firewalls(&nft_only), [fw(Nftables)]);
+    assert_eq!(firewalls(&HostFacts::default()), [fw(Iptables)]);
+    let steps = diff::diff(auto, &nft_only);
+    assert!(steps.iter().any(|s| s.component == fw(Nftables)), "the picked backend's own diff");
+    assert!(!steps.iter().any(|s| s.component == fw(Iptables)));
+}
+
+/// Without facts, the boot script is made from the diff's own steps: the same script as from the facts that only
+/// say which firewall runs, which is what a host with facts gets.
+#[test]
+fn the_offline_boot_script_is_the_one_a_host_gets() {
+    use vxmesh::components::boot;
+    let n = vm1();
+    let offline = diff::diff(&n, &HostFacts::default());
+    let installed = offline.iter().find_map(|s| match s.change_as::<boot::Change>() {
+        Some(boot::Change::BootUnit { script, .. }) => Some(script.clone()),
+        _ => None,
+    });
+    let mut host = facts("bare-host");
+    host.tools.clear();
+    assert!(!host.is_empty(), "a host's facts are not the offline ones");
+    assert_eq!(installed.as_deref(), Some(diff::boot_script(&n, &host).as_str()));
+}

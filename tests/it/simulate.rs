@@ -7,7 +7,7 @@ use vxmesh::components::docker0::{self, DaemonJson};
 use vxmesh::components::firewall::{FirewalldFacts, NftFacts};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
 use vxmesh::components::wireguard::{self, WgDevice, WgPeerState, WireguardFacts};
-use vxmesh::components::{Mtu, Step, kernel, rules, switch, veth};
+use vxmesh::components::{Mtu, Step, rules, switch, sysctl, veth};
 use vxmesh::facts::{HostFacts, Link};
 
 fn mtu(m: Mtu) -> u32 {
@@ -30,7 +30,7 @@ fn add_port(o: &mut OvsFacts, bridge: &str, port: &str) {
 
 /// Applies one step's effect, whichever component made it.
 pub fn apply(f: &mut HostFacts, s: &Step) {
-    if let Some(c) = s.change_as::<kernel::SetSysctl>() {
+    if let Some(c) = s.change_as::<sysctl::SetSysctl>() {
         f.sysctls.insert(c.key.clone(), c.value.clone());
     } else if let Some(c) = s.change_as::<veth::Change>() {
         apply_veth(f, c);
@@ -121,7 +121,7 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
             });
         }
     } else {
-        panic!("the simulator does not know {}'s change {:?}", s.component, s.change);
+        panic!("the simulator does not know {:?}'s change {:?}", s.component, s.change);
     }
 }
 

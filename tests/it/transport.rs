@@ -249,3 +249,159 @@ fn verification_assembles_what_recorded_hosts_print() {
     assert_eq!(cell("vm3", "vm2").error.as_deref(), Some("no answer from the listener"));
     assert_eq!(r.hosts[1].unreachable_switches, ["vm3"]);
 }
+
+/// Runs a verify script with `sh` under stub tools (docker, nsenter, wget, ping, iperf3, cat), each logging its
+/// arguments one a line to `LOG/<tool>`; returns what the script printed, its lines sorted (probes run at once).
+fn run_with_stubs(script: &str) -> (Vec<String>, crate::util::TempDir) {
+    let dir = crate::util::TempDir::new("verify-stubs");
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = |tool: &str| format!("printf '%s\\n' \"$@\" >> \"$LOG/{tool}\"; echo -- >> \"$LOG/{tool}\"\n");
+    let stubs = [
+        ("docker", format!("{}[ \"$1\" = inspect ] && echo '999999999 172.18.0.3'\ntrue\n", log("docker"))),
+        // nsenter -t PID [-m] -n [--] CMD...: runs CMD here; the container's eth0 has MTU 1450.
+        (
+            "nsenter",
+            format!(
+                "{}while [ $# -gt 0 ]; do case $1 in -t) shift 2 ;; -m|-n) shift ;; --) shift; break ;; *) break ;; esac; done\n\
+                 [ \"$1\" = cat ] && {{ echo 1450; exit 0; }}\nexec \"$@\"\n",
+                log("nsenter")
+            ),
+        ),
+        ("wget", format!("{}echo 172.18.0.9\n", log("wget"))),
+        // iputils' ping on a path of MTU 1450: 1422 bytes of payload pass, 1423 are refused by the sender.
+        (
+            "ping",
+            format!(
+                "{}[ \"$1\" = -V ] && {{ echo 'ping from iputils 20211215'; exit 0; }}\n\
+                 case \" $* \" in *' -s 1423 '*) echo 'ping: local error: message too long, mtu=1450'; exit 1 ;; esac\n\
+                 echo '64 bytes from 10.0.0.1: icmp_seq=1 ttl=64 time=0.42 ms'\n\
+                 echo 'rtt min/avg/max/mdev = 0.30/0.42/0.50/0.08 ms'\n",
+                log("ping")
+            ),
+        ),
+        ("iperf3", format!("{}case \" $* \" in *' -c '*) echo '{{}}' ;; esac\n", log("iperf3"))),
+        ("cat", format!("{}echo 1450\n", log("cat"))),
+    ];
+    for (name, body) in stubs {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let out = std::process::Command::new("timeout")
+        .args(["20", "sh", "-c", script])
+        .env("PATH", path)
+        .env("LOG", &dir.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{script}\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    let mut lines: Vec<String> = stdout.lines().map(String::from).collect();
+    lines.sort();
+    (lines, dir)
+}
+
+/// The arguments each call of `tool` got, one call a list.
+fn calls(dir: &crate::util::TempDir, tool: &str) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(dir.0.join(tool)).unwrap_or_default();
+    text.split_terminator("--\n").map(|c| c.lines().map(String::from).collect()).collect()
+}
+
+fn verify_node() -> NodePlan {
+    let (_, plan) = plan_of(&read_fixture("three-nodes.yaml"));
+    let mut n = plan.nodes[0].clone();
+    // Validation would refuse it; the scripts must carry it as one word anyway.
+    n.docker.network = "mesh net'$(id)".into();
+    n
+}
+
+#[test]
+fn verify_client_probes_every_target_through_the_container() {
+    use vxmesh::verify::scripts::client_script;
+    let n = verify_node();
+    let ip = |s: &str| s.parse().unwrap();
+    let script = client_script(
+        &n,
+        "t",
+        &[("vm2".into(), ip("172.19.0.3"))],
+        &[("vm2".into(), ip("172.30.0.2"))],
+        Some(ip("192.0.2.1")),
+    );
+    let (out, dir) = run_with_stubs(&script);
+    assert_eq!(
+        out,
+        ["me 172.18.0.3 1450", "mtu vm2 ok refused", "outside ok", "pair vm2 0.42 172.18.0.9 1", "switch vm2 ok"]
+    );
+    let inspect =
+        format!("{{{{.State.Pid}}}} {{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}", n.docker.network);
+    assert_eq!(calls(&dir, "docker"), [vec!["inspect".to_string(), "-f".into(), inspect, "vxmesh-verify-t".into()]]);
+    assert_eq!(calls(&dir, "wget"), [["-qO-", "http://172.19.0.3:7777/cgi-bin/ip"]]);
+    let pings: Vec<Vec<String>> = calls(&dir, "ping");
+    for want in [
+        "-c2 -i 0.1 -W2 172.19.0.3",
+        "-c1 -W2 -w2 -M do -s 1422 172.19.0.3",
+        "-c1 -W0.1 -M do -s 1423 172.19.0.3",
+        "-c1 -W2 172.30.0.2",
+        "-c1 -W2 192.0.2.1",
+    ] {
+        assert!(pings.iter().any(|p| p.join(" ") == want), "no `ping {want}` in {pings:?}");
+    }
+}
+
+#[test]
+fn verify_switch_probes_run_on_the_host() {
+    use vxmesh::verify::scripts::switch_script;
+    let n = verify_node();
+    let (out, dir) = run_with_stubs(&switch_script(&n, &[("vm2".into(), "172.30.0.2".parse().unwrap())]));
+    assert_eq!(out, ["me 172.30.0.1 1450", "mtu vm2 ok refused", "pair vm2 0.42 -"]);
+    assert_eq!(calls(&dir, "cat"), [["/sys/class/net/sw0/mtu"]]);
+    let pings: Vec<String> = calls(&dir, "ping").iter().map(|p| p.join(" ")).collect();
+    for want in
+        ["-c3 -i 0.3 -W3 172.30.0.2", "-c1 -W2 -w2 -M do -s 1422 172.30.0.2", "-c1 -W0.1 -M do -s 1423 172.30.0.2"]
+    {
+        assert!(pings.iter().any(|p| p == want), "no `ping {want}` in {pings:?}");
+    }
+    assert!(calls(&dir, "nsenter").is_empty(), "the switch's probes run on the host");
+}
+
+#[test]
+fn verify_bandwidth_and_cleanup_scripts_call_their_tools_as_before() {
+    use vxmesh::verify::scripts::{bandwidth_client, bandwidth_server, cleanup_script};
+    let ip = |s: &str| -> std::net::Ipv4Addr { s.parse().unwrap() };
+    let (out, dir) = run_with_stubs(&bandwidth_server("t", ip("192.168.122.82")));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(calls(&dir, "docker"), [["inspect", "-f", "{{.State.Pid}}", "vxmesh-verify-t"]]);
+    assert_eq!(
+        calls(&dir, "iperf3"),
+        [vec!["-s", "-1", "-D", "-p", "5201"], vec!["-s", "-1", "-D", "-p", "5202", "-B", "192.168.122.82"]]
+    );
+    let (out, dir) =
+        run_with_stubs(&bandwidth_client("t", ip("172.19.0.3"), ip("192.168.122.81"), ip("192.168.122.82")));
+    let fragments = out.iter().find(|l| l.starts_with("fragments ")).cloned().unwrap_or_default();
+    assert!(fragments["fragments ".len()..].parse::<i64>().is_ok(), "{out:?}");
+    let rest: Vec<&String> = out.iter().filter(|l| !l.starts_with("fragments ")).collect();
+    assert_eq!(rest, ["### end", "### overlay", "### underlay", "overlay-rtt 0.42", "underlay-rtt 0.42", "{}", "{}"]);
+    assert_eq!(
+        calls(&dir, "iperf3"),
+        [
+            vec!["-c", "172.19.0.3", "-p", "5201", "-t", "3", "-J"],
+            vec!["-c", "192.168.122.82", "-p", "5202", "-t", "3", "-J", "-B", "192.168.122.81"]
+        ]
+    );
+    let (out, dir) = run_with_stubs(&cleanup_script("t"));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(calls(&dir, "docker"), [["rm", "-f", "vxmesh-verify-t"]]);
+}
+
+#[test]
+fn verify_listener_starts_the_container_with_every_value_as_one_argument() {
+    use vxmesh::verify::scripts::listener_script;
+    let n = verify_node();
+    let script = listener_script(&n, "t", "busy box;$(touch x)");
+    let check = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+    assert!(check.status.success(), "sh -n: {}", String::from_utf8_lossy(&check.stderr));
+    assert!(script.contains("--network 'mesh net'\\''$(id)' 'busy box;$(touch x)' sh -c "), "{script}");
+    assert!(script.contains("--label vxmesh.verify=t "), "{script}");
+}

@@ -8,7 +8,9 @@ pub use daemon_json::{MTU_PLACEHOLDER, merged};
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use super::core::{Component, Ctx, Mtu, Need, Phase, Step};
+use super::core::{
+    Capabilities, Claims, Component, Ctx, Kind, Mtu, Need, PeerLink, Phase, Piece, Presence, Status, Step,
+};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::names;
@@ -44,7 +46,7 @@ impl Docker0<'_> {
     fn blocked(&self, reason: String, description: String) -> Step {
         Step::new(
             Phase::Docker,
-            self.name(),
+            self.kind(),
             description,
             Change::Blocked { reason: reason.clone() },
             vec![Stmt::Fail(reason)],
@@ -102,13 +104,9 @@ impl Docker0<'_> {
     }
 }
 
-impl Component for Docker0<'_> {
-    fn name(&self) -> &'static str {
-        "docker0"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        super::docker::needs()
+impl Piece for Docker0<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Docker0
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -120,6 +118,16 @@ impl Component for Docker0<'_> {
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         facts.set_part(DaemonJson(s.get("docker-daemon-json").to_string()));
         super::docker::parse_networks(s, facts)
+    }
+
+    fn teardown(&self, _: &HostFacts) -> Vec<Step> {
+        vec![]
+    }
+}
+
+impl Component for Docker0<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        super::docker::needs()
     }
 
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
@@ -135,7 +143,7 @@ impl Component for Docker0<'_> {
                 vec![
                     Step::new(
                         Phase::Docker,
-                        self.name(),
+                        self.kind(),
                         format!("set docker's bip to {bip} in {PATH} and restart docker"),
                         Change::DockerDaemon { bip, mtu: ctx.mtu, content: content.clone(), guard_existing },
                         self.write(bip, ctx.mtu, &content, guard_existing),
@@ -157,12 +165,24 @@ impl Component for Docker0<'_> {
         }
     }
 
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities { status: Some(self), claims: Some(self), ..Capabilities::NONE }
+    }
+}
+
+impl Status for Docker0<'_> {
+    fn present(&self, facts: &HostFacts) -> Option<(Presence, bool)> {
+        Some((Presence::DockerNetwork, facts.links.get(names::DOCKER0).is_some_and(|l| l.addrs.contains(&self.bip()))))
+    }
+
+    fn peers(&self, _: &HostFacts) -> Vec<PeerLink> {
+        vec![]
+    }
+}
+
+impl Claims for Docker0<'_> {
     fn claims(&self, facts: &HostFacts) -> Vec<(String, Ipv4Net)> {
         // docker0 is the mesh's network in this mode: docker calls it `bridge`.
         super::docker::claims(facts, "bridge")
-    }
-
-    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        vec![("docker network", facts.links.get(names::DOCKER0).is_some_and(|l| l.addrs.contains(&self.bip())))]
     }
 }

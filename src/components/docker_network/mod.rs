@@ -5,7 +5,10 @@ pub use super::docker::DockerNetwork;
 
 use serde::Serialize;
 
-use super::core::{Component, Ctx, Mtu, Need, Phase, Step};
+use super::core::{
+    Capabilities, Claims, Component, Ctx, Kind, Mtu, Need, PeerLink, Phase, Piece, Presence, RefuseTeardown, Status,
+    Step,
+};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections};
 use crate::plan::DockerSpec;
@@ -42,13 +45,9 @@ impl DockerNetworkAttachment<'_> {
     }
 }
 
-impl Component for DockerNetworkAttachment<'_> {
-    fn name(&self) -> &'static str {
-        "docker-network"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        super::docker::needs()
+impl Piece for DockerNetworkAttachment<'_> {
+    fn kind(&self) -> Kind {
+        Kind::DockerNetwork
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -60,6 +59,42 @@ impl Component for DockerNetworkAttachment<'_> {
         let ours = facts.part::<super::docker::DockerNetworks>().and_then(|d| d.named(&self.spec.network)).cloned();
         facts.set_part(DockerNetworkFacts(ours));
         Ok(())
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let Some(net) = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref()) else {
+            return vec![];
+        };
+        // Containers still attached are there only when `--force` overrode the refusal: they lose the mesh.
+        let mut cmds: Vec<Stmt> = net
+            .containers
+            .iter()
+            .map(|c| {
+                Cmd::new([
+                    "docker".into(),
+                    "network".into(),
+                    "disconnect".into(),
+                    "-f".into(),
+                    self.network(),
+                    Word::Data(c.clone()),
+                ])
+                .into()
+            })
+            .collect();
+        cmds.push(Cmd::new(["docker".into(), "network".into(), "rm".into(), self.network()]).no_stdout().into());
+        vec![Step::new(
+            Phase::Docker,
+            self.kind(),
+            format!("remove docker network {}", self.spec.network),
+            Change::RemoveDockerNetwork { network: self.spec.network.clone() },
+            cmds,
+        )]
+    }
+}
+
+impl Component for DockerNetworkAttachment<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        super::docker::needs()
     }
 
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
@@ -111,43 +146,29 @@ impl Component for DockerNetworkAttachment<'_> {
         });
         vec![Step::new(
             Phase::Docker,
-            self.name(),
+            self.kind(),
             description,
             Change::DockerNetwork { spec: spec.clone(), mtu: ctx.mtu, recreate },
             cmds,
         )]
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let Some(net) = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref()) else {
-            return vec![];
-        };
-        // Containers still attached are there only when `--force` overrode the refusal: they lose the mesh.
-        let mut cmds: Vec<Stmt> = net
-            .containers
-            .iter()
-            .map(|c| {
-                Cmd::new([
-                    "docker".into(),
-                    "network".into(),
-                    "disconnect".into(),
-                    "-f".into(),
-                    self.network(),
-                    Word::Data(c.clone()),
-                ])
-                .into()
-            })
-            .collect();
-        cmds.push(Cmd::new(["docker".into(), "network".into(), "rm".into(), self.network()]).no_stdout().into());
-        vec![Step::new(
-            Phase::Docker,
-            self.name(),
-            format!("remove docker network {}", self.spec.network),
-            Change::RemoveDockerNetwork { network: self.spec.network.clone() },
-            cmds,
-        )]
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities { status: Some(self), refusal: Some(self), claims: Some(self) }
+    }
+}
+
+impl Status for DockerNetworkAttachment<'_> {
+    fn present(&self, facts: &HostFacts) -> Option<(Presence, bool)> {
+        Some((Presence::DockerNetwork, facts.part::<DockerNetworkFacts>().is_some_and(|d| d.0.is_some())))
     }
 
+    fn peers(&self, _: &HostFacts) -> Vec<PeerLink> {
+        vec![]
+    }
+}
+
+impl RefuseTeardown for DockerNetworkAttachment<'_> {
     fn refuse_teardown(&self, facts: &HostFacts) -> Option<String> {
         let net = facts.part::<DockerNetworkFacts>().and_then(|d| d.0.as_ref())?;
         (!net.containers.is_empty()).then(|| {
@@ -158,13 +179,11 @@ impl Component for DockerNetworkAttachment<'_> {
             )
         })
     }
+}
 
+impl Claims for DockerNetworkAttachment<'_> {
     fn claims(&self, facts: &HostFacts) -> Vec<(String, ipnet::Ipv4Net)> {
         super::docker::claims(facts, &self.spec.network)
-    }
-
-    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        vec![("docker network", facts.part::<DockerNetworkFacts>().is_some_and(|d| d.0.is_some()))]
     }
 }
 

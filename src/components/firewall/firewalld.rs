@@ -5,8 +5,9 @@ use std::net::Ipv4Addr;
 use serde::Serialize;
 
 use crate::cmd;
-use crate::components::core::{Component, Concern, Ctx, Need, Phase, Step, need};
+use crate::components::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::inventory::FirewallKind;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, Word, join, when};
 
@@ -49,18 +50,14 @@ impl Firewalld<'_> {
         let mut cmds: Vec<Stmt> = add.iter().map(|r| rule_cmd("--add-rich-rule=", r)).collect();
         cmds.extend(remove.iter().map(|r| rule_cmd("--remove-rich-rule=", r)));
         cmds.push(cmd!["firewall-cmd", "--quiet", "--reload"].into());
-        Step::new(Phase::Firewall, self.name(), description, Change::Firewalld { add, remove }, cmds)
+        Step::new(Phase::Firewall, self.kind(), description, Change::Firewalld { add, remove }, cmds)
             .concerning(Concern::Peers)
     }
 }
 
-impl Component for Firewalld<'_> {
-    fn name(&self) -> &'static str {
-        "firewalld"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        vec![need("firewall-cmd", "firewalld", "firewalld")]
+impl Piece for Firewalld<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Firewall(FirewallKind::Firewalld)
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -91,6 +88,26 @@ impl Component for Firewalld<'_> {
         Ok(())
     }
 
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let Some(f) = facts.part::<FirewalldFacts>().filter(|f| f.running) else { return vec![] };
+        let remove: Vec<String> =
+            f.rich_rules.iter().filter(|r| r.ends_with(&ours(self.node.firewall.port))).cloned().collect();
+        if remove.is_empty() {
+            return vec![];
+        }
+        vec![self.step(format!("firewalld: withdraw {} VXLAN rules", remove.len()), vec![], remove)]
+    }
+}
+
+impl Component for Firewalld<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        vec![need("firewall-cmd", "firewalld", "firewalld")]
+    }
+
+    fn preflight(&self, _: &HostFacts) -> Vec<String> {
+        vec![]
+    }
+
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
         let fw = &self.node.firewall;
         let want: Vec<String> = fw.peers.iter().map(|p| rich_rule(*p, fw.port)).collect();
@@ -106,13 +123,7 @@ impl Component for Firewalld<'_> {
         vec![self.step(description, add, remove)]
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let Some(f) = facts.part::<FirewalldFacts>().filter(|f| f.running) else { return vec![] };
-        let remove: Vec<String> =
-            f.rich_rules.iter().filter(|r| r.ends_with(&ours(self.node.firewall.port))).cloned().collect();
-        if remove.is_empty() {
-            return vec![];
-        }
-        vec![self.step(format!("firewalld: withdraw {} VXLAN rules", remove.len()), vec![], remove)]
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::NONE
     }
 }

@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use super::nft_facts::{self, NftTable};
 use crate::cmd;
-use crate::components::core::{Component, Concern, Ctx, Need, Phase, Step, need};
+use crate::components::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::inventory::FirewallKind;
 use crate::model::names;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, when};
@@ -83,13 +84,9 @@ fn program(node: &NodePlan, want: &NftTable) -> String {
     )
 }
 
-impl Component for Nftables<'_> {
-    fn name(&self) -> &'static str {
-        "nftables"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        vec![need("nft", "nftables", "nftables")]
+impl Piece for Nftables<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Firewall(FirewallKind::Nftables)
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -105,6 +102,29 @@ impl Component for Nftables<'_> {
     fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         facts.set_part(NftFacts(nft_facts::parse(s.get("nft"))?));
         Ok(())
+    }
+
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        if facts.part::<NftFacts>().is_none_or(|n| n.0.is_none()) {
+            return vec![];
+        }
+        vec![Step::new(
+            Phase::Firewall,
+            self.kind(),
+            format!("delete nftables table inet {}", names::NFT_TABLE),
+            Change::RemoveNftTable,
+            vec![cmd!["nft", "delete", "table", "inet", names::NFT_TABLE].into()],
+        )]
+    }
+}
+
+impl Component for Nftables<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        vec![need("nft", "nftables", "nftables")]
+    }
+
+    fn preflight(&self, _: &HostFacts) -> Vec<String> {
+        vec![]
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
@@ -131,7 +151,7 @@ impl Component for Nftables<'_> {
         vec![
             Step::new(
                 Phase::Firewall,
-                self.name(),
+                self.kind(),
                 description,
                 Change::NftTable(want),
                 vec![cmd!["nft", "-f", "-"].stdin(program).into()],
@@ -140,16 +160,7 @@ impl Component for Nftables<'_> {
         ]
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        if facts.part::<NftFacts>().is_none_or(|n| n.0.is_none()) {
-            return vec![];
-        }
-        vec![Step::new(
-            Phase::Firewall,
-            self.name(),
-            format!("delete nftables table inet {}", names::NFT_TABLE),
-            Change::RemoveNftTable,
-            vec![cmd!["nft", "delete", "table", "inet", names::NFT_TABLE].into()],
-        )]
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::NONE
     }
 }

@@ -9,7 +9,9 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use super::core::{Component, Concern, Ctx, Mtu, Need, PeerLink, Phase, Step, need};
+use super::core::{
+    Capabilities, Component, Concern, Ctx, Kind, Mtu, Need, PeerLink, Phase, Piece, Presence, Status, Step, need,
+};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
 use crate::model::inventory::Datapath;
@@ -71,7 +73,7 @@ impl Ovs<'_> {
 
     /// The OVS steps, with or without the tunnels.
     fn steps(&self, facts: &HostFacts, ctx: &Ctx, tunnels: bool) -> Vec<Step> {
-        let name = self.name();
+        let name = self.kind();
         let n = self.node;
         let empty = OvsFacts::default();
         let of = facts.part::<OvsFacts>().unwrap_or(&empty);
@@ -166,7 +168,7 @@ impl Ovs<'_> {
         };
         Step::new(
             Phase::Switch,
-            self.name(),
+            self.kind(),
             description,
             Change::Tunnel { bridge: br.clone(), tunnel: t.clone(), vni: n.vxlan.vni, port: n.vxlan.port, repair },
             cmds,
@@ -177,13 +179,9 @@ impl Ovs<'_> {
     }
 }
 
-impl Component for Ovs<'_> {
-    fn name(&self) -> &'static str {
-        "ovs"
-    }
-
-    fn needs(&self, _: &HostFacts) -> Vec<Need> {
-        vec![need(TOOL, "openvswitch-switch", "openvswitch (from the NFV SIG or RDO repository)")]
+impl Piece for Ovs<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Ovs
     }
 
     fn gather(&self) -> Vec<Stmt> {
@@ -222,6 +220,27 @@ impl Component for Ovs<'_> {
         Ok(())
     }
 
+    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+        let br = &self.node.switch.bridge;
+        let present = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(br.as_str()));
+        if !present {
+            return vec![];
+        }
+        vec![Step::new(
+            Phase::Switch,
+            self.kind(),
+            format!("delete OVS bridge {br} and its tunnels"),
+            Change::RemoveBridge { bridge: br.clone() },
+            vec![ovs(["--if-exists".into(), "del-br".into(), br.into()])],
+        )]
+    }
+}
+
+impl Component for Ovs<'_> {
+    fn needs(&self, _: &HostFacts) -> Vec<Need> {
+        vec![need(TOOL, "openvswitch-switch", "openvswitch (from the NFV SIG or RDO repository)")]
+    }
+
     fn preflight(&self, facts: &HostFacts) -> Vec<String> {
         let reachable = facts.part::<OvsFacts>().is_some_and(|o| o.reachable);
         if facts.tools.contains_key(TOOL) && !reachable {
@@ -231,27 +250,23 @@ impl Component for Ovs<'_> {
         }
     }
 
-    fn boot_diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
-        self.steps(facts, ctx, false).into_iter().filter(|s| s.at_boot).collect()
-    }
-
     fn diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
         self.steps(facts, ctx, true)
     }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        let br = &self.node.switch.bridge;
-        let present = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(br.as_str()));
-        if !present {
-            return vec![];
-        }
-        vec![Step::new(
-            Phase::Switch,
-            self.name(),
-            format!("delete OVS bridge {br} and its tunnels"),
-            Change::RemoveBridge { bridge: br.clone() },
-            vec![ovs(["--if-exists".into(), "del-br".into(), br.into()])],
-        )]
+    fn boot_diff(&self, facts: &HostFacts, ctx: &Ctx) -> Vec<Step> {
+        self.steps(facts, ctx, false).into_iter().filter(|s| s.at_boot).collect()
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities { status: Some(self), ..Capabilities::NONE }
+    }
+}
+
+impl Status for Ovs<'_> {
+    fn present(&self, facts: &HostFacts) -> Option<(Presence, bool)> {
+        let has = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(self.node.switch.bridge.as_str()));
+        Some((Presence::Switch, has))
     }
 
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
@@ -271,11 +286,6 @@ impl Component for Ovs<'_> {
                 },
             })
             .collect()
-    }
-
-    fn present(&self, facts: &HostFacts) -> Vec<(&'static str, bool)> {
-        let has = facts.part::<OvsFacts>().is_some_and(|o| o.bridges.contains_key(self.node.switch.bridge.as_str()));
-        vec![("switch", has)]
     }
 }
 

@@ -1,14 +1,15 @@
-//! Kernel settings: IP forwarding first, then per-device settings (reverse-path filtering) once the devices exist.
+//! The sysctl component: IP forwarding first, then per-device settings (reverse-path filtering) once the devices
+//! exist. Not to be confused with the kernel data plane ([`super::linux`]).
 
 use serde::Serialize;
 
-use super::core::{Component, Ctx, Need, Phase, Step, need};
+use super::core::{Capabilities, Component, Ctx, Kind, Need, Phase, Piece, Step, need};
 use crate::cmd;
-use crate::facts::HostFacts;
+use crate::facts::{FactsError, HostFacts, Sections};
 use crate::plan::{NodePlan, Sysctl};
 use crate::shell::{Stmt, Word, join};
 
-pub struct Kernel<'a> {
+pub struct Sysctls<'a> {
     pub node: &'a NodePlan,
 }
 
@@ -19,13 +20,36 @@ pub struct SetSysctl {
     pub value: String,
 }
 
-impl Component for Kernel<'_> {
-    fn name(&self) -> &'static str {
-        "kernel"
+/// The shared facts hold the sysctls (the facts script reads the plan's keys); sysctls stay at teardown.
+impl Piece for Sysctls<'_> {
+    fn kind(&self) -> Kind {
+        Kind::Sysctl
     }
 
+    fn gather(&self) -> Vec<Stmt> {
+        vec![]
+    }
+
+    fn parse(&self, _: &Sections, _: &mut HostFacts) -> Result<(), FactsError> {
+        Ok(())
+    }
+
+    fn teardown(&self, _: &HostFacts) -> Vec<Step> {
+        vec![]
+    }
+}
+
+impl Component for Sysctls<'_> {
     fn needs(&self, _: &HostFacts) -> Vec<Need> {
         vec![need("sysctl", "procps", "procps-ng"), need("ip", "iproute2", "iproute")]
+    }
+
+    fn preflight(&self, _: &HostFacts) -> Vec<String> {
+        vec![]
+    }
+
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::NONE
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
@@ -44,7 +68,7 @@ impl Component for Kernel<'_> {
                 ]);
                 Step::new(
                     phase,
-                    self.name(),
+                    self.kind(),
                     format!("set {} = {}", s.key, s.value),
                     SetSysctl { key: s.key.clone(), value: s.value.clone() },
                     vec![c],
