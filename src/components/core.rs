@@ -195,6 +195,8 @@ pub enum Kind {
     Rules,
     Firewall(FirewallKind),
     Boot,
+    /// Other overlays on the host (Docker Swarm, a VXLAN device on the mesh's port): checked, never changed.
+    Coexistence,
 }
 
 /// What every piece of a host's network answers, whether the plan asks for it or an earlier run may have left it

@@ -2,6 +2,7 @@
 //! once per host and purpose ([`HostComponents`]).
 
 pub mod boot;
+pub mod coexist;
 pub mod core;
 mod docker;
 pub mod docker0;
@@ -86,6 +87,9 @@ impl<'a> HostComponents<'a> {
             DockerMode::None => {}
         }
         v.push(Entry::Planned(Box::new(rules::Rules { node })));
+        if purpose == Purpose::Up {
+            v.push(Entry::Planned(Box::new(coexist::Coexistence { node })));
+        }
         let backends = || firewall::backends(node);
         match (purpose, node.firewall.kind) {
             (Purpose::Teardown, _) => v.extend(backends().map(|b| Entry::Removable(b))),

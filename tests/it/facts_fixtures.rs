@@ -143,10 +143,22 @@ fn a_host_s_components_are_chosen_in_one_place() {
     let fw = |k| Kind::Firewall(k);
     assert_eq!(
         kinds(&up),
-        [Kind::Sysctl, Kind::Veth, Kind::Ovs, Kind::DockerNetwork, Kind::Rules, fw(Iptables), Kind::Boot]
+        [
+            Kind::Sysctl,
+            Kind::Veth,
+            Kind::Ovs,
+            Kind::DockerNetwork,
+            Kind::Rules,
+            Kind::Coexistence,
+            fw(Iptables),
+            Kind::Boot
+        ]
     );
     let planned: Vec<Kind> = up.planned(&HostFacts::default()).map(|c| c.kind()).collect();
-    assert_eq!(planned, [Kind::Sysctl, Kind::Veth, Kind::Ovs, Kind::DockerNetwork, Kind::Rules, fw(Iptables)]);
+    assert_eq!(
+        planned,
+        [Kind::Sysctl, Kind::Veth, Kind::Ovs, Kind::DockerNetwork, Kind::Rules, Kind::Coexistence, fw(Iptables)]
+    );
     let down = HostComponents::teardown(&n);
     assert_eq!(
         kinds(&down),
@@ -168,7 +180,7 @@ fn a_host_s_components_are_chosen_in_one_place() {
     let (_, plan) = plan_of(&read_fixture("three-nodes.yaml").replace("firewall: iptables", "firewall: auto"));
     let auto = plan.node("vm1").unwrap();
     let comps = HostComponents::up(auto);
-    assert_eq!(kinds(&comps)[5..], [fw(Iptables), fw(Nftables), fw(Firewalld), Kind::Boot], "all gathered");
+    assert_eq!(kinds(&comps)[6..], [fw(Iptables), fw(Nftables), fw(Firewalld), Kind::Boot], "all gathered");
     let mut nft_only = HostFacts::default();
     nft_only.tools.insert("nft".into(), vxmesh::facts::Tool { path: "/usr/sbin/nft".into(), version: String::new() });
     let firewalls = |f: &HostFacts| -> Vec<Kind> {

@@ -3,6 +3,7 @@
 //! root they run.
 
 mod cli;
+mod coexist;
 mod encryption;
 mod facts_fixtures;
 mod faults;
