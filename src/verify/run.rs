@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use super::scripts::{
-    bandwidth_client, bandwidth_server, cleanup_script, client_script, container, listener_script, switch_script,
+    address_script, bandwidth_client, bandwidth_server, cleanup_script, client_script, listener_script, switch_script,
 };
 use super::{Bandwidth, Named, Report, VerifyOptions, assemble, parse_bandwidth};
 use crate::error::HostError;
@@ -26,11 +26,7 @@ async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
         let mut row = match server {
             Ok(o) if o.code == 0 => {
                 let ip = sb
-                    .run(&format!(
-                        "docker inspect -f '{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}' {}",
-                        b.node.docker.network,
-                        container(run)
-                    ))
+                    .run(&address_script(&b.node.docker.network, run))
                     .await
                     .ok()
                     .and_then(|o| o.stdout.trim().parse::<Ipv4Addr>().ok());
