@@ -248,13 +248,7 @@ fn create_temporary(dir: &Path, path: &Path) -> io::Result<(PathBuf, File)> {
     let mut last = None;
     for attempt in 0..64u32 {
         let tmp = dir.join(format!(".{name}.vxmesh-{:016x}", random(attempt)));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o666)
-            .custom_flags(O_NOFOLLOW)
-            .open(&tmp)
-        {
+        match OpenOptions::new().write(true).create_new(true).mode(0o666).custom_flags(O_NOFOLLOW).open(&tmp) {
             Ok(f) => return Ok((tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
             Err(e) => return Err(e),

@@ -35,20 +35,26 @@ pub fn assign(inv: &Inventory, previous: Option<&Lock>) -> Result<Lock> {
     if let Some(prev) = previous
         && (prev.cidr != c.cidr || prev.node_prefix != c.node_prefix || prev.switch_cidr != c.switch_cidr)
     {
-        return Err(stale(prev, format!(
-            "made for cidr `{}`, node_prefix {}, switch_cidr `{}`, but the inventory now says `{}`, {}, `{}`; \
+        return Err(stale(
+            prev,
+            format!(
+                "made for cidr `{}`, node_prefix {}, switch_cidr `{}`, but the inventory now says `{}`, {}, `{}`; \
              changing them renumbers every node: delete the lock file if that is what you want",
-            prev.cidr, prev.node_prefix, prev.switch_cidr, c.cidr, c.node_prefix, c.switch_cidr
-        )));
+                prev.cidr, prev.node_prefix, prev.switch_cidr, c.cidr, c.node_prefix, c.switch_cidr
+            ),
+        ));
     }
     let wireguard = (c.encryption == Encryption::Wireguard).then_some(c.wireguard.cidr);
     if let (Some(p), Some(prev), Some(now)) = (previous, previous.and_then(|p| p.wireguard_cidr), wireguard)
         && prev != now
     {
-        return Err(stale(p, format!(
-            "made for cluster.wireguard.cidr `{prev}`, but the inventory now says `{now}`; changing it renumbers every \
+        return Err(stale(
+            p,
+            format!(
+                "made for cluster.wireguard.cidr `{prev}`, but the inventory now says `{now}`; changing it renumbers every \
              host's WireGuard address: delete the lock file if that is what you want"
-        )));
+            ),
+        ));
     }
     let blocks = BlockSpace::new(c.cidr, c.node_prefix, c.exclude.iter().copied().chain([c.switch_cidr]))
         .ok_or_else(|| Error::Exhausted(format!("cluster.cidr `{}` holds no /{} block", c.cidr, c.node_prefix)))?;

@@ -299,7 +299,12 @@ struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    fn of(at: &'a str, v: &'a Json, known: &'static [&'static str], expected: &str) -> std::result::Result<Self, String> {
+    fn of(
+        at: &'a str,
+        v: &'a Json,
+        known: &'static [&'static str],
+        expected: &str,
+    ) -> std::result::Result<Self, String> {
         let Json::Object(entries) = v else { return Err(wrong(at, v, expected)) };
         let mut found = BTreeMap::new();
         let prefix = if at.is_empty() { String::new() } else { format!("{at}: ") };
@@ -358,7 +363,10 @@ fn decode(json: Json) -> std::result::Result<Lock, String> {
             id: whole(&f.path("id"), f.required("id")?, "a switch id")?,
             subnet: parsed(&f.path("subnet"), f.required("subnet")?, CIDR)?,
             switch_ip: parsed(&f.path("switch_ip"), f.required("switch_ip")?, ADDRESS)?,
-            wireguard_ip: f.optional("wireguard_ip").map(|v| parsed(&f.path("wireguard_ip"), v, ADDRESS)).transpose()?,
+            wireguard_ip: f
+                .optional("wireguard_ip")
+                .map(|v| parsed(&f.path("wireguard_ip"), v, ADDRESS))
+                .transpose()?,
         };
         nodes.insert(name.clone(), a);
     }
@@ -405,12 +413,17 @@ impl Guard {
                 return Err(Error::Io { action: "lock the inventory's guard file", path, source });
             }
         }
-        let busy = format!("another vxmesh command is working on {} (it holds {})", inventory.display(), path.display());
+        let busy =
+            format!("another vxmesh command is working on {} (it holds {})", inventory.display(), path.display());
         if no_wait {
             return Err(Error::Busy(format!("{busy}; nothing was done (without --no-wait, vxmesh waits for it)")));
         }
         waiting(&format!("{busy}; waiting for it to finish (Ctrl-C to give up)"));
-        file.lock().map_err(|source| Error::Io { action: "lock the inventory's guard file", path: path.clone(), source })?;
+        file.lock().map_err(|source| Error::Io {
+            action: "lock the inventory's guard file",
+            path: path.clone(),
+            source,
+        })?;
         Ok(Guard { _file: file, path })
     }
 
@@ -439,8 +452,11 @@ mod tests {
             node_prefix: 16,
             switch_cidr: "10.255.0.0/16".parse().unwrap(),
             wireguard_cidr: None,
-            nodes: [("a".to_string(), a(1, "10.0.0.0/16", "10.255.0.1")), ("b".into(), a(2, "10.1.0.0/16", "10.255.0.2"))]
-                .into(),
+            nodes: [
+                ("a".to_string(), a(1, "10.0.0.0/16", "10.255.0.1")),
+                ("b".into(), a(2, "10.1.0.0/16", "10.255.0.2")),
+            ]
+            .into(),
             origin: None,
         }
     }
@@ -557,7 +573,11 @@ mod tests {
         let osc = "\"\\u001b]0;owned\\u0007\": null,";
         let e = refusal(&lock_text().replacen("\"nodes\"", &format!("{osc} \"nodes\""), 1));
         assert!(e.contains(r"unknown field `\u{1b}]0;owned\u{7}`"), "{e}");
-        let e = refusal(&lock_text().replacen("\"a\":", "\"a\\u001b[2J\": {\"id\": 9, \"subnet\": \"10.9.0.1/16\", \"switch_ip\": \"10.255.0.9\"}, \"c\":", 1));
+        let e = refusal(&lock_text().replacen(
+            "\"a\":",
+            "\"a\\u001b[2J\": {\"id\": 9, \"subnet\": \"10.9.0.1/16\", \"switch_ip\": \"10.255.0.9\"}, \"c\":",
+            1,
+        ));
         assert!(e.contains(r"node `a\u{1b}[2J` has subnet"), "{e}");
         let e = refusal("{\"version\": 1, \"\u{1b}]0;x\u{7}\"");
         assert!(e.contains("fix it or delete it"), "{e}");

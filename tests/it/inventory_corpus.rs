@@ -196,7 +196,9 @@ fn settings_that_conflict_with_nothing_are_accepted() {
     let inv = ok("cluster: {cidr: 10.0.0.0/8, port: 51820}\nnodes: [{name: a, host: 192.0.2.1}]\n");
     assert_eq!(inv.cluster.port, 51820);
     ok("cluster: {cidr: 198.18.0.0/15}\nnodes: [{name: a, host: 192.0.2.1}]\n");
-    ok("cluster: {cidr: 10.0.0.0/8, wireguard: {cidr: 10.9.0.0/16, port: 4789}}\nnodes: [{name: a, host: 192.0.2.1}]\n");
+    ok(
+        "cluster: {cidr: 10.0.0.0/8, wireguard: {cidr: 10.9.0.0/16, port: 4789}}\nnodes: [{name: a, host: 192.0.2.1}]\n",
+    );
     // With encryption, the same are refused: there they are real.
     for refused in [
         "cluster: {cidr: 10.0.0.0/8, port: 51820, encryption: wireguard}",
@@ -213,7 +215,9 @@ fn settings_that_conflict_with_nothing_are_accepted() {
     // The kernel backend with a firewall, OVS without one; a loopback SSH address with its own tunnel endpoint.
     ok("cluster: {cidr: 10.0.0.0/8, backend: linux}\nnodes: [{name: a, host: 192.0.2.1}]\n");
     ok("cluster: {cidr: 10.0.0.0/8, firewall: none}\nnodes: [{name: a, host: 192.0.2.1}]\n");
-    ok("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 127.0.0.1, underlay_ip: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n");
+    ok(
+        "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 127.0.0.1, underlay_ip: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n",
+    );
     // A node's SSH address may be its own tunnel endpoint, written in both fields.
     ok("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1, underlay_ip: 192.0.2.1}]\n");
 }
