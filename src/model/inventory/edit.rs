@@ -208,6 +208,24 @@ mod tests {
         );
     }
 
+    /// Regression (issue 20): the inventory was written first to the fixed name `INVENTORY.vxmesh-tmp`, following a
+    /// symlink planted there, and the rename then left the inventory a symlink.
+    #[test]
+    fn saving_the_inventory_follows_no_planted_link_and_keeps_it_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        std::fs::write(&path, "old\n").unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        std::os::unix::fs::symlink(&victim, path.with_extension("yaml.vxmesh-tmp")).unwrap();
+        save(&path, "new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+        assert!(create(&path, "other\n").is_err(), "a new inventory never replaces one");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
+    }
+
     #[test]
     fn unknown_node_is_an_error() {
         assert!(

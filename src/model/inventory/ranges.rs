@@ -100,6 +100,31 @@ pub fn reserved_problem(net: &Ipv4Net, role: Role, docker0_kept: Option<&str>) -
     }
 }
 
+/// The one check of a vxmesh range against the other vxmesh ranges already known (`None` where unknown or wrong):
+/// the switch range lies inside the cluster (its addresses are the cluster's), the WireGuard range apart from both
+/// (it carries the tunnels, so routing it into the overlay would loop). The cluster's own range meets the others
+/// here, from their side.
+pub fn vxmesh_conflict(net: &Ipv4Net, role: Role, cidr: Option<Ipv4Net>, switch: Option<Ipv4Net>) -> Option<String> {
+    match role {
+        Role::Cluster => None,
+        Role::Switch => cidr
+            .filter(|c| !c.contains(net))
+            .map(|c| format!("lies outside cluster.cidr `{c}`; sw0 addresses must be inside the cluster")),
+        Role::Wireguard => {
+            if let Some(c) = cidr.filter(|c| overlaps(c, net)) {
+                Some(format!(
+                    "overlaps cluster.cidr `{c}`; WireGuard addresses carry the tunnels, so they must lie outside the \
+                     overlay"
+                ))
+            } else {
+                switch.filter(|s| overlaps(s, net)).map(|s| {
+                    format!("overlaps cluster.switch_cidr `{s}`; WireGuard addresses must lie outside the overlay")
+                })
+            }
+        }
+    }
+}
+
 /// The first special range `net` overlaps. The broadcast address is named only for addresses: a block
 /// reaching it lies in the reserved 240.0.0.0/4, which says more.
 pub fn special_overlap(net: &Ipv4Net) -> Option<&'static Special> {
@@ -232,6 +257,18 @@ mod tests {
             assert!(reserved_problem(&n("127.0.0.0/16"), role, None).unwrap().contains("loopback"));
         }
         assert!(reserved_problem(&n("172.17.0.0/16"), Role::Wireguard, kept).unwrap().contains("WireGuard"));
+    }
+
+    #[test]
+    fn vxmesh_ranges_meet_each_other_only_as_designed() {
+        let n = |s: &str| s.parse::<Ipv4Net>().unwrap();
+        let (c, s) = (Some(n("10.0.0.0/8")), Some(n("10.255.0.0/16")));
+        assert!(vxmesh_conflict(&n("10.255.0.0/16"), Role::Switch, c, None).is_none(), "inside the cluster");
+        assert!(vxmesh_conflict(&n("11.0.0.0/16"), Role::Switch, c, None).unwrap().starts_with("lies outside"));
+        assert!(vxmesh_conflict(&n("198.19.0.0/16"), Role::Wireguard, c, s).is_none());
+        assert!(vxmesh_conflict(&n("10.9.0.0/16"), Role::Wireguard, c, s).unwrap().contains("cluster.cidr"));
+        assert!(vxmesh_conflict(&n("10.255.0.0/24"), Role::Wireguard, None, s).unwrap().contains("switch_cidr"));
+        assert!(vxmesh_conflict(&n("0.0.0.0/0"), Role::Cluster, c, s).is_none());
     }
 
     #[test]

@@ -11,7 +11,9 @@ use ipnet::Ipv4Net;
 use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::*;
 use super::nodes::{self, Layout};
-use super::ranges::{DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, Role, non_unicast, overlaps, reserved_problem};
+use super::ranges::{
+    DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, Role, non_unicast, overlaps, reserved_problem, vxmesh_conflict,
+};
 use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, RawWireguard, Scalar, Shaped};
 use crate::error::Diagnostic;
 use crate::model::blocks::BlockSpace;
@@ -198,12 +200,8 @@ fn wireguard(
         format!("is a /{}; give at least a /30", cidr.prefix_len())
     } else if encrypted.is_none() {
         return Some(WireguardSettings { port: port?, cidr });
-    } else if let Some(c) = l.cidr.filter(|c| overlaps(c, &cidr)) {
-        format!(
-            "overlaps cluster.cidr `{c}`; WireGuard addresses carry the tunnels, so they must lie outside the overlay"
-        )
-    } else if let Some(s) = l.switch_cidr.filter(|s| overlaps(s, &cidr)) {
-        format!("overlaps cluster.switch_cidr `{s}`; WireGuard addresses must lie outside the overlay")
+    } else if let Some(conflict) = vxmesh_conflict(&cidr, Role::Wireguard, l.cidr, l.switch_cidr) {
+        conflict
     } else {
         return Some(WireguardSettings { port: port?, cidr });
     };
@@ -501,8 +499,8 @@ fn given_switch_cidr(v: &At<Scalar>, cidr: Option<Ipv4Net>, ck: &mut Check) -> O
     let s = ck.cidr("cluster.switch_cidr", v)?;
     let problem = if let Some(special) = reserved_problem(&s, Role::Switch, None) {
         special
-    } else if let Some(c) = cidr.filter(|c| !c.contains(&s)) {
-        format!("lies outside cluster.cidr `{c}`; sw0 addresses must be inside the cluster")
+    } else if let Some(conflict) = vxmesh_conflict(&s, Role::Switch, cidr, None) {
+        conflict
     } else {
         return Some(s);
     };
