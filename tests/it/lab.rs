@@ -125,6 +125,16 @@ fn lab_hosts_are_real_private_and_rebootable() {
         unit.contains("docker-answered") && unit.contains("ovs-answered") && unit.contains(&ip),
         "vxmesh.service started after docker, Open vSwitch and the underlay: {unit}"
     );
+    // docker answers through its socket even before dockerd is up: the order itself, as systemd recorded it.
+    let times = ssh(
+        &lab,
+        "node2",
+        "systemctl show -P ActiveEnterTimestampMonotonic docker.service openvswitch-switch.service; \
+         systemctl show -P InactiveExitTimestampMonotonic vxmesh.service",
+    );
+    let t: Vec<u64> = times.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!(t.len() == 3 && t[0] > 0 && t[1] > 0, "{times}");
+    assert!(t[2] >= t[0] && t[2] >= t[1], "vxmesh.service started once docker and OVS were up: {times}");
 
     // Stop makes a node unreachable; start brings it back.
     let r = vxmesh(&lab.dir, &["lab", "node", "stop", "node3", "--name", "t1"]);
