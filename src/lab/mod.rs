@@ -30,6 +30,8 @@ const OUTSIDE_HOST: u8 = 250;
 const FIRST_NODE_HOST: u8 = 11;
 pub const MAX_NODES: usize = 200;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Nodes boot at once on a few cores: 30 systemd boots took 22 s at a load average of 30.
+const BOOT_TIMEOUT_PER_NODE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -266,6 +268,9 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
             &[&["-w", "-I", "FORWARD"][..], &rule.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
         )?;
     }
+    if let Some(raised) = raise_inotify_instances()? {
+        progress(&raised);
+    }
     for n in &state.nodes {
         prepare_node(state, n)?;
         fail_point(&n.name)?;
@@ -276,6 +281,28 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
     wait_ready(state, &state.nodes)?;
     write_access_files(state)?;
     Ok(())
+}
+
+/// inotify instances a node's systemd, journald, dbus, logind and daemons use, with room to spare (about 5 seen).
+const INOTIFY_PER_NODE: u64 = 8;
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Every node runs as the machine's root, and the kernel counts inotify instances per user: at the default of
+/// 128, nodes beyond about 25 of all labs wait forever in "Failed to create inotify object: Too many open files".
+/// Raises the machine's limit to what every lab's nodes need (as kind asks of its users), never lowers it.
+fn raise_inotify_instances() -> Result<Option<String>> {
+    let nodes: u64 = list().iter().map(|l| l.nodes.len() as u64).sum();
+    let need = 128 + INOTIFY_PER_NODE * nodes;
+    let now: u64 = std::fs::read_to_string(INOTIFY_LIMIT)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| lab_err(format!("cannot read {INOTIFY_LIMIT}")))?;
+    if now >= need {
+        return Ok(None);
+    }
+    std::fs::write(INOTIFY_LIMIT, need.to_string())
+        .map_err(|e| lab_err(format!("cannot raise {INOTIFY_LIMIT} to {need}: {e}")))?;
+    Ok(Some(format!("fs.inotify.max_user_instances raised from {now} to {need} ({nodes} lab nodes on this machine)")))
 }
 
 /// Tests make creation fail after a given node to prove a half-made lab is cleaned up.
@@ -475,12 +502,12 @@ fn wait_ready(state: &LabState, nodes: &[LabNode]) -> Result<()> {
                 return Err(lab_err(format!("{} stopped while booting:\n{}", n.name, boot_log_tail(state, n))));
             }
         }
-        if start.elapsed() > BOOT_TIMEOUT {
+        if start.elapsed() > BOOT_TIMEOUT + BOOT_TIMEOUT_PER_NODE * nodes.len() as u32 {
             let n = pending[0];
             return Err(lab_err(format!(
                 "{} did not boot within {}s:\n{}",
                 n.name,
-                BOOT_TIMEOUT.as_secs(),
+                (BOOT_TIMEOUT + BOOT_TIMEOUT_PER_NODE * nodes.len() as u32).as_secs(),
                 boot_log_tail(state, n)
             )));
         }
