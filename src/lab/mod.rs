@@ -285,6 +285,8 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
 
 /// inotify instances a node's systemd, journald, dbus, logind and daemons use, with room to spare (about 5 seen).
 const INOTIFY_PER_NODE: u64 = 8;
+/// Left for the machine's own processes: small labs (up to 8 nodes at the default 128) change nothing.
+const INOTIFY_MACHINE: u64 = 64;
 const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 /// Every node runs as the machine's root, and the kernel counts inotify instances per user: at the default of
@@ -292,7 +294,7 @@ const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
 /// Raises the machine's limit to what every lab's nodes need (as kind asks of its users), never lowers it.
 fn raise_inotify_instances() -> Result<Option<String>> {
     let nodes: u64 = list().iter().map(|l| l.nodes.len() as u64).sum();
-    let need = 128 + INOTIFY_PER_NODE * nodes;
+    let need = INOTIFY_MACHINE + INOTIFY_PER_NODE * nodes;
     let now: u64 = std::fs::read_to_string(INOTIFY_LIMIT)
         .ok()
         .and_then(|v| v.trim().parse().ok())
