@@ -1,7 +1,9 @@
-//! A local lab of real hosts: each node is its own network, mount, PID and UTS namespace running sshd,
-//! Open vSwitch and docker, on an underlay bridge whose gateway drops anything not for the lab.
+//! A local lab of real hosts: each node is its own network, mount, PID, UTS and cgroup namespace with systemd as
+//! PID 1 starting sshd, Open vSwitch and docker, on an underlay bridge whose gateway drops anything not for the lab.
 
+mod cgroup;
 mod sys;
+mod units;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use sys::{lab_err, run, run_quiet};
 pub const LAB_ROOT: &str = "/var/lib/vxmesh-lab";
 
 const BOOT_SCRIPT: &str = include_str!("node-boot.sh");
+/// Every node's PID 1.
+const SYSTEMD: &str = "/lib/systemd/systemd";
 
 /// The address that plays "the outside world" on every lab's underlay.
 const OUTSIDE_HOST: u8 = 250;
@@ -26,6 +30,8 @@ const OUTSIDE_HOST: u8 = 250;
 const FIRST_NODE_HOST: u8 = 11;
 pub const MAX_NODES: usize = 200;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Nodes boot at once on a few cores: 30 systemd boots took 22 s at a load average of 30.
+const BOOT_TIMEOUT_PER_NODE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabState {
@@ -227,8 +233,12 @@ fn check_tools(light: bool) -> Result<()> {
     if !light {
         need.extend(["dockerd", "containerd", "busybox", "tar"]);
     }
-    let missing: Vec<&str> =
+    need.extend(["useradd", "userdel", "mknod", "sudo"]);
+    let mut missing: Vec<&str> =
         need.into_iter().filter(|t| !run_quiet("sh", &["-c", &format!("command -v {t}")])).collect();
+    if !Path::new(SYSTEMD).exists() {
+        missing.push(SYSTEMD);
+    }
     if missing.is_empty() {
         Ok(())
     } else {
@@ -258,6 +268,9 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
             &[&["-w", "-I", "FORWARD"][..], &rule.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
         )?;
     }
+    if let Some(raised) = raise_inotify_instances()? {
+        progress(&raised);
+    }
     for n in &state.nodes {
         prepare_node(state, n)?;
         fail_point(&n.name)?;
@@ -268,6 +281,30 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
     wait_ready(state, &state.nodes)?;
     write_access_files(state)?;
     Ok(())
+}
+
+/// inotify instances a node's systemd, journald, dbus, logind and daemons use, with room to spare (about 5 seen).
+const INOTIFY_PER_NODE: u64 = 8;
+/// Left for the machine's own processes: small labs (up to 8 nodes at the default 128) change nothing.
+const INOTIFY_MACHINE: u64 = 64;
+const INOTIFY_LIMIT: &str = "/proc/sys/fs/inotify/max_user_instances";
+
+/// Every node runs as the machine's root, and the kernel counts inotify instances per user: at the default of
+/// 128, nodes beyond about 25 of all labs wait forever in "Failed to create inotify object: Too many open files".
+/// Raises the machine's limit to what every lab's nodes need (as kind asks of its users), never lowers it.
+fn raise_inotify_instances() -> Result<Option<String>> {
+    let nodes: u64 = list().iter().map(|l| l.nodes.len() as u64).sum();
+    let need = INOTIFY_MACHINE + INOTIFY_PER_NODE * nodes;
+    let now: u64 = std::fs::read_to_string(INOTIFY_LIMIT)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| lab_err(format!("cannot read {INOTIFY_LIMIT}")))?;
+    if now >= need {
+        return Ok(None);
+    }
+    std::fs::write(INOTIFY_LIMIT, need.to_string())
+        .map_err(|e| lab_err(format!("cannot raise {INOTIFY_LIMIT} to {need}: {e}")))?;
+    Ok(Some(format!("fs.inotify.max_user_instances raised from {now} to {need} ({nodes} lab nodes on this machine)")))
 }
 
 /// Tests make creation fail after a given node to prove a half-made lab is cleaned up.
@@ -319,13 +356,30 @@ fn busybox_image(dir: &Path) -> Result<()> {
     std::fs::remove_dir_all(&root).map_err(|e| lab_err(e.to_string()))
 }
 
-/// The node's private /etc layer (sshd config, host key, authorized key) and its other private directories.
+/// The node's private /etc layer (sshd config, host key, authorized key, its own systemd units) and its other
+/// private directories.
 fn prepare_node(state: &LabState, n: &LabNode) -> Result<()> {
     let nd = state.node_dir(&n.name);
     let etc_lab = nd.join("etc/vxmesh-lab");
-    for d in [etc_lab.clone(), nd.join("etc.work")] {
+    let units = nd.join("etc/systemd/system");
+    for d in [etc_lab.clone(), nd.join("etc.work"), nd.join("etc/ssh"), units.clone()] {
         std::fs::create_dir_all(&d).map_err(|e| lab_err(e.to_string()))?;
     }
+    // The node starts from no enabled unit of the machine's, only the lab's, and none of its mounts: it is a
+    // fresh host with the machine's packages, not a copy of the machine.
+    sys::set_opaque(&units)?;
+    units::NodeUnits {
+        node_dir: &nd,
+        boot_script: &state.dir.join("node-boot.sh"),
+        busybox_tar: &state.dir.join("busybox.tar"),
+        addr: format!("{}/{}", n.ip, state.subnet.prefix_len()),
+        gateway: state.gateway.to_string(),
+        kernel: n.kernel,
+        light: state.light,
+    }
+    .write(&units)?;
+    std::fs::write(nd.join("etc/fstab"), "# vxmesh lab node: the machine's mounts are not this host's\n")
+        .map_err(|e| lab_err(e.to_string()))?;
     let key = etc_lab.join("ssh_host_ed25519_key");
     if !key.exists() {
         run(
@@ -351,7 +405,8 @@ fn prepare_node(state: &LabState, n: &LabNode) -> Result<()> {
          PidFile /run/sshd.pid\nStrictModes no\nAcceptEnv LANG LC_*\nSubsystem sftp /usr/lib/openssh/sftp-server\n",
         ip = n.ip
     );
-    std::fs::write(etc_lab.join("sshd_config"), sshd).map_err(|e| lab_err(e.to_string()))?;
+    // Where the distribution's ssh.service reads it (its `sshd -t` check included).
+    std::fs::write(nd.join("etc/ssh/sshd_config"), sshd).map_err(|e| lab_err(e.to_string()))?;
     std::fs::write(nd.join("etc/hostname"), format!("{}\n", n.name)).map_err(|e| lab_err(e.to_string()))
 }
 
@@ -365,12 +420,16 @@ fn plug(state: &LabState, n: &LabNode) -> Result<()> {
     Ok(())
 }
 
-/// Starts the node's boot script as PID 1 of its own namespaces, detached from this process.
+/// Powers the node on: its boot script makes the node's other namespaces and execs systemd as their PID 1,
+/// detached from this process.
 fn boot_node(state: &LabState, n: &LabNode) -> Result<()> {
     plug(state, n)?;
     let nd = state.node_dir(&n.name);
-    let _ = std::fs::remove_file(nd.join("ready"));
-    let addr = format!("{}/{}", n.ip, state.subnet.prefix_len());
+    for f in ["ready", "failed"] {
+        let _ = std::fs::remove_file(nd.join(f));
+    }
+    cgroup::create_node(&state.name, &n.name)
+        .map_err(|e| lab_err(format!("{}: cannot make its cgroups: {e}", n.name)))?;
     spawn_detached(
         &n.netns,
         &[
@@ -378,20 +437,17 @@ fn boot_node(state: &LabState, n: &LabNode) -> Result<()> {
             &state.dir.join("node-boot.sh").to_string_lossy(),
             &nd.to_string_lossy(),
             &n.name,
-            &addr,
-            &state.gateway.to_string(),
-            if state.light { "1" } else { "0" },
             if n.kernel { "linux" } else { "ovs" },
+            &cgroup::node_path(&state.name, &n.name),
         ],
     )
 }
 
-/// `nsenter --net=NS unshare --pid --fork --mount --uts ARGS...`, in its own session, output to /dev/null.
+/// `nsenter --net=NS ARGS...`, in its own session, output to /dev/null.
 fn spawn_detached(netns: &str, args: &[&str]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new("nsenter");
     cmd.arg(format!("--net=/run/netns/{netns}"))
-        .args(["unshare", "--pid", "--fork", "--mount", "--uts", "--propagation", "private"])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -408,7 +464,25 @@ fn start_outside(state: &LabState) -> Result<()> {
     run("ip", &["-n", &o.netns, "addr", "add", &addr, "dev", "eth0"])?;
     run("ip", &["-n", &o.netns, "link", "set", "eth0", "up"])?;
     run("ip", &["-n", &o.netns, "link", "set", "lo", "up"])?;
-    spawn_detached(&o.netns, &["busybox", "nc", "-ll", "-p", "7", "-e", "/bin/cat"])
+    spawn_detached(
+        &o.netns,
+        &[
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--uts",
+            "--propagation",
+            "private",
+            "busybox",
+            "nc",
+            "-ll",
+            "-p",
+            "7",
+            "-e",
+            "/bin/cat",
+        ],
+    )
 }
 
 fn wait_ready(state: &LabState, nodes: &[LabNode]) -> Result<()> {
@@ -419,16 +493,23 @@ fn wait_ready(state: &LabState, nodes: &[LabNode]) -> Result<()> {
             return Ok(());
         }
         for n in &pending {
+            if state.node_dir(&n.name).join("failed").exists() {
+                return Err(lab_err(format!(
+                    "{} booted without a unit it needs:\n{}",
+                    n.name,
+                    boot_log_tail(state, n)
+                )));
+            }
             if start.elapsed() > Duration::from_millis(500) && sys::pids_in_netns(&n.netns).is_empty() {
                 return Err(lab_err(format!("{} stopped while booting:\n{}", n.name, boot_log_tail(state, n))));
             }
         }
-        if start.elapsed() > BOOT_TIMEOUT {
+        if start.elapsed() > BOOT_TIMEOUT + BOOT_TIMEOUT_PER_NODE * nodes.len() as u32 {
             let n = pending[0];
             return Err(lab_err(format!(
                 "{} did not boot within {}s:\n{}",
                 n.name,
-                BOOT_TIMEOUT.as_secs(),
+                (BOOT_TIMEOUT + BOOT_TIMEOUT_PER_NODE * nodes.len() as u32).as_secs(),
                 boot_log_tail(state, n)
             )));
         }
@@ -480,12 +561,23 @@ pub fn inventory_text(state: &LabState) -> String {
 pub fn node_stop(state: &LabState, node: &str) -> Result<()> {
     require_root()?;
     let n = state.node(node)?;
-    power_off(n);
+    power_off(state, n)?;
     let _ = std::fs::remove_file(state.node_dir(&n.name).join("ready"));
     Ok(())
 }
 
-fn power_off(n: &LabNode) {
+/// Kills the node and removes what its processes held on the machine: its namespace, veth and cgroups.
+fn power_off(state: &LabState, n: &LabNode) -> Result<()> {
+    kill_netns(n);
+    let left = cgroup::remove_node(&state.name, &n.name);
+    if left.is_empty() {
+        Ok(())
+    } else {
+        Err(lab_err(format!("{}: cgroups still in use after power-off: {}", n.name, left.join(", "))))
+    }
+}
+
+fn kill_netns(n: &LabNode) {
     for _ in 0..50 {
         let pids = sys::pids_in_netns(&n.netns);
         if pids.is_empty() {
@@ -515,7 +607,7 @@ pub fn node_start(state: &LabState, node: &str) -> Result<()> {
     if node_running(state, n) {
         return Err(lab_err(format!("{node} is already running")));
     }
-    power_off(n);
+    power_off(state, n)?;
     boot_node(state, n)?;
     wait_ready(state, std::slice::from_ref(n))
 }
@@ -538,7 +630,7 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
         .map(String::from)
         .collect();
     for ns in &namespaces {
-        power_off(&LabNode {
+        kill_netns(&LabNode {
             name: ns.clone(),
             netns: ns.clone(),
             veth: String::new(),
@@ -559,6 +651,7 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
         let args: Vec<&str> = r.split_whitespace().skip(2).collect();
         run_quiet("iptables", &[&["-w", "-D", "FORWARD"][..], &args].concat());
     }
+    cgroup::remove_lab(name);
     let dir = lab_dir(name);
     for m in mounts_under(&dir).into_iter().rev() {
         run_quiet("umount", &["-l", &m]);
@@ -605,6 +698,7 @@ pub fn leftovers(name: &str) -> Vec<String> {
     for m in mounts_under(&dir) {
         out.push(format!("mount {m}"));
     }
+    out.extend(cgroup::leftovers(name));
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
         let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
@@ -622,21 +716,26 @@ pub fn leftovers(name: &str) -> Vec<String> {
     out
 }
 
-/// Runs a shell command inside a node (its network and mount namespaces), as the machine's root.
+/// Runs a shell command inside a node (its network, mount, UTS, PID and cgroup namespaces), as the machine's root.
 pub fn node_exec(state: &LabState, node: &str, script: &str) -> Result<String> {
     let n = state.node(node)?;
     let pid = sys::pids_in_netns(&n.netns)
         .into_iter()
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("node-boot.sh"))
-                && is_pid1_of_node(*p)
-        })
+        .find(|p| is_pid1_of_node(*p))
         .ok_or_else(|| lab_err(format!("{node} is not running")))?;
-    run("nsenter", &["-t", &pid.to_string(), "-n", "-m", "-u", "-p", "sh", "-c", script])
+    run("nsenter", &["-t", &pid.to_string(), "-n", "-m", "-u", "-p", "-C", "sh", "-c", script])
 }
 
-/// The node's init runs the boot script as PID 1 of its PID namespace.
+/// The node's systemd: PID 1 of a PID namespace one level below ours (a container's init is two levels below).
 fn is_pid1_of_node(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .is_ok_and(|s| s.lines().any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1")))
+    let nspid = |p: &str| {
+        std::fs::read_to_string(format!("/proc/{p}/status")).ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("NSpid:").map(|v| v.split_whitespace().map(String::from).collect()))
+        })
+    };
+    let (Some(own), Some(its)): (Option<Vec<String>>, Option<Vec<String>>) = (nspid("self"), nspid(&pid.to_string()))
+    else {
+        return false;
+    };
+    its.len() == own.len() + 1 && its.last().map(String::as_str) == Some("1")
 }

@@ -1,125 +1,120 @@
 #!/bin/bash
-# Boots one lab node. Runs as PID 1 of the node's own PID, mount and UTS namespaces, inside its network namespace,
-# so killing it ends every process of the node, containers included.
-# Args: NODE_DIR HOSTNAME UNDERLAY_CIDR GATEWAY LIGHT(0|1) BACKEND(ovs|linux)
+# Boots one lab node as a real host: systemd is PID 1 of the node's own PID, mount, UTS and cgroup namespaces,
+# inside its network namespace, over the machine's /usr with the node's own /etc, /var parts, /home, /run, /tmp,
+# /dev and cgroups. Killing that PID 1 ends every process of the node, containers included.
+# The units systemd starts are the lab's (src/lab/units.rs wrote them into the node's /etc layer).
+# Args: NODE_DIR HOSTNAME BACKEND(ovs|linux) CGROUP(relative path, made by the lab in every hierarchy)
+#   or: --ready NODE_DIR UNIT... (the node's lab-ready.service, once multi-user.target is reached)
 set -eu
-node=$1 name=$2 addr=$3 gw=$4 light=$5 backend=${6:-ovs}
-exec >>"$node/boot.log" 2>&1
-echo "boot $(date +%T.%N) $name"
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# The node finished booting when the units the lab needs are active; the lab waits for one of these files.
+if [ "${1:-}" = --ready ]; then
+  node=$2
+  shift 2
+  exec >>"$node/boot.log" 2>&1
+  systemctl --failed --no-legend --plain
+  bad=
+  for u in "$@"; do systemctl is-active -q "$u" || bad="$bad $u"; done
+  if [ -n "$bad" ]; then
+    for u in $bad; do journalctl -b -u "$u" -n 15 --no-pager; done
+    echo "failed:$bad" | tee "$node/failed"
+    exit 1
+  fi
+  echo "ready $(date +%T.%N)"
+  touch "$node/ready"
+  exit 0
+fi
+
+node=$1 name=$2 backend=$3 cgroup=$4
+exec >>"$node/boot.log" 2>&1
+
+# On the machine: the node's own cgroup in every hierarchy becomes the root of its cgroup namespace, so its
+# systemd and docker make their cgroups there, never beside the machine's. Then this script again, as PID 1.
+if [ $$ != 1 ]; then
+  echo "power on $(date +%T.%N) $name"
+  for h in /sys/fs/cgroup/*/ /sys/fs/cgroup/; do
+    if [ -e "$h$cgroup/cgroup.procs" ]; then echo $$ > "$h$cgroup/cgroup.procs"; fi
+  done
+  exec unshare --pid --fork --mount --uts --cgroup --propagation private bash "$0" "$@"
+fi
+
+echo "boot $(date +%T.%N) $name"
 hostname "$name"
 
 # A private view of the filesystem: the machine's files underneath, every write the node's own.
 mount --make-rprivate /
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+# cgroup v1, as the machine has it (docker needs the hierarchies, `ip netns exec` would lose them); each mount
+# shows the node's own cgroup as its root.
+v1=(cpu cpuacct cpuset memory devices freezer blkio pids)
 mount -t tmpfs tmpfs /sys/fs/cgroup
-for c in cpu cpuacct cpuset memory devices freezer blkio pids; do
-  mkdir -p /sys/fs/cgroup/$c
-  mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
+mkdir -p "${v1[@]/#//sys/fs/cgroup/}" /sys/fs/cgroup/systemd
+for c in "${v1[@]}"; do
+  mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c"
 done
-mkdir -p /sys/fs/cgroup/systemd
 mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$node/etc,workdir=$node/etc.work" /etc
-for d in var/lib/docker var/lib/containerd var/log var/lib/vxmesh root; do
-  mkdir -p "$node/$d" "/$d"
+own=(var/lib/docker var/lib/containerd var/log var/lib/vxmesh var/lib/systemd var/tmp root home)
+mkdir -p "${own[@]/#/$node/}" "${own[@]/#//}" "$node/openvswitch"
+for d in "${own[@]}"; do
   mount --bind "$node/$d" "/$d"
 done
 # OVS's database and lock file must not come from the machine's /etc underneath.
-mkdir -p "$node/openvswitch"
 mount --bind "$node/openvswitch" /etc/openvswitch
-mkdir -p /run/openvswitch /run/sshd /var/log/openvswitch /run/netns
+
+# A private /dev, as containers get: what systemd and its units make there (/dev/log, /dev/initctl, mqueue,
+# terminals) must not reach the machine's. The console is a file the lab keeps.
+mount -t tmpfs -o mode=755,nosuid tmpfs /dev
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/zero c 1 5
+mknod -m 666 /dev/full c 1 7
+mknod -m 666 /dev/random c 1 8
+mknod -m 666 /dev/urandom c 1 9
+mknod -m 666 /dev/tty c 5 0
+mkdir -p /dev/net /dev/pts /dev/shm
+mknod -m 666 /dev/net/tun c 10 200
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620,gid=5 devpts /dev/pts
+ln -s pts/ptmx /dev/ptmx
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm
+ln -s /proc/self/fd /dev/fd
+ln -s /proc/self/fd/0 /dev/stdin
+ln -s /proc/self/fd/1 /dev/stdout
+ln -s /proc/self/fd/2 /dev/stderr
+: >"$node/console.log"
+touch /dev/console
+mount --bind "$node/console.log" /dev/console
 
 ip link set lo up
-if [ "$backend" = ovs ]; then
-  # Open vSwitch, with its database kept across reboots like a real host's.
-  if [ ! -e /etc/openvswitch/conf.db ]; then
-    ovsdb-tool create /etc/openvswitch/conf.db /usr/share/openvswitch/vswitch.ovsschema
-  fi
-  ovsdb-server /etc/openvswitch/conf.db --remote=punix:/run/openvswitch/db.sock \
-    --remote=db:Open_vSwitch,Open_vSwitch,manager_options --pidfile --detach --log-file
-  ovs-vsctl --no-wait init
-  ovs-vswitchd --pidfile --detach --log-file
-
-  # The underlay address lives on br-phy, as on OVS-DPDK hosts: the userspace datapath routes tunnels through it.
-  ethtool -K eth0 tx off >/dev/null
-  # OVS reads eth0 through a packet socket, so the kernel still sees what arrives there and, by default, answers
-  # ARP for br-phy's address with eth0's own MAC. Peers' OVS tunnel neighbour caches then keep whichever answer
-  # came last; with eth0's, their tunnels to this host never come up (BFD down, pairs failing at random).
-  # A real OVS-DPDK host's NIC has no kernel stack. Here: no ARP answers from eth0.
-  sysctl -qw net.ipv4.conf.eth0.arp_ignore=8
-  ovs-vsctl --may-exist add-br br-phy -- set bridge br-phy datapath_type=netdev -- --may-exist add-port br-phy eth0
-  ip link set eth0 up
-  ip addr replace "$addr" dev br-phy
-  ip link set br-phy up
-  ip route replace default via "$gw" dev br-phy
-else
-  # A host without Open vSwitch: no OVS daemon runs and none of its tools answer, the underlay is eth0 itself.
-  mount --bind /dev/null /usr/bin/ovs-vsctl
-  ip link set eth0 up
-  ip addr replace "$addr" dev eth0
-  ip route replace default via "$gw" dev eth0
-fi
-
-# No systemd here: a stand-in for the systemctl calls hosts get (restart docker, daemon-reload).
-mkdir -p "$node/local-sbin"
-cat > "$node/local-sbin/systemctl" <<'SHIM'
-#!/bin/sh
-# vxmesh lab: stands in for systemctl on a host without systemd. Restarts dockerd as its unit would.
-alive() { [ -e "/proc/$1" ] && ! grep -q ') Z ' "/proc/$1/stat" 2>/dev/null; }
-case "$1 $2" in
-  "restart docker" | "restart docker.service")
-    pid=$(cat /run/docker.pid 2>/dev/null)
-    if [ -n "$pid" ]; then kill "$pid"; while alive "$pid"; do sleep 0.1; done; fi
-    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
-    for _ in $(seq 300); do docker info >/dev/null 2>&1 && exit 0; sleep 0.1; done
-    echo "lab systemctl: dockerd did not come back" >&2
-    exit 1 ;;
-  restart*) echo "lab systemctl: cannot restart $2 here" >&2; exit 1 ;;
-  *) exit 0 ;;
-esac
-SHIM
-chmod 755 "$node/local-sbin/systemctl"
-mount --bind "$node/local-sbin" /usr/local/sbin
-
-# A non-root admin with passwordless sudo, as real fleets are reached (`ssh.user` in the lab's inventory); root
-# logs in too, for the tests that inspect hosts. The password field is `*`, not `!`: sshd without PAM refuses
-# accounts whose password is locked, even for key logins. sudo looks up the host's own name: it must resolve.
-if ! id vxadmin >/dev/null 2>&1; then
-  useradd -M -d / -s /bin/sh vxadmin
-  usermod -p '*' vxadmin
-fi
-if [ ! -e /etc/sudoers.d/vxadmin ]; then
-  mkdir -p /etc/sudoers.d
-  echo 'vxadmin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vxadmin
-  chmod 440 /etc/sudoers.d/vxadmin
-fi
+echo "$name" > /etc/hostname
+[ -e "$node/etc/machine-id" ] || tr -d - < /proc/sys/kernel/random/uuid > /etc/machine-id
 grep -q "[[:space:]]$name\$" /etc/hosts || echo "127.0.1.1 $name" >> /etc/hosts
 
-/usr/sbin/sshd -f /etc/vxmesh-lab/sshd_config
+# The lab's admin is the lab's own in every node, whatever the machine has: an account of that name on the
+# machine (its home, keys, shell, a locked password) is replaced in this node's /etc, never kept. A non-root user
+# with passwordless sudo, as real fleets are reached (`ssh.user` in the lab's inventory). The password field is
+# `*`, not `!`: sshd without PAM refuses accounts whose password is locked, even for key logins.
+if [ "$(grep '^vxadmin:' /etc/passwd | cut -d: -f6-7)" != /home/vxadmin:/bin/sh ] ||
+  [ "$(grep '^vxadmin:' /etc/shadow | cut -d: -f2)" != '*' ]; then
+  if grep -q '^vxadmin:' /etc/passwd; then userdel vxadmin; fi
+  if grep -q '^vxadmin:' /etc/group; then group=(-g vxadmin); else group=(-U); fi
+  useradd "${group[@]}" -d /home/vxadmin -s /bin/sh -p '*' vxadmin
+fi
+install -d -o vxadmin -g vxadmin -m 755 /home/vxadmin
+mkdir -p /etc/sudoers.d
+echo 'vxadmin ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/vxadmin
+chmod 440 /etc/sudoers.d/vxadmin
 
-if [ "$light" = 0 ]; then
-  dockerd >/var/log/dockerd.log 2>&1 &
-  for _ in $(seq 300); do docker info >/dev/null 2>&1 && break; sleep 0.1; done
-  docker info >/dev/null 2>&1 || { echo "dockerd did not come up"; exit 1; }
-  docker image inspect busybox:latest >/dev/null 2>&1 || docker import "$node/../busybox.tar" busybox:latest >/dev/null
+if [ "$backend" = linux ]; then
+  # A host without Open vSwitch: none of its tools answer.
+  mount --bind /dev/null /usr/bin/ovs-vsctl
 fi
 
-# What was installed on this node to run at boot (units enabled after the lab made it, so in the node's own
-# /etc layer; the distribution's daemons were started above): each ExecStart, in order, as systemd would.
-for wanted in "$node"/etc/systemd/system/multi-user.target.wants/*.service; do
-  [ -e "$wanted" ] || continue
-  unit=/etc/systemd/system/multi-user.target.wants/$(basename "$wanted")
-  echo "boot unit $unit"
-  sed -n 's/^ExecStart=-\{0,1\}//p' "$unit" | while read -r cmd; do
-    timeout 120 sh -c "$cmd" || echo "boot unit $unit failed: $cmd"
-  done
-done
-
-echo "ready $(date +%T.%N)"
-touch "$node/ready"
-# PID 1 of the node: reap orphans until the node is stopped.
-trap 'exit 0' TERM
-while :; do sleep 3600 & wait $! || true; done
+echo "systemd $(date +%T.%N)"
+# `container=` tells systemd it runs in a container (no hardware, no kernel command line of its own). cgroup v1
+# only, as the machine has it: docker 20.10 needs it, and a hybrid systemd would also use the cgroup v2 root.
+exec env -i container=vxmesh-lab PATH="$PATH" /lib/systemd/systemd --show-status=0 \
+  systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1

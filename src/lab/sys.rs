@@ -1,5 +1,8 @@
 //! Running the machine's own tools for the lab: each command named in its error, with what it printed.
 
+use std::ffi::{CString, c_char, c_void};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::error::{Error, Result};
@@ -52,6 +55,22 @@ pub fn require_root() -> Result<()> {
 unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
+    #[link_name = "setxattr"]
+    fn libc_setxattr(path: *const c_char, name: *const c_char, value: *const c_void, size: usize, flags: i32) -> i32;
+}
+
+/// Makes `dir`, an upper-layer directory of an overlay, opaque: the lower layer's directory of that name is not
+/// seen through it (what `rm -r` then `mkdir` through the overlay would leave, without touching the lower one).
+pub fn set_opaque(dir: &Path) -> Result<()> {
+    let path = CString::new(dir.as_os_str().as_bytes()).map_err(|e| lab_err(e.to_string()))?;
+    let name = CString::new("trusted.overlay.opaque").expect("no NUL");
+    // SAFETY: both strings are NUL-terminated and outlive the call; the value is 1 readable byte.
+    let rc = unsafe { libc_setxattr(path.as_ptr(), name.as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(lab_err(format!("cannot mark {} opaque: {}", dir.display(), std::io::Error::last_os_error())))
+    }
 }
 
 /// PIDs of every process whose network namespace is `ns` (by /run/netns/NAME).

@@ -2,6 +2,7 @@
 
 use std::process::Command;
 
+use vxmesh::components::boot;
 use vxmesh::lab::{self, LabState};
 
 use crate::labkit::{LabGuard, SERIAL, create, require_root, ssh, ssh_with};
@@ -30,6 +31,17 @@ fn lab_hosts_are_real_private_and_rebootable() {
         assert!(ovs.contains(&lab.node(n).unwrap().ip.to_string()), "{ovs}");
         // A normal docker: docker0 and docker's iptables are there for the mesh to coexist with.
         assert!(ssh(&lab, n, "ip -br link show docker0; iptables -S FORWARD").contains("DOCKER"));
+        // systemd is PID 1 and started the distribution's units, every one of them without a failure.
+        let init = ssh(
+            &lab,
+            n,
+            "cat /proc/1/comm; systemctl is-system-running; systemctl is-active ssh docker openvswitch-switch",
+        );
+        assert_eq!(
+            init.split_whitespace().collect::<Vec<_>>(),
+            ["systemd", "running", "active", "active", "active"],
+            "{init}"
+        );
     }
 
     // The inventory reaches the hosts as a non-root user with passwordless sudo, as real fleets are reached.
@@ -79,6 +91,23 @@ fn lab_hosts_are_real_private_and_rebootable() {
          printf '[Service]\\nType=oneshot\\nExecStart=/bin/sh -c \"echo ran > /run/boot-unit-ran\"\\n' > /etc/systemd/system/t.service; \
          ln -sf /etc/systemd/system/t.service /etc/systemd/system/multi-user.target.wants/t.service",
     );
+    // vxmesh's own boot unit, as `up` installs it, with a script that records what it finds: systemd must start
+    // it once docker and Open vSwitch answer and the underlay address is up.
+    let saw = "#!/bin/sh\n{ docker info >/dev/null 2>&1 && echo docker-answered; ovs-vsctl --timeout=2 show >/dev/null 2>&1 && echo ovs-answered; ip -4 -br addr show br-phy; } > /run/vxmesh-boot-saw\n";
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    ssh(
+        &lab,
+        "node2",
+        &format!(
+            "mkdir -p /etc/vxmesh && printf '%s' {} > {} && printf '%s' {} > {} && ln -sf {} {}",
+            quote(saw),
+            boot::SCRIPT_PATH,
+            quote(&boot::unit()),
+            boot::UNIT_PATH,
+            boot::UNIT_PATH,
+            boot::WANTS_LINK
+        ),
+    );
     let r = vxmesh(&lab.dir, &["lab", "node", "reboot", "node2", "--name", "t1"]);
     assert_eq!(r.code, 0, "{r}");
     let after = ssh(
@@ -89,6 +118,23 @@ fn lab_hosts_are_real_private_and_rebootable() {
     assert!(after.contains("No such file"), "{after}");
     assert!(after.contains("does not exist"), "{after}");
     assert!(after.contains("ovsdb-kept") && after.contains("ran") && after.contains("node2"), "{after}");
+    let unit = ssh(&lab, "node2", "cat /proc/1/comm; systemctl is-active vxmesh.service; cat /run/vxmesh-boot-saw");
+    let ip = lab.node("node2").unwrap().ip.to_string();
+    assert!(unit.starts_with("systemd\nactive\n"), "systemd itself ran vxmesh.service at boot: {unit}");
+    assert!(
+        unit.contains("docker-answered") && unit.contains("ovs-answered") && unit.contains(&ip),
+        "vxmesh.service started after docker, Open vSwitch and the underlay: {unit}"
+    );
+    // docker answers through its socket even before dockerd is up: the order itself, as systemd recorded it.
+    let times = ssh(
+        &lab,
+        "node2",
+        "systemctl show -P ActiveEnterTimestampMonotonic docker.service openvswitch-switch.service; \
+         systemctl show -P InactiveExitTimestampMonotonic vxmesh.service",
+    );
+    let t: Vec<u64> = times.split_whitespace().map(|v| v.parse().unwrap()).collect();
+    assert!(t.len() == 3 && t[0] > 0 && t[1] > 0, "{times}");
+    assert!(t[2] >= t[0] && t[2] >= t[1], "vxmesh.service started once docker and OVS were up: {times}");
 
     // Stop makes a node unreachable; start brings it back.
     let r = vxmesh(&lab.dir, &["lab", "node", "stop", "node3", "--name", "t1"]);
@@ -198,7 +244,8 @@ fn a_create_that_fails_halfway_leaves_nothing() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The lab's exit code, whichever error.rs gives lab failures.
+    assert_eq!(out.status.code(), Some(vxmesh::error::Error::Lab(String::new()).code()), "{stderr}");
     assert!(stderr.contains("failing on purpose after node2") && stderr.contains("tearing down"), "{stderr}");
     assert_eq!(lab::leftovers("t2"), Vec::<String>::new());
 }
@@ -235,5 +282,100 @@ fn bad_lab_names_and_sizes_are_refused() {
         let r = vxmesh(&dir.0, args);
         assert_ne!(r.code, 0, "{r}");
         assert!(r.stderr.starts_with("error: lab:"), "{r}");
+    }
+}
+
+/// On a machine that has its own `vxadmin` (another home, another key, a locked password), the lab's `vxadmin` is
+/// still the lab's: reached with the lab's key, with the lab's home, and the machine's key does not get in.
+#[test]
+fn the_lab_user_is_the_labs_own_whatever_the_machine_has() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let keys = TempDir::new("machine-user");
+    let machine_key = keys.0.join("id_ed25519");
+    run(
+        "ssh-keygen",
+        &["-q", "-t", "ed25519", "-N", "", "-C", "machine-vxadmin", "-f", &machine_key.to_string_lossy()],
+    );
+    let _user = MachineUser::ensure(&machine_key.with_extension("pub"));
+    let machine_entry = run("getent", &["passwd", "vxadmin"]);
+
+    let (_guard, lab, _) = create("t5", &["--nodes", "1", "--light"]);
+    let ip = lab.nodes[0].ip.to_string();
+    let lab_key = lab.dir.join("id_ed25519");
+    for boot in ["first boot", "after a reboot"] {
+        let out = ssh_as(&lab, &lab_key, &format!("vxadmin@{ip}"), "id -un; echo $HOME; sudo -n id -u; ls -A $HOME");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{boot}: the lab's key reaches vxadmin: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            ["vxadmin", "/home/vxadmin", "0"],
+            "{boot}: the lab's user, home (empty) and sudo"
+        );
+        let machine = ssh_as(&lab, &machine_key, &format!("vxadmin@{ip}"), "true");
+        assert!(!machine.status.success(), "{boot}: the machine's key must not reach the lab's vxadmin");
+        if boot == "first boot" {
+            let r = vxmesh(&lab.dir, &["lab", "node", "reboot", "node1", "--name", "t5"]);
+            assert_eq!(r.code, 0, "{r}");
+        }
+    }
+    assert_eq!(run("getent", &["passwd", "vxadmin"]), machine_entry, "the machine's own user is left as it was");
+}
+
+fn ssh_as(lab: &LabState, key: &std::path::Path, target: &str, script: &str) -> std::process::Output {
+    Command::new("timeout")
+        .args(["--kill-after=5", "60", "ssh", "-i", &key.to_string_lossy(), "-o", "IdentitiesOnly=yes"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", lab.dir.join("known_hosts").display()))
+        .args([
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+        ])
+        .args([target, script])
+        .output()
+        .unwrap()
+}
+
+/// A `vxadmin` on the machine, as some machines have: its own home and key, the password locked (useradd's
+/// default). Made only if the machine has none, and then removed again; a machine's own user is never touched.
+struct MachineUser {
+    made: bool,
+}
+
+impl MachineUser {
+    fn ensure(pubkey: &std::path::Path) -> MachineUser {
+        let exists = Command::new("id").arg("vxadmin").output().unwrap().status.success();
+        if exists || std::path::Path::new("/home/vxadmin").exists() {
+            return MachineUser { made: false };
+        }
+        run("useradd", &["-m", "-d", "/home/vxadmin", "-s", "/bin/bash", "vxadmin"]);
+        let user = MachineUser { made: true };
+        std::fs::create_dir_all("/home/vxadmin/.ssh").unwrap();
+        std::fs::copy(pubkey, "/home/vxadmin/.ssh/authorized_keys").unwrap();
+        run("chown", &["-R", "vxadmin:vxadmin", "/home/vxadmin/.ssh"]);
+        user
+    }
+}
+
+impl Drop for MachineUser {
+    fn drop(&mut self) {
+        if self.made {
+            // `-f`: lab nodes' own vxadmin (other labs, other tests) may run processes under the same uid, and
+            // userdel would then refuse, leaving the machine with this test's user.
+            let out = Command::new("userdel").args(["-f", "-r", "vxadmin"]).output().unwrap();
+            if Command::new("id").arg("vxadmin").output().unwrap().status.success() {
+                eprintln!("the test's machine user vxadmin is left behind: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
     }
 }
