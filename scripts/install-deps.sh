@@ -12,4 +12,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-# The packages' own services are not started here (no systemd as PID 1): the lab starts each node's daemons.
+# The packages' own services are not started on this machine: each lab node boots its own systemd, which starts them.

@@ -5,15 +5,13 @@ use std::process::Command;
 use vxmesh::components::boot;
 use vxmesh::lab::{self, LabState};
 
-use crate::labkit::{LabGuard, SERIAL, create, require_root, ssh, ssh_with};
+use crate::labkit::{Lab, skip_without_root, ssh, ssh_with};
 use crate::util::{TempDir, vxmesh};
 
 #[test]
 fn lab_hosts_are_real_private_and_rebootable() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (guard, lab, secs) = create("t1", &["--nodes", "3"]);
-    eprintln!("3-node lab created in {secs:.1} s");
+    let Some(lab) = Lab::new("t1").nodes(3).create() else { return };
+    eprintln!("3-node lab created in {:.1} s", lab.secs);
 
     // The inventory it wrote is valid and points at the lab.
     let inv = vxmesh::model::inventory::load(&lab.inventory_path()).unwrap();
@@ -152,7 +150,7 @@ fn lab_hosts_are_real_private_and_rebootable() {
     let r = vxmesh(lab.dir.parent().unwrap(), &["lab", "destroy", "--name", "t1"]);
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(lab::leftovers("t1"), Vec::<String>::new());
-    drop(guard);
+    drop(lab);
 }
 
 /// Sends from a lab container to an address the lab does not own, with a route on the machine that would carry
@@ -160,9 +158,7 @@ fn lab_hosts_are_real_private_and_rebootable() {
 /// the sink does see it, so the test can fail.
 #[test]
 fn nothing_leaves_the_lab() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("t3", &["--nodes", "1"]);
+    let Some(lab) = Lab::new("t3").nodes(1).create() else { return };
     let sink = Sink::new(&lab);
     let ping = || ssh(&lab, "node1", "docker run --rm busybox ping -c3 -W1 203.0.113.7 >/dev/null 2>&1; true");
 
@@ -231,10 +227,7 @@ impl Drop for Sink {
 
 #[test]
 fn a_create_that_fails_halfway_leaves_nothing() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let _ = lab::destroy("t2");
-    let _guard = LabGuard("t2".into());
+    let Some(_reserved) = Lab::new("t2").reserve() else { return };
     let dir = TempDir::new("lab-fail");
     let out = Command::new("timeout")
         .args(["--kill-after=5", "300", env!("CARGO_BIN_EXE_vxmesh")])
@@ -252,21 +245,16 @@ fn a_create_that_fails_halfway_leaves_nothing() {
 
 #[test]
 fn light_lab_has_ssh_and_ovs_but_no_docker() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (_guard, lab, _) = create("t4", &["--nodes", "2", "--light"]);
+    let Some(lab) = Lab::new("t4").nodes(2).light().inventory(|inv| inv.cluster("docker", "{mode: none}")).create()
+    else {
+        return;
+    };
     for n in ["node1", "node2"] {
         let out = ssh(&lab, n, "ovs-vsctl br-exists br-phy && echo ovs; pgrep -x dockerd || echo no-docker");
         assert!(out.contains("ovs") && out.contains("no-docker"), "{out}");
     }
     // The mesh without docker (docker.mode none): switches and tunnels only, verified switch to switch.
-    let dir = TempDir::new("light");
-    let inv = dir.0.join("vxmesh.yaml");
-    let text = std::fs::read_to_string(lab.inventory_path())
-        .unwrap()
-        .replace("  datapath: netdev", "  docker: {mode: none}\n  datapath: netdev");
-    std::fs::write(&inv, text).unwrap();
-    let r = vxmesh(&dir.0, &["up", "-i", inv.to_str().unwrap()]);
+    let r = vxmesh(lab.work(), &["up", "-i", lab.inv()]);
     assert_eq!(r.code, 0, "{r}");
     assert!(r.stdout.contains("2/2 pairs ok") && r.stdout.contains("switch to switch"), "{r}");
 }
@@ -289,8 +277,9 @@ fn bad_lab_names_and_sizes_are_refused() {
 /// still the lab's: reached with the lab's key, with the lab's home, and the machine's key does not get in.
 #[test]
 fn the_lab_user_is_the_labs_own_whatever_the_machine_has() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if skip_without_root("network namespaces and a user on the machine") {
+        return;
+    }
     let keys = TempDir::new("machine-user");
     let machine_key = keys.0.join("id_ed25519");
     run(
@@ -300,7 +289,7 @@ fn the_lab_user_is_the_labs_own_whatever_the_machine_has() {
     let _user = MachineUser::ensure(&machine_key.with_extension("pub"));
     let machine_entry = run("getent", &["passwd", "vxadmin"]);
 
-    let (_guard, lab, _) = create("t5", &["--nodes", "1", "--light"]);
+    let lab = Lab::new("t5").nodes(1).light().create().expect("root, checked above");
     let ip = lab.nodes[0].ip.to_string();
     let lab_key = lab.dir.join("id_ed25519");
     for boot in ["first boot", "after a reboot"] {

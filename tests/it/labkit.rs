@@ -113,7 +113,6 @@ impl Lab {
     /// The lab's place without creating it, for a test whose subject is `vxmesh lab create` itself: the root
     /// check (or skip) and [`SERIAL`] as for [`Lab::create`], and whatever the test makes of the lab destroyed
     /// before and after. Nodes, backend and inventory edits do not apply.
-    #[allow(dead_code, reason = "tests/it/lab.rs uses it once its tests start from `Lab`")]
     pub fn reserve(self) -> Option<Reserved> {
         if skip_without_root("network namespaces") {
             return None;
@@ -143,7 +142,6 @@ impl Lab {
 }
 
 /// A lab name held by [`Lab::reserve`]: destroyed, then free for the next lab test, when dropped.
-#[allow(dead_code, reason = "tests/it/lab.rs uses it once its tests start from `Lab`")]
 pub struct Reserved {
     _guard: LabGuard,
     _serial: MutexGuard<'static, ()>,
@@ -156,7 +154,6 @@ pub struct LiveLab {
     inv: String,
     state: LabState,
     /// How long `vxmesh lab create` took.
-    #[allow(dead_code, reason = "tests/it/lab.rs uses it once its tests start from `Lab`")]
     pub secs: f64,
     _guard: LabGuard,
     _serial: MutexGuard<'static, ()>,
