@@ -108,6 +108,12 @@ pub fn open_regular(path: &Path, follow: bool) -> io::Result<Opened> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Opened::Missing),
         Err(e) => return Err(e),
     }
+    open_unchecked(path, follow)
+}
+
+/// The open itself, safe without the check before it (which only words the common cases early): what was swapped
+/// in after the check is refused by the flags and by what the open file is.
+fn open_unchecked(path: &Path, follow: bool) -> io::Result<Opened> {
     let nofollow = if follow { 0 } else { O_NOFOLLOW };
     let file = match OpenOptions::new().read(true).custom_flags(O_NONBLOCK | nofollow).open(path) {
         Ok(f) => f,
@@ -132,6 +138,11 @@ pub fn open_lockable(path: &Path) -> io::Result<std::result::Result<File, NotReg
     {
         return Ok(Err(kind));
     }
+    create_lockable_unchecked(path)
+}
+
+/// The open of [`open_lockable`], safe without the check before it.
+fn create_lockable_unchecked(path: &Path) -> io::Result<std::result::Result<File, NotRegular>> {
     let opened = OpenOptions::new()
         .read(true)
         .write(true)
@@ -213,7 +224,7 @@ pub fn save(path: &Path, bytes: &[u8], kind: Kind, replace: Replace) -> Result<(
     let io = |action, source| Error::Io { action, path: path.to_path_buf(), source };
     let dir = directory_of(path);
     let kept = std::fs::symlink_metadata(path).ok().filter(|m| m.file_type().is_file()).map(|m| m.permissions());
-    let (tmp, mut file) = create_temporary(dir, path).map_err(|e| io(kind.create_temporary(), e))?;
+    let (tmp, mut file) = create_temporary(dir, path, random).map_err(|e| io(kind.create_temporary(), e))?;
     let written = (|| {
         file.write_all(bytes).map_err(|e| io(kind.write(), e))?;
         if let Some(p) = kept {
@@ -242,8 +253,8 @@ fn directory_of(path: &Path) -> &Path {
     path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."))
 }
 
-/// A new file `.NAME.vxmesh-RANDOM` in `dir`, created exclusively.
-fn create_temporary(dir: &Path, path: &Path) -> io::Result<(PathBuf, File)> {
+/// A new file `.NAME.vxmesh-RANDOM` in `dir`, created exclusively; `random` gives each attempt's number.
+fn create_temporary(dir: &Path, path: &Path, random: impl Fn(u32) -> u64) -> io::Result<(PathBuf, File)> {
     let name = path.file_name().map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let mut last = None;
     for attempt in 0..64u32 {
@@ -283,6 +294,83 @@ mod tests {
 
     fn mkfifo(path: &Path) -> bool {
         std::process::Command::new("mkfifo").arg(path).status().is_ok_and(|s| s.success())
+    }
+
+    /// Runs `f` on another thread and fails, instead of hanging, when it blocks.
+    fn within_seconds<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("the open returned instead of blocking")
+    }
+
+    #[test]
+    fn the_open_itself_refuses_what_was_swapped_in_after_the_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("link");
+        symlink(&file, &link).unwrap();
+        let kind = |p: PathBuf, follow| match open_unchecked(&p, follow) {
+            Ok(Opened::File(_)) => "file".to_string(),
+            Ok(Opened::Missing) => "missing".to_string(),
+            Ok(Opened::NotRegular(k)) => k.describe().to_string(),
+            Err(e) => format!("error {:?}", e.kind()),
+        };
+        assert_eq!(kind(link.clone(), false), "is a symbolic link, not a regular file", "O_NOFOLLOW");
+        assert_eq!(kind(link.clone(), true), "file");
+        assert_eq!(kind(dir.path().join("absent"), false), "missing");
+        assert_eq!(kind(file.join("child"), false), "error NotADirectory");
+        let looping = dir.path().join("loop");
+        symlink(&looping, &looping).unwrap();
+        assert!(kind(looping, true).starts_with("error"), "a link loop followed is an error, not a refused link");
+        assert!(matches!(create_lockable_unchecked(&link).unwrap(), Err(NotRegular::Symlink)), "O_NOFOLLOW");
+        let fifo = dir.path().join("fifo");
+        if mkfifo(&fifo) {
+            let f = fifo.clone();
+            assert_eq!(within_seconds(move || kind(f, true)), "is a FIFO, not a regular file", "O_NONBLOCK");
+            let f = fifo.clone();
+            assert!(matches!(within_seconds(move || create_lockable_unchecked(&f).unwrap()), Err(NotRegular::Fifo)));
+        }
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_looked_at_is_an_error_not_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(open_regular(&file.join("child"), false).unwrap_err().kind(), io::ErrorKind::NotADirectory);
+    }
+
+    #[test]
+    fn each_failure_names_what_was_being_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = save(&dir.path().join("absent/v.yaml"), b"x", Kind::Inventory, Replace::Yes).unwrap_err();
+        assert!(e.to_string().starts_with("cannot create a temporary file beside the inventory"), "{e}");
+        let taken = dir.path().join("v.lock");
+        std::fs::create_dir(&taken).unwrap();
+        std::fs::write(taken.join("inside"), "x").unwrap();
+        let e = save(&taken, b"x", Kind::Lock, Replace::Yes).unwrap_err();
+        assert!(e.to_string().starts_with("cannot replace the lock file"), "{e}");
+        assert_eq!(names(dir.path()), ["v.lock"], "the temporary file is removed after a failure");
+    }
+
+    #[test]
+    fn the_temporary_file_lies_beside_the_target() {
+        assert_eq!(directory_of(Path::new("/a/b/v.yaml")), Path::new("/a/b"));
+        assert_eq!(directory_of(Path::new("v.yaml")), Path::new("."));
+    }
+
+    #[test]
+    fn a_taken_temporary_name_is_skipped_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.yaml");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        symlink(&victim, dir.path().join(format!(".v.yaml.vxmesh-{:016x}", 0))).unwrap();
+        let (tmp, _) = create_temporary(dir.path(), &path, u64::from).unwrap();
+        assert_eq!(tmp, dir.path().join(format!(".v.yaml.vxmesh-{:016x}", 1)));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_ne!(random(0), random(0), "names are not predictable from one save to the next");
     }
 
     #[test]
