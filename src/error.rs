@@ -37,15 +37,15 @@ impl fmt::Display for Diagnostics {
                 writeln!(f)?;
             }
             match d.pos {
-                Some(p) => write!(f, "{}:{}:{}: {}", self.file.display(), p.line, p.column, d.message)?,
-                None => write!(f, "{}: {}", self.file.display(), d.message)?,
+                Some(at) => write!(f, "{}:{}:{}: {}", p(&self.file), at.line, at.column, d.message)?,
+                None => write!(f, "{}: {}", p(&self.file), d.message)?,
             }
         }
         Ok(())
     }
 }
 
-/// How many characters of a value a message quotes before it cuts it.
+/// How many characters of a value a message quotes before it cuts it: a megabyte of host name helps no one.
 pub const SHOWN_MAX: usize = 80;
 
 /// Characters that could end a message line or drive a terminal: C0/C1 controls (newline, ESC, DEL, ...),
@@ -83,9 +83,9 @@ fn q(s: impl AsRef<str>) -> String {
     shown(s.as_ref())
 }
 
-/// A path as a message quotes it (see [`q`]).
+/// A path as a message quotes it: escaped as [`q`] does, but never cut.
 fn p(path: &std::path::Path) -> String {
-    q(path.display().to_string())
+    escaped(&path.display().to_string(), usize::MAX)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -11,9 +11,6 @@ use super::raw::{At, Scalar, Shaped};
 use crate::error::{Diagnostic, Pos};
 use crate::model::names;
 
-/// Values longer than this are cut in messages: a megabyte of host name helps no one.
-const SHOWN_MAX: usize = 80;
-
 /// Every problem found so far, and the inventory text, to quote values as the user wrote them.
 pub struct Check<'a> {
     src: &'a str,
@@ -24,34 +21,8 @@ pub fn at<T>(v: &At<T>) -> Option<Pos> {
     pos_of(&v.referenced)
 }
 
-/// Characters that could end a message line or drive a terminal: C0/C1 controls (newline, ESC, DEL, ...),
-/// Unicode line separators and the bidirectional overrides that reorder what is displayed.
-pub fn is_forbidden(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// `s` as messages show it: forbidden characters escaped (`\n`, `\u{1b}`), long values cut.
-pub fn shown(s: &str) -> String {
-    escaped(s, SHOWN_MAX)
-}
-
-/// `s` with forbidden characters escaped, cut after `max` characters.
-pub fn escaped(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == max {
-            out.push('…');
-            break;
-        }
-        if is_forbidden(c) {
-            out.extend(c.escape_debug());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
+/// How messages show a value: one escaping for the whole program, kept with the error type.
+pub use crate::error::{escaped, is_forbidden, shown};
 
 impl<'a> Check<'a> {
     pub fn new(src: &'a str) -> Self {
@@ -255,6 +226,6 @@ mod tests {
         assert_eq!(shown("\u{1b}[2J"), "\\u{1b}[2J");
         assert_eq!(shown("x\u{202e}y"), "x\\u{202e}y");
         assert_eq!(shown("ünïcödé"), "ünïcödé");
-        assert_eq!(shown(&"x".repeat(200)).chars().count(), SHOWN_MAX + 1);
+        assert_eq!(shown(&"x".repeat(200)).chars().count(), crate::error::SHOWN_MAX + 1);
     }
 }
