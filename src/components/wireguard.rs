@@ -513,41 +513,32 @@ fn teardown(facts: &HostFacts) -> Vec<Step> {
     steps
 }
 
-impl Piece for Wireguard<'_> {
-    fn kind(&self) -> Kind {
-        Kind::Wireguard
-    }
+/// The planned interface and what an earlier run may have left are the same piece of the host: one gather, one
+/// parse, one teardown.
+macro_rules! wireguard_piece {
+    ($t:ty) => {
+        impl Piece for $t {
+            fn kind(&self) -> Kind {
+                Kind::Wireguard
+            }
 
-    fn gather(&self) -> Vec<Stmt> {
-        gather()
-    }
+            fn gather(&self) -> Vec<Stmt> {
+                gather()
+            }
 
-    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        parse(s, facts)
-    }
+            fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+                parse(s, facts)
+            }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        teardown(facts)
-    }
+            fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+                teardown(facts)
+            }
+        }
+    };
 }
 
-impl Piece for Remains {
-    fn kind(&self) -> Kind {
-        Kind::Wireguard
-    }
-
-    fn gather(&self) -> Vec<Stmt> {
-        gather()
-    }
-
-    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        parse(s, facts)
-    }
-
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        teardown(facts)
-    }
-}
+wireguard_piece!(Wireguard<'_>);
+wireguard_piece!(Remains);
 
 impl Component for Wireguard<'_> {
     fn needs(&self, facts: &HostFacts) -> Vec<Need> {
