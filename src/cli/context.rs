@@ -3,12 +3,11 @@
 
 use std::path::PathBuf;
 
+use clap::Args;
 use vxmesh::error::Error;
 use vxmesh::model::inventory::{self, Inventory};
 use vxmesh::model::lock::Guard;
 use vxmesh::plan::ClusterPlan;
-
-use clap::Args;
 
 #[derive(Args)]
 pub struct GlobalArgs {
