@@ -238,6 +238,9 @@ mod tests {
         assert_eq!(a("0xa.0.0.1").as_deref(), Some("10.0.0.1"));
         assert_eq!(a("0x0A000001").as_deref(), Some("10.0.0.1"));
         assert_eq!(a("0").as_deref(), Some("0.0.0.0"));
+        // Each leading part lands in its own octet (cargo-mutants: the shift's `-` to `+`).
+        assert_eq!(a("10.1.1").as_deref(), Some("10.1.0.1"));
+        assert_eq!(a("1.2.3.04").as_deref(), Some("1.2.3.4"));
         // A leading part may be 255 but no more, even where the whole would still fit in 32 bits.
         assert_eq!(a("255.1").as_deref(), Some("255.0.0.1"));
         let not = ["10.0.0.1", "web1", "10.0.0.256", "1.2.3.4.5", "08.0.0.1", "0x", "4294967296", "", "1..2", "256.1"];
