@@ -159,10 +159,16 @@ fn legacy_part(p: &str) -> Option<u64> {
         None if p.len() > 1 && p.starts_with('0') => (&p[1..], 8),
         None => (p, 10),
     };
-    if digits.is_empty() || digits.len() > 12 || !digits.chars().all(|c| c.is_digit(radix)) {
+    if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    // Leading zeros do not count (the resolver reads `00000000000001` as 0.0.0.1); past 12 significant digits no
+    // part can fit an address, and u64 is safe.
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 12 {
+        return None;
+    }
+    u64::from_str_radix(if significant.is_empty() { "0" } else { significant }, radix).ok()
 }
 
 /// The special range `ip` lies in, when it cannot be a tunnel endpoint (or the `outside` probe target).
@@ -241,6 +247,11 @@ mod tests {
         // Each leading part lands in its own octet (cargo-mutants: the shift's `-` to `+`).
         assert_eq!(a("10.1.1").as_deref(), Some("10.1.0.1"));
         assert_eq!(a("1.2.3.04").as_deref(), Some("1.2.3.4"));
+        // However many leading zeros (cargo-mutants: the length bound's `>` to `>=` and `==`).
+        assert_eq!(a("00000000000001").as_deref(), Some("0.0.0.1"));
+        assert_eq!(a("0x00000000000000a").as_deref(), Some("0.0.0.10"));
+        assert_eq!(a("000000000000000000000000").as_deref(), Some("0.0.0.0"));
+        assert_eq!(a("1000000000000"), None, "13 significant digits");
         // A leading part may be 255 but no more, even where the whole would still fit in 32 bits.
         assert_eq!(a("255.1").as_deref(), Some("255.0.0.1"));
         let not = ["10.0.0.1", "web1", "10.0.0.256", "1.2.3.4.5", "08.0.0.1", "0x", "4294967296", "", "1..2", "256.1"];
