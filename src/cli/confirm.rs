@@ -22,7 +22,7 @@ pub fn down(ctx: &Ctx) -> Result<(), Error> {
 pub fn remove_node(ctx: &Ctx, name: &str) -> Result<(), Error> {
     // A bad inventory or an unknown node is said as such, not behind a question.
     let inv = inventory::load(&ctx.inventory)?;
-    let n = inv.node(name).ok_or_else(|| Error::UnknownNode { name: name.to_string(), known: inv.node_names() })?;
+    let n = inv.node(name).ok_or_else(|| inv.unknown_node(name))?;
     let others = inv.nodes.len() - 1;
     ask(
         "remove-node",

@@ -14,9 +14,7 @@ pub struct FactsScriptArgs {
 impl FactsScriptArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         let (inv, plan) = ctx.load_readonly()?;
-        let n = plan
-            .node(&self.node)
-            .ok_or_else(|| Error::UnknownNode { name: self.node.clone(), known: inv.node_names() })?;
+        let n = plan.node(&self.node).ok_or_else(|| inv.unknown_node(&self.node))?;
         print!("{}", converge::gather_script(n, &converge::up_components(n)));
         Ok(0)
     }

@@ -95,7 +95,6 @@ pub struct Changed<'a> {
     pub outcome: &'a ChangeOutcome,
     pub plan: &'a ClusterPlan,
     pub record: Option<&'a std::path::Path>,
-    pub verb: &'a str,
 }
 
 impl Changed<'_> {
@@ -111,7 +110,7 @@ impl Show for Changed<'_> {
     }
 
     fn quiet(&self) {
-        let mut line = report::summary_line(&self.outcome.hosts, self.verb);
+        let mut line = report::summary_line(&self.outcome.hosts, "changed");
         if let Some(r) = &self.outcome.verify {
             report::verify_errors(&mut std::io::stderr(), r);
             line = format!("{line}; {}", report::verify_line(r));
@@ -137,7 +136,7 @@ pub fn finish(ctx: &Ctx, outcome: &ChangeOutcome, plan: &ClusterPlan, opts: &Opt
         return INTERRUPTED;
     }
     name_record(ctx, opts, !outcome.ok);
-    ctx.show(&Changed { outcome, plan, record: opts.record.as_deref(), verb: "changed" });
+    ctx.show(&Changed { outcome, plan, record: opts.record.as_deref() });
     let hosts_failed = outcome.hosts.iter().any(HostResult::failed);
     exit_code(opts, hosts_failed, outcome.verify.as_ref().is_some_and(|r| !r.ok))
 }

@@ -18,9 +18,7 @@ pub struct RenderArgs {
 impl RenderArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         let (inv, plan) = ctx.load_readonly()?;
-        let n = plan
-            .node(&self.node)
-            .ok_or_else(|| Error::UnknownNode { name: self.node.clone(), known: inv.node_names() })?;
+        let n = plan.node(&self.node).ok_or_else(|| inv.unknown_node(&self.node))?;
         let steps = converge::diff(n, &HostFacts::default());
         // The script is what was asked for: it is printed with -q too.
         if ctx.form == Form::Json {

@@ -27,7 +27,7 @@ impl RotateKeysArgs {
             return Err(Error::NotEncrypted { command: "rotate-keys" });
         }
         if let Some(unknown) = self.nodes.iter().find(|n| inv.node(n).is_none()) {
-            return Err(Error::UnknownNode { name: unknown.clone(), known: inv.node_names() });
+            return Err(inv.unknown_node(unknown));
         }
         let targets: Vec<String> =
             if self.nodes.is_empty() { inv.nodes.iter().map(|n| n.name.clone()).collect() } else { self.nodes.clone() };

@@ -12,13 +12,18 @@ use crate::plan::{self, ClusterPlan};
 /// (`render` and `plan --offline` keep it in memory).
 pub fn load(path: &Path, save_lock: bool) -> Result<(Inventory, ClusterPlan), Error> {
     let inv = inventory::load(path)?;
+    let plan = planned(path, &inv, save_lock)?;
+    Ok((inv, plan))
+}
+
+/// The plan of `inv`, the inventory at `path`, from the lock beside it (written when changed, with `save_lock`).
+fn planned(path: &Path, inv: &Inventory, save_lock: bool) -> Result<ClusterPlan, Error> {
     let (lock_file, previous) = lock_of(path)?;
-    let lock = ipam::assign(&inv, previous.as_ref())?;
+    let lock = ipam::assign(inv, previous.as_ref())?;
     if save_lock && previous.as_ref() != Some(&lock) {
         lock.save(&lock_file)?;
     }
-    let plan = plan::plan(&inv, &lock);
-    Ok((inv, plan))
+    Ok(plan::plan(inv, &lock))
 }
 
 fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
@@ -64,11 +69,11 @@ pub struct Withdrawal {
 
 impl Withdrawal {
     pub fn prepare(path: &Path, name: &str) -> Result<Withdrawal, Error> {
+        // Read once: the plan as it is and the text edited come from the same file contents.
         let text = inventory::read_text(path)?;
-        let (old, old_plan) = load(path, true)?;
-        if old.node(name).is_none() {
-            return Err(Error::UnknownNode { name: name.to_string(), known: old.node_names() });
-        }
+        let old = inventory::parse(path, &text)?;
+        let old_plan = planned(path, &old, true)?;
+        old.node(name).ok_or_else(|| old.unknown_node(name))?;
         let new_text = inventory::edit::remove_node(path, &text, name)?;
         let inv = inventory::parse(path, &new_text)?;
         if inv.node(name).is_some() || inv.nodes.len() + 1 != old.nodes.len() {

@@ -188,6 +188,11 @@ impl Inventory {
         self.nodes.iter().find(|n| n.name == name)
     }
 
+    /// The error for a node name the inventory does not have, listing the ones it has.
+    pub fn unknown_node(&self, name: &str) -> crate::error::Error {
+        crate::error::Error::UnknownNode { name: name.to_string(), known: self.node_names() }
+    }
+
     pub fn node_names(&self) -> String {
         self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
     }
