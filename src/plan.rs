@@ -20,7 +20,12 @@ pub struct ClusterPlan {
 }
 
 /// Everything one host must have for the mesh; `diff` compares it with what the host has.
-#[derive(Debug, Clone, Serialize)]
+///
+/// What it must have towards each peer (tunnel, WireGuard peer, firewall entry) is not stored: it is computed per
+/// pair from the cluster's one [`PeerTable`] when asked ([`NodePlan::tunnels`], [`NodePlan::wireguard_peers`], ...),
+/// so a cluster's plans take memory linear in its nodes, not N(N-1) of each. Serialized (`plan --json`) with those
+/// lists written out, as before.
+#[derive(Debug, Clone)]
 pub struct NodePlan {
     pub name: String,
     /// The cluster's name, for the scripts' headers.
@@ -38,9 +43,7 @@ pub struct NodePlan {
     pub switch: SwitchSpec,
     pub vxlan: VxlanSpec,
     /// The WireGuard interface under the tunnels, when `encryption: wireguard`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<WireguardSpec>,
-    pub tunnels: Vec<TunnelSpec>,
     pub veth: VethSpec,
     pub docker: DockerSpec,
     pub sysctls: Vec<Sysctl>,
@@ -52,6 +55,9 @@ pub struct NodePlan {
     /// Blocks of the cluster CIDR that are not the mesh's (docker0): their isolation stays docker's business.
     pub forward_exclude: Vec<Ipv4Net>,
     pub firewall: FirewallSpec,
+    /// Every node of the cluster, this one included (at `me`): where the per-pair parts come from.
+    peers: Arc<PeerTable>,
+    me: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,14 +86,13 @@ pub struct VxlanSpec {
     pub port: u16,
 }
 
-/// One WireGuard interface: its address, its port, and every other node as a peer.
+/// One WireGuard interface: its address and its port; every other node is a peer ([`NodePlan::wireguard_peers`]).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WireguardSpec {
     pub device: IfName,
     pub port: u16,
     /// This node's WireGuard address, with the WireGuard range's prefix.
     pub address: Ipv4Net,
-    pub peers: Vec<WireguardPeer>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -103,7 +108,7 @@ pub struct WireguardPeer {
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct TunnelSpec {
-    /// Shared by every node's tunnel to the same peer (a million of these in a 1,000-node plan).
+    /// The same name on every node's tunnel to this peer.
     pub port: IfName,
     pub peer: Arc<str>,
     /// The peer's tunnel address: its underlay address, or its WireGuard address when encrypted.
@@ -149,13 +154,13 @@ pub struct NatSpec {
     pub cluster: Ipv4Net,
 }
 
+/// Who may send tunnel traffic here: the peers' underlay addresses ([`NodePlan::firewall_peers`]) for VXLAN (or,
+/// encrypted, WireGuard); with encryption, VXLAN only from the WireGuard interface, from the peers' WireGuard
+/// addresses ([`NodePlan::wireguard_mesh`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct FirewallSpec {
     pub kind: FirewallKind,
     pub port: u16,
-    /// The peers' underlay addresses: the only ones allowed to send VXLAN here (or, encrypted, WireGuard).
-    pub peers: Vec<Ipv4Addr>,
-    /// With encryption: VXLAN is accepted only from the WireGuard interface, from the peers' WireGuard addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wireguard: Option<WireguardGuard>,
 }
@@ -164,10 +169,18 @@ pub struct FirewallSpec {
 pub struct WireguardGuard {
     pub port: u16,
     pub device: IfName,
-    pub mesh: Vec<Ipv4Addr>,
+}
+
+/// Every node of a cluster as its peers see it, in inventory order; one table shared by every node's plan.
+#[derive(Debug)]
+pub struct PeerTable {
+    rows: Vec<Peer>,
+    /// Each node's WireGuard public key as its host reported it (same order as `rows`); `None` until it has one.
+    keys: Vec<Option<String>>,
 }
 
 /// What every other node needs to know of one node.
+#[derive(Debug, Clone)]
 struct Peer {
     port: IfName,
     name: Arc<str>,
@@ -189,7 +202,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         let a = &lock.nodes[&n.name];
         if encrypted { a.wireguard_ip.expect("the lock has WireGuard addresses when encrypted") } else { n.underlay_ip }
     };
-    let peers: Vec<Peer> = inv
+    let rows: Vec<Peer> = inv
         .nodes
         .iter()
         .map(|n| {
@@ -205,6 +218,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             }
         })
         .collect();
+    let peers = Arc::new(PeerTable { keys: vec![None; rows.len()], rows });
     let nodes = inv
         .nodes
         .iter()
@@ -212,20 +226,6 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         .map(|(i, n)| {
             let a = lock.nodes[&n.name];
             let gateway = a.subnet.hosts().next().expect("node subnets are /30 or larger");
-            let tunnels: Vec<TunnelSpec> = peers
-                .iter()
-                .enumerate()
-                .filter(|(j, _)| *j != i)
-                .map(|(_, p)| TunnelSpec {
-                    port: p.port.clone(),
-                    peer: p.name.clone(),
-                    remote_ip: p.tunnel_ip,
-                    protected: true,
-                    bfd: backend_of(n) == Backend::Ovs && p.backend == Backend::Ovs,
-                    peer_switch: p.switch_ip,
-                    peer_subnet: p.subnet,
-                })
-                .collect();
             let docker_bridge = match c.docker.mode {
                 DockerMode::Network => Some(names::docker_bridge(&c.docker.network).expect("validated network name")),
                 DockerMode::Docker0 => Some(names::docker0()),
@@ -255,19 +255,10 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 }
                 _ => vec![],
             };
-            let others = || peers.iter().enumerate().filter(move |(j, _)| *j != i).map(|(_, p)| p);
             let wireguard = encrypted.then(|| WireguardSpec {
                 device: names::wireguard_device(),
                 port: c.wireguard.port,
                 address: Ipv4Net::new(tunnel_ip(n), c.wireguard.cidr.prefix_len()).expect("prefix from a valid net"),
-                peers: others()
-                    .map(|p| WireguardPeer {
-                        name: p.name.clone(),
-                        endpoint: std::net::SocketAddrV4::new(p.underlay_ip, c.wireguard.port),
-                        address: p.tunnel_ip,
-                        public_key: None,
-                    })
-                    .collect(),
             });
             NodePlan {
                 name: n.name.clone(),
@@ -287,7 +278,6 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 },
                 vxlan: VxlanSpec { vni: c.vni, port: c.port },
                 wireguard,
-                tunnels,
                 veth: VethSpec { switch_end: names::veth_switch_end(), docker_end: names::veth_docker_end() },
                 docker: DockerSpec {
                     mode: c.docker.mode,
@@ -310,13 +300,11 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 firewall: FirewallSpec {
                     kind: c.firewall,
                     port: c.port,
-                    peers: others().map(|p| p.underlay_ip).collect(),
-                    wireguard: encrypted.then(|| WireguardGuard {
-                        port: c.wireguard.port,
-                        device: names::wireguard_device(),
-                        mesh: others().map(|p| p.tunnel_ip).collect(),
-                    }),
+                    wireguard: encrypted
+                        .then(|| WireguardGuard { port: c.wireguard.port, device: names::wireguard_device() }),
                 },
+                peers: peers.clone(),
+                me: i,
             }
         })
         .collect::<Vec<_>>();
@@ -333,11 +321,143 @@ impl ClusterPlan {
     /// has no key yet keep `None`.
     pub fn with_public_keys(&self, keys: &std::collections::BTreeMap<String, String>) -> ClusterPlan {
         let mut plan = self.clone();
+        let Some(first) = plan.nodes.first() else { return plan };
+        let rows = &first.peers.rows;
+        let table = Arc::new(PeerTable {
+            keys: rows.iter().map(|r| keys.get(&*r.name).cloned()).collect(),
+            rows: rows.iter().map(Peer::clone).collect(),
+        });
         for n in &mut plan.nodes {
-            for p in n.wireguard.iter_mut().flat_map(|w| w.peers.iter_mut()) {
-                p.public_key = keys.get(&*p.name).cloned();
-            }
+            n.peers = table.clone();
         }
         plan
+    }
+}
+
+impl NodePlan {
+    /// Every other node of the cluster, in inventory order, with its row number.
+    fn others(&self) -> impl Iterator<Item = (usize, &Peer)> + '_ {
+        self.peers.rows.iter().enumerate().filter(move |(j, _)| *j != self.me)
+    }
+
+    /// How many peers (and tunnels) this node has: every other node.
+    pub fn peer_count(&self) -> usize {
+        self.peers.rows.len().saturating_sub(1)
+    }
+
+    /// One tunnel per peer, in inventory order.
+    pub fn tunnels(&self) -> impl Iterator<Item = TunnelSpec> + '_ {
+        self.others().map(|(_, p)| self.tunnel_to(p))
+    }
+
+    fn tunnel_to(&self, p: &Peer) -> TunnelSpec {
+        TunnelSpec {
+            port: p.port.clone(),
+            peer: p.name.clone(),
+            remote_ip: p.tunnel_ip,
+            protected: true,
+            bfd: self.backend == Backend::Ovs && p.backend == Backend::Ovs,
+            peer_switch: p.switch_ip,
+            peer_subnet: p.subnet,
+        }
+    }
+
+    /// Every other node as a WireGuard peer; none without encryption.
+    pub fn wireguard_peers(&self) -> impl Iterator<Item = WireguardPeer> + '_ {
+        let port = self.wireguard.as_ref().map(|w| w.port);
+        port.into_iter().flat_map(move |port| {
+            self.others().map(move |(j, p)| WireguardPeer {
+                name: p.name.clone(),
+                endpoint: std::net::SocketAddrV4::new(p.underlay_ip, port),
+                address: p.tunnel_ip,
+                public_key: self.peers.keys[j].clone(),
+            })
+        })
+    }
+
+    /// The peers' underlay addresses: the only ones allowed to send VXLAN here (or, encrypted, WireGuard).
+    pub fn firewall_peers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.others().map(|(_, p)| p.underlay_ip)
+    }
+
+    /// With encryption, the peers' WireGuard addresses: VXLAN is accepted only from these, on the WireGuard
+    /// interface. Empty without encryption.
+    pub fn wireguard_mesh(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let guarded = self.firewall.wireguard.is_some();
+        self.others().filter(move |_| guarded).map(|(_, p)| p.tunnel_ip)
+    }
+}
+
+/// A list written out from an iterator as it is serialized, never collected.
+pub(crate) struct Listed<F>(pub(crate) F);
+
+impl<F: Fn() -> I, I: Iterator<Item = T>, T: Serialize> Serialize for Listed<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((self.0)())
+    }
+}
+
+/// `plan --json`'s shape of a node: the stored fields with the per-pair lists written out in their old places.
+impl Serialize for NodePlan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        #[derive(Serialize)]
+        struct Wireguard<'a, P: Serialize> {
+            device: &'a IfName,
+            port: u16,
+            address: Ipv4Net,
+            peers: P,
+        }
+        #[derive(Serialize)]
+        struct Guard<'a, M: Serialize> {
+            port: u16,
+            device: &'a IfName,
+            mesh: M,
+        }
+        #[derive(Serialize)]
+        struct Firewall<P: Serialize, G: Serialize> {
+            kind: FirewallKind,
+            port: u16,
+            peers: P,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            wireguard: Option<G>,
+        }
+        let mut n = s.serialize_struct("NodePlan", 21)?;
+        n.serialize_field("name", &self.name)?;
+        n.serialize_field("cluster", &self.cluster)?;
+        n.serialize_field("host", &self.host)?;
+        n.serialize_field("underlay_ip", &self.underlay_ip)?;
+        n.serialize_field("tunnel_ip", &self.tunnel_ip)?;
+        n.serialize_field("subnet", &self.subnet)?;
+        n.serialize_field("mtu", &self.mtu)?;
+        n.serialize_field("overhead", &self.overhead)?;
+        n.serialize_field("backend", &self.backend)?;
+        n.serialize_field("switch", &self.switch)?;
+        n.serialize_field("vxlan", &self.vxlan)?;
+        if let Some(w) = &self.wireguard {
+            let peers = Listed(|| self.wireguard_peers());
+            n.serialize_field("wireguard", &Wireguard { device: &w.device, port: w.port, address: w.address, peers })?;
+        } else {
+            n.skip_field("wireguard")?;
+        }
+        n.serialize_field("tunnels", &Listed(|| self.tunnels()))?;
+        n.serialize_field("veth", &self.veth)?;
+        n.serialize_field("docker", &self.docker)?;
+        n.serialize_field("sysctls", &self.sysctls)?;
+        n.serialize_field("tx_offload_off", &self.tx_offload_off)?;
+        n.serialize_field("nat", &self.nat)?;
+        n.serialize_field("forward_accept", &self.forward_accept)?;
+        n.serialize_field("forward_exclude", &self.forward_exclude)?;
+        let fw = &self.firewall;
+        let guard = fw.wireguard.as_ref().map(|g| Guard {
+            port: g.port,
+            device: &g.device,
+            mesh: Listed(|| self.wireguard_mesh()),
+        });
+        n.serialize_field(
+            "firewall",
+            &Firewall { kind: fw.kind, port: fw.port, peers: Listed(|| self.firewall_peers()), wireguard: guard },
+        )?;
+        n.end()
     }
 }

@@ -482,6 +482,37 @@ pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>
     }
 }
 
+/// `plan --offline --json`, written as it is made: one node's desired state and steps at a time, so the document
+/// of a 1,000-node plan is never in memory whole. The same document as [`plan_json`] in [`envelope`].
+pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str) {
+    #[derive(Serialize)]
+    struct Document<'a, N: Serialize> {
+        cluster: &'a str,
+        cidr: ipnet::Ipv4Net,
+        tunnel_pairs: usize,
+        nodes: N,
+        schema: u32,
+        command: &'a str,
+        ok: bool,
+    }
+    let nodes = crate::plan::Listed(|| {
+        plan.nodes.iter().map(|n| NodeJson {
+            desired: n,
+            steps: converge::diff(n, &HostFacts::default()).iter().map(Step::to_json).collect(),
+        })
+    });
+    let document = Document {
+        cluster: &plan.cluster,
+        cidr: plan.cidr,
+        tunnel_pairs: plan.tunnel_pairs,
+        nodes,
+        schema: JSON_SCHEMA,
+        command,
+        ok: true,
+    };
+    json(&mut std::io::BufWriter::new(out), &document);
+}
+
 /// The offline plan's first line; with `-q`, all it prints.
 pub fn offline_plan_line(plan: &ClusterPlan) -> String {
     format!(
@@ -513,7 +544,7 @@ pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
             n.underlay_ip.to_string(),
             n.subnet.to_string(),
             n.switch.address.to_string(),
-            n.tunnels.len()
+            n.peer_count()
         );
     }
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

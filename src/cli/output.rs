@@ -28,6 +28,10 @@ pub trait Show {
     fn quiet(&self);
     /// Tables and text.
     fn text(&self);
+    /// Writes the JSON document in the envelope; a result too large to hold as one value writes itself instead.
+    fn write_json(&self, ctx: &Ctx) {
+        json(ctx, &self.json());
+    }
 }
 
 impl Ctx {
@@ -45,7 +49,7 @@ impl Ctx {
 
     pub fn show(&self, result: &dyn Show) {
         match self.form {
-            Form::Json => json(self, &result.json()),
+            Form::Json => result.write_json(self),
             Form::Quiet => result.quiet(),
             Form::Text => result.text(),
         }

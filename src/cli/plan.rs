@@ -53,6 +53,11 @@ impl Show for Offline<'_> {
         serde_json::to_value(report::plan_json(self.plan, &nodes)).expect("plans serialize")
     }
 
+    /// Streamed: the whole document of a large cluster would not fit in memory as one value.
+    fn write_json(&self, ctx: &Ctx) {
+        report::offline_plan_json(&mut std::io::stdout(), self.plan, &ctx.command);
+    }
+
     fn quiet(&self) {
         println!("{}", report::offline_plan_line(self.plan));
     }

@@ -248,7 +248,7 @@ impl Linux<'_> {
                 vec![cmd!["ip", "link", "set", "dev", &dev, "master", br, "up"].into()],
             ));
         }
-        for t in &n.tunnels {
+        for t in n.tunnels() {
             if !flood_to.contains(&t.remote_ip) {
                 steps.push(
                     self.step(
@@ -261,7 +261,7 @@ impl Linux<'_> {
                 );
             }
         }
-        let wanted: BTreeSet<Ipv4Addr> = n.tunnels.iter().map(|t| t.remote_ip).collect();
+        let wanted: BTreeSet<Ipv4Addr> = n.tunnels().map(|t| t.remote_ip).collect();
         for stale in flood_to.difference(&wanted) {
             steps.push(
                 self.step(
@@ -326,7 +326,7 @@ impl Piece for Linux<'_> {
                 }],
             },
         ];
-        v.extend(super::liveness::gather(&self.node.tunnels.iter().map(|t| t.peer_switch).collect::<Vec<_>>()));
+        v.extend(super::liveness::gather(&self.node.tunnels().map(|t| t.peer_switch).collect::<Vec<_>>()));
         v
     }
 
@@ -421,8 +421,7 @@ impl Status for Linux<'_> {
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
         let flood_to = facts.part::<LinuxFacts>().map(|l| l.flood_to.clone()).unwrap_or_default();
         self.node
-            .tunnels
-            .iter()
+            .tunnels()
             .map(|t| PeerLink {
                 peer: t.peer.to_string(),
                 present: flood_to.contains(&t.remote_ip),

@@ -89,8 +89,8 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
     let t = tag();
     let port = node.firewall.port;
     let mut rules: Vec<String> = match &node.firewall.wireguard {
-        None => node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect(),
-        Some(g) => g.mesh.iter().map(|p| format!("-s {p}/32 -i {} {t} -j ACCEPT", g.device)).collect(),
+        None => node.firewall_peers().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect(),
+        Some(g) => node.wireguard_mesh().map(|p| format!("-s {p}/32 -i {} {t} -j ACCEPT", g.device)).collect(),
     };
     rules.push(format!("{t} -j DROP"));
     OwnedChain {
@@ -109,7 +109,7 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
 pub fn wireguard_chain(node: &NodePlan) -> Option<OwnedChain> {
     let g = node.firewall.wireguard.as_ref()?;
     let t = tag();
-    let mut rules: Vec<String> = node.firewall.peers.iter().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
+    let mut rules: Vec<String> = node.firewall_peers().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
     rules.push(format!("{t} -j DROP"));
     Some(OwnedChain {
         table: "filter",

@@ -55,7 +55,7 @@ pub fn route_steps(component: Kind, node: &NodePlan, facts: &HostFacts) -> Vec<S
     let on_switch: Vec<&crate::facts::Route> =
         facts.routes.iter().filter(|r| r.dev.as_deref() == Some(br.as_str()) && r.gateway.is_some()).collect();
     let mut steps = vec![];
-    for t in &node.tunnels {
+    for t in node.tunnels() {
         let (dst, via) = (t.peer_subnet.to_string(), t.peer_switch.to_string());
         if on_switch.iter().any(|r| r.dst == dst && r.gateway.as_deref() == Some(via.as_str())) {
             continue;
@@ -71,10 +71,12 @@ pub fn route_steps(component: Kind, node: &NodePlan, facts: &HostFacts) -> Vec<S
             .concerning(Concern::Peer(t.peer.clone())),
         );
     }
+    // Looked up in a set: a host of a 1,000-node mesh has 999 routes on sw0, each checked against 999 peers.
+    let planned_routes: std::collections::HashSet<(String, String)> =
+        node.tunnels().map(|t| (t.peer_subnet.to_string(), t.peer_switch.to_string())).collect();
     for r in on_switch {
         let via = r.gateway.clone().unwrap_or_default();
-        let planned =
-            node.tunnels.iter().any(|t| t.peer_subnet.to_string() == r.dst && t.peer_switch.to_string() == via);
+        let planned = planned_routes.contains(&(r.dst.clone(), via.clone()));
         if !planned {
             steps.push(
                 Step::new(

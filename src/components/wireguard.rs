@@ -4,7 +4,7 @@
 //! WireGuard range, below the interface's own, makes the host fail closed: with the interface down or gone, VXLAN
 //! to a peer has no route at all, instead of leaving in clear through the default route.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
@@ -99,15 +99,22 @@ pub fn known_keys<'a>(
     facts: impl Iterator<Item = (&'a String, &'a HostFacts)> + Clone,
 ) -> std::collections::BTreeMap<String, String> {
     let mut keys = public_keys(facts.clone());
-    let configured: Vec<&WgPeerState> =
-        facts.filter_map(|(_, f)| f.part::<WireguardFacts>()?.device.as_ref()).flat_map(|d| d.peers.iter()).collect();
+    if plan.nodes.iter().all(|n| keys.contains_key(&n.name)) {
+        return keys;
+    }
+    // The first key any host has configured for each allowed address (a host's entries, in hosts' order).
+    let mut configured: HashMap<&str, &str> = HashMap::new();
+    for p in facts.filter_map(|(_, f)| f.part::<WireguardFacts>()?.device.as_ref()).flat_map(|d| d.peers.iter()) {
+        if let [address] = p.allowed_ips.as_slice() {
+            configured.entry(address.as_str()).or_insert(p.public_key.as_str());
+        }
+    }
     for n in &plan.nodes {
         if keys.contains_key(&n.name) {
             continue;
         }
-        let address = allowed(n.tunnel_ip);
-        if let Some(p) = configured.iter().find(|p| p.allowed_ips == [address.clone()]) {
-            keys.insert(n.name.clone(), p.public_key.clone());
+        if let Some(key) = configured.get(allowed(n.tunnel_ip).as_str()) {
+            keys.insert(n.name.clone(), key.to_string());
         }
     }
     keys
@@ -337,15 +344,24 @@ impl Wireguard<'_> {
         )]
     }
 
-    fn peer_steps(&self, w: &WireguardSpec, f: &WireguardFacts, fresh_device: bool) -> Vec<Step> {
+    fn peer_steps(&self, f: &WireguardFacts, fresh_device: bool) -> Vec<Step> {
         let have: &[WgPeerState] = match (&f.device, fresh_device) {
             (Some(d), false) => &d.peers,
             _ => &[],
         };
+        // The host's entries by their one allowed address, in the host's order: looked up once per peer, so a
+        // host of a 1,000-node mesh compares 999 entries, not 999 squared.
+        let mut have_at: HashMap<&str, Vec<&WgPeerState>> = HashMap::new();
+        for h in have.iter().filter(|h| h.allowed_ips.len() == 1) {
+            have_at.entry(h.allowed_ips[0].as_str()).or_default().push(h);
+        }
+        // The plan's key for each allowed address (`None`: that peer's host has no key yet).
+        let mut planned: HashMap<String, Option<String>> = HashMap::new();
         let mut steps = vec![];
-        for p in &w.peers {
+        for p in self.node.wireguard_peers() {
             let want_ip = allowed(p.address);
-            let found = have.iter().find(|h| h.allowed_ips == [want_ip.clone()]);
+            let found = have_at.get(want_ip.as_str()).and_then(|v| v.first().copied());
+            planned.insert(want_ip, p.public_key.clone());
             let concern = Concern::Peer(p.name.clone());
             let Some(key) = &p.public_key else {
                 if found.is_none() {
@@ -371,7 +387,7 @@ impl Wireguard<'_> {
                 Some(_) => continue,
             };
             let replaces = found.filter(|h| h.public_key != *key).map(|h| h.public_key.clone());
-            words.extend(peer_words(key, p));
+            words.extend(peer_words(key, &p));
             steps.push(
                 step(
                     format!("{what} WireGuard peer {} ({endpoint}, {})", p.name, p.address),
@@ -387,14 +403,12 @@ impl Wireguard<'_> {
                 .concerning(concern),
             );
         }
-        let wanted: BTreeSet<String> = w.peers.iter().map(|p| allowed(p.address)).collect();
         for h in have {
-            let ours = h.allowed_ips.len() == 1 && wanted.contains(&h.allowed_ips[0]);
+            let plan_key = (h.allowed_ips.len() == 1).then(|| planned.get(&h.allowed_ips[0])).flatten();
+            let ours = plan_key.is_some();
             // Two entries for one address: the one the plan's key names stays, the other goes.
-            let duplicate =
-                ours && w.peers.iter().any(|p| {
-                    allowed(p.address) == h.allowed_ips[0] && p.public_key.as_ref().is_some_and(|k| *k != h.public_key)
-                }) && have.iter().filter(|o| o.allowed_ips == h.allowed_ips).count() > 1;
+            let duplicate = plan_key.is_some_and(|k| k.as_ref().is_some_and(|k| *k != h.public_key))
+                && have_at.get(h.allowed_ips[0].as_str()).is_some_and(|v| v.len() > 1);
             if !ours || duplicate {
                 steps.push(
                     step(
@@ -592,7 +606,7 @@ impl Component for Wireguard<'_> {
         let device = self.device_steps(w, f, facts, ctx.mtu);
         let fresh = !facts.links.contains_key(dev().as_str());
         steps.extend(device);
-        steps.extend(self.peer_steps(w, f, fresh));
+        steps.extend(self.peer_steps(f, fresh));
         steps
     }
 
@@ -608,13 +622,18 @@ impl Status for Wireguard<'_> {
     }
 
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
-        let w = self.spec;
         let have = facts.part::<WireguardFacts>().and_then(|f| f.device.as_ref());
+        let mut have_at: HashMap<&str, &WgPeerState> = HashMap::new();
+        for h in have.iter().flat_map(|d| d.peers.iter()) {
+            if let [address] = h.allowed_ips.as_slice() {
+                have_at.entry(address.as_str()).or_insert(h);
+            }
+        }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        w.peers
-            .iter()
+        self.node
+            .wireguard_peers()
             .map(|p| {
-                let h = have.and_then(|d| d.peers.iter().find(|h| h.allowed_ips == [allowed(p.address)]));
+                let h = have_at.get(allowed(p.address).as_str()).copied();
                 let state = h.map(|h| match h.latest_handshake {
                     0 => "no handshake yet".to_string(),
                     t => format!("handshake {}s ago", now.saturating_sub(t)),

@@ -140,7 +140,7 @@ fn removing_a_node_withdraws_only_its_tunnel_route_and_firewall_entry() {
     let yaml =
         read_fixture("three-nodes.yaml").replace("  - {name: vm3, host: 192.168.122.83, subnet: 172.20.0.0/16}\n", "");
     let vm1 = node(&yaml, "vm1");
-    assert_eq!(vm1.tunnels.len(), 1, "{yaml}");
+    assert_eq!(vm1.tunnels().count(), 1, "{yaml}");
     let h = Recorded::new(read_fixture("facts/converged-host.txt"));
     let applied = block(host::converge(&h, &vm1, false, &Scope::Peer("vm3".into()), &quiet)).unwrap();
     assert_eq!(

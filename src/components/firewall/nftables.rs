@@ -35,12 +35,12 @@ pub enum Change {
 /// only through the WireGuard interface, from the peers' WireGuard addresses.
 pub fn wanted(node: &NodePlan) -> NftTable {
     let fw = &node.firewall;
-    let peers: BTreeSet<Ipv4Addr> = fw.peers.iter().copied().collect();
+    let peers: BTreeSet<Ipv4Addr> = node.firewall_peers().collect();
     match &fw.wireguard {
         None => NftTable { peers, mesh: BTreeSet::new(), drops: [(fw.port, "@peers".to_string())].into() },
         Some(g) => NftTable {
             peers,
-            mesh: g.mesh.iter().copied().collect(),
+            mesh: node.wireguard_mesh().collect(),
             drops: [
                 (g.port, "@peers".to_string()),
                 (fw.port, format!("iif:{}", g.device)),

@@ -68,7 +68,7 @@ fn set(key: &'static str, value: impl std::fmt::Display) -> Word {
 impl Ovs<'_> {
     /// Peers BFD cannot watch (kernel-backend hosts): `status` pings their switch addresses instead.
     fn no_bfd_peers(&self) -> Vec<std::net::Ipv4Addr> {
-        self.node.tunnels.iter().filter(|t| !t.bfd).map(|t| t.peer_switch).collect()
+        self.node.tunnels().filter(|t| !t.bfd).map(|t| t.peer_switch).collect()
     }
 
     /// The OVS steps, with or without the tunnels.
@@ -101,14 +101,15 @@ impl Ovs<'_> {
         }
         let present: BTreeSet<&str> = bridge.map(|b| b.ports.iter().map(String::as_str).collect()).unwrap_or_default();
         // Tunnels (OVSDB keeps them across reboots) only when asked: a 1,000-host plan has 999 per host.
-        for t in n.tunnels.iter().filter(|_| tunnels) {
-            match tunnel_drift(t, n, of, present.contains(t.port.as_str())) {
+        for t in n.tunnels().filter(|_| tunnels) {
+            match tunnel_drift(&t, n, of, present.contains(t.port.as_str())) {
                 Some(r) if r.is_empty() => {}
-                repair => steps.push(self.tunnel_step(t, repair.unwrap_or_default())),
+                repair => steps.push(self.tunnel_step(&t, repair.unwrap_or_default())),
             }
         }
-        let wanted: BTreeSet<&str> = n.tunnels.iter().map(|t| t.port.as_str()).collect();
-        for stale in present.iter().filter(|p| tunnels && p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(*p)) {
+        let wanted: BTreeSet<String> = n.tunnels().map(|t| t.port.to_string()).collect();
+        for stale in present.iter().filter(|p| tunnels && p.starts_with(names::TUNNEL_PREFIX) && !wanted.contains(**p))
+        {
             let peer = stale.strip_prefix(names::TUNNEL_PREFIX).unwrap_or(stale);
             steps.push(
                 Step::new(
@@ -274,8 +275,7 @@ impl Status for Ovs<'_> {
         let of = facts.part::<OvsFacts>().unwrap_or(&empty);
         let ports = of.bridges.get(self.node.switch.bridge.as_str()).map(|b| b.ports.as_slice()).unwrap_or_default();
         self.node
-            .tunnels
-            .iter()
+            .tunnels()
             .map(|t| PeerLink {
                 peer: t.peer.to_string(),
                 present: ports.iter().any(|p| *p == *t.port),
