@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Planning at scale, as the admin runs it: `plan --offline`, `plan --offline --json` and `render NODE` of the
-# release binary on generated inventories, wall time and peak RSS (min / median / max of RUNS runs).
-# Usage: bench/plan-scale.sh [RUNS] [SIZES...]   (defaults: 3 runs; 100 1000 3000 10000 nodes)
+# Planning at scale, as the admin runs it: `plan --offline -q` (the whole plan made and checked, one line out),
+# `plan --offline` and `plan --offline --json` (every node's full script: N(N-1) tunnel lines, so only up to
+# FULL_MAX nodes, default 1,000), and `render NODE` (one node's script) of the release binary on generated
+# inventories: wall time and peak RSS (min / median / max of RUNS runs).
+# Usage: bench/plan-scale.sh [RUNS] [SIZES...]   (defaults: 3 runs; 100 1000 3000 7000 10000 nodes)
 # Two inventories per size: plain OVS, and encrypted mixed (kernel backend, every third node OVS, WireGuard).
 # Output: markdown rows for docs/benchmarks.md. Nothing contacts a host.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-3}
 shift || true
-SIZES=("${@:-100 1000 3000 10000}")
+SIZES=("${@:-100 1000 3000 7000 10000}")
+FULL_MAX=${FULL_MAX:-1000}
 # shellcheck disable=SC2206
 SIZES=(${SIZES[*]})
 BIN=${VXMESH_BIN:-target/release/vxmesh}
@@ -62,8 +65,9 @@ for n in "${SIZES[@]}"; do
     for kind in ovs encrypted; do
         inv=$(inventory "$kind" "$n")
         last=n$((n - 1))
-        measure "$kind, $n nodes: plan --offline" "$BIN" -i "$inv" plan --offline
-        if [ "$n" -le 3000 ]; then
+        measure "$kind, $n nodes: plan --offline -q" "$BIN" -i "$inv" -q plan --offline
+        if [ "$n" -le "$FULL_MAX" ]; then
+            measure "$kind, $n nodes: plan --offline" "$BIN" -i "$inv" plan --offline
             measure "$kind, $n nodes: plan --offline --json" "$BIN" -i "$inv" --json plan --offline
         fi
         measure "$kind, $n nodes: render $last" "$BIN" -i "$inv" render "$last"
