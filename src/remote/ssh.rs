@@ -123,10 +123,8 @@ fn resolve_depth(host: &str, settings: &SshSettings, config: Option<&SshConfig>,
             .iter()
             .filter(|j| j.as_str() != "none")
             .map(|j| {
-                let (user, rest) = j.split_once('@').map_or((None, j.as_str()), |(u, r)| (Some(u.to_string()), r));
-                let (h, port) =
-                    rest.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse().ok()?))).unwrap_or((rest, 0));
-                let jump_settings = SshSettings { user, port: (port != 0).then_some(port), ..settings.clone() };
+                let (user, h, port) = split_jump(j);
+                let jump_settings = SshSettings { user, port, ..settings.clone() };
                 resolve_depth(h, &jump_settings, config, depth + 1)
             })
             .collect()
@@ -158,6 +156,38 @@ fn resolve_depth(host: &str, settings: &SshSettings, config: Option<&SshConfig>,
         jumps,
         proxy_command,
         known_hosts,
+    }
+}
+
+impl Target {
+    /// `user@host:port` for messages, an IPv6 address in brackets (`root@[2001:db8::11]:22`) so its port stands
+    /// apart.
+    pub fn shown(&self) -> String {
+        match self.host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("{}@[{}]:{}", self.user, self.host, self.port),
+            Err(_) => format!("{}@{}:{}", self.user, self.host, self.port),
+        }
+    }
+}
+
+/// One `ProxyJump` hop as OpenSSH writes it: `[user@]host[:port]`, an IPv6 address bare (`2001:db8::1`, no port)
+/// or in brackets (`[2001:db8::1]:2222`).
+fn split_jump(spec: &str) -> (Option<String>, &str, Option<u16>) {
+    let (user, rest) = match spec.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, spec),
+    };
+    if let Some(inner) = rest.strip_prefix('[')
+        && let Some((host, after)) = inner.split_once(']')
+    {
+        return (user, host, after.strip_prefix(':').and_then(|p| p.parse().ok()));
+    }
+    if rest.parse::<std::net::Ipv6Addr>().is_ok() {
+        return (user, rest, None);
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (user, h, p.parse().ok()),
+        _ => (user, rest, None),
     }
 }
 
@@ -244,7 +274,7 @@ pub struct Session {
 }
 
 pub async fn connect(target: &Target, policy: &HostKeyPolicy, timeouts: &Timeouts) -> Result<Session, HostError> {
-    let what = format!("{}@{}:{}", target.user, target.host, target.port);
+    let what = target.shown();
     match tokio::time::timeout(timeouts.connect, connect_inner(target, policy)).await {
         Ok(Ok((handle, jumps, proxy))) => {
             Ok(Session { handle, _jumps: jumps, _proxy: proxy, sudo: target.sudo, timeouts: timeouts.clone() })
@@ -287,7 +317,7 @@ fn spawn_proxy(
 }
 
 async fn connect_inner(target: &Target, policy: &HostKeyPolicy) -> Result<Connection, HostError> {
-    let what = format!("{}@{}:{}", target.user, target.host, target.port);
+    let what = target.shown();
     let refusal = Arc::new(Mutex::new(None));
     let policy = &HostKeyPolicy { known_hosts: target.known_hosts.clone(), ..policy.clone() };
     let checker =
@@ -552,6 +582,31 @@ mod tests {
         explicit.port = Some(22);
         let t = resolve("web1", &explicit, Some(&cfg));
         assert_eq!((t.port, t.user.as_str(), t.sudo), (22, "root", false), "the inventory wins");
+    }
+
+    #[test]
+    fn messages_put_an_ipv6_host_in_brackets() {
+        let t = resolve("2001:db8::11", &settings(), None);
+        assert_eq!(t.shown(), "root@[2001:db8::11]:22");
+        assert_eq!(resolve("vm1", &settings(), None).shown(), "root@vm1:22");
+    }
+
+    #[test]
+    fn jump_hosts_split_as_openssh_writes_them() {
+        assert_eq!(split_jump("bastion"), (None, "bastion", None));
+        assert_eq!(split_jump("ops@bastion:2222"), (Some("ops".into()), "bastion", Some(2222)));
+        assert_eq!(split_jump("2001:db8::1"), (None, "2001:db8::1", None), "a bare IPv6 address has no port");
+        assert_eq!(split_jump("ops@[2001:db8::1]:2222"), (Some("ops".into()), "2001:db8::1", Some(2222)));
+        assert_eq!(split_jump("[::1]"), (None, "::1", None));
+        assert_eq!(split_jump("192.0.2.7:22"), (None, "192.0.2.7", Some(22)));
+    }
+
+    #[test]
+    fn an_ipv6_jump_host_from_ssh_config_keeps_its_whole_address() {
+        let config = parse("Host inner\n  ProxyJump ops@[2001:db8::1]:2222,2001:db8::2\n");
+        let t = resolve("inner", &settings(), Some(&config));
+        let hops: Vec<(&str, u16, &str)> = t.jumps.iter().map(|j| (j.host.as_str(), j.port, j.user.as_str())).collect();
+        assert_eq!(hops, [("2001:db8::1", 2222, "ops"), ("2001:db8::2", 22, "root")]);
     }
 
     #[test]

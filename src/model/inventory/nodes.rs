@@ -2,7 +2,7 @@
 //! allows them. Every lookup is hashed or ordered, so thousands of nodes cost milliseconds.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 
@@ -97,7 +97,15 @@ fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) ->
         );
         return None;
     }
-    let key = host.to_ascii_lowercase();
+    if let Some(problem) = ipv6_host_problem(&host) {
+        ck.add(at(v), format!("{field}: `{}` {problem}", shown(&host)));
+        return None;
+    }
+    // One spelling per machine: DNS names are case-insensitive, and an IPv6 address has many written forms.
+    let key = match host.parse::<Ipv6Addr>() {
+        Ok(ip) => ip.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
+    };
     if let Some((as_written, other, first)) = seen.hosts.get(&key) {
         let line = first.map_or(0, |f| f.line);
         let spelled = if *as_written == host { String::new() } else { format!(", written `{}`", shown(as_written)) };
@@ -106,6 +114,38 @@ fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) ->
         seen.hosts.insert(key, (host.clone(), who.to_string(), at(v)));
     }
     Some(host)
+}
+
+/// Why `host` cannot be an IPv6 address vxmesh reaches over SSH, when it is (or looks like) one. Loopback stays
+/// allowed, as in IPv4 (vxmesh on the node itself, or an SSH port forward).
+fn ipv6_host_problem(host: &str) -> Option<String> {
+    let Ok(ip) = host.parse::<Ipv6Addr>() else {
+        return if host.starts_with('[') {
+            Some("is in brackets; write the address bare (`2001:db8::11`) and a port in `ssh.port`".into())
+        } else if host.contains('%') {
+            Some("names a zone (`%...`), which an inventory cannot carry; use the host's global or ULA address".into())
+        } else if host.contains(':') {
+            Some("is neither an IPv6 address nor a host name; a port goes in `ssh.port`, not after a colon".into())
+        } else {
+            None
+        };
+    };
+    let first = ip.segments()[0];
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        Some(format!("is an IPv4-mapped IPv6 address; write the IPv4 address `{v4}`"))
+    } else if ip.is_unspecified() {
+        Some("is the unspecified address; an SSH address must be a unicast address vxmesh can reach".into())
+    } else if ip.is_multicast() {
+        Some("is a multicast address; an SSH address must be a unicast address vxmesh can reach".into())
+    } else if first & 0xffc0 == 0xfe80 {
+        Some(
+            "is link-local: reaching it needs an interface (a zone) an inventory cannot give; use the host's global \
+             or ULA address"
+                .into(),
+        )
+    } else {
+        None
+    }
 }
 
 /// `host` when it is an address and `underlay_ip` is another: the address vxmesh reaches the node at over SSH. It
