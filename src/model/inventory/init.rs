@@ -338,8 +338,12 @@ mod tests {
     fn values_that_yaml_would_misread_are_quoted_or_refused() {
         // A host that is YAML syntax stays one string (and, not being an address, is refused for its own reason).
         let e = render(p(), None, DEFAULT_CIDR, &hosts(&["a=x: y", "b=#c", "c=[1]"])).unwrap_err().to_string();
-        for v in ["`x: y`", "`#c`", "`[1]`"] {
-            assert!(e.contains(&format!("host: {v} is not an IPv4 address")), "{v}: {e}");
+        for (v, why) in [
+            ("`x: y`", "is neither an IPv6 address nor a host name"),
+            ("`#c`", "is not an IPv4 address"),
+            ("`[1]`", "is in brackets"),
+        ] {
+            assert!(e.contains(&format!("host: {v} {why}")), "{v}: {e}");
         }
         let e = render(p(), None, DEFAULT_CIDR, &hosts(&["web\n1=192.0.2.1"])).unwrap_err().to_string();
         assert!(e.contains("web\\n1"), "{e}");
