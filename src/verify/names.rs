@@ -19,7 +19,7 @@ pub fn script(run: &str, targets: &[(String, Ipv4Addr)]) -> String {
         Stmt::Set { var: "conf", value: Word::Lit(names::DNS_CONFIG) },
         Stmt::Set { var: "port", value: data(LISTEN_PORT) },
         Stmt::Static(
-            "domain=$(sed -n 's|^local=/\\(.*\\)/$|\\1|p' \"$conf\" 2>/dev/null)
+            "domain=$(sed -n 's|^local=/\\(.*\\)/$|\\1|p' \"$conf\" 2>/dev/null | head -n1)
 [ -n \"$domain\" ] || { echo 'names off'; exit 0; }
 echo \"names $domain\"
 pid=$(docker inspect -f '{{.State.Pid}}' \"$container\" 2>/dev/null) || { echo 'the verify container is gone' >&2; exit 1; }

@@ -1,6 +1,6 @@
 //! The names' iptables chains: the server's ports open to the mesh only (filter, from INPUT), and containers'
-//! queries for the cluster's domain, wherever docker's embedded DNS forwards them, sent to this host's server
-//! (nat, from PREROUTING, matched on the query's name). Other queries are left alone.
+//! queries for the cluster's domain and the mesh's reverse zones, wherever docker's embedded DNS forwards them,
+//! sent to this host's server (nat, from PREROUTING, matched on the query's name). Other queries are left alone.
 
 use std::fmt::Write as _;
 
@@ -47,11 +47,17 @@ pub fn planned(spec: &Spec) -> [Chain; 2] {
             parent: "PREROUTING",
             chain: names::DNS_NAT_CHAIN,
             jump: format!("-i {bridge} -p udp -m udp --dport 53 {t} -j {}", names::DNS_NAT_CHAIN),
-            rules: vec![format!(
-                "-p udp -m udp --dport 53 -m string --hex-string \"{}\" --algo bm --icase {t} -j DNAT \
-                 --to-destination {listen}:53",
-                files::qname_suffix_hex(&spec.domain)
-            )],
+            // The domain's names, then the mesh's reverse zones (PTR queries for its addresses).
+            rules: std::iter::once(&spec.domain)
+                .chain(&spec.reverse)
+                .map(|zone| {
+                    format!(
+                        "-p udp -m udp --dport 53 -m string --hex-string \"{}\" --algo bm --icase {t} -j DNAT \
+                         --to-destination {listen}:53",
+                        files::qname_suffix_hex(zone)
+                    )
+                })
+                .collect(),
         },
     ]
 }

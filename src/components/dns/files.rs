@@ -41,9 +41,10 @@ pub fn qname_suffix_hex(domain: &str) -> String {
     hex
 }
 
-/// dnsmasq: answers the cluster's domain from the hosts files in the runtime directory (re-read by inotify, no
-/// reload), on the switch address only, refuses everything else (no upstream: it forwards nothing), and serves
-/// the file peers fetch over TFTP on the same address.
+/// dnsmasq: answers the cluster's domain and the mesh's reverse zones from the hosts files in the runtime
+/// directory (re-read by inotify, no reload), on the switch address only, refuses everything else (no upstream: it
+/// forwards nothing), and serves the file peers fetch over TFTP on the same address. The domain's `local=` line
+/// comes first: verify reads the host's domain from it.
 pub fn dnsmasq_conf(spec: &Spec) -> String {
     let run = names::DNS_RUN_DIR;
     let body = format!(
@@ -55,6 +56,7 @@ pub fn dnsmasq_conf(spec: &Spec) -> String {
          no-hosts\n\
          no-poll\n\
          local=/{domain}/\n\
+         {reverse}\
          hostsdir={run}/hosts\n\
          enable-tftp\n\
          tftp-root={run}/publish\n\
@@ -63,6 +65,7 @@ pub fn dnsmasq_conf(spec: &Spec) -> String {
          log-facility=-\n",
         listen = spec.listen,
         domain = spec.domain,
+        reverse = spec.reverse.iter().map(|z| format!("local=/{z}/\n")).collect::<String>(),
     );
     with_hash(&body)
 }
@@ -211,7 +214,7 @@ publish() {
 
 # Fetches peer $1's records from its switch address $2; keeps only addresses of its subnet $3 and labels.
 pull_one() {
-  if curl -sf --max-time 1 --max-filesize 4000000 -o "$TMP/pull.$1" "tftp://$2/records"; then
+  if curl -sf --max-time 0.5 --max-filesize 4000000 -o "$TMP/pull.$1" "tftp://$2/records"; then
     rm -f "$TMP/fail.$1"
     : > "$TMP/peer.$1"
     while read -r _a _l _x; do

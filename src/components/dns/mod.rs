@@ -36,6 +36,8 @@ pub struct Spec {
     pub network: String,
     /// docker's bridge for the mesh's network: where containers' queries come from.
     pub bridge: IfName,
+    /// The reverse zones of the mesh's addresses (`16.172.in-addr.arpa`, ...), blocks that are not the mesh's left out.
+    pub reverse: Vec<String>,
     pub peers: Vec<PeerNames>,
 }
 
@@ -62,6 +64,7 @@ impl Spec {
             subnet: node.subnet,
             network: node.docker.network.clone(),
             bridge,
+            reverse: reverse_zones(node.forward_accept, &node.forward_exclude),
             peers: node
                 .tunnels
                 .iter()
@@ -75,6 +78,23 @@ impl Spec {
                 .collect(),
         })
     }
+}
+
+/// The `in-addr.arpa` zones that cover `cidr` on octet boundaries (16 for a /12), without those inside an excluded
+/// block (docker0's 172.17.0.0/16: its reverse names stay the host's resolvers' business).
+pub fn reverse_zones(cidr: Ipv4Net, exclude: &[Ipv4Net]) -> Vec<String> {
+    let grain = cidr.prefix_len().div_ceil(8).clamp(1, 4) * 8;
+    let Ok(blocks) = cidr.subnets(grain) else { return vec![] };
+    blocks
+        .filter(|b| !exclude.iter().any(|e| e.contains(b)))
+        .map(|b| {
+            let octets = b.network().octets();
+            let kept = usize::from(grain / 8);
+            let mut labels: Vec<String> = octets[..kept].iter().rev().map(u8::to_string).collect();
+            labels.push("in-addr.arpa".into());
+            labels.join(".")
+        })
+        .collect()
 }
 
 #[derive(Debug, Serialize)]

@@ -72,14 +72,18 @@ fn the_server_listens_on_the_switch_address_only_and_forwards_nothing() {
         assert!(conf.lines().any(|l| l == line), "{line} missing in\n{conf}");
     }
     assert!(!conf.lines().any(|l| l.starts_with("server=")), "{conf}");
+    // verify reads the host's domain from its first `local=` line.
+    assert_eq!(conf.lines().find(|l| l.starts_with("local=")), Some("local=/vxmesh/"));
     let nat = &chains::planned(&spec)[1];
     assert_eq!(
-        nat.rules,
-        vec![
-            "-p udp -m udp --dport 53 -m string --hex-string \"|0676786d65736800|\" --algo bm --icase -m comment \
-             --comment vxmesh -j DNAT --to-destination 172.30.0.2:53"
-        ]
+        nat.rules[0],
+        "-p udp -m udp --dport 53 -m string --hex-string \"|0676786d65736800|\" --algo bm --icase -m comment \
+         --comment vxmesh -j DNAT --to-destination 172.30.0.2:53"
     );
+    // 16.172.in-addr.arpa: PTR queries for the mesh's addresses come here too.
+    assert!(nat.rules[1].contains("\"|0231360331373207696e2d61646472046172706100|\""), "{}", nat.rules[1]);
+    assert_eq!(nat.rules.len(), 1 + 15, "the /12's sixteen /16 zones but docker0's");
+    assert!(conf.contains("local=/16.172.in-addr.arpa/\nlocal=/18.172.in-addr.arpa/"), "{conf}");
     assert_eq!(nat.jump, "-i br-apps -p udp -m udp --dport 53 -m comment --comment vxmesh -j VXMESH-DNSNAT");
 }
 
@@ -129,6 +133,17 @@ fn a_bare_host_gets_everything_and_a_converged_one_nothing() {
             .iter()
             .any(|s| s.change_as::<Change>().is_some_and(|c| matches!(c, Change::InstallNames { .. })))
     );
+}
+
+#[test]
+fn reverse_zones_cover_the_mesh_on_octet_boundaries() {
+    let net = |s: &str| s.parse::<ipnet::Ipv4Net>().unwrap();
+    let z = reverse_zones(net("172.16.0.0/12"), &[net("172.17.0.0/16")]);
+    assert_eq!(z.len(), 15);
+    assert_eq!((z[0].as_str(), z[14].as_str()), ("16.172.in-addr.arpa", "31.172.in-addr.arpa"));
+    assert!(!z.contains(&"17.172.in-addr.arpa".to_string()));
+    assert_eq!(reverse_zones(net("10.0.0.0/8"), &[]), ["10.in-addr.arpa"]);
+    assert_eq!(reverse_zones(net("10.1.2.0/23"), &[]), ["2.1.10.in-addr.arpa", "3.1.10.in-addr.arpa"]);
 }
 
 #[test]
