@@ -200,6 +200,30 @@ fn names_across_hosts_on_a_real_lab() {
     assert!(!hosts.contains("steal") && !hosts.contains("a;b") && hosts.contains("No such file"), "{hosts}");
     assert_eq!(units(&lab, "node1"), "active\nactive\n");
 
+    // The name server answers the mesh only: a query from the underlay (the outside host, routed at node1's switch
+    // address through node1's underlay address) gets nothing, and node1's drop rule counts it.
+    let sw1 = ssh(&lab, "node1", "ip -4 -o addr show dev sw0 | awk '{print $4}' | cut -d/ -f1").trim().to_string();
+    let via = lab.node("node1").unwrap().ip.to_string();
+    let netns = ["netns", "exec", &lab.outside.netns];
+    let route = |verb: &str| {
+        let ok = Command::new("ip").args(netns).args(["ip", "route", verb, &format!("{sw1}/32"), "via", &via]).status();
+        assert!(ok.unwrap().success(), "ip route {verb}");
+    };
+    route("add");
+    let asked = Command::new("ip")
+        .args(netns)
+        .args(["timeout", "3", "busybox", "nslookup", "-type=a", "twin.node1.mesh", &sw1])
+        .output()
+        .unwrap();
+    route("del");
+    assert!(!String::from_utf8_lossy(&asked.stdout).contains(&t1), "answered the underlay: {asked:?}");
+    let dropped = ssh(
+        &lab,
+        "node1",
+        "iptables -v -x -n -L VXMESH-DNS | awk '$3 == \"DROP\" && $4 == \"17\" && /dpt:53/ {print $1}'",
+    );
+    assert!(dropped.trim().parse::<u64>().unwrap_or(0) > 0, "node1's drop rule saw the query: {dropped}");
+
     // A host stopped: the others' names still resolve from the rest, its own go within a few seconds.
     vxmesh::lab::node_stop(&lab, "node3").unwrap();
     let t = Instant::now();
