@@ -135,6 +135,14 @@ fn names_across_hosts_on_a_real_lab() {
     assert!(r.stdout.contains("0 changed, 3 ok"), "{r}");
     let r = run(dir, &["status", "-i", inv]);
     assert_eq!(r.code, 0, "{r}");
+    // A stopped watcher is drift: status says so, up starts it again.
+    ssh(&lab, "node2", "systemctl stop vxmesh-dns-watch.service");
+    let r = run(dir, &["status", "-i", inv]);
+    assert_eq!(r.code, 3, "{r}");
+    assert!(r.stdout.contains("start the mesh's name server and watcher"), "{r}");
+    let r = run(dir, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert_eq!(units(&lab, "node2"), "active\nactive\n");
 
     // Freshness: containers started and stopped on each host while another host resolves them in a loop.
     // bench/dns-freshness.sh asks for more samples.
