@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vxmesh's tests and lab need on Debian 12, idempotently: nothing is fetched when all is present.
 set -euo pipefail
-packages=(openvswitch-switch docker.io containerd openssh-server openssh-client busybox-static iputils-ping iproute2 ethtool iperf3 wireguard-go wireguard-tools tcpdump nftables iptables procps psmisc python3 bc systemd sudo)
+packages=(openvswitch-switch docker.io containerd openssh-server openssh-client busybox-static iputils-ping iproute2 ethtool iperf3 wireguard-go wireguard-tools tcpdump nftables iptables procps psmisc python3 bc systemd sudo dnsmasq-base curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -145,6 +145,15 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
         },
         r.outside.map_or(String::new(), |o| format!(", outside {o}"))
     );
+    if r.pairs.iter().any(|p| p.names.is_some()) {
+        let named = r.pairs.iter().filter(|p| p.names == Some(true)).count();
+        let _ = writeln!(
+            out,
+            "names: {named}/{} pairs found the peer's container as NAME.NODE.DOMAIN and among NAME.DOMAIN, and \
+             fetched from the address its name gave",
+            r.pairs.len()
+        );
+    }
     let _ = write!(out, "{}", matrix(r, &names));
     let retried: Vec<String> = r
         .pairs
@@ -406,15 +415,21 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
         }
         match report.pairs.iter().find(|p| p.from == a && p.to == b) {
             None => "".into(),
-            Some(p) if p.ok => p.rtt_ms.map_or("ok".into(), |r| format!("ok {r:.1}ms")),
+            Some(p) if p.ok => {
+                let ok = p.rtt_ms.map_or("ok".into(), |r| format!("ok {r:.1}ms"));
+                // Found by both its names and answered by name (`cluster.dns`).
+                if p.names == Some(true) { format!("{ok} +names") } else { ok }
+            }
             Some(p) => match p.error.as_deref() {
                 Some(e) if e.starts_with("NAT") => "FAIL nat".into(),
+                Some(e) if e.starts_with("name") => "FAIL names".into(),
                 Some(e) if e.contains("don't-fragment") => "FAIL mtu".into(),
                 _ => "FAIL".into(),
             },
         }
     };
-    let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(11);
+    let cell_width = if report.pairs.iter().any(|p| p.names == Some(true)) { 18 } else { 11 };
+    let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(cell_width);
     let mut out = format!("{:<w$}", "from \\ to");
     for n in names {
         out.push_str(&format!("  {n:<w$}"));
@@ -581,15 +596,25 @@ fn map_in_parallel<T: Sync, R: Send>(items: &[T], workers: usize, f: impl Fn(&T)
 /// `ps`: one line per container on the mesh, by host.
 pub fn ps(out: &mut dyn Write, listing: &crate::commands::ps::Listing) {
     let c = &listing.containers;
-    let mut t = grid(&["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"]);
+    // The NAMES column only where names are on (`cluster.dns`): a listing without them reads as before.
+    let named = c.iter().any(|x| !x.names.is_empty());
+    let mut head = vec!["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"];
+    if named {
+        head.push("NAMES");
+    }
+    let mut t = grid(&head);
     for x in c {
-        t.add_row(vec![
+        let mut row = vec![
             x.node.clone(),
             x.name.clone(),
             x.image.clone(),
             x.address.clone().unwrap_or_else(|| "-".into()),
             x.status.clone(),
-        ]);
+        ];
+        if named {
+            row.push(if x.names.is_empty() { "-".into() } else { x.names.join(" ") });
+        }
+        t.add_row(row);
     }
     print_grid(out, &t);
     for (node, why) in &listing.failed {

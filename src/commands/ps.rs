@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cmd;
 use crate::error::HostError;
-use crate::model::inventory::{DockerMode, Inventory};
+use crate::model::inventory::{DockerMode, Inventory, is_label};
 use crate::plan::{ClusterPlan, NodePlan};
 use crate::remote::executor::{self, Options};
 use crate::shell::{self, Stmt, Word};
@@ -25,6 +25,10 @@ pub struct MeshContainer {
     pub state: String,
     /// docker's words for it: `Up 3 minutes`, `Exited (0) 2 hours ago`.
     pub status: String,
+    /// With `cluster.dns`: the names it answers to across the mesh while it runs (`NAME.NODE.DOMAIN`,
+    /// `NAME.DOMAIN`); none when its name is not a DNS label (the hosts skip it too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// What `ps` found: the containers, and the hosts it could not ask.
@@ -90,10 +94,21 @@ pub fn parse(node: &str, out: &str) -> Result<Vec<MeshContainer>, String> {
             address,
             state: c.state,
             status: c.status,
+            names: vec![],
         });
     }
     v.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(v)
+}
+
+/// The names a container answers to across the mesh, as the hosts' watchers make them: its name in lower case,
+/// when that is a DNS label and it has an address on the mesh.
+pub fn names_of(c: &MeshContainer, domain: &str) -> Vec<String> {
+    let (label, node) = (c.name.to_ascii_lowercase(), c.node.to_ascii_lowercase());
+    if c.address.is_none() || !is_label(&label) || !is_label(&node) {
+        return vec![];
+    }
+    vec![format!("{label}.{node}.{domain}"), format!("{label}.{domain}")]
 }
 
 fn network(node: &NodePlan) -> Option<&str> {
@@ -122,6 +137,11 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Listing
             }
         }
     }
+    if inv.cluster.dns.enabled {
+        for c in &mut listing.containers {
+            c.names = names_of(c, &inv.cluster.dns.domain);
+        }
+    }
     listing
 }
 
@@ -146,6 +166,22 @@ mod tests {
         assert_eq!((v[0].name.as_str(), v[0].address.as_deref()), ("job", None), "a stopped container has no address");
         assert!(parse("node1", "cut").is_err());
         assert_eq!(parse("n", &format!("{MARK}\nnull\n")).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn names_are_given_only_to_running_containers_whose_names_are_labels() {
+        let c = |name: &str, address: Option<&str>| MeshContainer {
+            node: "Node1".into(),
+            name: name.into(),
+            image: "busybox".into(),
+            address: address.map(String::from),
+            state: "running".into(),
+            status: "Up".into(),
+            names: vec![],
+        };
+        assert_eq!(names_of(&c("Web", Some("172.18.0.2")), "vxmesh"), ["web.node1.vxmesh", "web.vxmesh"]);
+        assert!(names_of(&c("web", None), "vxmesh").is_empty());
+        assert!(names_of(&c("my_app.1", Some("172.18.0.3")), "vxmesh").is_empty());
     }
 
     #[test]

@@ -197,6 +197,8 @@ pub enum Kind {
     Boot,
     /// Other overlays on the host (Docker Swarm, a VXLAN device on the mesh's port): checked, never changed.
     Coexistence,
+    /// Names across hosts: the name server, the watcher of docker's events and their rules.
+    Dns,
 }
 
 /// What every piece of a host's network answers, whether the plan asks for it or an earlier run may have left it

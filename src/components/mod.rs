@@ -4,6 +4,7 @@
 pub mod boot;
 pub mod coexist;
 pub mod core;
+pub mod dns;
 mod docker;
 pub mod docker0;
 mod docker_inspect;

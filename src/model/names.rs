@@ -162,6 +162,32 @@ pub fn docker0() -> IfName {
     IfName::fixed(DOCKER0)
 }
 
+/// Names across hosts (`cluster.dns`): the directory of the name server's configuration and the watcher script.
+pub const DNS_DIR: &str = concat!(state_dir!(), "/dns");
+
+/// dnsmasq's configuration for the mesh's names.
+pub const DNS_CONFIG: &str = concat!(state_dir!(), "/dns/dnsmasq.conf");
+
+/// The script that follows docker's events, publishes this host's names and fetches its peers'.
+pub const DNS_WATCHER: &str = concat!(state_dir!(), "/dns/watch.sh");
+
+/// Runtime records (hosts files dnsmasq reads by inotify, the file peers fetch): in /run, so a reboot starts from
+/// what docker runs then, never from names of containers that are gone.
+pub const DNS_RUN_DIR: &str = "/run/vxmesh-dns";
+
+/// The name server's unit (dnsmasq) and the watcher's, with their files and the links that enable them.
+pub const DNS_UNIT: &str = "vxmesh-dns.service";
+pub const DNS_WATCH_UNIT: &str = "vxmesh-dns-watch.service";
+pub const DNS_UNIT_PATH: &str = "/etc/systemd/system/vxmesh-dns.service";
+pub const DNS_WATCH_UNIT_PATH: &str = "/etc/systemd/system/vxmesh-dns-watch.service";
+pub const DNS_UNIT_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vxmesh-dns.service";
+pub const DNS_WATCH_UNIT_LINK: &str = "/etc/systemd/system/multi-user.target.wants/vxmesh-dns-watch.service";
+
+/// iptables chains of the names: the mesh's DNS and TFTP ports closed to all but the mesh (filter, from INPUT),
+/// and containers' queries for the cluster's domain sent to this host's server (nat, from PREROUTING).
+pub const DNS_CHAIN: &str = "VXMESH-DNS";
+pub const DNS_NAT_CHAIN: &str = "VXMESH-DNSNAT";
+
 /// The comment tagging every firewall and NAT rule vxmesh owns.
 pub const RULE_TAG: &str = "vxmesh";
 

@@ -68,6 +68,7 @@ pub fn assemble(
                 seen_source: None,
                 full_size: None,
                 oversize_refused: None,
+                names: None,
                 error: None,
             };
             if let Some(Err(e)) = listener_ip.get(b) {
@@ -202,7 +203,7 @@ fn parse_client(text: &str) -> Parsed {
 }
 
 /// busybox httpd listens dual-stack and reports `[::ffff:172.16.0.2]`; the address is what matters.
-fn plain_ipv4(s: &str) -> String {
+pub(super) fn plain_ipv4(s: &str) -> String {
     s.trim_start_matches('[').trim_end_matches(']').trim_start_matches("::ffff:").to_string()
 }
 

@@ -4,6 +4,7 @@
 //! [`scripts`] writes what runs on the hosts, [`run`] runs it, [`assemble`] reads what they printed.
 
 pub mod assemble;
+pub mod names;
 pub mod run;
 pub mod scripts;
 
@@ -58,6 +59,9 @@ pub struct Pair {
     pub oversize_refused: Option<bool>,
     /// How many fetches it took (a second one is allowed, and reported: a busy host may drop a first SYN).
     pub tries: Option<u32>,
+    /// With names on (`cluster.dns`): the peer's container was found by both its names and answered by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub names: Option<bool>,
     pub error: Option<String>,
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::scripts::{
     address_script, bandwidth_client, bandwidth_server, cleanup_script, client_script, listener_script, switch_script,
 };
-use super::{Bandwidth, Named, Report, VerifyOptions, assemble, parse_bandwidth};
+use super::{Bandwidth, Named, Report, VerifyOptions, assemble, names, parse_bandwidth};
 use crate::error::HostError;
 use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Connected, Options};
@@ -128,9 +128,30 @@ pub async fn verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: 
     .await;
     let client_out: BTreeMap<String, Result<String, String>> =
         clients.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
+    // Phase 3: names, on the hosts that serve them (the host says; names off costs one short round trip).
+    let named = executor::on_each(hosts, opts, "names", {
+        let (run_id, per_host) = (run_id.clone(), per_host.clone());
+        move |node, s, bar| {
+            let script = names::script(&run_id, &per_host[&node.name].0);
+            async move {
+                bar.set_message("resolving peers by name");
+                let out = s.run(&script).await?;
+                if out.code != 0 {
+                    return Err(HostError::Verify(format!("names were not probed: {}", out.stderr.trim())));
+                }
+                Ok(out.stdout)
+            }
+        }
+    })
+    .await;
+    let names_out: BTreeMap<String, Result<String, String>> =
+        named.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
     // Every host's container serves its peers until all clients are done: only the cleanup removes them.
     let containers_removed = false;
-    let report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
+    let mut report = assemble(&wanted, &listener_ip, &client_out, plan, v.outside, true);
+    let listening: BTreeMap<String, Ipv4Addr> =
+        listener_ip.iter().filter_map(|(n, r)| Some((n.clone(), *r.as_ref().ok()?))).collect();
+    names::apply(&mut report, &listening, &names_out);
     let bandwidth = if v.bandwidth { measure_bandwidth(hosts, run).await } else { vec![] };
     Report { seconds: started.elapsed().as_secs_f64(), bandwidth, containers_removed, ..report }
 }

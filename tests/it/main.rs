@@ -4,6 +4,7 @@
 
 mod cli;
 mod coexist;
+mod dns;
 mod encryption;
 mod facts_fixtures;
 mod faults;

@@ -1,6 +1,7 @@
 //! Reads the inventory file: YAML in, a validated [`Inventory`] out, or every problem with file:line:column and the value.
 
 mod check;
+mod dns;
 mod document;
 pub mod edit;
 pub mod init;
@@ -11,6 +12,7 @@ mod raw;
 mod validate;
 
 pub use check::{escaped, shown};
+pub use dns::{DnsSettings, is_domain, is_label};
 pub use document::{MAX_BYTES, read_text};
 pub use ranges::overlaps;
 pub use validate::switch_capacity;

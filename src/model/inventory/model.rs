@@ -38,6 +38,8 @@ pub struct Cluster {
     pub encryption: Encryption,
     /// Used when `encryption` is `wireguard`.
     pub wireguard: WireguardSettings,
+    /// Names across hosts.
+    pub dns: super::dns::DnsSettings,
 }
 
 /// What carries the VXLAN tunnels between hosts.

@@ -47,6 +47,8 @@ pub struct RawCluster {
     pub encryption: Option<At<Scalar>>,
     #[serde(default, deserialize_with = "written")]
     pub wireguard: Option<At<Shaped<RawWireguard>>>,
+    /// Names across hosts (`cluster.dns`).
+    pub dns: Option<At<Shaped<RawDns>>>,
 }
 
 /// A security setting written with an empty value is kept as written (a null), not taken as left out: `encryption:`
@@ -62,6 +64,18 @@ pub struct RawWireguard {
     pub port: Option<At<Scalar>>,
     #[serde(default, deserialize_with = "written")]
     pub cidr: Option<At<Scalar>>,
+}
+
+/// `cluster.dns`: names across hosts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub enabled: Option<At<Scalar>>,
+    pub domain: Option<At<Scalar>>,
+}
+
+impl Container for RawDns {
+    const MAPPING: bool = true;
 }
 
 #[derive(Debug, Deserialize)]

@@ -41,6 +41,8 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
     if let Shaped::Ok(c) = &inv.cluster.value {
         encryption_combinations(c, &draft, &nodes, &mut ck);
         kernel_backend_firewall(c, &draft, &nodes, &mut ck);
+        let network = (draft.mode == Some(DockerMode::Network)).then_some(draft.network.as_deref()).flatten();
+        super::dns::domain_is_not_the_network(c.dns.as_ref(), draft.dns.as_ref(), network, &mut ck);
     }
     if ck.count() > 0 {
         return Err(ck.into_problems());
@@ -72,6 +74,7 @@ struct Draft {
     outside: Option<Option<Ipv4Addr>>,
     encryption: Option<Encryption>,
     wireguard: Option<WireguardSettings>,
+    dns: Option<super::dns::DnsSettings>,
 }
 
 impl Draft {
@@ -94,6 +97,7 @@ impl Draft {
             outside: self.outside?,
             encryption: self.encryption?,
             wireguard: self.wireguard?,
+            dns: self.dns?,
         })
     }
 }
@@ -153,6 +157,7 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
         layout,
         encryption,
         wireguard,
+        dns: super::dns::settings(raw.dns.as_ref(), ck),
     }
 }
 
