@@ -55,6 +55,8 @@ pub struct NodePlan {
     /// Blocks of the cluster CIDR that are not the mesh's (docker0): their isolation stays docker's business.
     pub forward_exclude: Vec<Ipv4Net>,
     pub firewall: FirewallSpec,
+    /// Names across hosts (`cluster.dns`), when enabled.
+    pub dns: Option<crate::model::inventory::DnsSettings>,
     /// Every node of the cluster, this one included (at `me`): where the per-pair parts come from.
     peers: Arc<PeerTable>,
     me: usize,
@@ -303,6 +305,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                     wireguard: encrypted
                         .then(|| WireguardGuard { port: c.wireguard.port, device: names::wireguard_device() }),
                 },
+                dns: c.dns.enabled.then(|| c.dns.clone()),
                 peers: peers.clone(),
                 me: i,
             }
@@ -422,7 +425,7 @@ impl Serialize for NodePlan {
             #[serde(skip_serializing_if = "Option::is_none")]
             wireguard: Option<G>,
         }
-        let mut n = s.serialize_struct("NodePlan", 21)?;
+        let mut n = s.serialize_struct("NodePlan", 22)?;
         n.serialize_field("name", &self.name)?;
         n.serialize_field("cluster", &self.cluster)?;
         n.serialize_field("host", &self.host)?;
@@ -458,6 +461,10 @@ impl Serialize for NodePlan {
             "firewall",
             &Firewall { kind: fw.kind, port: fw.port, peers: Listed(|| self.firewall_peers()), wireguard: guard },
         )?;
+        match &self.dns {
+            Some(d) => n.serialize_field("dns", d)?,
+            None => n.skip_field("dns")?,
+        }
         n.end()
     }
 }

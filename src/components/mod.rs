@@ -88,6 +88,11 @@ impl<'a> HostComponents<'a> {
             DockerMode::None => {}
         }
         v.push(Entry::Planned(Box::new(rules::Rules { node })));
+        match (purpose, &node.dns) {
+            (Purpose::Up, Some(settings)) => v.push(Entry::Planned(Box::new(dns::Names { node, settings }))),
+            (Purpose::Up, None) => {}
+            (Purpose::Teardown, _) => v.push(Entry::Removable(Box::new(dns::Remains))),
+        }
         if purpose == Purpose::Up {
             v.push(Entry::Planned(Box::new(coexist::Coexistence { node })));
         }

@@ -168,6 +168,7 @@ fn a_host_s_components_are_chosen_in_one_place() {
             Kind::Ovs,
             Kind::DockerNetwork,
             Kind::Rules,
+            Kind::Dns,
             fw(Iptables),
             fw(Nftables),
             fw(Firewalld),

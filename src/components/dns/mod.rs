@@ -66,8 +66,7 @@ impl Spec {
             bridge,
             reverse: reverse_zones(node.forward_accept, &node.forward_exclude),
             peers: node
-                .tunnels
-                .iter()
+                .tunnels()
                 .map(|t| PeerNames {
                     label: t.peer.to_ascii_lowercase(),
                     name: t.peer.clone(),
