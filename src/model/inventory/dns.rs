@@ -36,7 +36,7 @@ pub fn is_domain(s: &str) -> bool {
 
 pub(super) fn settings(raw: Option<&At<Shaped<RawDns>>>, ck: &mut Check) -> Option<DnsSettings> {
     let Some(raw) = raw else { return Some(DnsSettings { enabled: false, domain: DEFAULT_DOMAIN.into() }) };
-    let d = ck.shaped("cluster.dns", raw, "a mapping, e.g. `{enabled: true, domain: vxmesh}`")?;
+    let d = ck.shaped("cluster.dns", raw, "a mapping, e.g. `{enabled: true, domain: mesh}`")?;
     let enabled = d.enabled.as_ref().map_or(Some(false), |v| ck.boolean("cluster.dns.enabled", v));
     let domain = match &d.domain {
         None => Some(DEFAULT_DOMAIN.to_string()),
@@ -67,15 +67,58 @@ pub(super) fn domain_is_not_the_network(
         format!(
             "cluster.dns.domain: `{}` is also the name of the mesh's docker network (cluster.docker.network): docker \
              answers NAME.{0} itself for a container NAME on that network, so NAME.{0} would find only the local one \
-             wherever one runs; set cluster.dns.domain to another name, e.g. `mesh`",
-            shown(&dns.domain)
+             wherever one runs; set cluster.dns.domain to another name, e.g. `{}`",
+            shown(&dns.domain),
+            if dns.domain == "mesh" { "names" } else { "mesh" }
         ),
     );
 }
 
+/// What names need that the inventory alone can tell: containers on the mesh (docker), a firewall vxmesh can open
+/// the name server's ports in (firewalld's are not done), and node names that are DNS labels (`NAME.NODE.DOMAIN`).
+/// Refused here, before any host is contacted, rather than by each host's check.
+pub(super) fn needs(
+    raw: Option<&At<Shaped<RawDns>>>,
+    dns: Option<&DnsSettings>,
+    mode: Option<super::DockerMode>,
+    firewall: Option<super::FirewallKind>,
+    nodes: &[super::Node],
+    ck: &mut Check,
+) {
+    let (Some(raw), Some(dns)) = (raw, dns) else { return };
+    if !dns.enabled {
+        return;
+    }
+    let pos = match &raw.value {
+        Shaped::Ok(d) => d.enabled.as_ref().map_or_else(|| at(raw), at),
+        Shaped::Wrong(_) => at(raw),
+    };
+    if mode == Some(super::DockerMode::None) {
+        ck.add(pos, "cluster.dns: names are containers' names, and cluster.docker.mode `none` runs no docker on the mesh; turn cluster.dns off or use mode `network`");
+    }
+    if firewall == Some(super::FirewallKind::Firewalld) {
+        ck.add(
+            pos,
+            "cluster.dns: with cluster.firewall `firewalld` is not supported yet (the name server's ports would need \
+             firewalld's own rules, mesh only); use `firewall: nftables` or `iptables`",
+        );
+    }
+    for n in nodes.iter().filter(|n| !is_label(&n.name.to_ascii_lowercase())) {
+        ck.add(
+            n.pos,
+            format!(
+                "nodes[{0}].name: `{0}` is not a DNS label (letters, digits and `-`), and with cluster.dns its \
+                 containers are named NAME.{0}.{1}; rename the node or turn cluster.dns off",
+                shown(&n.name),
+                dns.domain
+            ),
+        );
+    }
+}
+
 fn domain(v: &At<Scalar>, ck: &mut Check) -> Option<String> {
     let field = "cluster.dns.domain";
-    let text = ck.text(field, v, "a domain, e.g. `vxmesh`")?;
+    let text = ck.text(field, v, "a domain, e.g. `mesh`")?;
     if is_domain(&text) {
         return Some(text);
     }
@@ -83,7 +126,7 @@ fn domain(v: &At<Scalar>, ck: &mut Check) -> Option<String> {
         at(v),
         format!(
             "{field}: `{}` is not a domain of lower-case DNS labels (letters, digits and `-`, dots between, at most \
-             {DOMAIN_MAX} bytes), e.g. `vxmesh` or `mesh.example`",
+             {DOMAIN_MAX} bytes), e.g. `mesh` or `mesh.example`",
             shown(&text)
         ),
     );
@@ -120,6 +163,23 @@ mod tests {
         assert!(e.contains("cluster.dns.domain: `Mesh.` is not a domain of lower-case DNS labels"), "{e}");
         let e = parsed("  dns: {enabled: yes please}\n").unwrap_err();
         assert!(e.contains("cluster.dns.enabled: `yes please` is not `true` or `false`"), "{e}");
+    }
+
+    #[test]
+    fn what_names_need_is_refused_before_any_host_is_contacted() {
+        let on = "  dns: {enabled: true, domain: mesh}\n";
+        let e = parsed(&format!("  docker: {{mode: none}}\n{on}")).unwrap_err();
+        assert!(e.contains("x.yaml:4:18: cluster.dns: names are containers' names"), "{e}");
+        let e = parsed(&format!("  firewall: firewalld\n{on}")).unwrap_err();
+        assert!(e.contains("cluster.dns: with cluster.firewall `firewalld` is not supported yet"), "{e}");
+        let text = format!("cluster:\n  cidr: 172.16.0.0/12\n{on}nodes:\n  - {{name: vm_2, host: 10.0.0.1}}\n");
+        let e = super::super::parse(std::path::Path::new("x.yaml"), &text).unwrap_err().to_string();
+        assert!(e.contains("x.yaml:5:5: nodes[vm_2].name: `vm_2` is not a DNS label"), "{e}");
+        let off = text.replace("enabled: true", "enabled: false");
+        assert!(super::super::parse(std::path::Path::new("x.yaml"), &off).is_ok(), "off: any node name");
+        assert!(parsed("  dns: {enabled: true, domain: mesh}\n  docker: {network: apps}\n").is_ok());
+        let e = parsed("  docker: {network: mesh}\n  dns: {enabled: true, domain: mesh}\n").unwrap_err();
+        assert!(e.contains("set cluster.dns.domain to another name, e.g. `names`"), "{e}");
     }
 
     #[test]

@@ -120,12 +120,21 @@ fn host(n: &RawNode, label: &str, who: &str, seen: &mut Seen, ck: &mut Check) ->
 /// allowed, as in IPv4 (vxmesh on the node itself, or an SSH port forward).
 fn ipv6_host_problem(host: &str) -> Option<String> {
     let Ok(ip) = host.parse::<Ipv6Addr>() else {
-        return if host.starts_with('[') {
-            Some("is in brackets; write the address bare (`2001:db8::11`) and a port in `ssh.port`".into())
+        return if let Some(inner) = host.strip_prefix('[') {
+            let bare = inner.split(']').next().unwrap_or(inner);
+            Some(format!(
+                "is in brackets; write the address bare (`{}`), and a port for this host in ~/.ssh/config (a `Host` \
+                 alias with `Port`)",
+                shown(bare)
+            ))
         } else if host.contains('%') {
             Some("names a zone (`%...`), which an inventory cannot carry; use the host's global or ULA address".into())
         } else if host.contains(':') {
-            Some("is neither an IPv6 address nor a host name; a port goes in `ssh.port`, not after a colon".into())
+            Some(
+                "is neither an IPv6 address nor a host name; a port for this host goes in ~/.ssh/config (a `Host` \
+                 alias with `Port`), or `ssh.port` for every host"
+                    .into(),
+            )
         } else {
             None
         };
