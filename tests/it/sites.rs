@@ -40,3 +40,92 @@ fn without_wireguard_the_natted_hosts_are_refused_offline_by_name() {
     }
     assert_eq!(r.stderr.lines().count(), 2, "the hosts with a public address are not named: {r}");
 }
+
+/// On the lab: root only, and named `sites::lab::…` so that `--skip lab::` leaves it out with the other labs.
+mod lab {
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+
+    use crate::labkit::{Lab, ssh};
+
+    /// tcpdump writing every frame of a machine-side interface to a file; stopped on `stop` or drop.
+    struct Capture {
+        child: Option<Child>,
+        file: PathBuf,
+    }
+
+    impl Capture {
+        fn start(dir: &Path, iface: &str) -> Capture {
+            let file = dir.join(format!("{iface}.pcap"));
+            let child = Command::new("tcpdump")
+                .args(["-i", iface, "-U", "-n", "-s", "128", "-w"])
+                .arg(&file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("tcpdump (scripts/install-deps.sh installs it)");
+            for _ in 0..50 {
+                if file.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            Capture { child: Some(child), file }
+        }
+
+        fn stop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+                let _ = c.wait();
+            }
+        }
+
+        /// Frames of the stopped capture that match a tcpdump filter.
+        fn count(&self, filter: &str) -> usize {
+            let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).arg(filter).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).lines().count()
+        }
+    }
+
+    impl Drop for Capture {
+        fn drop(&mut self) {
+            self.stop();
+        }
+    }
+
+    /// The lab's sites behave as clouds and offices do: 1:1 NAT both ways between sites, no hairpin, nothing
+    /// into a masqueraded site, a smaller MTU where asked, SSH on the management network only; destroy leaves
+    /// nothing of the routers, bridges or fences.
+    #[test]
+    fn sites_sit_behind_their_routers() {
+        let Some(lab) = Lab::new("sites").light().sites("dc1:2,dc2:1@mtu1400,home:1@nat").create() else { return };
+        let inv = std::fs::read_to_string(lab.inventory_path()).unwrap();
+        for line in [
+            "{name: node1, host: 192.168.",
+            "underlay_ip: 10.77.1.11, site: dc1, public_ip: 198.51.100.101}",
+            "underlay_ip: 10.77.3.14, site: home}",
+            "encryption: wireguard",
+        ] {
+            assert!(inv.contains(line), "`{line}` missing:\n{inv}");
+        }
+        let mut dc1 = Capture::start(lab.work(), &format!("vxl{}s1", lab.name));
+        let pinged = ssh(&lab, "node3", "ping -c 2 -W 1 198.51.100.101 >/dev/null && echo ok");
+        dc1.stop();
+        assert_eq!(pinged.trim(), "ok");
+        assert!(dc1.count("icmp and src 198.51.100.103 and dst 10.77.1.11") > 0, "1:1 NAT in both routers");
+        let direct = ssh(&lab, "node2", "ping -c 1 -W 1 10.77.1.11 >/dev/null && echo ok");
+        assert_eq!(direct.trim(), "ok", "site peers reach each other privately");
+        let unreachable = ssh(&lab, "node1", "ping -c 1 -W 1 10.77.3.14 >/dev/null 2>&1 && echo reached || echo no");
+        assert_eq!(unreachable.trim(), "no", "nothing reaches a masqueraded site");
+        let home = ssh(&lab, "node4", "ping -c 1 -W 1 198.51.100.101 >/dev/null && echo ok");
+        assert_eq!(home.trim(), "ok", "the home host reaches out");
+        let mtu = ssh(&lab, "node3", "cat /sys/class/net/eth1/mtu; ip route show default");
+        assert!(mtu.starts_with("1400\n") && mtu.contains("via 10.77.2.1 dev eth1"), "{mtu}");
+        let name = lab.name.clone();
+        drop(lab);
+        assert!(vxmesh::lab::leftovers(&name).is_empty(), "{:?}", vxmesh::lab::leftovers(&name));
+        let fences = Command::new("iptables").args(["-S", "FORWARD"]).output().unwrap();
+        assert!(!String::from_utf8_lossy(&fences.stdout).contains(&format!("vxl{name}")), "fences removed");
+    }
+}
