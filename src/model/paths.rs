@@ -14,10 +14,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 /// What the choice of a path needs of a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Endpoint<'a> {
-    pub name: &'a str,
-    pub site: &'a str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub name: Arc<str>,
+    pub site: Arc<str>,
     pub underlay_ip: Ipv4Addr,
     /// Where hosts in other sites reach it; `None`: it is behind NAT for them.
     pub public_ip: Option<Ipv4Addr>,
@@ -79,23 +79,24 @@ pub enum Problem {
 /// How many peers a problem names before it says "and N more".
 pub const NAMED: usize = 5;
 
-/// Every host's endpoint and the relays, indexed once: each pair's answer is then O(1).
-#[derive(Debug, Clone)]
-pub struct Fleet<'a> {
-    hosts: Vec<Endpoint<'a>>,
+/// Every host's endpoint and the relays, indexed once: each pair's answer is then O(1). Owned, so a plan can keep
+/// it for the questions it asks per pair later.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    hosts: Vec<Endpoint>,
     /// Indices of the hosts that may relay, in the order given.
     relays: Vec<usize>,
     relay_names: Vec<Arc<str>>,
     /// Whether any two hosts are in different sites: a flat fleet needs none of this.
     sites: bool,
-    index: HashMap<&'a str, usize>,
+    index: HashMap<Arc<str>, usize>,
 }
 
-impl<'a> Fleet<'a> {
+impl Fleet {
     /// `relays`: the names listed in `cluster.wireguard.relays` (each a host with a `public_ip`; others are
     /// ignored here, validation refuses them), or `None` for the default: the first host with a `public_ip`.
-    pub fn new(hosts: Vec<Endpoint<'a>>, relays: Option<&[String]>) -> Fleet<'a> {
-        let index: HashMap<&str, usize> = hosts.iter().enumerate().map(|(i, h)| (h.name, i)).collect();
+    pub fn new(hosts: Vec<Endpoint>, relays: Option<&[String]>) -> Fleet {
+        let index: HashMap<Arc<str>, usize> = hosts.iter().enumerate().map(|(i, h)| (h.name.clone(), i)).collect();
         let relays: Vec<usize> = match relays {
             Some(list) => list
                 .iter()
@@ -104,12 +105,12 @@ impl<'a> Fleet<'a> {
                 .collect(),
             None => hosts.iter().position(|h| h.public_ip.is_some()).into_iter().collect(),
         };
-        let relay_names = relays.iter().map(|i| Arc::from(hosts[*i].name)).collect();
+        let relay_names = relays.iter().map(|i| hosts[*i].name.clone()).collect();
         let sites = hosts.windows(2).any(|w| w[0].site != w[1].site);
         Fleet { hosts, relays, relay_names, sites, index }
     }
 
-    pub fn hosts(&self) -> &[Endpoint<'a>] {
+    pub fn hosts(&self) -> &[Endpoint] {
         &self.hosts
     }
 
@@ -119,7 +120,7 @@ impl<'a> Fleet<'a> {
 
     /// The ordered pair's path and who starts, by index.
     pub fn pair(&self, from: usize, to: usize) -> PairPath {
-        let name = |i: usize| Arc::<str>::from(self.hosts[i].name);
+        let name = |i: usize| self.hosts[i].name.clone();
         let starts = match (self.initiates(from, to), self.initiates(to, from)) {
             (true, false) => Some(name(from)),
             (false, true) => Some(name(to)),
@@ -194,7 +195,7 @@ impl<'a> Fleet<'a> {
         if !self.needs_relay(a, b) || self.relays.is_empty() {
             return None;
         }
-        let (x, y) = (self.hosts[a].name, self.hosts[b].name);
+        let (x, y) = (&*self.hosts[a].name, &*self.hosts[b].name);
         let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
         let hash = fnv1a(lo.as_bytes().iter().chain([&0u8]).chain(hi.as_bytes()));
         Some((hash % self.relays.len() as u64) as usize)
@@ -203,6 +204,27 @@ impl<'a> Fleet<'a> {
     /// The host (index) relaying between `a` and `b`, if they need one.
     pub fn relay_of(&self, a: usize, b: usize) -> Option<usize> {
         self.relay(a, b).map(|r| self.relays[r])
+    }
+
+    /// The hosts whose packets from and to `from` go through `relay`: their WireGuard addresses join `from`'s
+    /// peer entry for the relay. Empty unless `from` is behind NAT and `relay` relays for it.
+    pub fn relayed_via(&self, from: usize, relay: usize) -> impl Iterator<Item = usize> + '_ {
+        let relays = self.is_natted(from) && self.relays.contains(&relay);
+        (0..self.hosts.len()).filter(move |k| relays && self.relay_of(from, *k) == Some(relay))
+    }
+
+    /// The ordered pairs `host` relays for (its forwarding allows exactly these); empty for a host that relays
+    /// for nobody.
+    pub fn relayed_by(&self, host: usize) -> Vec<(usize, usize)> {
+        if !self.relays.contains(&host) {
+            return vec![];
+        }
+        let natted: Vec<usize> = (0..self.hosts.len()).filter(|i| self.is_natted(*i)).collect();
+        natted
+            .iter()
+            .flat_map(|&a| natted.iter().map(move |&b| (a, b)))
+            .filter(|&(a, b)| a != b && self.relay_of(a, b) == Some(host))
+            .collect()
     }
 
     /// Whether `from` must start the conversation with `to` and keep it open (WireGuard's persistent
@@ -254,17 +276,17 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn ep<'a>(name: &'a str, site: &'a str, underlay: u8, public: Option<u8>) -> Endpoint<'a> {
+    fn ep(name: &str, site: &str, underlay: u8, public: Option<u8>) -> Endpoint {
         Endpoint {
-            name,
-            site,
+            name: name.into(),
+            site: site.into(),
             underlay_ip: Ipv4Addr::new(10, 0, 0, underlay),
             public_ip: public.map(|p| Ipv4Addr::new(203, 0, 113, p)),
         }
     }
 
     /// The issue's fleet: dc1 (two hosts, 1:1 NAT), dc2 (one, 1:1 NAT), two homes behind masquerade.
-    fn issue_fleet() -> Vec<Endpoint<'static>> {
+    fn issue_fleet() -> Vec<Endpoint> {
         vec![
             ep("a1", "dc1", 1, Some(1)),
             ep("a2", "dc1", 2, Some(2)),
@@ -308,6 +330,11 @@ mod tests {
         assert_eq!(f.between("a2", "a1").unwrap().to_string(), "a2 -> a1  private");
         assert_eq!(f.between("a1", "nobody"), None);
         assert_eq!(f.table().len(), 20);
+        assert_eq!(f.relayed_by(0), vec![(3, 4), (4, 3)], "a1 forwards between h1 and h2, both ways");
+        assert!(f.relayed_by(1).is_empty() && f.relayed_by(3).is_empty());
+        assert_eq!(f.relayed_via(3, 0).collect::<Vec<_>>(), vec![4], "h1 reaches h2 through a1");
+        assert_eq!(f.relayed_via(3, 1).count(), 0, "a2 relays nothing");
+        assert_eq!(f.relayed_via(0, 1).count(), 0, "a public host needs no relay");
     }
 
     #[test]
@@ -362,8 +389,8 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, (_, public))| Endpoint {
-                    name: &names[i],
-                    site: &sites[i],
+                    name: names[i].as_str().into(),
+                    site: sites[i].as_str().into(),
                     underlay_ip: Ipv4Addr::new(10, 0, 0, i as u8 + 1),
                     public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, i as u8 + 1)),
                 })

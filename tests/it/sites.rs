@@ -41,6 +41,120 @@ fn without_wireguard_the_natted_hosts_are_refused_offline_by_name() {
     assert_eq!(r.stderr.lines().count(), 2, "the hosts with a public address are not named: {r}");
 }
 
+#[test]
+fn plan_shows_each_ordered_pair_s_path() {
+    let dir = TempDir::new("sites-plan");
+    let inv = write(&dir.0, &fleet("wireguard"));
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-i", &inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for row in [
+        "a1 -> a2  private",
+        "a1 -> b1  public",
+        "a1 -> h1  public (h1 starts)",
+        "h1 -> a1  public (h1 starts)",
+        "h1 -> h2  relay via a1",
+        "h2 -> h1  relay via a1",
+    ] {
+        assert!(r.stdout.contains(row), "`{row}` missing:\n{}", &r.stdout[..r.stdout.len().min(3000)]);
+    }
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-i", &inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let paths = v["paths"].as_array().unwrap_or_else(|| panic!("no `paths`: {r}"));
+    assert_eq!(paths.len(), 20, "every ordered pair of 5 hosts");
+    let relay = paths.iter().find(|p| p["from"] == "h2" && p["to"] == "h1").unwrap();
+    assert_eq!(relay["path"], serde_json::json!({"kind": "relay", "via": "a1"}), "{relay}");
+}
+
+#[test]
+fn a_flat_inventory_shows_no_path_table() {
+    let dir = TempDir::new("sites-flat");
+    let inv = write(
+        &dir.0,
+        "cluster: {cidr: 172.16.0.0/12}\nnodes: [{name: a, host: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n",
+    );
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-i", &inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(v.get("paths").is_none(), "a flat fleet plans as before sites existed: {r}");
+}
+
+/// Each node's plan follows the pair's path: VXLAN to the address on it, WireGuard endpoints only where the peer
+/// can be reached, the relayed addresses on the relay's entry, the firewall open only where a peer is NATed, and
+/// forwarding on the relay only between the pairs it relays for.
+#[test]
+fn tunnels_wireguard_and_firewall_follow_the_paths() {
+    use std::collections::BTreeMap;
+    use vxmesh::converge;
+    use vxmesh::facts::HostFacts;
+
+    // In clear, across 1:1 NAT: private inside dc1, public across.
+    let clear = fleet("none").lines().filter(|l| !l.contains("name: h")).collect::<Vec<_>>().join("\n");
+    let (_, plan) = crate::util::plan_of(&clear);
+    let remote = |n: &str| -> Vec<String> {
+        plan.node(n).unwrap().tunnels().map(|t| format!("{} {}", t.peer, t.remote_ip)).collect()
+    };
+    assert_eq!(remote("a1"), ["a2 10.77.1.12", "b1 198.51.100.103"]);
+    assert_eq!(remote("b1"), ["a1 198.51.100.101", "a2 198.51.100.102"]);
+    let sources: Vec<String> = plan.node("a1").unwrap().firewall_peers().map(|a| a.to_string()).collect();
+    assert_eq!(sources, ["10.77.1.12", "198.51.100.103"], "VXLAN accepted from where the packets arrive from");
+
+    let (_, plan) = crate::util::plan_of(&fleet("wireguard"));
+    let keys: BTreeMap<String, String> = ["a1", "a2", "b1", "h1", "h2"]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), format!("{}{i}=", "K".repeat(43 - 1))))
+        .collect();
+    let plan = plan.with_public_keys(&keys);
+    let node = |n: &str| plan.node(n).unwrap();
+    let peers = |n: &str| -> Vec<String> {
+        node(n)
+            .wireguard_peers()
+            .map(|p| format!("{} {:?} {} {:?}", p.name, p.endpoint.map(|e| e.to_string()), p.address, p.relayed))
+            .collect()
+    };
+    assert_eq!(
+        peers("h1"),
+        [
+            "a1 Some(\"198.51.100.101:51820\") 198.19.0.1 [198.19.0.5]",
+            "a2 Some(\"198.51.100.102:51820\") 198.19.0.2 []",
+            "b1 Some(\"198.51.100.103:51820\") 198.19.0.3 []",
+        ],
+        "h1 reaches h2 through a1, and has no entry of h2's own"
+    );
+    assert_eq!(
+        peers("a1"),
+        [
+            "a2 Some(\"10.77.1.12:51820\") 198.19.0.2 []",
+            "b1 Some(\"198.51.100.103:51820\") 198.19.0.3 []",
+            "h1 None 198.19.0.4 []",
+            "h2 None 198.19.0.5 []",
+        ],
+        "the relay's entries stay one address each; NATed peers have no endpoint"
+    );
+    assert!(node("a1").firewall_open() && !node("h1").firewall_open(), "open only where a peer is NATed");
+    assert_eq!(node("a1").relay_pairs().len(), 2);
+    assert!(node("a2").relay_pairs().is_empty());
+
+    let script = |n: &str| converge::script(node(n), &converge::diff(node(n), &HostFacts::default()));
+    let h1 = script("h1");
+    assert!(h1.contains("endpoint 198.51.100.101:51820 allowed-ips 198.19.0.1/32,198.19.0.5/32"), "{h1}");
+    let a1 = script("a1");
+    let to_h1 = a1.lines().find(|l| l.contains("allowed-ips 198.19.0.4/32")).unwrap();
+    assert!(!to_h1.contains("endpoint"), "no endpoint for a peer behind NAT: {to_h1}");
+    for rule in [
+        "-A VXMESH-FWD -s 198.19.0.4/32 -d 198.19.0.5/32 -i vxm-wg -o vxm-wg -m comment --comment vxmesh -j ACCEPT",
+        "-A VXMESH-FWD -s 198.19.0.5/32 -d 198.19.0.4/32 -i vxm-wg -o vxm-wg -m comment --comment vxmesh -j ACCEPT",
+        "-A VXMESH-FWD -i vxm-wg -o vxm-wg -m comment --comment vxmesh -j DROP",
+        "-A VXMESH-WG -m comment --comment vxmesh -j ACCEPT",
+    ] {
+        assert!(a1.contains(rule), "a1 lacks `{rule}`:\n{a1}");
+    }
+    let a2 = script("a2");
+    assert!(!a2.contains("-o vxm-wg"), "a2 relays nothing: {a2}");
+    assert!(h1.contains("-A VXMESH-WG -m comment --comment vxmesh -j DROP"), "h1's peers all have addresses");
+}
+
 /// On the lab: root only, and named `sites::lab::…` so that `--skip lab::` leaves it out with the other labs.
 mod lab {
     use std::path::{Path, PathBuf};

@@ -197,10 +197,10 @@ pub struct Node {
 pub const DEFAULT_SITE: &str = "default";
 
 impl Node {
-    pub fn endpoint(&self) -> crate::model::paths::Endpoint<'_> {
+    pub fn endpoint(&self) -> crate::model::paths::Endpoint {
         crate::model::paths::Endpoint {
-            name: &self.name,
-            site: &self.site,
+            name: self.name.as_str().into(),
+            site: self.site.as_str().into(),
             underlay_ip: self.underlay_ip,
             public_ip: self.public_ip,
         }
@@ -218,7 +218,7 @@ impl Inventory {
     }
 
     /// Every node's site and addresses, for the path between any two ([`crate::model::paths`]).
-    pub fn fleet(&self) -> crate::model::paths::Fleet<'_> {
+    pub fn fleet(&self) -> crate::model::paths::Fleet {
         let hosts = self.nodes.iter().map(Node::endpoint).collect();
         crate::model::paths::Fleet::new(hosts, self.cluster.wireguard.relays.as_deref())
     }
