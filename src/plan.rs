@@ -342,6 +342,21 @@ impl ClusterPlan {
         plan
     }
 
+    /// With `mtu: auto`, every node's overlay MTU set to the cluster's minimum: the smallest underlay MTU of any host
+    /// (`underlay_mtus`, as each host's facts report it) minus the tunnels' overhead, the same on every path. A
+    /// full-size packet between any two containers then passes, even between hosts of different underlay MTU (a
+    /// per-host MTU lets a 1500-byte host send what a 1400-byte site drops). Unchanged with a fixed MTU, or with
+    /// no MTU known.
+    pub fn with_cluster_mtu(&self, underlay_mtus: impl IntoIterator<Item = u32>) -> ClusterPlan {
+        let mut plan = self.clone();
+        let Some(least) = underlay_mtus.into_iter().min() else { return plan };
+        for n in plan.nodes.iter_mut().filter(|n| n.mtu == MtuSetting::Auto) {
+            let overlay = least.saturating_sub(u32::from(n.overhead));
+            n.mtu = MtuSetting::Fixed(u16::try_from(overlay).unwrap_or(u16::MAX));
+        }
+        plan
+    }
+
     /// Every ordered pair's path (`private`, `public`, `relay via NODE`) and who starts, in inventory order; empty
     /// when every host is in one site (all `private`, as before sites existed).
     pub fn paths(&self) -> Vec<PairPath> {

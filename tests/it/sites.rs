@@ -155,12 +155,28 @@ fn tunnels_wireguard_and_firewall_follow_the_paths() {
     assert!(h1.contains("-A VXMESH-WG -m comment --comment vxmesh -j DROP"), "h1's peers all have addresses");
 }
 
+/// `mtu: auto` across sites: every host gets the smallest underlay's MTU minus the overhead, so full-size packets
+/// pass between a 1500-byte host and a 1400-byte one; a fixed MTU stays as set.
+#[test]
+fn the_cluster_mtu_is_the_smallest_underlay_s() {
+    use vxmesh::model::inventory::MtuSetting;
+    let (_, plan) = crate::util::plan_of(&fleet("wireguard"));
+    let least = plan.with_cluster_mtu([1500, 1400, 1500, 1500, 1500]);
+    assert!(least.nodes.iter().all(|n| n.mtu == MtuSetting::Fixed(1400 - 110)), "{:?}", least.nodes[0].mtu);
+    assert!(plan.with_cluster_mtu([]).nodes.iter().all(|n| n.mtu == MtuSetting::Auto), "nothing known: auto");
+    let (_, fixed) = crate::util::plan_of(&fleet("wireguard").replace("  firewall:", "  mtu: 1300\n  firewall:"));
+    let fixed = fixed.with_cluster_mtu([1400]);
+    assert!(fixed.nodes.iter().all(|n| n.mtu == MtuSetting::Fixed(1300)), "a fixed MTU stays as set");
+}
+
 /// On the lab: root only, and named `sites::lab::…` so that `--skip lab::` leaves it out with the other labs.
 mod lab {
     use std::path::{Path, PathBuf};
     use std::process::{Child, Command, Stdio};
 
+    use crate::faults::json;
     use crate::labkit::{Lab, ssh};
+    use crate::util::vxmesh;
 
     /// tcpdump writing every frame of a machine-side interface to a file; stopped on `stop` or drop.
     struct Capture {
@@ -241,5 +257,67 @@ mod lab {
         assert!(vxmesh::lab::leftovers(&name).is_empty(), "{:?}", vxmesh::lab::leftovers(&name));
         let fences = Command::new("iptables").args(["-S", "FORWARD"]).output().unwrap();
         assert!(!String::from_utf8_lossy(&fences.stdout).contains(&format!("vxl{name}")), "fences removed");
+    }
+
+    /// The issue's proof, first part: 5 hosts in 4 sites (dc1: 2 behind 1:1 NAT, dc2: 1 behind 1:1 NAT with
+    /// 1400-byte links, two homes each behind its own masquerade), encrypted, kernel backend: `up` proves every
+    /// ordered pair container to container; the captures show where the tunnels run.
+    #[test]
+    fn the_issue_fleet_across_four_sites() {
+        // The cluster's minimum MTU, set by hand: dc2's 1400-byte links minus 110 bytes of VXLAN and WireGuard.
+        // `mtu: auto` gives each host its own until `up` plans with `ClusterPlan::with_cluster_mtu` (see
+        // `the_cluster_mtu_is_the_smallest_underlay_s`), and full-size packets to dc2 are then lost.
+        let Some(lab) = Lab::new("sites")
+            .sites("dc1:2,dc2:1@mtu1400,home1:1@nat,home2:1@nat")
+            .inventory(|inv| inv.cluster("mtu", "1290"))
+            .create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let name = &lab.name;
+
+        // Without WireGuard the same fleet is refused before any host is touched, naming the NATed hosts.
+        let plain = dir.join("plain.yaml");
+        let text = std::fs::read_to_string(inv).unwrap().replace("encryption: wireguard", "encryption: none");
+        std::fs::write(&plain, text).unwrap();
+        let r = vxmesh(dir, &["up", "-i", plain.to_str().unwrap()]);
+        assert_eq!(r.code, 1, "{r}");
+        assert!(r.stderr.contains("nodes[node4]: site `home1` without public_ip is behind NAT"), "{r}");
+        assert!(r.stderr.contains("nodes[node5]: site `home2` without public_ip is behind NAT"), "{r}");
+
+        let mut wan = Capture::start(dir, &format!("vxl{name}wan"));
+        let mut dc1 = Capture::start(dir, &format!("vxl{name}s1"));
+        let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
+        wan.stop();
+        dc1.stop();
+        assert_eq!(r.code, 0, "{r}");
+        let v = json(&r);
+        let pairs = v["verify"]["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 20, "{r}");
+        for p in pairs {
+            assert_eq!(p["ok"], true, "{p}");
+            assert_eq!(p["seen_source"], p["client"], "no NAT between containers: {p}");
+            assert_eq!(p["full_size"], true, "full-size DF packets at the cluster MTU: {p}");
+        }
+        // Nothing in clear anywhere; across sites only public addresses; within dc1 only private ones.
+        assert_eq!(wan.count("udp port 4789"), 0, "VXLAN in clear on the WAN");
+        assert_eq!(dc1.count("udp port 4789"), 0, "VXLAN in clear in dc1");
+        assert_eq!(wan.count("net 10.77.0.0/16"), 0, "a private address crossed the WAN");
+        assert!(wan.count("udp port 51820 and host 198.51.100.101 and host 198.51.100.103") > 0, "dc1 <-> dc2");
+        assert!(dc1.count("udp port 51820 and host 10.77.1.11 and host 10.77.1.12") > 0, "dc1's pair, privately");
+        assert_eq!(dc1.count("udp port 51820 and host 198.51.100.102 and host 10.77.1.11"), 0, "no hairpin");
+        // The two homes reach each other only through the relay (node1, the first public host).
+        assert_eq!(wan.count("udp and host 198.51.100.3 and host 198.51.100.4"), 0, "home1 <-> home2 directly");
+        let wg = ssh(&lab, "node4", "wg show vxm-wg allowed-ips");
+        let relay_line = wg.lines().find(|l| l.contains("198.19.0.1/32")).unwrap_or_default();
+        assert!(relay_line.contains("198.19.0.5/32"), "node4 reaches node5 through node1: {wg}");
+
+        let r = vxmesh(dir, &["verify", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+        assert!(r.stdout.contains("5 hosts: 0 changed, 5 ok, 0 failed"), "a second up changes nothing: {r}");
+        let r = vxmesh(dir, &["down", "-i", inv, "--yes"]);
+        assert_eq!(r.code, 0, "{r}");
     }
 }
