@@ -490,6 +490,14 @@ fn plug(state: &LabState, n: &LabNode) -> Result<()> {
         let mtu = l.mtu.to_string();
         run("ip", &["link", "add", &l.veth, "mtu", &mtu, "type", "veth", "peer", "name", "eth1", "netns", &n.netns])?;
         run("ip", &["link", "set", &l.veth, "master", bridge, "up"])?;
+        // A host keeps its NICs' MACs across a reboot; a new veth would get new ones, and the machine and the
+        // site's router would send to the old ones until their neighbour entries expire (about 30 s lost after
+        // every reboot, measured).
+        for (dev, prefix, ip) in [("eth0", 0x6c, n.ip), ("eth1", 0x6d, l.underlay)] {
+            let [a, b, c, d] = ip.octets();
+            let mac = format!("02:{prefix:02x}:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+            run("ip", &["-n", &n.netns, "link", "set", dev, "address", &mac])?;
+        }
     }
     Ok(())
 }
