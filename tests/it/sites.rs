@@ -320,4 +320,72 @@ mod lab {
         let r = vxmesh(dir, &["down", "-i", inv, "--yes"]);
         assert_eq!(r.code, 0, "{r}");
     }
+
+    /// `verify` until it exits 0, for at most `secs`: how long it took, or the last run when it never did.
+    fn verify_within(dir: &Path, inv: &str, secs: u64) -> Result<f64, crate::util::Run> {
+        let start = std::time::Instant::now();
+        loop {
+            let r = vxmesh(dir, &["verify", "-i", inv, "--json"]);
+            if r.code == 0 {
+                return Ok(start.elapsed().as_secs_f64());
+            }
+            if start.elapsed().as_secs() >= secs {
+                return Err(r);
+            }
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    }
+
+    /// The proof, second part: a host behind NAT rebooted comes back by itself (it starts its tunnels
+    /// again; its peers learn its new endpoint) and `verify` passes within 30 s; a stopped relay is seen by
+    /// `verify` and `status` (exit 3), naming the pairs that went through it, and its return heals them.
+    #[test]
+    fn a_natted_host_reboots_and_a_stopped_relay_is_named() {
+        let Some(lab) = Lab::new("sites")
+            .sites("dc1:2,dc2:1@mtu1400,home1:1@nat,home2:1@nat")
+            .inventory(|inv| inv.cluster("mtu", "1290"))
+            .create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let name = lab.name.clone();
+        let r = vxmesh(dir, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+
+        let r = vxmesh(dir, &["lab", "node", "reboot", "node4", "--name", &name]);
+        assert_eq!(r.code, 0, "{r}");
+        match verify_within(dir, inv, 30) {
+            Ok(secs) => eprintln!("node4 (behind NAT) back {secs:.1} s after its reboot"),
+            Err(r) => panic!("node4 did not come back within 30 s of its reboot:\n{r}"),
+        }
+
+        let r = vxmesh(dir, &["lab", "node", "stop", "node1", "--name", &name]);
+        assert_eq!(r.code, 0, "{r}");
+        let others = ["--limit", "node2", "--limit", "node3", "--limit", "node4", "--limit", "node5"];
+        let r = vxmesh(dir, &[&["verify", "-i", inv, "--json"][..], &others].concat());
+        assert_eq!(r.code, 3, "{r}");
+        let failed = crate::faults::failed_pairs(&json(&r));
+        let relayed: std::collections::BTreeSet<(String, String)> =
+            [("node4", "node5"), ("node5", "node4")].iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        assert_eq!(failed, relayed, "only the pairs through the stopped relay fail: {r}");
+        let r = vxmesh(dir, &[&["status", "-i", inv, "--json"][..], &others].concat());
+        assert_eq!(r.code, 3, "{r}");
+        let s = json(&r);
+        let down = |from: &str, to: &str| {
+            crate::faults::host(&s, from)["tunnels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["peer"] == to && t["state"] != "up")
+        };
+        assert!(down("node4", "node5") && down("node5", "node4"), "status names the relayed pairs: {r}");
+        assert!(!down("node2", "node3"), "a direct pair is not touched: {r}");
+
+        let r = vxmesh(dir, &["lab", "node", "start", "node1", "--name", &name]);
+        assert_eq!(r.code, 0, "{r}");
+        if let Err(r) = verify_within(dir, inv, 30) {
+            panic!("the relay's return did not heal the mesh within 30 s:\n{r}");
+        }
+    }
 }
