@@ -169,6 +169,61 @@ fn the_cluster_mtu_is_the_smallest_underlay_s() {
     assert!(fixed.nodes.iter().all(|n| n.mtu == MtuSetting::Fixed(1300)), "a fixed MTU stays as set");
 }
 
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// On every node of any encrypted fleet that validates, WireGuard's allowed IPs over its peers are disjoint
+    /// (WireGuard gives an address to one peer only) and cover every other node's WireGuard address exactly once:
+    /// each peer is reached directly or through exactly one relay. Only relays forward, and only for NATed pairs.
+    #[test]
+    fn every_node_reaches_every_other_through_exactly_one_wireguard_peer(
+        shape in proptest::collection::vec((0u8..4, proptest::bool::ANY), 2..8),
+        relays in proptest::option::of(proptest::collection::vec(0usize..8, 1..3)),
+    ) {
+        let mut yaml = String::from("cluster:\n  cidr: 172.16.0.0/12\n  encryption: wireguard\n");
+        if let Some(r) = &relays {
+            let names: Vec<String> =
+                r.iter().filter(|i| **i < shape.len()).map(|i| format!("n{i}")).collect();
+            yaml += &format!("  wireguard: {{relays: [{}]}}\n", names.join(", "));
+        }
+        yaml += "nodes:\n";
+        for (i, (site, public)) in shape.iter().enumerate() {
+            let public = if *public { format!(", public_ip: 203.0.113.{}", i + 1) } else { String::new() };
+            yaml += &format!("  - {{name: n{i}, host: 192.0.2.{}, site: s{site}{public}}}\n", i + 1);
+        }
+        // Fleets the inventory refuses (no relay for two NATed sites, a listed relay without a public address)
+        // have no plan to check.
+        let Ok(inv) = vxmesh::model::inventory::parse(Path::new("p.yaml"), &yaml) else { return Ok(()) };
+        let lock = vxmesh::model::ipam::assign(&inv, None).unwrap();
+        let plan = vxmesh::plan::plan(&inv, &lock);
+        for n in &plan.nodes {
+            let mut covered: Vec<std::net::Ipv4Addr> = vec![];
+            for p in n.wireguard_peers() {
+                covered.push(p.address);
+                covered.extend(p.relayed.iter().copied());
+            }
+            let mut sorted = covered.clone();
+            sorted.sort();
+            sorted.dedup();
+            proptest::prop_assert_eq!(sorted.len(), covered.len(), "{}: an address on two peers", n.name);
+            let mut others: Vec<std::net::Ipv4Addr> =
+                plan.nodes.iter().filter(|o| o.name != n.name).map(|o| o.tunnel_ip).collect();
+            others.sort();
+            proptest::prop_assert_eq!(sorted, others, "{}: every other node once", n.name);
+            let node_at = |ip: std::net::Ipv4Addr| {
+                let name = &plan.nodes.iter().find(|o| o.tunnel_ip == ip).unwrap().name;
+                inv.node(name).unwrap()
+            };
+            for (a, b) in n.relay_pairs() {
+                let (a, b) = (node_at(a), node_at(b));
+                proptest::prop_assert!(inv.node(&n.name).unwrap().public_ip.is_some(), "{} relays", n.name);
+                proptest::prop_assert!(a.public_ip.is_none() && b.public_ip.is_none() && a.site != b.site);
+                proptest::prop_assert!(a.name != n.name && b.name != n.name, "never for itself");
+            }
+        }
+    }
+}
+
 /// On the lab: root only, and named `sites::lab::…` so that `--skip lab::` leaves it out with the other labs.
 mod lab {
     use std::path::{Path, PathBuf};
