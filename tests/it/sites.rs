@@ -443,4 +443,31 @@ mod lab {
             panic!("the relay's return did not heal the mesh within 30 s:\n{r}");
         }
     }
+
+    /// The same fleet behind the nftables firewall: every pair passes, the WireGuard port is open only on hosts
+    /// with a NATed peer (the public ones), and the relay forwards between the two homes.
+    #[test]
+    fn the_issue_fleet_behind_nftables() {
+        let Some(lab) = Lab::new("sites")
+            .sites("dc1:2,dc2:1@mtu1400,home1:1@nat,home2:1@nat")
+            .inventory(|inv| inv.cluster("mtu", "1290").cluster("firewall", "nftables"))
+            .create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
+        assert_eq!(r.code, 0, "{r}");
+        let v = json(&r);
+        let pairs = v["verify"]["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 20, "{r}");
+        assert!(pairs.iter().all(|p| p["ok"] == true && p["full_size"] == true), "{r}");
+        let table = |node: &str| ssh(&lab, node, "nft list table inet vxmesh");
+        let (relay, home) = (table("node1"), table("node4"));
+        assert!(!relay.contains("udp dport 51820 ip saddr != @peers"), "open where peers are NATed:\n{relay}");
+        assert!(home.contains("udp dport 51820 ip saddr != @peers"), "closed where every peer is known:\n{home}");
+        assert!(relay.contains("udp dport 4789 iifname != \"vxm-wg\""), "VXLAN still only through WireGuard");
+        let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+        assert!(r.stdout.contains("5 hosts: 0 changed, 5 ok, 0 failed"), "a second up changes nothing: {r}");
+    }
 }
