@@ -283,7 +283,20 @@ impl Component for Rules<'_> {
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
-        chain_steps(self.kind(), routing_chains(self.node, docker_user(facts)), facts, Concern::Node)
+        // A relay's forwarding rules follow the set of peers (a NATed host added or removed elsewhere changes
+        // them), so its forwarding chain is the peers' concern while it relays or did; otherwise the node's.
+        let wg = names::wireguard_device();
+        let relays = |c: &OwnedChain| {
+            let had = facts.iptables.chain(c.table, c.chain).into_iter().flatten();
+            c.rules.iter().chain(had).any(|r| r.contains(&format!("-o {wg} ")))
+        };
+        routing_chains(self.node, docker_user(facts))
+            .into_iter()
+            .flat_map(|c| {
+                let concern = if relays(&c) { Concern::Peers } else { Concern::Node };
+                chain_steps(self.kind(), vec![c], facts, concern)
+            })
+            .collect()
     }
 
     fn preflight(&self, _: &HostFacts) -> Vec<String> {

@@ -411,7 +411,10 @@ impl Wireguard<'_> {
                 .find(|h| p.public_key.as_deref() == Some(h.public_key.as_str()))
                 .or_else(|| candidates.iter().find(|h| !planned_keys.contains(h.public_key.as_str())))
                 .copied();
-            let concern = Concern::Peer(p.name.clone());
+            // A relay's entry carries other peers' addresses: it changes when they come or go, so it is the peers'
+            // concern (`add-node` and `remove-node` change it on the other hosts), not only this peer's.
+            let relaying = !p.relayed.is_empty() || found.is_some_and(|h| h.allowed_ips.len() > 1);
+            let concern = if relaying { Concern::Peers } else { Concern::Peer(p.name.clone()) };
             let Some(key) = &p.public_key else {
                 if found.is_none() {
                     steps.push(
