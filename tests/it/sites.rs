@@ -470,4 +470,49 @@ mod lab {
         let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
         assert!(r.stdout.contains("5 hosts: 0 changed, 5 ok, 0 failed"), "a second up changes nothing: {r}");
     }
+
+    /// Day two across sites: a host behind NAT in a site of its own joins with `add-node` (no `site`: the site
+    /// `default`, new to this fleet) and leaves with `remove-node`, each under a live stream between two other
+    /// sites that loses nothing; `down` then leaves no WireGuard behind.
+    #[test]
+    fn a_natted_host_in_a_new_site_joins_and_leaves_under_a_live_stream() {
+        let Some(lab) = Lab::new("sites")
+            .sites("dc1:2,dc2:1@mtu1400,home1:1@nat,office:1@nat")
+            .inventory(|inv| inv.cluster("mtu", "1290").without(&["node5"]))
+            .create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let r = vxmesh(dir, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+
+        crate::labkit::start_stream(&lab, "node2", "node3");
+        let host = lab.nodes[4].ip.to_string();
+        let r = vxmesh(
+            dir,
+            &["add-node", "node5", "--host", &host, "--underlay-ip", "10.77.4.15", "--backend", "linux", "-i", inv],
+        );
+        assert_eq!(r.code, 0, "{r}");
+        crate::labkit::assert_stream_intact(&lab, "node2", "node3");
+        let r = vxmesh(dir, &["verify", "-i", inv, "--json"]);
+        assert_eq!(r.code, 0, "{r}");
+        assert_eq!(json(&r)["pairs"].as_array().unwrap().len(), 20, "{r}");
+        let r = vxmesh(dir, &["plan", "--offline", "-i", inv]);
+        assert!(r.stdout.contains("node4 -> node5  relay via node1"), "the two NATed sites meet at the relay: {r}");
+
+        crate::labkit::start_stream(&lab, "node3", "node1");
+        let r = vxmesh(dir, &["remove-node", "node5", "--yes", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        crate::labkit::assert_stream_intact(&lab, "node3", "node1");
+        let wg = ssh(&lab, "node1", "wg show vxm-wg allowed-ips");
+        assert!(!wg.contains("198.19.0.5/32"), "node5 is gone from the relay: {wg}");
+
+        let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        for n in ["node1", "node4"] {
+            let left = ssh(&lab, n, "ip -o link show vxm-wg 2>/dev/null; iptables-save | grep -c VXMESH; true");
+            assert_eq!(left.trim(), "0", "{n}: down leaves nothing: {left}");
+        }
+    }
 }
