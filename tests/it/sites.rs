@@ -515,4 +515,36 @@ mod lab {
             assert_eq!(left.trim(), "0", "{n}: down leaves nothing: {left}");
         }
     }
+
+    /// Without NAT in the way of anyone (1:1 NAT only), plain VXLAN crosses sites: each kernel-backend host sends
+    /// to the peers' public addresses across sites and to the private ones within, the firewall accepting exactly
+    /// those sources; the captures show it.
+    #[test]
+    fn plain_vxlan_across_one_to_one_nat() {
+        let Some(lab) =
+            Lab::new("sites").sites("dc1:2,dc2:1@mtu1400").inventory(|inv| inv.cluster("mtu", "1350")).create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        assert!(!std::fs::read_to_string(inv).unwrap().contains("encryption"), "no NATed site: no encryption needed");
+        let mut wan = Capture::start(dir, &format!("vxl{}wan", lab.name));
+        let mut dc1 = Capture::start(dir, &format!("vxl{}s1", lab.name));
+        let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
+        wan.stop();
+        dc1.stop();
+        assert_eq!(r.code, 0, "{r}");
+        let pairs = json(&r)["verify"]["pairs"].as_array().unwrap().clone();
+        assert_eq!(pairs.len(), 6, "{r}");
+        assert!(pairs.iter().all(|p| p["ok"] == true && p["full_size"] == true), "{r}");
+        assert!(wan.count("udp port 4789 and host 198.51.100.101 and host 198.51.100.103") > 0, "dc1 <-> dc2 public");
+        assert_eq!(wan.count("net 10.77.0.0/16"), 0, "no private address on the WAN");
+        assert!(dc1.count("udp port 4789 and host 10.77.1.11 and host 10.77.1.12") > 0, "dc1's pair, privately");
+        let fdb = ssh(
+            &lab,
+            "node1",
+            "bridge fdb show dev vxm-vxlan | grep '^00:00:00:00:00:00' | grep -o 'dst [0-9.]*' | sort",
+        );
+        assert_eq!(fdb.trim(), "dst 10.77.1.12\ndst 198.51.100.103", "{fdb}");
+    }
 }
