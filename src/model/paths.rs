@@ -209,8 +209,9 @@ impl Fleet {
     /// The hosts whose packets from and to `from` go through `relay`: their WireGuard addresses join `from`'s
     /// peer entry for the relay. Empty unless `from` is behind NAT and `relay` relays for it.
     pub fn relayed_via(&self, from: usize, relay: usize) -> impl Iterator<Item = usize> + '_ {
-        let relays = self.is_natted(from) && self.relays.contains(&relay);
-        (0..self.hosts.len()).filter(move |k| relays && self.relay_of(from, *k) == Some(relay))
+        // Asked for every peer of every node: O(1) unless `from` is NATed and `relay` relays.
+        let n = if self.is_natted(from) && self.relays.contains(&relay) { self.hosts.len() } else { 0 };
+        (0..n).filter(move |k| self.relay_of(from, *k) == Some(relay))
     }
 
     /// The ordered pairs `host` relays for (its forwarding allows exactly these); empty for a host that relays
