@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::model::inventory::{Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
+use crate::model::paths::{Fleet, PairPath};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterPlan {
@@ -100,10 +101,15 @@ pub struct WireguardSpec {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct WireguardPeer {
     pub name: Arc<str>,
-    /// The peer's underlay address and WireGuard port.
-    pub endpoint: std::net::SocketAddrV4,
+    /// Where to send to the peer: its address on the pair's path ([`crate::model::paths`]) and WireGuard port;
+    /// `None` for a peer behind NAT, which starts the conversation (its endpoint is learnt from its handshake).
+    pub endpoint: Option<std::net::SocketAddrV4>,
     /// Its WireGuard address: the only address it may send from inside the tunnel.
     pub address: Ipv4Addr,
+    /// The WireGuard addresses of the hosts this peer relays for this node (both behind NAT, in other sites):
+    /// their packets come and go through it, so they join its allowed IPs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub relayed: Vec<Ipv4Addr>,
     /// Read from the peer host (its key is made there); `None` until that host has one.
     pub public_key: Option<String>,
 }
@@ -177,6 +183,8 @@ pub struct WireguardGuard {
 #[derive(Debug)]
 pub struct PeerTable {
     rows: Vec<Peer>,
+    /// Sites, public addresses and relays, same order as `rows`: the path of each pair.
+    fleet: Fleet,
     /// Each node's WireGuard public key as its host reported it (same order as `rows`); `None` until it has one.
     keys: Vec<Option<String>>,
 }
@@ -220,7 +228,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
             }
         })
         .collect();
-    let peers = Arc::new(PeerTable { keys: vec![None; rows.len()], rows });
+    let peers = Arc::new(PeerTable { keys: vec![None; rows.len()], rows, fleet: inv.fleet() });
     let nodes = inv
         .nodes
         .iter()
@@ -329,11 +337,38 @@ impl ClusterPlan {
         let table = Arc::new(PeerTable {
             keys: rows.iter().map(|r| keys.get(&*r.name).cloned()).collect(),
             rows: rows.iter().map(Peer::clone).collect(),
+            fleet: first.peers.fleet.clone(),
         });
         for n in &mut plan.nodes {
             n.peers = table.clone();
         }
         plan
+    }
+
+    /// With `mtu: auto`, every node's overlay MTU set to the cluster's minimum: the smallest underlay MTU of any host
+    /// (`underlay_mtus`, as each host's facts report it) minus the tunnels' overhead, the same on every path. A
+    /// full-size packet between any two containers then passes, even between hosts of different underlay MTU (a
+    /// per-host MTU lets a 1500-byte host send what a 1400-byte site drops). Unchanged with a fixed MTU, or with
+    /// no MTU known.
+    pub fn with_cluster_mtu(&self, underlay_mtus: impl IntoIterator<Item = u32>) -> ClusterPlan {
+        let mut plan = self.clone();
+        let Some(least) = underlay_mtus.into_iter().min() else { return plan };
+        for n in plan.nodes.iter_mut().filter(|n| n.mtu == MtuSetting::Auto) {
+            let overlay = least.saturating_sub(u32::from(n.overhead));
+            n.mtu = MtuSetting::Fixed(u16::try_from(overlay).unwrap_or(u16::MAX));
+        }
+        plan
+    }
+
+    /// Every ordered pair's path (`private`, `public`, `relay via NODE`) and who starts, in inventory order; empty
+    /// when every host is in one site (all `private`, as before sites existed).
+    pub fn paths(&self) -> Vec<PairPath> {
+        self.nodes.first().map_or_else(Vec::new, |n| n.peers.fleet.table())
+    }
+
+    /// One ordered pair's path by node names, also in a flat cluster (`private`); `None` for an unknown name.
+    pub fn path(&self, from: &str, to: &str) -> Option<PairPath> {
+        self.nodes.first()?.peers.fleet.between(from, to)
     }
 }
 
@@ -350,14 +385,20 @@ impl NodePlan {
 
     /// One tunnel per peer, in inventory order.
     pub fn tunnels(&self) -> impl Iterator<Item = TunnelSpec> + '_ {
-        self.others().map(|(_, p)| self.tunnel_to(p))
+        self.others().map(|(j, p)| self.tunnel_to(j, p))
     }
 
-    fn tunnel_to(&self, p: &Peer) -> TunnelSpec {
+    fn tunnel_to(&self, j: usize, p: &Peer) -> TunnelSpec {
+        // In clear, VXLAN goes to the peer's address on the pair's path (its public address across sites);
+        // validation refuses a peer nothing can reach without WireGuard.
+        let remote_ip = match self.wireguard {
+            Some(_) => p.tunnel_ip,
+            None => self.peers.fleet.address(self.me, j).unwrap_or(p.underlay_ip),
+        };
         TunnelSpec {
             port: p.port.clone(),
             peer: p.name.clone(),
-            remote_ip: p.tunnel_ip,
+            remote_ip,
             protected: true,
             bfd: self.backend == Backend::Ovs && p.backend == Backend::Ovs,
             peer_switch: p.switch_ip,
@@ -365,22 +406,49 @@ impl NodePlan {
         }
     }
 
-    /// Every other node as a WireGuard peer; none without encryption.
+    /// Every other node this one talks to directly, as a WireGuard peer; none without encryption. A peer behind
+    /// NAT has no endpoint (it starts); one reached only through a relay is no peer here (the relay's entry
+    /// carries its address instead).
     pub fn wireguard_peers(&self) -> impl Iterator<Item = WireguardPeer> + '_ {
         let port = self.wireguard.as_ref().map(|w| w.port);
+        let fleet = &self.peers.fleet;
         port.into_iter().flat_map(move |port| {
-            self.others().map(move |(j, p)| WireguardPeer {
+            self.direct().map(move |(j, p)| WireguardPeer {
                 name: p.name.clone(),
-                endpoint: std::net::SocketAddrV4::new(p.underlay_ip, port),
+                endpoint: fleet.address(self.me, j).map(|a| std::net::SocketAddrV4::new(a, port)),
                 address: p.tunnel_ip,
+                relayed: fleet.relayed_via(self.me, j).map(|k| self.peers.rows[k].tunnel_ip).collect(),
                 public_key: self.peers.keys[j].clone(),
             })
         })
     }
 
-    /// The peers' underlay addresses: the only ones allowed to send VXLAN here (or, encrypted, WireGuard).
+    /// The peers this node exchanges packets with itself: every other node but those it reaches through a relay.
+    fn direct(&self) -> impl Iterator<Item = (usize, &Peer)> + '_ {
+        let fleet = &self.peers.fleet;
+        self.others().filter(move |(j, _)| fleet.relay_of(self.me, *j).is_none())
+    }
+
+    /// Where the peers' tunnel packets come from, the only addresses allowed to send VXLAN here (or, encrypted,
+    /// WireGuard): each direct peer's address on the pair's path (underlay within the site, public across).
+    /// Peers behind NAT have none: see [`NodePlan::firewall_open`].
     pub fn firewall_peers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
-        self.others().map(|(_, p)| p.underlay_ip)
+        let fleet = &self.peers.fleet;
+        self.direct().filter_map(move |(j, _)| fleet.address(self.me, j))
+    }
+
+    /// Whether the WireGuard port must stay open to any source: some direct peer is behind NAT, so its packets
+    /// come from an address nobody knows in advance (its keys authenticate it). Never without encryption.
+    pub fn firewall_open(&self) -> bool {
+        let fleet = &self.peers.fleet;
+        self.wireguard.is_some() && self.direct().any(|(j, _)| fleet.address(self.me, j).is_none())
+    }
+
+    /// The WireGuard addresses of the ordered pairs this node relays for: its forwarding accepts wg -> wg
+    /// between these only. Empty on a node that relays for nobody.
+    pub fn relay_pairs(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
+        let rows = &self.peers.rows;
+        self.peers.fleet.relayed_by(self.me).into_iter().map(|(a, b)| (rows[a].tunnel_ip, rows[b].tunnel_ip)).collect()
     }
 
     /// With encryption, the peers' WireGuard addresses: VXLAN is accepted only from these, on the WireGuard
@@ -422,6 +490,10 @@ impl Serialize for NodePlan {
             kind: FirewallKind,
             port: u16,
             peers: P,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            open: bool,
+            #[serde(skip_serializing_if = "Vec::is_empty")]
+            relays_for: Vec<(Ipv4Addr, Ipv4Addr)>,
             #[serde(skip_serializing_if = "Option::is_none")]
             wireguard: Option<G>,
         }
@@ -459,7 +531,14 @@ impl Serialize for NodePlan {
         });
         n.serialize_field(
             "firewall",
-            &Firewall { kind: fw.kind, port: fw.port, peers: Listed(|| self.firewall_peers()), wireguard: guard },
+            &Firewall {
+                kind: fw.kind,
+                port: fw.port,
+                peers: Listed(|| self.firewall_peers()),
+                open: self.firewall_open(),
+                relays_for: self.relay_pairs(),
+                wireguard: guard,
+            },
         )?;
         match &self.dns {
             Some(d) => n.serialize_field("dns", d)?,

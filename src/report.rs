@@ -505,6 +505,8 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
         cluster: &'a str,
         cidr: ipnet::Ipv4Net,
         tunnel_pairs: usize,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        paths: Vec<crate::model::paths::PairPath>,
         nodes: N,
         schema: u32,
         command: &'a str,
@@ -520,12 +522,27 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
         cluster: &plan.cluster,
         cidr: plan.cidr,
         tunnel_pairs: plan.tunnel_pairs,
+        paths: plan.paths(),
         nodes,
         schema: JSON_SCHEMA,
         command,
         ok: true,
     };
     json(&mut std::io::BufWriter::new(out), &document);
+}
+
+/// The path of each ordered pair, when the hosts are in more than one site (`paths` is empty otherwise, and nothing
+/// is printed): `private`, `public` or `relay via NODE`, and which end starts when only one can.
+pub fn paths(out: &mut dyn Write, paths: &[crate::model::paths::PairPath]) {
+    if paths.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\npaths of the ordered pairs (`X starts`: X is behind NAT, its peers answer it):");
+    let w = paths.iter().map(|p| p.from.chars().count().max(p.to.chars().count())).max().unwrap_or(0);
+    for p in paths {
+        let starts = p.starts.as_ref().map_or_else(String::new, |s| format!(" ({s} starts)"));
+        let _ = writeln!(out, "  {:<w$} -> {:<w$}  {}{starts}", p.from, p.to, p.path);
+    }
 }
 
 /// The offline plan's first line; with `-q`, all it prints.
@@ -562,6 +579,7 @@ pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
             n.peer_count()
         );
     }
+    paths(&mut out, &plan.paths());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     for chunk in plan.nodes.chunks(16 * workers) {
         let texts = map_in_parallel(chunk, workers, |n| {

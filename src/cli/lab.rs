@@ -25,6 +25,12 @@ pub enum LabCommand {
         /// the kernel backend), or `mixed` (odd hosts OVS, even hosts the kernel).
         #[arg(long, value_enum, default_value = "ovs")]
         backend: LabBackendArg,
+        /// Hosts in sites behind routers instead of one flat underlay: `NAME:COUNT[@nat][@mtuN],...`, e.g.
+        /// `dc1:2,dc2:1@mtu1400,home:1@nat`. Each site is a network of its own behind a router doing 1:1 NAT
+        /// onto a shared WAN (`@nat`: masquerade), with the given link MTU; SSH goes over a separate management
+        /// network. Every host runs the kernel backend (docs/lab.md).
+        #[arg(long, conflicts_with_all = ["nodes", "backend"])]
+        sites: Option<String>,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
     Destroy {
@@ -71,7 +77,10 @@ pub enum NodeAction {
 impl LabCommand {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
-            LabCommand::Create { nodes, name, light, backend } => create(ctx, name, *nodes, *light, *backend),
+            LabCommand::Create { nodes, name, light, backend, sites } => {
+                let sites = sites.as_deref().map(lab::sites::parse).transpose()?.unwrap_or_default();
+                create(ctx, name, *nodes, *light, *backend, sites)
+            }
             LabCommand::Destroy { name } => {
                 let removed = lab::destroy(name)?;
                 match ctx.form {
@@ -106,9 +115,16 @@ impl LabCommand {
     }
 }
 
-fn create(ctx: &Ctx, name: &str, nodes: usize, light: bool, backend: LabBackendArg) -> Result<i32, Error> {
+fn create(
+    ctx: &Ctx,
+    name: &str,
+    nodes: usize,
+    light: bool,
+    backend: LabBackendArg,
+    sites: Vec<lab::sites::SiteSpec>,
+) -> Result<i32, Error> {
     let started = std::time::Instant::now();
-    let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into() };
+    let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into(), sites };
     let quiet = ctx.form == Form::Quiet;
     let state = lab::create(&opts, &mut |line| {
         if !quiet {
@@ -144,9 +160,26 @@ fn print_lab(l: &LabState) {
         l.gateway,
         l.inventory_path().display()
     );
+    for s in &l.sites {
+        let how = match s.spec.nat {
+            lab::sites::Nat::OneToOne => "1:1 NAT",
+            lab::sites::Nat::Masquerade => "masquerade",
+        };
+        println!(
+            "  site {:<8} {:<16} router {} on the WAN ({how}), MTU {}",
+            s.spec.name,
+            s.subnet.to_string(),
+            s.wan_ip,
+            s.spec.mtu
+        );
+    }
     for n in &l.nodes {
         let up = if lab::node_running(l, n) { "running" } else { "stopped" };
-        println!("  {:<8} {:<16} {up}{}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });
+        let site = n.site.as_ref().map_or_else(String::new, |s| {
+            let public = s.public_ip.map_or_else(|| "behind NAT".to_string(), |p| format!("public {p}"));
+            format!(" site {} underlay {} {public}", s.site, s.underlay)
+        });
+        println!("  {:<8} {:<16} {up}{}{site}", n.name, n.ip.to_string(), if l.light { " (light)" } else { "" });
     }
     println!("  {:<8} {:<16} outside world (ping, TCP echo on port 7)", "outside", l.outside.ip.to_string());
 }

@@ -83,14 +83,20 @@ impl Show for Online<'_> {
             .filter(|r| !r.failed())
             .filter_map(|r| Some(report::NodeJson { desired: self.plan.node(&r.node)?, steps: r.detail.clone() }))
             .collect();
-        json!({
+        let mut v = json!({
             "ok": !self.rows.iter().any(HostResult::failed),
             "hosts": self.rows,
             "cluster": self.plan.cluster,
             "cidr": self.plan.cidr,
             "tunnel_pairs": self.plan.tunnel_pairs,
             "nodes": nodes,
-        })
+        });
+        // The path of each ordered pair, only where hosts are in more than one site (as `plan --offline`).
+        let paths = self.plan.paths();
+        if !paths.is_empty() {
+            v["paths"] = serde_json::to_value(paths).expect("paths serialize");
+        }
+        v
     }
 
     fn quiet(&self) {
@@ -100,5 +106,6 @@ impl Show for Online<'_> {
 
     fn text(&self) {
         report::plan(&mut std::io::stdout(), self.rows);
+        report::paths(&mut std::io::stdout(), &self.plan.paths());
     }
 }

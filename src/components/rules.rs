@@ -73,14 +73,32 @@ pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedCh
             jump: format!("{t} -j {}", names::FORWARD_CHAIN),
             former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
             parent_at_runtime: at_runtime,
-            rules: node
-                .forward_exclude
-                .iter()
-                .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")])
+            rules: relay_rules(node)
+                .into_iter()
+                .chain(
+                    node.forward_exclude
+                        .iter()
+                        .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")]),
+                )
                 .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
                 .collect(),
         },
     ]
+}
+
+/// On a relay: WireGuard to WireGuard only between the pairs it relays for (two hosts behind NAT in different
+/// sites), anything else between its peers dropped. None on other hosts.
+fn relay_rules(node: &NodePlan) -> Vec<String> {
+    let (Some(w), pairs) = (&node.wireguard, node.relay_pairs()) else { return vec![] };
+    if pairs.is_empty() {
+        return vec![];
+    }
+    let (t, d) = (tag(), &w.device);
+    pairs
+        .iter()
+        .map(|(a, b)| format!("-s {a}/32 -d {b}/32 -i {d} -o {d} {t} -j ACCEPT"))
+        .chain([format!("-i {d} -o {d} {t} -j DROP")])
+        .collect()
 }
 
 /// The iptables firewall's chain: UDP to the VXLAN port only from the peers' underlay addresses; with encryption,
@@ -104,13 +122,14 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
     }
 }
 
-/// With encryption, the iptables firewall's second chain: UDP to the WireGuard port only from the peers' underlay
-/// addresses.
+/// With encryption, the iptables firewall's second chain: UDP to the WireGuard port only from the addresses the
+/// peers' packets come from; from anywhere when a peer is behind NAT (its address is its router's, unknown in
+/// advance; WireGuard's keys authenticate every packet).
 pub fn wireguard_chain(node: &NodePlan) -> Option<OwnedChain> {
     let g = node.firewall.wireguard.as_ref()?;
     let t = tag();
     let mut rules: Vec<String> = node.firewall_peers().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
-    rules.push(format!("{t} -j DROP"));
+    rules.push(format!("{t} -j {}", if node.firewall_open() { "ACCEPT" } else { "DROP" }));
     Some(OwnedChain {
         table: "filter",
         parent: "INPUT",
@@ -264,7 +283,20 @@ impl Component for Rules<'_> {
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
-        chain_steps(self.kind(), routing_chains(self.node, docker_user(facts)), facts, Concern::Node)
+        // A relay's forwarding rules follow the set of peers (a NATed host added or removed elsewhere changes
+        // them), so its forwarding chain is the peers' concern while it relays or did; otherwise the node's.
+        let wg = names::wireguard_device();
+        let relays = |c: &OwnedChain| {
+            let had = facts.iptables.chain(c.table, c.chain).into_iter().flatten();
+            c.rules.iter().chain(had).any(|r| r.contains(&format!("-o {wg} ")))
+        };
+        routing_chains(self.node, docker_user(facts))
+            .into_iter()
+            .flat_map(|c| {
+                let concern = if relays(&c) { Concern::Peers } else { Concern::Node };
+                chain_steps(self.kind(), vec![c], facts, concern)
+            })
+            .collect()
     }
 
     fn preflight(&self, _: &HostFacts) -> Vec<String> {

@@ -1,8 +1,9 @@
 //! Encryption under the tunnels: one WireGuard interface per host (the kernel's, else `wireguard-go`), its private
-//! key made on the host and never read back, every other host a peer (endpoint its underlay address, allowed IPs
-//! its WireGuard address only). VXLAN then runs between WireGuard addresses. An `unreachable` route for the whole
-//! WireGuard range, below the interface's own, makes the host fail closed: with the interface down or gone, VXLAN
-//! to a peer has no route at all, instead of leaving in clear through the default route.
+//! key made on the host and never read back, every other host a peer (endpoint its address on the pair's path,
+//! none for a peer behind NAT; allowed IPs its WireGuard address, plus those it relays for this host). VXLAN then
+//! runs between WireGuard addresses. An `unreachable` route for the whole WireGuard range, below the interface's
+//! own, makes the host fail closed: with the interface down or gone, VXLAN to a peer has no route at all, instead
+//! of leaving in clear through the default route.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -179,13 +180,38 @@ pub struct WgPeerState {
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     GenerateKey,
-    Guard { cidr: Ipv4Net },
-    Device { dev: IfName, address: Ipv4Net, port: u16, mtu: Mtu },
-    Peer { peer: String, public_key: String, endpoint: String, address: Ipv4Addr, replaces: Option<String> },
-    PeerWithoutKey { peer: String },
-    RemovePeer { public_key: String },
-    RemoveDevice { dev: IfName },
-    RemoveGuard { cidr: Ipv4Net },
+    Guard {
+        cidr: Ipv4Net,
+    },
+    Device {
+        dev: IfName,
+        address: Ipv4Net,
+        port: u16,
+        mtu: Mtu,
+    },
+    Peer {
+        peer: String,
+        public_key: String,
+        /// Empty when the peer is behind NAT: its endpoint is learnt from its handshake.
+        #[serde(skip_serializing_if = "String::is_empty")]
+        endpoint: String,
+        address: Ipv4Addr,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        relayed: Vec<Ipv4Addr>,
+        replaces: Option<String>,
+    },
+    PeerWithoutKey {
+        peer: String,
+    },
+    RemovePeer {
+        public_key: String,
+    },
+    RemoveDevice {
+        dev: IfName,
+    },
+    RemoveGuard {
+        cidr: Ipv4Net,
+    },
     RemoveKey,
 }
 
@@ -268,18 +294,27 @@ fn allowed(address: Ipv4Addr) -> String {
 /// itself; after that, one small packet per peer every 25 s.
 pub const KEEPALIVE: u16 = 25;
 
-/// `peer KEY endpoint ADDR:PORT allowed-ips ADDR/32 persistent-keepalive 25`.
+/// `peer KEY [endpoint ADDR:PORT] allowed-ips ADDR/32[,RELAYED/32...] persistent-keepalive 25`. A peer behind NAT
+/// gets no endpoint: it starts, and WireGuard answers where its handshake came from. From a host behind NAT the
+/// keepalive is what keeps its router's mapping open.
 fn peer_words(key: &str, p: &WireguardPeer) -> Vec<Word> {
-    vec![
-        "peer".into(),
-        data(key),
-        "endpoint".into(),
-        data(p.endpoint),
-        "allowed-ips".into(),
-        data(allowed(p.address)),
-        "persistent-keepalive".into(),
-        data(KEEPALIVE),
-    ]
+    let mut w = vec!["peer".into(), data(key)];
+    if let Some(e) = p.endpoint {
+        w.extend(["endpoint".into(), data(e)]);
+    }
+    w.extend(["allowed-ips".into(), data(allowed_ips(p).join(",")), "persistent-keepalive".into(), data(KEEPALIVE)]);
+    w
+}
+
+/// The peer's allowed IPs as `wg` prints them: its own address, then those it relays for this host.
+fn allowed_ips(p: &WireguardPeer) -> Vec<String> {
+    std::iter::once(p.address).chain(p.relayed.iter().copied()).map(allowed).collect()
+}
+
+/// Whether an entry's allowed IPs are exactly the peer's (in any order).
+fn same_allowed(have: &[String], p: &WireguardPeer) -> bool {
+    let want: BTreeSet<String> = allowed_ips(p).into_iter().collect();
+    have.len() == want.len() && have.iter().all(|a| want.contains(a))
 }
 
 fn guard_route(op: &'static str, cidr: Ipv4Net) -> Cmd {
@@ -349,20 +384,37 @@ impl Wireguard<'_> {
             (Some(d), false) => &d.peers,
             _ => &[],
         };
-        // The host's entries by their one allowed address, in the host's order: looked up once per peer, so a
-        // host of a 1,000-node mesh compares 999 entries, not 999 squared.
+        // The host's entries by each of their allowed addresses, in the host's order: looked up once per peer,
+        // so a host of a 1,000-node mesh compares 999 entries, not 999 squared.
         let mut have_at: HashMap<&str, Vec<&WgPeerState>> = HashMap::new();
-        for h in have.iter().filter(|h| h.allowed_ips.len() == 1) {
-            have_at.entry(h.allowed_ips[0].as_str()).or_default().push(h);
+        for h in have {
+            for a in &h.allowed_ips {
+                have_at.entry(a.as_str()).or_default().push(h);
+            }
         }
-        // The plan's key for each allowed address (`None`: that peer's host has no key yet).
-        let mut planned: HashMap<String, Option<String>> = HashMap::new();
+        let peers: Vec<WireguardPeer> = self.node.wireguard_peers().collect();
+        let planned_keys: std::collections::HashSet<&str> =
+            peers.iter().filter_map(|p| p.public_key.as_deref()).collect();
+        // Peers whose host has no key yet: an entry for their address may be theirs, so it stays.
+        let unknown: std::collections::HashSet<String> =
+            peers.iter().filter(|p| p.public_key.is_none()).map(|p| allowed(p.address)).collect();
+        // Entries a peer's step removes itself (`replace the key of`).
+        let mut replaced: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut steps = vec![];
-        for p in self.node.wireguard_peers() {
+        for p in &peers {
             let want_ip = allowed(p.address);
-            let found = have_at.get(want_ip.as_str()).and_then(|v| v.first().copied());
-            planned.insert(want_ip, p.public_key.clone());
-            let concern = Concern::Peer(p.name.clone());
+            // The entry for this address: the one with the plan's key, else one that is no other planned peer's
+            // (an entry of a relay that also carries this address is the relay's, and stays so).
+            let candidates = have_at.get(want_ip.as_str()).map_or(&[][..], Vec::as_slice);
+            let found = candidates
+                .iter()
+                .find(|h| p.public_key.as_deref() == Some(h.public_key.as_str()))
+                .or_else(|| candidates.iter().find(|h| !planned_keys.contains(h.public_key.as_str())))
+                .copied();
+            // A relay's entry carries other peers' addresses: it changes when they come or go, so it is the peers'
+            // concern (`add-node` and `remove-node` change it on the other hosts), not only this peer's.
+            let relaying = !p.relayed.is_empty() || found.is_some_and(|h| h.allowed_ips.len() > 1);
+            let concern = if relaying { Concern::Peers } else { Concern::Peer(p.name.clone()) };
             let Some(key) = &p.public_key else {
                 if found.is_none() {
                     steps.push(
@@ -376,26 +428,32 @@ impl Wireguard<'_> {
                 }
                 continue;
             };
-            let endpoint = p.endpoint.to_string();
+            let endpoint = p.endpoint.map(|e| e.to_string());
             let (what, mut words) = match found {
                 None => ("add", vec![]),
                 Some(h) if h.public_key != *key => {
                     ("replace the key of", vec!["peer".into(), data(&h.public_key), "remove".into()])
                 }
-                Some(h) if h.endpoint.as_deref() != Some(endpoint.as_str()) => ("set the endpoint of", vec![]),
+                // A peer behind NAT is wherever its last handshake came from: no endpoint to compare.
+                Some(h) if endpoint.is_some() && h.endpoint != endpoint => ("set the endpoint of", vec![]),
+                Some(h) if !same_allowed(&h.allowed_ips, p) => ("set the allowed IPs of", vec![]),
                 Some(h) if h.keepalive != Some(KEEPALIVE) => ("set the keepalive of", vec![]),
                 Some(_) => continue,
             };
             let replaces = found.filter(|h| h.public_key != *key).map(|h| h.public_key.clone());
-            words.extend(peer_words(key, &p));
+            replaced.extend(replaces.clone());
+            words.extend(peer_words(key, p));
+            let shown = endpoint.clone().unwrap_or_else(|| "behind NAT: it starts".into());
+            let via = if p.relayed.is_empty() { String::new() } else { format!(", relaying {}", p.relayed.len()) };
             steps.push(
                 step(
-                    format!("{what} WireGuard peer {} ({endpoint}, {})", p.name, p.address),
+                    format!("{what} WireGuard peer {} ({shown}, {}{via})", p.name, p.address),
                     Change::Peer {
                         peer: p.name.to_string(),
                         public_key: key.clone(),
-                        endpoint,
+                        endpoint: endpoint.unwrap_or_default(),
                         address: p.address,
+                        relayed: p.relayed.clone(),
                         replaces,
                     },
                     vec![wg_set(words).into()],
@@ -404,12 +462,13 @@ impl Wireguard<'_> {
             );
         }
         for h in have {
-            let plan_key = (h.allowed_ips.len() == 1).then(|| planned.get(&h.allowed_ips[0])).flatten();
-            let ours = plan_key.is_some();
-            // Two entries for one address: the one the plan's key names stays, the other goes.
-            let duplicate = plan_key.is_some_and(|k| k.as_ref().is_some_and(|k| *k != h.public_key))
-                && have_at.get(h.allowed_ips[0].as_str()).is_some_and(|v| v.len() > 1);
-            if !ours || duplicate {
+            // An entry stays when the plan names its key, when a peer's step replaces it, or when it may belong
+            // to a peer whose key is not known yet; any other (a stale peer, a second entry for an address whose
+            // key the plan knows) goes.
+            let ours = planned_keys.contains(h.public_key.as_str())
+                || replaced.contains(&h.public_key)
+                || h.allowed_ips.iter().any(|a| unknown.contains(a));
+            if !ours {
                 steps.push(
                     step(
                         format!("remove WireGuard peer {} (not in the plan)", short(&h.public_key)),
@@ -624,9 +683,10 @@ impl Status for Wireguard<'_> {
     fn peers(&self, facts: &HostFacts) -> Vec<PeerLink> {
         let have = facts.part::<WireguardFacts>().and_then(|f| f.device.as_ref());
         let mut have_at: HashMap<&str, &WgPeerState> = HashMap::new();
+        // By each allowed address: a relay's entry on a host behind NAT carries the relayed peers' too.
         for h in have.iter().flat_map(|d| d.peers.iter()) {
-            if let [address] = h.allowed_ips.as_slice() {
-                have_at.entry(address.as_str()).or_insert(h);
+            for a in &h.allowed_ips {
+                have_at.entry(a.as_str()).or_insert(h);
             }
         }
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

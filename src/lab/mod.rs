@@ -2,6 +2,7 @@
 //! PID 1 starting sshd, Open vSwitch and docker, on an underlay bridge whose gateway drops anything not for the lab.
 
 mod cgroup;
+pub mod sites;
 mod sys;
 mod units;
 
@@ -43,6 +44,9 @@ pub struct LabState {
     pub light: bool,
     pub nodes: Vec<LabNode>,
     pub outside: LabNode,
+    /// `--sites`: each site's network and router, behind which its nodes sit; none in a flat lab.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<sites::LabSite>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,6 +60,10 @@ pub struct LabNode {
     /// A host without Open vSwitch (the kernel backend): its underlay address sits on eth0 itself.
     #[serde(default)]
     pub kernel: bool,
+    /// In a lab with sites: the node's second NIC (`eth1`) on its site's network, its tunnel endpoint; `eth0`
+    /// then only carries SSH (the management network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<sites::SiteLink>,
 }
 
 /// Which data plane the lab's hosts run.
@@ -85,6 +93,8 @@ pub struct CreateOptions {
     pub nodes: usize,
     pub light: bool,
     pub backend: LabBackend,
+    /// `--sites`: nodes behind routers, per site (`nodes` is then their sum and every node the kernel backend).
+    pub sites: Vec<sites::SiteSpec>,
 }
 
 impl LabState {
@@ -168,6 +178,10 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
     if !(1..=MAX_NODES).contains(&opts.nodes) {
         return Err(lab_err(format!("--nodes {} is out of range 1..={MAX_NODES}", opts.nodes)));
     }
+    let site_hosts: usize = opts.sites.iter().map(|s| s.hosts).sum();
+    if !opts.sites.is_empty() && site_hosts > sites::MAX_HOSTS {
+        return Err(lab_err(format!("--sites: {site_hosts} hosts; a lab with sites has at most {}", sites::MAX_HOSTS)));
+    }
     let dir = lab_dir(&opts.name);
     if dir.join("state.json").exists() {
         return Err(lab_err(format!(
@@ -178,13 +192,26 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
     check_tools(opts.light)?;
     let subnet = pick_subnet()?;
     let name = &opts.name;
+    let lab_sites: Vec<sites::LabSite> =
+        opts.sites.iter().enumerate().map(|(k, s)| sites::site(name, k + 1, s)).collect();
+    // Node i's site: the sites in order, each with its count of nodes.
+    let site_of = |i: usize| {
+        let mut first = 1;
+        lab_sites.iter().find(|s| {
+            first += s.spec.hosts;
+            i < first
+        })
+    };
     let node = |i: usize| LabNode {
         name: format!("node{i}"),
         netns: format!("vxlab-{name}-node{i}"),
         veth: format!("vxl{name}n{i}"),
         ip: host(subnet, FIRST_NODE_HOST + (i - 1) as u8),
-        kernel: opts.backend.kernel(i),
+        // Sites are for WireGuard across NAT, which OVS's userspace datapath cannot carry: the kernel backend.
+        kernel: site_of(i).is_some() || opts.backend.kernel(i),
+        site: site_of(i).map(|s| sites::link(name, i, s)),
     };
+    let count = if lab_sites.is_empty() { opts.nodes } else { site_hosts };
     let state = LabState {
         name: name.clone(),
         dir: dir.clone(),
@@ -192,14 +219,16 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
         subnet,
         gateway: host(subnet, 1),
         light: opts.light,
-        nodes: (1..=opts.nodes).map(node).collect(),
+        nodes: (1..=count).map(node).collect(),
         outside: LabNode {
             name: "outside".into(),
             netns: format!("vxlab-{name}-out"),
             veth: format!("vxl{name}o"),
             ip: host(subnet, OUTSIDE_HOST),
             kernel: true,
+            site: None,
         },
+        sites: lab_sites.clone(),
     };
     std::fs::create_dir_all(&dir).map_err(|e| lab_err(format!("cannot create {}: {e}", dir.display())))?;
     state.save()?;
@@ -268,6 +297,9 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
             &[&["-w", "-I", "FORWARD"][..], &rule.iter().map(String::as_str).collect::<Vec<_>>()].concat(),
         )?;
     }
+    if !state.sites.is_empty() {
+        build_sites(state, progress)?;
+    }
     if let Some(raised) = raise_inotify_instances()? {
         progress(&raised);
     }
@@ -280,6 +312,41 @@ fn build(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
     progress(&format!("booting {} node(s){}", state.nodes.len(), if state.light { " (light: no docker)" } else { "" }));
     wait_ready(state, &state.nodes)?;
     write_access_files(state)?;
+    Ok(())
+}
+
+/// The WAN and every site's bridge and router, each bridge fenced like the underlay's: nothing bridged there
+/// may be forwarded anywhere else by the machine.
+fn build_sites(state: &LabState, progress: &mut dyn FnMut(&str)) -> Result<()> {
+    let name = &state.name;
+    sites::build_wan(name)?;
+    fence(state, &sites::wan_bridge(name))?;
+    for (k, s) in state.sites.iter().enumerate() {
+        let hosts: Vec<sites::SiteLink> =
+            state.nodes.iter().filter_map(|n| n.site.clone()).filter(|l| l.site == s.spec.name).collect();
+        let how = match s.spec.nat {
+            sites::Nat::OneToOne => "1:1 NAT",
+            sites::Nat::Masquerade => "masquerade",
+        };
+        progress(&format!(
+            "site {}: {} behind router {} ({how}, WAN {}), MTU {}",
+            s.spec.name, s.subnet, s.router, s.wan_ip, s.spec.mtu
+        ));
+        sites::build_site(name, k + 1, s, &hosts)?;
+        fence(state, &s.bridge)?;
+    }
+    Ok(())
+}
+
+/// The gateway's drop rules for another bridge of the lab, tagged like them so destroy removes them.
+fn fence(state: &LabState, bridge: &str) -> Result<()> {
+    let tag = format!("vxmesh-lab-{}", state.name);
+    for dir in [["-i", bridge, "!", "-o", bridge], ["!", "-i", bridge, "-o", bridge]] {
+        run(
+            "iptables",
+            &[&["-w", "-I", "FORWARD"][..], &dir, &["-m", "comment", "--comment", tag.as_str(), "-j", "DROP"]].concat(),
+        )?;
+    }
     Ok(())
 }
 
@@ -376,6 +443,7 @@ fn prepare_node(state: &LabState, n: &LabNode) -> Result<()> {
         gateway: state.gateway.to_string(),
         kernel: n.kernel,
         light: state.light,
+        site: n.site.as_ref(),
     }
     .write(&units)?;
     std::fs::write(nd.join("etc/fstab"), "# vxmesh lab node: the machine's mounts are not this host's\n")
@@ -417,6 +485,20 @@ fn plug(state: &LabState, n: &LabNode) -> Result<()> {
     run("ip", &["link", "set", &n.veth, "master", &state.bridge, "up"])?;
     // A veth feeding OVS's userspace datapath with TX checksum offload on passes ICMP but breaks TCP.
     run("ethtool", &["-K", &n.veth, "tx", "off"])?;
+    if let Some(l) = &n.site {
+        let bridge = &state.sites.iter().find(|s| s.spec.name == l.site).expect("a node's site is the lab's").bridge;
+        let mtu = l.mtu.to_string();
+        run("ip", &["link", "add", &l.veth, "mtu", &mtu, "type", "veth", "peer", "name", "eth1", "netns", &n.netns])?;
+        run("ip", &["link", "set", &l.veth, "master", bridge, "up"])?;
+        // A host keeps its NICs' MACs across a reboot; a new veth would get new ones, and the machine and the
+        // site's router would send to the old ones until their neighbour entries expire (about 30 s lost after
+        // every reboot, measured).
+        for (dev, prefix, ip) in [("eth0", 0x6c, n.ip), ("eth1", 0x6d, l.underlay)] {
+            let [a, b, c, d] = ip.octets();
+            let mac = format!("02:{prefix:02x}:{a:02x}:{b:02x}:{c:02x}:{d:02x}");
+            run("ip", &["-n", &n.netns, "link", "set", dev, "address", &mac])?;
+        }
+    }
     Ok(())
 }
 
@@ -550,9 +632,20 @@ pub fn inventory_text(state: &LabState) -> String {
         dir = state.dir.display(),
         prefix = if state.nodes.len() <= 13 { 16 } else { 20 },
     );
+    if state.sites.iter().any(|s| s.spec.nat == sites::Nat::Masquerade) {
+        y = y.replacen(
+            "\nssh:\n",
+            "\n  encryption: wireguard        # hosts behind masquerade can only start their tunnels themselves\nssh:\n",
+            1,
+        );
+    }
     for n in &state.nodes {
         let backend = if n.kernel { ", backend: linux" } else { "" };
-        y.push_str(&format!("  - {{name: {}, host: {}{backend}}}\n", n.name, n.ip));
+        let site = n.site.as_ref().map_or_else(String::new, |l| {
+            let public = l.public_ip.map_or_else(String::new, |p| format!(", public_ip: {p}"));
+            format!(", underlay_ip: {}, site: {}{public}", l.underlay, l.site)
+        });
+        y.push_str(&format!("  - {{name: {}, host: {}{backend}{site}}}\n", n.name, n.ip));
     }
     y
 }
@@ -590,6 +683,9 @@ fn kill_netns(n: &LabNode) {
     // power-on does not find the old veth still there.
     if !n.veth.is_empty() {
         run_quiet("ip", &["link", "del", &n.veth]);
+    }
+    if let Some(l) = &n.site {
+        run_quiet("ip", &["link", "del", &l.veth]);
     }
     run_quiet("ip", &["netns", "del", &n.netns]);
     for _ in 0..100 {
@@ -636,6 +732,7 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
             veth: String::new(),
             ip: Ipv4Addr::UNSPECIFIED,
             kernel: false,
+            site: None,
         });
     }
     let links = run("ip", &["-o", "link", "show"]).unwrap_or_default();

@@ -49,6 +49,9 @@ pub struct NodeUnits<'a> {
     pub kernel: bool,
     /// No docker (`--light`).
     pub light: bool,
+    /// In a lab with sites: the site's NIC (`eth1`), which carries the tunnels and the default route; `eth0`
+    /// then only reaches the management network (SSH).
+    pub site: Option<&'a super::sites::SiteLink>,
 }
 
 impl NodeUnits<'_> {
@@ -103,7 +106,17 @@ impl NodeUnits<'_> {
             u.push_str("After=openvswitch-switch.service ovs-vswitchd.service\n");
         }
         u.push_str("\n[Service]\nType=oneshot\nRemainAfterExit=yes\n");
-        if self.kernel {
+        if let Some(l) = self.site {
+            u.push_str(&format!(
+                "ExecStart=ip link set eth0 up\nExecStart=ip addr replace {addr} dev eth0\n\
+                 ExecStart=ip link set eth1 mtu {mtu} up\nExecStart=ip addr replace {u}/{p} dev eth1\n\
+                 ExecStart=ip route replace default via {g} dev eth1\n",
+                mtu = l.mtu,
+                u = l.underlay,
+                p = l.prefix,
+                g = l.gateway,
+            ));
+        } else if self.kernel {
             u.push_str(&format!(
                 "ExecStart=ip link set eth0 up\nExecStart=ip addr replace {addr} dev eth0\n\
                  ExecStart=ip route replace default via {gw} dev eth0\n"
@@ -177,6 +190,7 @@ mod tests {
             gateway: "192.168.77.1".into(),
             kernel,
             light,
+            site: None,
         }
     }
 

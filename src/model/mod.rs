@@ -6,3 +6,4 @@ pub mod inventory;
 pub mod ipam;
 pub mod lock;
 pub mod names;
+pub mod paths;

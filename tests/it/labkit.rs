@@ -99,6 +99,11 @@ impl Lab {
         self.arg("--backend").arg(backend)
     }
 
+    /// Hosts in sites behind routers (`--sites`, docs/lab.md), e.g. `dc1:2,home:1@nat`.
+    pub fn sites(self, spec: &str) -> Lab {
+        self.arg("--sites").arg(spec)
+    }
+
     fn arg(mut self, arg: &str) -> Lab {
         self.args.push(arg.to_string());
         self

@@ -18,6 +18,7 @@ mod mesh;
 mod properties;
 mod reach;
 mod simulate;
+mod sites;
 mod snapshots;
 mod transport;
 mod util;

@@ -41,12 +41,16 @@ pub fn wanted(node: &NodePlan) -> NftTable {
         Some(g) => NftTable {
             peers,
             mesh: node.wireguard_mesh().collect(),
+            // A peer behind NAT sends from its router's address, unknown in advance: WireGuard's port stays open
+            // (keys authenticate), VXLAN stays limited to the WireGuard interface and the mesh.
             drops: [
-                (g.port, "@peers".to_string()),
-                (fw.port, format!("iif:{}", g.device)),
-                (fw.port, "@mesh".to_string()),
+                (!node.firewall_open()).then(|| (g.port, "@peers".to_string())),
+                Some((fw.port, format!("iif:{}", g.device))),
+                Some((fw.port, "@mesh".to_string())),
             ]
-            .into(),
+            .into_iter()
+            .flatten()
+            .collect(),
         },
     }
 }
@@ -71,9 +75,13 @@ fn program(node: &NodePlan, want: &NftTable) -> String {
         None => format!("    udp dport {} ip saddr != @peers counter drop comment \"{tag}\"\n", fw.port),
         Some(g) => {
             sets.push_str(&set("mesh", &want.mesh));
+            let wg = if node.firewall_open() {
+                String::new()
+            } else {
+                format!("    udp dport {} ip saddr != @peers counter drop comment \"{tag}\"\n", g.port)
+            };
             format!(
-                "    udp dport {wg} ip saddr != @peers counter drop comment \"{tag}\"\n    udp dport {vx} iifname != \"{dev}\" counter drop comment \"{tag}\"\n    udp dport {vx} ip saddr != @mesh counter drop comment \"{tag}\"\n",
-                wg = g.port,
+                "{wg}    udp dport {vx} iifname != \"{dev}\" counter drop comment \"{tag}\"\n    udp dport {vx} ip saddr != @mesh counter drop comment \"{tag}\"\n",
                 vx = fw.port,
                 dev = g.device
             )

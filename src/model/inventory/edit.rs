@@ -48,8 +48,21 @@ fn find_block(lines: &[&str]) -> Option<Block> {
     Some(Block { key, first_item, end })
 }
 
+/// Where a new node sits across sites (`nodes[].site`, `nodes[].public_ip`), already validated as values; the
+/// default is no site (`default`) and no public address.
+#[derive(Default)]
+pub struct Placement<'a> {
+    pub site: Option<&'a str>,
+    pub public_ip: Option<&'a str>,
+}
+
 /// Appends a node to the `nodes:` list, in the style of the entries already there.
 pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
+    add_node_placed(path, text, n, &Placement::default())
+}
+
+/// [`add_node`], with the node's site and public address written too (`add-node --site --public-ip`).
+pub fn add_node_placed(path: &Path, text: &str, n: &NewNode, at: &Placement) -> Result<String> {
     let lines: Vec<&str> = text.lines().collect();
     let block = find_block(&lines).ok_or_else(|| edit_error(path, "no top-level `nodes:` list to add to".into()))?;
     let mut fields = vec![format!("name: {}", n.name), format!("host: {}", n.host)];
@@ -61,6 +74,12 @@ pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
     }
     if let Some(b) = n.backend {
         fields.push(format!("backend: {b}"));
+    }
+    if let Some(s) = at.site {
+        fields.push(format!("site: {s}"));
+    }
+    if let Some(p) = at.public_ip {
+        fields.push(format!("public_ip: {p}"));
     }
     let key_line = lines[block.key];
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
@@ -234,5 +253,19 @@ mod tests {
                 .to_string()
                 .contains("no entry with `name: zz`")
         );
+    }
+
+    #[test]
+    fn a_node_is_added_with_its_site_and_public_address() {
+        let p = Path::new("v.yaml");
+        let text = "cluster: {cidr: 172.16.0.0/12, encryption: wireguard}\nnodes:\n  - {name: a, host: 192.0.2.1, site: dc1, public_ip: 198.51.100.1}\n";
+        let n = NewNode { name: "h", host: "192.0.2.9", underlay_ip: Some("10.0.0.9"), subnet: None, backend: None };
+        let added = add_node_placed(p, text, &n, &Placement { site: Some("home"), public_ip: None }).unwrap();
+        assert!(added.ends_with("  - {name: h, host: 192.0.2.9, underlay_ip: 10.0.0.9, site: home}\n"), "{added}");
+        let inv = super::super::parse(p, &added).unwrap();
+        assert_eq!((inv.nodes[1].site.as_str(), inv.nodes[1].public_ip), ("home", None));
+        let placed = Placement { site: Some("dc2"), public_ip: Some("198.51.100.9") };
+        let inv = super::super::parse(p, &add_node_placed(p, text, &n, &placed).unwrap()).unwrap();
+        assert_eq!(inv.nodes[1].public_ip, Some("198.51.100.9".parse().unwrap()));
     }
 }

@@ -9,6 +9,7 @@ mod model;
 mod nodes;
 mod ranges;
 mod raw;
+mod sites;
 mod validate;
 
 pub use check::{escaped, shown};

@@ -52,12 +52,16 @@ pub enum Encryption {
     Wireguard,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WireguardSettings {
     /// The UDP port WireGuard listens on (on every host).
     pub port: u16,
     /// Where each host's WireGuard address comes from (`cidr` network + the node's switch id).
     pub cidr: Ipv4Net,
+    /// The hosts that forward WireGuard between two hosts behind NAT in different sites, as listed; `None`
+    /// when unset: the first node with a `public_ip` ([`crate::model::paths`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relays: Option<Vec<String>>,
 }
 
 /// Bytes WireGuard adds around each packet on an IPv4 underlay: outer IP 20, UDP 8, WireGuard header 16, tag 16.
@@ -180,9 +184,29 @@ pub struct Node {
     pub subnet: Option<Ipv4Net>,
     /// The data plane of this node, when it differs from `cluster.backend`.
     pub backend: Option<Backend>,
+    /// Hosts of one site reach each other on `underlay_ip`; `default` unless set.
+    pub site: String,
+    /// Where hosts in other sites reach this one (1:1 NAT: not necessarily on an interface); `None`: behind NAT
+    /// for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_ip: Option<Ipv4Addr>,
     /// Where the node's entry starts in the inventory, for later messages.
     #[serde(skip)]
     pub pos: Option<Pos>,
+}
+
+/// The site a node is in when the inventory does not say.
+pub const DEFAULT_SITE: &str = "default";
+
+impl Node {
+    pub fn endpoint(&self) -> crate::model::paths::Endpoint {
+        crate::model::paths::Endpoint {
+            name: self.name.as_str().into(),
+            site: self.site.as_str().into(),
+            underlay_ip: self.underlay_ip,
+            public_ip: self.public_ip,
+        }
+    }
 }
 
 impl Inventory {
@@ -193,6 +217,12 @@ impl Inventory {
     /// The error for a node name the inventory does not have, listing the ones it has.
     pub fn unknown_node(&self, name: &str) -> crate::error::Error {
         crate::error::Error::UnknownNode { name: name.to_string(), known: self.node_names() }
+    }
+
+    /// Every node's site and addresses, for the path between any two ([`crate::model::paths`]).
+    pub fn fleet(&self) -> crate::model::paths::Fleet {
+        let hosts = self.nodes.iter().map(Node::endpoint).collect();
+        crate::model::paths::Fleet::new(hosts, self.cluster.wireguard.relays.as_deref())
     }
 
     pub fn node_names(&self) -> String {

@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 
-use super::check::{Check, at, check_name, shown};
+use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::Node;
 use super::ranges::{NetMap, legacy_numeric, non_unicast, not_a_host, overlaps, special_overlap};
 use super::raw::{At, RawNode, Shaped};
@@ -36,6 +36,8 @@ struct Seen {
     host_ips: HashMap<Ipv4Addr, String>,
     pinned: NetMap<String>,
     exclude: NetMap<()>,
+    /// Public addresses already given, by the node that has it.
+    public_ips: HashMap<Ipv4Addr, String>,
 }
 
 pub fn nodes(raw: &[At<Shaped<RawNode>>], layout: &Layout, ck: &mut Check) -> Vec<Node> {
@@ -63,7 +65,18 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
         None => Some(None),
         Some(v) => ck.word(&format!("{label}.backend"), v, &super::model::BACKENDS).map(Some),
     };
-    Some(Node { name: name?, host: host?, underlay_ip: underlay?, subnet: subnet?, backend: backend?, pos: at(entry) })
+    let site = site(n, &label, ck);
+    let public_ip = public_ip(n, &label, &who, layout, seen, ck);
+    Some(Node {
+        name: name?,
+        host: host?,
+        underlay_ip: underlay?,
+        subnet: subnet?,
+        backend: backend?,
+        site: site?,
+        public_ip: public_ip?,
+        pos: at(entry),
+    })
 }
 
 fn node_name(n: &RawNode, seen: &mut Seen, ck: &mut Check) -> Option<String> {
@@ -240,6 +253,8 @@ fn underlay(
         format!("is also the tunnel endpoint of node `{other}`")
     } else if let Some(other) = seen.host_ips.get(&ip).filter(|o| *o != who) {
         format!("is the SSH address of node `{other}`; two nodes would be one machine")
+    } else if let Some(other) = seen.public_ips.get(&ip) {
+        format!("is the public_ip of node `{other}`; two nodes would be one machine")
     } else {
         seen.underlays.insert(ip, who.to_string());
         return Some(ip);
@@ -289,4 +304,64 @@ fn subnet_problem(s: Ipv4Net, l: &Layout, seen: &Seen) -> Option<String> {
         return Some(format!("overlaps the excluded block `{e}`"));
     }
     seen.pinned.first_overlap(&s).map(|(o, other)| format!("overlaps `{o}`, the subnet of node `{other}`"))
+}
+
+/// The node's site: a name, `default` when left out. Only compared, never made into a device name.
+fn site(n: &RawNode, label: &str, ck: &mut Check) -> Option<String> {
+    let Some(v) = &n.site else { return Some(super::model::DEFAULT_SITE.to_string()) };
+    let field = format!("{label}.site");
+    let site = ck.text(&field, v, "a site name: letters, digits, `-` and `_`")?;
+    if !is_safe_name(&site) || site.len() > SITE_MAX {
+        ck.add(
+            at(v),
+            format!(
+                "{field}: `{}` is not a site name: at most {SITE_MAX} letters, digits, `-` and `_`, starting with a letter or digit",
+                shown(&site)
+            ),
+        );
+        return None;
+    }
+    Some(site)
+}
+
+/// A site name's length at most: a name people read in tables, not a description.
+const SITE_MAX: usize = 63;
+
+/// `Some(None)` when the node has no public address; `None` when the one given is refused. Hosts in other sites
+/// send tunnels to it, so it is checked like a tunnel endpoint; it may be the node's own underlay address (a host
+/// with its public address on an interface), but no other node's address.
+fn public_ip(
+    n: &RawNode,
+    label: &str,
+    who: &str,
+    l: &Layout,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<Option<Ipv4Addr>> {
+    let Some(v) = &n.public_ip else { return Some(None) };
+    let field = format!("{label}.public_ip");
+    let ip = ck.ip(&field, v)?;
+    let inside = |range: &str, net: Ipv4Net| {
+        format!("lies inside {range} `{net}`; a public address must be outside the overlay")
+    };
+    let problem = if let Some(special) = non_unicast(ip, false) {
+        format!("is in {}; a public address must be a unicast address the other sites reach", special.describe())
+    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&ip)) {
+        inside("cluster.switch_cidr", s)
+    } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
+        inside("cluster.cidr", c)
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
+        inside("cluster.wireguard.cidr", w)
+    } else if let Some(other) = seen.public_ips.get(&ip) {
+        format!("is also the public_ip of node `{other}`")
+    } else if let Some(other) = seen.underlays.get(&ip).filter(|o| *o != who) {
+        format!("is the tunnel endpoint of node `{other}`; two nodes would be one machine")
+    } else if let Some(other) = seen.host_ips.get(&ip).filter(|o| *o != who) {
+        format!("is the SSH address of node `{other}`; two nodes would be one machine")
+    } else {
+        seen.public_ips.insert(ip, who.to_string());
+        return Some(Some(ip));
+    };
+    ck.add(at(v), format!("{field}: `{ip}` {problem}"));
+    None
 }

@@ -64,6 +64,8 @@ pub struct RawWireguard {
     pub port: Option<At<Scalar>>,
     #[serde(default, deserialize_with = "written")]
     pub cidr: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
+    pub relays: Option<At<Shaped<Vec<At<Scalar>>>>>,
 }
 
 /// `cluster.dns`: names across hosts.
@@ -105,6 +107,8 @@ pub struct RawNode {
     pub underlay_ip: Option<At<Scalar>>,
     pub subnet: Option<At<Scalar>>,
     pub backend: Option<At<Scalar>>,
+    pub site: Option<At<Scalar>>,
+    pub public_ip: Option<At<Scalar>>,
 }
 
 /// One YAML value with the type the parser gave it; lists and mappings are only noted, for the message.

@@ -15,6 +15,7 @@ use super::ranges::{
     DOCKER_RESERVED_NETWORKS, DOCKER0_DEFAULT, Role, non_unicast, overlaps, reserved_problem, vxmesh_conflict,
 };
 use super::raw::{At, RawCluster, RawDocker, RawInventory, RawSsh, RawWireguard, Scalar, Shaped};
+use super::sites;
 use crate::error::Diagnostic;
 use crate::model::blocks::BlockSpace;
 use crate::model::names;
@@ -26,7 +27,7 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
     };
     let nodes = ck.shaped("nodes", &inv.nodes, "a list of nodes, e.g. `[{name: vm1, host: 192.168.122.81}]`");
     let node_count = nodes.map_or(0, Vec::len);
-    let draft = ck
+    let mut draft = ck
         .shaped("cluster", &inv.cluster, "a mapping of cluster settings, e.g. `{cidr: 172.16.0.0/12}`")
         .map_or_else(Draft::default, |c| cluster(c, node_count, &mut ck));
     let ssh_raw = match &inv.ssh {
@@ -41,6 +42,13 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
     if let Shaped::Ok(c) = &inv.cluster.value {
         encryption_combinations(c, &draft, &nodes, &mut ck);
         kernel_backend_firewall(c, &draft, &nodes, &mut ck);
+        let relays = sites::relays(c, &nodes, &mut ck);
+        if let Some(w) = draft.wireguard.as_mut() {
+            w.relays = relays.clone().flatten();
+        }
+        if ck.count() == 0 {
+            sites::paths(c, draft.encryption, &nodes, relays.flatten().as_deref(), &mut ck);
+        }
         let network = (draft.mode == Some(DockerMode::Network)).then_some(draft.network.as_deref()).flatten();
         super::dns::domain_is_not_the_network(c.dns.as_ref(), draft.dns.as_ref(), network, &mut ck);
         super::dns::needs(c.dns.as_ref(), draft.dns.as_ref(), draft.mode, draft.firewall, &nodes, &mut ck);
@@ -122,8 +130,8 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
     let encrypted = encryption == Some(Encryption::Wireguard);
     let wireguard = wireguard(raw, &layout, port, encrypted.then(|| keeps_docker0(mode)), ck);
     if encrypted {
-        layout.wireguard_cidr = wireguard.map(|w| w.cidr);
-        wireguard_room(raw, wireguard, node_count, ck);
+        layout.wireguard_cidr = wireguard.as_ref().map(|w| w.cidr);
+        wireguard_room(raw, wireguard.as_ref(), node_count, ck);
     }
     Draft {
         name: cluster_name(raw, ck),
@@ -205,11 +213,11 @@ fn wireguard(
     } else if cidr.prefix_len() > 30 {
         format!("is a /{}; give at least a /30", cidr.prefix_len())
     } else if encrypted.is_none() {
-        return Some(WireguardSettings { port: port?, cidr });
+        return Some(WireguardSettings { port: port?, cidr, relays: None });
     } else if let Some(conflict) = vxmesh_conflict(&cidr, Role::Wireguard, l.cidr, l.switch_cidr) {
         conflict
     } else {
-        return Some(WireguardSettings { port: port?, cidr });
+        return Some(WireguardSettings { port: port?, cidr, relays: None });
     };
     let (pos, label) = match cidr_v {
         Some(v) => (at(v), format!("cluster.wireguard.cidr: `{cidr}`")),
@@ -220,7 +228,7 @@ fn wireguard(
 }
 
 /// One WireGuard address per node, numbered like the switch addresses.
-fn wireguard_room(raw: &RawCluster, w: Option<WireguardSettings>, node_count: usize, ck: &mut Check) {
+fn wireguard_room(raw: &RawCluster, w: Option<&WireguardSettings>, node_count: usize, ck: &mut Check) {
     let Some(w) = w else { return };
     let room = switch_capacity(w.cidr);
     if node_count as u64 > room {
