@@ -154,6 +154,14 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
             r.pairs.len()
         );
     }
+    if r.pairs.iter().any(|p| p.path.is_some()) {
+        let mut ways: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for p in &r.pairs {
+            *ways.entry(p.path.as_deref().unwrap_or("?")).or_default() += 1;
+        }
+        let ways: Vec<String> = ways.into_iter().map(|(w, n)| format!("{n} {w}")).collect();
+        let _ = writeln!(out, "paths (ordered pairs): {}", ways.join(", "));
+    }
     let _ = write!(out, "{}", matrix(r, &names));
     let retried: Vec<String> = r
         .pairs
@@ -209,7 +217,10 @@ pub fn verify_problems(r: &verify::Report) -> Vec<String> {
         .pairs
         .iter()
         .filter(|p| !p.ok)
-        .map(|p| format!("{} -> {}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed")))
+        .map(|p| {
+            let path = p.path.as_deref().map_or(String::new(), |x| format!(" ({x})"));
+            format!("{} -> {}{path}: {}", p.from, p.to, p.error.as_deref().unwrap_or("failed"))
+        })
         .collect();
     for h in &r.hosts {
         if let Some(e) = &h.error {

@@ -131,10 +131,16 @@ pub fn run_id() -> String {
 /// Runs verification, and always removes its containers, also on Ctrl-C (then `None`: no report).
 pub async fn run_verify(hosts: &[Connected], plan: &ClusterPlan, opts: &Options, v: &VerifyOptions) -> Option<Report> {
     let run = run_id();
-    let outcome = tokio::select! {
+    let mut outcome = tokio::select! {
         r = crate::verify::verify(hosts, plan, opts, v, &run) => Some(r),
         _ = opts.stop.interrupted() => None,
     };
+    // Across sites each pair names its path, so a failure reads with the way its packets went.
+    if let Some(r) = outcome.as_mut().filter(|_| !plan.paths().is_empty()) {
+        for p in &mut r.pairs {
+            p.path = plan.path(&p.from, &p.to).map(|x| x.path.to_string());
+        }
+    }
     // The containers serve every peer's client until all are done; the sweep removes them (also after Ctrl-C).
     if !outcome.as_ref().is_some_and(|r| r.containers_removed) {
         crate::verify::cleanup(hosts, opts, &run).await;
@@ -321,18 +327,33 @@ pub async fn new_keys(
     failed
 }
 
-/// The hosts to change, each with its node's plan as the other hosts' facts complete it (their public keys).
+/// The hosts to change, each with its node's plan as the other hosts' facts complete it: the cluster's smallest
+/// underlay MTU (`mtu: auto`) and their public keys.
 fn keyed(hosts: &[Connected], plan: &ClusterPlan, gathered: &Gathered) -> Vec<Connected> {
-    let encrypted = plan.nodes.iter().any(|n| n.wireguard.is_some());
-    let keyed =
-        encrypted.then(|| plan.with_public_keys(&crate::components::wireguard::known_keys(plan, gathered.iter())));
+    let completed = completed(plan, hosts.iter().filter_map(|h| Some((&h.node, gathered.get(&h.node.name)?))));
     ready(hosts, gathered)
         .into_iter()
-        .map(|h| match keyed.as_ref().and_then(|k| k.node(&h.node.name)) {
+        .map(|h| match completed.node(&h.node.name) {
             Some(n) => Connected { node: Arc::new(n.clone()), session: h.session },
             None => h,
         })
         .collect()
+}
+
+/// The plan as the hosts' facts complete it, for `up` and `status` alike: with `mtu: auto` every node's overlay MTU
+/// from the smallest underlay MTU any reached host reports (a full-size packet then fits every path, and a host
+/// whose underlay shrinks shows as drift on every host), and with encryption the public keys the hosts reported.
+pub fn completed<'a>(
+    plan: &ClusterPlan,
+    facts: impl Iterator<Item = (&'a Arc<NodePlan>, &'a HostFacts)> + Clone,
+) -> ClusterPlan {
+    let sized = plan.with_cluster_mtu(facts.clone().filter_map(|(n, f)| f.mtu_of_device_with(n.underlay_ip)));
+    if sized.nodes.iter().any(|n| n.wireguard.is_some()) {
+        let keys = crate::components::wireguard::known_keys(&sized, facts.map(|(n, f)| (&n.name, f)));
+        sized.with_public_keys(&keys)
+    } else {
+        sized
+    }
 }
 
 /// Phase two: every host that passed gets its diff within `scope_of` its name, against the facts of phase one.

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::components::{self, HostComponents, Kind, PeerLink, Presence};
+use crate::components::{HostComponents, Kind, PeerLink, Presence};
 use crate::converge::{self, host};
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
@@ -58,8 +58,8 @@ pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<Hos
     .await;
     sessions.close().await;
     // Each node's plan completed with the public keys its peers' hosts reported, as `up` would use it.
-    let reported = out.iter().filter_map(|o| Some((&o.node.name, o.result.as_ref().ok()?)));
-    let keyed = plan.with_public_keys(&components::wireguard::known_keys(plan, reported));
+    let reported = out.iter().filter_map(|o| Some((&o.node, o.result.as_ref().ok()?)));
+    let keyed = super::completed(plan, reported);
     out.into_iter()
         .map(|o| {
             let n = keyed.node(&o.node.name).unwrap_or(&o.node);

@@ -69,6 +69,7 @@ pub fn assemble(
                 full_size: None,
                 oversize_refused: None,
                 names: None,
+                path: None,
                 error: None,
             };
             if let Some(Err(e)) = listener_ip.get(b) {

@@ -62,6 +62,9 @@ pub struct Pair {
     /// With names on (`cluster.dns`): the peer's container was found by both its names and answered by name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub names: Option<bool>,
+    /// With more than one site: the pair's path (`private`, `public`, `relay via NODE`), as `plan` shows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
     pub error: Option<String>,
 }
 

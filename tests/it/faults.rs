@@ -123,10 +123,12 @@ fn verify_and_status_catch_each_fault_and_up_repairs_it() {
     }
     let (r, s) = status(dir, inv);
     assert_eq!(r.code, 3, "{r}");
-    assert!(
-        host(&s, "node3")["drift"].to_string().contains("MTU to 1350"),
-        "the overlay MTU follows the underlay: {r}"
-    );
+    for node in ["node1", "node2", "node3"] {
+        assert!(
+            host(&s, node)["drift"].to_string().contains("MTU to 1350"),
+            "the overlay MTU follows the cluster's smallest underlay, on every host: {node}: {r}"
+        );
+    }
     ssh(&lab, "node3", "ip link set eth0 mtu 1500 && ovs-vsctl set interface br-phy mtu_request=1500");
     let (r, _) = status_until(dir, inv, 0, 10);
     assert_eq!(r.code, 0, "with the underlay back, nothing drifted: {r}");
