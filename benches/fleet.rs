@@ -301,7 +301,12 @@ fn one_run(
         .iter()
         .filter(|r| !r.clean())
         .take(5)
-        .map(|r| format!("{}: {:?} {:?}", r.node, r.error, r.drift))
+        .map(|r| {
+            let down: Vec<_> =
+                r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")).take(3).collect();
+            let wg: Vec<_> = r.wireguard.iter().filter(|w| !w.present).take(3).collect();
+            format!("{}: error {:?}, drift {:?}, tunnels {down:?}, wireguard {wg:?}", r.node, r.error, r.drift)
+        })
         .collect();
     if rows.len() != n || !unclean.is_empty() {
         fail("status is not clean", unclean.join("\n"));
