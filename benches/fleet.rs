@@ -232,9 +232,9 @@ fn options(forks: usize, record: Option<PathBuf>) -> Options {
     }
 }
 
+/// Stops the benchmark: a panic, so the temporary directories are removed on the way out.
 fn fail(what: &str, detail: impl std::fmt::Display) -> ! {
-    eprintln!("fleet: FAILED: {what}\n{detail}");
-    std::process::exit(1);
+    panic!("fleet: FAILED: {what}\n{detail}");
 }
 
 /// The three commands of one run, each checked: cold `up` builds every host, the second `up` changes nothing and
