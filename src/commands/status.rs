@@ -7,7 +7,7 @@ use crate::components::{HostComponents, Kind, PeerLink, Presence};
 use crate::converge::{self, host};
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
-use crate::remote::executor::{self, Options};
+use crate::remote::executor::{self, Connect, Options};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct HostStatus {
@@ -50,7 +50,12 @@ impl HostStatus {
 }
 
 pub async fn run(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Vec<HostStatus> {
-    let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
+    run_with(&executor::Ssh::new(inv, plan, opts), plan, opts).await
+}
+
+/// [`run`] over the hosts `connector` reaches (a simulated fleet in the benchmarks).
+pub async fn run_with(connector: &dyn Connect, plan: &ClusterPlan, opts: &Options) -> Vec<HostStatus> {
+    let (hosts, sessions) = executor::connect_with(connector, plan, opts).await;
     let out = executor::on_each(&hosts, opts, "status", |node, t, bar| async move {
         bar.set_message("gathering facts");
         host::facts(t.as_ref(), &node).await

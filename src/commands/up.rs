@@ -3,7 +3,7 @@
 use crate::converge::host::Scope;
 use crate::model::inventory::Inventory;
 use crate::plan::ClusterPlan;
-use crate::remote::executor::{self, Options};
+use crate::remote::executor::{self, Connect, Options};
 use crate::verify::VerifyOptions;
 
 use super::{ChangeOutcome, HostResult, check_then_apply, finish_change};
@@ -15,7 +15,18 @@ pub async fn run(
     verify: Option<VerifyOptions>,
     before_verify: &dyn Fn(&[HostResult]),
 ) -> ChangeOutcome {
-    let (hosts, sessions) = executor::connect_all(inv, plan, opts).await;
+    run_with(&executor::Ssh::new(inv, plan, opts), plan, opts, verify, before_verify).await
+}
+
+/// [`run`] over the hosts `connector` reaches (a simulated fleet in the benchmarks).
+pub async fn run_with(
+    connector: &dyn Connect,
+    plan: &ClusterPlan,
+    opts: &Options,
+    verify: Option<VerifyOptions>,
+    before_verify: &dyn Fn(&[HostResult]),
+) -> ChangeOutcome {
+    let (hosts, sessions) = executor::connect_with(connector, plan, opts).await;
     let rows = check_then_apply(&hosts, plan, opts, false, |_| Scope::Whole, "up").await;
     let outcome = finish_change(&hosts, plan, opts, verify, rows, before_verify).await;
     sessions.close().await;

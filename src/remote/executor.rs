@@ -149,8 +149,65 @@ impl Progress {
     }
 }
 
-/// SSH sessions keep their connection; closing them politely ends it.
-pub struct Sessions(Vec<Arc<Session>>);
+/// How a command reaches its hosts: SSH for the CLI ([`Ssh`]); a benchmark or a test may bring its own (a
+/// simulated fleet), and every command then runs its real code over it.
+pub trait Connect: Send + Sync {
+    /// One connection to `node`'s host, or why there is none.
+    fn connect<'a>(
+        &'a self,
+        node: &'a NodePlan,
+        opts: &'a Options,
+    ) -> BoxFuture<'a, Result<Arc<dyn Connection>, HostError>>;
+}
+
+/// A connection: scripts run over it, and it is closed once the command is done with the host.
+pub trait Connection: Transport {
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+impl Connection for Session {
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Session::close(self))
+    }
+}
+
+/// The CLI's way to its hosts: one SSH connection per host, targets from the inventory and `~/.ssh/config`.
+pub struct Ssh {
+    targets: std::collections::HashMap<String, ssh::Target>,
+}
+
+impl Ssh {
+    /// Resolves every node `opts` reaches and asks each key's passphrase once, before connecting in parallel.
+    pub fn new(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> Ssh {
+        let config = ssh::load_ssh_config();
+        let reached: Vec<&NodePlan> = plan.nodes.iter().filter(|n| opts.includes(&n.name)).collect();
+        let targets: Vec<ssh::Target> =
+            reached.iter().map(|n| ssh::resolve(&n.host, &inv.ssh, config.as_ref())).collect();
+        // Passphrases are asked here, once per key, before the connections run in parallel.
+        ssh::unlock_keys(&targets);
+        Ssh { targets: reached.iter().map(|n| n.name.clone()).zip(targets).collect() }
+    }
+}
+
+impl Connect for Ssh {
+    fn connect<'a>(
+        &'a self,
+        node: &'a NodePlan,
+        opts: &'a Options,
+    ) -> BoxFuture<'a, Result<Arc<dyn Connection>, HostError>> {
+        Box::pin(async move {
+            let target = self
+                .targets
+                .get(&node.name)
+                .ok_or_else(|| HostError::Unreachable(format!("no SSH target resolved for node {}", node.name)))?;
+            let session = ssh::connect(target, &opts.policy, &opts.timeouts).await?;
+            Ok(Arc::new(session) as Arc<dyn Connection>)
+        })
+    }
+}
+
+/// Open connections keep their host; closing them politely ends it.
+pub struct Sessions(Vec<Arc<dyn Connection>>);
 
 impl Sessions {
     pub async fn close(&self) {
@@ -160,25 +217,26 @@ impl Sessions {
     }
 }
 
-type SessionOrWhy = Result<Arc<Session>, HostError>;
+type ConnectionOrWhy = Result<Arc<dyn Connection>, HostError>;
 
-/// Opens one connection per host, all in parallel (bounded), host keys checked.
+/// Opens one SSH connection per host, all in parallel (bounded), host keys checked.
 pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) -> (Vec<Connected>, Sessions) {
-    let config = ssh::load_ssh_config();
-    let reached: Vec<&NodePlan> = plan.nodes.iter().filter(|n| opts.includes(&n.name)).collect();
-    let targets: Vec<ssh::Target> = reached.iter().map(|n| ssh::resolve(&n.host, &inv.ssh, config.as_ref())).collect();
-    // Passphrases are asked here, once per key, before the connections run in parallel.
-    ssh::unlock_keys(&targets);
-    let results: Vec<(Arc<NodePlan>, SessionOrWhy)> = bounded(
-        reached.into_iter().zip(targets).map(|(n, target)| {
+    connect_with(&Ssh::new(inv, plan, opts), plan, opts).await
+}
+
+/// Opens one connection per host `opts` reaches through `connector`, all in parallel (bounded by `--forks`); each
+/// is wrapped as `-v` and the run record ask.
+pub async fn connect_with(connector: &dyn Connect, plan: &ClusterPlan, opts: &Options) -> (Vec<Connected>, Sessions) {
+    let reached = plan.nodes.iter().filter(|n| opts.includes(&n.name));
+    let results: Vec<(Arc<NodePlan>, ConnectionOrWhy)> = bounded(
+        reached.map(|n| {
             let node = Arc::new(n.clone());
-            let opts = opts.clone();
             async move {
                 if opts.stopped() {
                     return (node, Err(HostError::Interrupted));
                 }
-                let session = ssh::connect(&target, &opts.policy, &opts.timeouts).await.map(Arc::new);
-                (node, session)
+                let link = connector.connect(&node, opts).await;
+                (node, link)
             }
         }),
         opts.forks,
@@ -195,6 +253,7 @@ pub async fn connect_all(inv: &Inventory, plan: &ClusterPlan, opts: &Options) ->
         .into_iter()
         .map(|(node, s)| {
             let session = s.map(|s| {
+                let s: Arc<dyn Transport> = s;
                 let s = with_transcript(s, &node, record.as_ref());
                 with_transcript(s, &node, opts.transcript.as_ref())
             });
