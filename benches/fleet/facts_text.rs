@@ -181,7 +181,7 @@ pub fn ovs(o: &OvsFacts) -> String {
 
 /// Every peer's switch address answering its ping (the liveness probe of peers without BFD).
 pub fn peer_pings(node: &NodePlan) -> String {
-    node.tunnels.iter().map(|t| format!("up {}\n", t.peer_switch)).collect()
+    node.tunnels().map(|t| format!("up {}\n", t.peer_switch)).collect()
 }
 
 /// `docker network inspect` of every network: the ones the host had (`before`, its JSON array) and the mesh's.

@@ -149,15 +149,6 @@ fn base64(bytes: &[u8]) -> String {
     s
 }
 
-/// `node` as `up` plans it once every host reported its key.
-fn keyed(node: &NodePlan, keys: &HashMap<&str, String>) -> NodePlan {
-    let mut n = node.clone();
-    for p in n.wireguard.iter_mut().flat_map(|w| w.peers.iter_mut()) {
-        p.public_key = keys.get(&*p.name).cloned();
-    }
-    n
-}
-
 /// What the kernel backend's changes do to a host's facts (the rest is `simulate.rs`'s).
 fn apply_linux(f: &mut HostFacts, c: &linux::Change) {
     let mtu = |m: vxmesh::components::Mtu| m.value().expect("simulated hosts know their MTU");
@@ -328,6 +319,11 @@ impl Fleet {
         let template = bare_template();
         let keys: HashMap<&str, String> =
             plan.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), key_of(i))).collect();
+        // Every node as `up` plans it once every host reported: the cluster's smallest underlay MTU (the recorded
+        // host's 1500 everywhere) and every host's key.
+        let keyed = plan
+            .with_cluster_mtu([1500])
+            .with_public_keys(&keys.iter().map(|(n, k)| (n.to_string(), k.clone())).collect());
         let next = AtomicUsize::new(0);
         let steps: Vec<AtomicUsize> = plan.nodes.iter().map(|_| AtomicUsize::new(0)).collect();
         std::thread::scope(|s| {
@@ -335,13 +331,12 @@ impl Fleet {
                 s.spawn(|| {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(node) = plan.nodes.get(i) else { break };
-                        let node = keyed(node, &keys);
-                        let (text, n) = converged_text(&template, &node, &keys[node.name.as_str()]);
+                        let Some(node) = keyed.nodes.get(i) else { break };
+                        let (text, n) = converged_text(&template, node, &keys[node.name.as_str()]);
                         if i == 0 {
-                            let f = converge::parse_for(&node, &text).expect("the converged facts parse");
+                            let f = converge::parse_for(node, &text).expect("the converged facts parse");
                             let left: Vec<String> =
-                                converge::diff(&node, &f).into_iter().map(|s| s.description).collect();
+                                converge::diff(node, &f).into_iter().map(|s| s.description).collect();
                             assert!(left.is_empty(), "a simulated converged host still needs: {left:#?}");
                         }
                         std::fs::write(dir.join(&node.name), text).expect("writes the converged facts");
