@@ -3,11 +3,8 @@
 use clap::Args;
 use serde_json::json;
 use vxmesh::commands::{self, HostResult};
-use vxmesh::components::Step;
-use vxmesh::converge;
 use vxmesh::error::Error;
-use vxmesh::facts::HostFacts;
-use vxmesh::plan::{ClusterPlan, NodePlan};
+use vxmesh::plan::ClusterPlan;
 use vxmesh::report;
 
 use super::Ctx;
@@ -47,10 +44,11 @@ struct Offline<'a> {
 }
 
 impl Show for Offline<'_> {
+    /// The streamed document read back (never used to print: see `write_json`).
     fn json(&self) -> serde_json::Value {
-        let nodes: Vec<(&NodePlan, Vec<Step>)> =
-            self.plan.nodes.iter().map(|n| (n, converge::diff(n, &HostFacts::default()))).collect();
-        serde_json::to_value(report::plan_json(self.plan, &nodes)).expect("plans serialize")
+        let mut out = vec![];
+        report::offline_plan_json(&mut out, self.plan, "plan");
+        serde_json::from_slice(&out).expect("the streamed plan is JSON")
     }
 
     /// Streamed: the whole document of a large cluster would not fit in memory as one value.
