@@ -75,14 +75,23 @@ impl BuildArgs {
 }
 
 impl HostArgs {
-    /// How to reach the hosts. Every `--limit` pattern must match a node: a typo must not quietly reach none.
+    /// Every `--limit` pattern must match a node: a typo must not quietly reach none.
+    pub fn check_limit(&self, inv: &Inventory) -> Result<(), Error> {
+        match self.limit.iter().find(|p| !inv.nodes.iter().any(|n| vxmesh::remote::executor::glob_match(p, &n.name))) {
+            Some(p) => Err(Error::LimitMatchesNone { pattern: p.clone(), known: inv.node_names() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `--limit` (none: every node) takes node `name`.
+    pub fn takes(&self, name: &str) -> bool {
+        self.limit.is_empty() || self.limit.iter().any(|p| vxmesh::remote::executor::glob_match(p, name))
+    }
+
+    /// How to reach the hosts (`--limit` checked as [`HostArgs::check_limit`] does).
     pub fn options(&self, ctx: &super::Ctx, inv: &Inventory) -> Result<Options, Error> {
         use std::io::IsTerminal;
-        if let Some(p) =
-            self.limit.iter().find(|p| !inv.nodes.iter().any(|n| vxmesh::remote::executor::glob_match(p, &n.name)))
-        {
-            return Err(Error::LimitMatchesNone { pattern: p.clone(), known: inv.node_names() });
-        }
+        self.check_limit(inv)?;
         let transcript: Option<Transcript> =
             ctx.verbose.then(|| std::sync::Arc::new(vxmesh::report::transcript) as Transcript);
         Ok(Options {

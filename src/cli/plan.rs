@@ -24,7 +24,10 @@ pub struct PlanArgs {
 impl PlanArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         if self.offline {
-            let (_, plan) = ctx.load_readonly()?;
+            let (inv, mut plan) = ctx.load_readonly()?;
+            // `--limit` shows those nodes' scripts, each still planned with all its peers.
+            self.hosts.check_limit(&inv)?;
+            plan.nodes.retain(|n| self.hosts.takes(&n.name));
             ctx.show(&Offline { plan: &plan, verbose: ctx.verbose });
             return Ok(0);
         }

@@ -106,6 +106,24 @@ fn rendered_scripts_are_valid_posix_sh() {
 }
 
 #[test]
+fn offline_plan_shows_the_nodes_limit_takes_and_refuses_a_pattern_that_takes_none() {
+    let dir = example();
+    let r = vxmesh(&dir.0, &["plan", "--offline", "--limit", "vm2"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("=== vm2 ("), "{r}");
+    assert!(!r.stdout.contains("=== vm1 (") && !r.stdout.contains("=== vm3 ("), "{r}");
+    assert!(r.stdout.contains("add tunnel vx-vm1"), "vm2 still planned with all its peers: {r}");
+    let r = vxmesh(&dir.0, &["plan", "--offline", "--limit", "nope"]);
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("nope"), "{r}");
+    let r = vxmesh(&dir.0, &["plan", "--offline", "--json", "--limit", "vm3"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let names: Vec<&str> =
+        v["nodes"].as_array().unwrap().iter().map(|n| n["desired"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["vm3"], "{r}");
+}
+
+#[test]
 fn json_plan_carries_steps_with_commands() {
     let r = vxmesh(&example().0, &["plan", "--offline", "--json"]);
     assert_eq!(r.code, 0, "{r}");
