@@ -25,12 +25,13 @@ pub struct DownArgs {
 
 impl DownArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
-        // The question comes before anything else: a refusal touches nothing, not even the guard file or the lock.
+        // A `--limit` it cannot honour is refused before the question (asking about every host first misleads);
+        // then the question comes before anything else: a refusal touches nothing, not even the guard or the lock.
+        self.hosts.whole_cluster("down")?;
         if !self.yes {
             super::confirm::down(ctx)?;
         }
         let _guard = ctx.guard()?;
-        self.hosts.whole_cluster("down")?;
         let (inv, plan) = ctx.load()?;
         let opts = self.hosts.changing_options(ctx, &inv, "down")?;
         let rows = runtime().block_on(commands::down::run(&inv, &plan, &opts, self.force));

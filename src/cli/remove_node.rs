@@ -24,12 +24,13 @@ pub struct RemoveNodeArgs {
 
 impl RemoveNodeArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
-        // The question comes before anything else: a refusal touches nothing, not even the guard file or the lock.
+        // A `--limit` it cannot honour is refused before the question (asking about every host first misleads);
+        // then the question comes before anything else: a refusal touches nothing, not even the guard or the lock.
+        self.hosts.whole_cluster("remove-node")?;
         if !self.yes {
             super::confirm::remove_node(ctx, &self.name)?;
         }
         let _guard = ctx.guard()?;
-        self.hosts.whole_cluster("remove-node")?;
         let w = Withdrawal::prepare(&ctx.inventory, &self.name)?;
         let opts = self.hosts.changing_options(ctx, &w.old, "remove-node")?;
         let outcome = runtime().block_on(commands::remove_node::run(

@@ -213,6 +213,12 @@ fn limit_must_match_a_node_and_is_refused_where_every_host_changes() {
         assert_eq!(r.code, 1, "{r}");
         assert!(r.stderr.contains("works on every host") && r.stderr.contains("--limit is for plan"), "{r}");
     }
+    // Refused before the question, which would otherwise ask about every host first.
+    for cmd in [&["down", "--limit", "vm1"][..], &["remove-node", "vm1", "--limit", "vm1"]] {
+        let r = vxmesh(&dir.0, cmd);
+        assert_eq!(r.code, 1, "{r}");
+        assert!(r.stderr.contains("works on every host") && !r.stderr.contains("asks before"), "{r}");
+    }
 }
 
 /// One JSON envelope for every command: `schema`, `command` and `ok` always there; with `--json`, an error is
