@@ -85,7 +85,7 @@ impl HostArgs {
 
     /// Whether `--limit` (none: every node) takes node `name`.
     pub fn takes(&self, name: &str) -> bool {
-        self.limit.is_empty() || self.limit.iter().any(|p| vxmesh::remote::executor::glob_match(p, name))
+        vxmesh::remote::executor::limit_takes(&self.limit, name)
     }
 
     /// How to reach the hosts (`--limit` checked as [`HostArgs::check_limit`] does).

@@ -61,7 +61,7 @@ impl Options {
 
     /// Whether `--limit` lets this command reach node `name`.
     pub fn includes(&self, name: &str) -> bool {
-        self.limit.is_empty() || self.limit.iter().any(|p| glob_match(p, name))
+        limit_takes(&self.limit, name)
     }
 
     /// The plan as far as this command reaches: the nodes `--limit` lets in (each still planned with every peer).
@@ -70,6 +70,11 @@ impl Options {
         p.nodes.retain(|n| self.includes(&n.name));
         p
     }
+}
+
+/// Whether `--limit` patterns (none: every node) take node `name`.
+pub fn limit_takes(limit: &[String], name: &str) -> bool {
+    limit.is_empty() || limit.iter().any(|p| glob_match(p, name))
 }
 
 /// `*` any run of characters, `?` one character, everything else itself.
