@@ -2,13 +2,12 @@
 //! has no WireGuard module). Nothing crosses the underlay in clear, a forged VXLAN frame from a peer's own address
 //! reaches no container, the host fails closed when WireGuard goes, and day-two changes keep streams whole.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use vxmesh::lab::LabState;
 
 use crate::faults::{failed_pairs, host, json, status_until};
-use crate::labkit::{Inventory, Lab, assert_stream_intact, ssh, start_stream};
+use crate::labkit::{Capture, Inventory, Lab, assert_stream_intact, ssh, start_stream};
 use crate::util::vxmesh;
 
 /// What the containers send: a capture that holds it anywhere has seen the payload in clear.
@@ -17,66 +16,6 @@ const MARKER: &str = "VXMESH-SECRET-PAYLOAD";
 /// The lab's inventory, encrypted, behind this firewall.
 fn encrypted(inv: Inventory, firewall: &str) -> Inventory {
     inv.cluster("encryption", "wireguard").cluster("firewall", firewall)
-}
-
-/// tcpdump writing every frame of one interface to a file; stopped (and waited for) on `stop` or drop.
-struct Capture {
-    child: Option<Child>,
-    file: PathBuf,
-}
-
-impl Capture {
-    /// On `iface` of the machine, or of a lab node's network namespace.
-    fn start(dir: &Path, name: &str, netns: Option<&str>, iface: &str) -> Capture {
-        let file = dir.join(format!("{name}.pcap"));
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("nsenter");
-                c.arg(format!("--net=/run/netns/{ns}")).arg("tcpdump");
-                c
-            }
-            None => Command::new("tcpdump"),
-        };
-        let child = cmd
-            .args(["-i", iface, "-U", "-n", "-s", "0", "-w"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump (scripts/install-deps.sh installs it)");
-        // tcpdump needs a moment before it captures.
-        for _ in 0..50 {
-            if file.exists() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        Capture { child: Some(child), file }
-    }
-
-    fn stop(&mut self) -> Vec<u8> {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
-            let _ = c.wait();
-        }
-        std::fs::read(&self.file).unwrap()
-    }
-
-    /// Frames of the stopped capture that match a tcpdump filter.
-    fn count(&self, filter: &str) -> usize {
-        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).arg(filter).output().unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().count()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

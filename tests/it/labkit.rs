@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -474,5 +474,70 @@ mod tests {
         let dir = TempDir::new("labkit");
         let lab = lab_in(&dir.0);
         let _ = Inventory::of(&lab, &dir.0).ssh("port", None);
+    }
+}
+
+/// tcpdump writing every frame of one interface to a file; stopped (and waited for) on `stop` or drop.
+pub struct Capture {
+    child: Option<Child>,
+    file: PathBuf,
+}
+
+impl Capture {
+    /// On a machine-side interface (a lab bridge), the capture file named after it.
+    pub fn on_machine(dir: &Path, iface: &str) -> Capture {
+        Capture::start(dir, iface, None, iface)
+    }
+
+    /// On `iface` of the machine, or of a lab node's network namespace.
+    pub fn start(dir: &Path, name: &str, netns: Option<&str>, iface: &str) -> Capture {
+        let file = dir.join(format!("{name}.pcap"));
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("tcpdump");
+                c
+            }
+            None => Command::new("tcpdump"),
+        };
+        let child = cmd
+            .args(["-i", iface, "-U", "-n", "-s", "0", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump (scripts/install-deps.sh installs it)");
+        // tcpdump needs a moment before it captures.
+        for _ in 0..50 {
+            if file.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Capture { child: Some(child), file }
+    }
+
+    pub fn stop(&mut self) -> Vec<u8> {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+        std::fs::read(&self.file).unwrap()
+    }
+
+    /// Frames of the stopped capture that match a tcpdump filter.
+    pub fn count(&self, filter: &str) -> usize {
+        let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).arg(filter).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -226,58 +226,12 @@ proptest::proptest! {
 
 /// On the lab: root only, and named `sites::lab::…` so that `--skip lab::` leaves it out with the other labs.
 mod lab {
-    use std::path::{Path, PathBuf};
-    use std::process::{Child, Command, Stdio};
+    use std::path::Path;
+    use std::process::Command;
 
     use crate::faults::json;
-    use crate::labkit::{Lab, ssh};
+    use crate::labkit::{Capture, Lab, ssh};
     use crate::util::vxmesh;
-
-    /// tcpdump writing every frame of a machine-side interface to a file; stopped on `stop` or drop.
-    struct Capture {
-        child: Option<Child>,
-        file: PathBuf,
-    }
-
-    impl Capture {
-        fn start(dir: &Path, iface: &str) -> Capture {
-            let file = dir.join(format!("{iface}.pcap"));
-            let child = Command::new("tcpdump")
-                .args(["-i", iface, "-U", "-n", "-s", "128", "-w"])
-                .arg(&file)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("tcpdump (scripts/install-deps.sh installs it)");
-            for _ in 0..50 {
-                if file.exists() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            Capture { child: Some(child), file }
-        }
-
-        fn stop(&mut self) {
-            if let Some(mut c) = self.child.take() {
-                let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
-                let _ = c.wait();
-            }
-        }
-
-        /// Frames of the stopped capture that match a tcpdump filter.
-        fn count(&self, filter: &str) -> usize {
-            let out = Command::new("tcpdump").args(["-nn", "-r"]).arg(&self.file).arg(filter).output().unwrap();
-            String::from_utf8_lossy(&out.stdout).lines().count()
-        }
-    }
-
-    impl Drop for Capture {
-        fn drop(&mut self) {
-            self.stop();
-        }
-    }
 
     /// The lab's sites behave as clouds and offices do: 1:1 NAT both ways between sites, no hairpin, nothing
     /// into a masqueraded site, a smaller MTU where asked, SSH on the management network only; destroy leaves
@@ -294,7 +248,7 @@ mod lab {
         ] {
             assert!(inv.contains(line), "`{line}` missing:\n{inv}");
         }
-        let mut dc1 = Capture::start(lab.work(), &format!("vxl{}s1", lab.name));
+        let mut dc1 = Capture::on_machine(lab.work(), &format!("vxl{}s1", lab.name));
         let pinged = ssh(&lab, "node3", "ping -c 2 -W 1 198.51.100.101 >/dev/null && echo ok");
         dc1.stop();
         assert_eq!(pinged.trim(), "ok");
@@ -336,8 +290,8 @@ mod lab {
         assert!(r.stderr.contains("nodes[node4]: site `home1` without public_ip is behind NAT"), "{r}");
         assert!(r.stderr.contains("nodes[node5]: site `home2` without public_ip is behind NAT"), "{r}");
 
-        let mut wan = Capture::start(dir, &format!("vxl{name}wan"));
-        let mut dc1 = Capture::start(dir, &format!("vxl{name}s1"));
+        let mut wan = Capture::on_machine(dir, &format!("vxl{name}wan"));
+        let mut dc1 = Capture::on_machine(dir, &format!("vxl{name}s1"));
         let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
         wan.stop();
         dc1.stop();
@@ -528,8 +482,8 @@ mod lab {
         };
         let (dir, inv) = (lab.work(), lab.inv());
         assert!(!std::fs::read_to_string(inv).unwrap().contains("encryption"), "no NATed site: no encryption needed");
-        let mut wan = Capture::start(dir, &format!("vxl{}wan", lab.name));
-        let mut dc1 = Capture::start(dir, &format!("vxl{}s1", lab.name));
+        let mut wan = Capture::on_machine(dir, &format!("vxl{}wan", lab.name));
+        let mut dc1 = Capture::on_machine(dir, &format!("vxl{}s1", lab.name));
         let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
         wan.stop();
         dc1.stop();
