@@ -1,9 +1,8 @@
 //! Planning benchmark: address plan and full mesh plan at 100 / 1,000 / 10,000 nodes, with peak heap.
 //! Run with `cargo bench --bench plan`; numbers go to docs/benchmarks.md.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use vxmesh::converge;
@@ -11,28 +10,9 @@ use vxmesh::facts::HostFacts;
 use vxmesh::model::{inventory, ipam};
 use vxmesh::plan;
 
-/// Counts live heap bytes and their high-water mark.
-struct Counting;
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() {
-            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
-    }
-}
-
-#[global_allocator]
-static A: Counting = Counting;
+#[path = "common/counting.rs"]
+mod counting;
+use counting::{LIVE, PEAK};
 
 fn inventory_text(nodes: usize) -> String {
     let mut y = String::from("cluster:\n  cidr: 10.0.0.0/8\n  node_prefix: 24\n  switch_cidr: 10.255.0.0/16\nnodes:\n");
