@@ -3,7 +3,7 @@
 use clap::Args;
 use vxmesh::commands;
 use vxmesh::error::Error;
-use vxmesh::model::inventory::edit::NewNode;
+use vxmesh::model::inventory::edit::{NewNode, Placement};
 
 use super::Ctx;
 use super::args::{Backend, BuildArgs};
@@ -27,6 +27,14 @@ pub struct AddNodeArgs {
     /// needed).
     #[arg(long, value_enum)]
     backend: Option<Backend>,
+    /// The site it is in (nodes[].site): hosts of one site reach each other on their underlay addresses, others
+    /// on their public ones. Without it: `default`.
+    #[arg(long)]
+    site: Option<String>,
+    /// Where hosts of other sites reach it (nodes[].public_ip), e.g. its cloud's 1:1 NAT address. Without it, a
+    /// host alone in its site is behind NAT (docs/inventory.md, "Sites").
+    #[arg(long)]
+    public_ip: Option<String>,
     #[command(flatten)]
     build: BuildArgs,
 }
@@ -42,7 +50,8 @@ impl AddNodeArgs {
             subnet: self.subnet.as_deref(),
             backend: self.backend.map(Backend::keyword),
         };
-        let (inv, plan) = commands::files::enroll(&ctx.inventory, &entry)?;
+        let placement = Placement { site: self.site.as_deref(), public_ip: self.public_ip.as_deref() };
+        let (inv, plan) = commands::files::enroll(&ctx.inventory, &entry, &placement)?;
         let verify = self.build.verify_options(&inv);
         let opts = self.build.hosts.changing_options(ctx, &inv, "add-node")?;
         let outcome = runtime().block_on(commands::add_node::run(

@@ -34,15 +34,20 @@ fn lock_of(inventory: &Path) -> Result<(PathBuf, Option<Lock>), Error> {
 
 /// Adds the node to the inventory file (comments, order and style kept) and to the lock, and saves both before
 /// any host is touched: a later `up` finishes what fails now. Returns the new inventory and plan.
-pub fn enroll(path: &Path, entry: &inventory::edit::NewNode) -> Result<(Inventory, ClusterPlan), Error> {
+pub fn enroll(
+    path: &Path,
+    entry: &inventory::edit::NewNode,
+    placement: &inventory::edit::Placement,
+) -> Result<(Inventory, ClusterPlan), Error> {
     let text = inventory::read_text(path)?;
     let old = inventory::parse(path, &text)?;
     if old.node(entry.name).is_some() {
         return Err(Error::NodeExists { name: entry.name.to_string() });
     }
-    let new_text = inventory::edit::add_node(path, &text, entry)?;
+    let new_text = inventory::edit::add_node_placed(path, &text, entry, placement)?;
     let inv = inventory::parse(path, &new_text)?;
-    if inv.node(entry.name).is_none() || inv.nodes.len() != old.nodes.len() + 1 {
+    let added = inv.node(entry.name);
+    if added.is_none_or(|n| n.host != entry.host) || inv.nodes.len() != old.nodes.len() + 1 {
         return Err(Error::EditUnsafe { name: entry.name.to_string(), edit: "add" });
     }
     let (lock_file, previous) = lock_of(path)?;

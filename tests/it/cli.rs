@@ -622,3 +622,33 @@ fn tables_fit_the_terminal_and_never_wrap_into_a_pipe() {
     assert_eq!(rows.len(), 3, "{r}");
     assert!(rows.iter().all(|l| l.contains("failed") && l.contains("Connection refused")), "{r}");
 }
+
+/// `add-node` refuses a bad value before it writes or contacts anything, naming the new entry's field and value;
+/// a value that tries to smuggle a second field in is one (bad) value, never two fields.
+#[test]
+fn add_node_refuses_bad_values_before_touching_anything() {
+    let text = "cluster:\n  cidr: 172.16.0.0/12\n  encryption: wireguard\n  backend: linux\nnodes: [{name: a, host: 127.0.0.1, underlay_ip: 192.0.2.1}, {name: b, host: 127.0.0.2, underlay_ip: 192.0.2.2}]\n";
+    let dir = dir_with(text);
+    let cases: [(&[&str], &str); 4] = [
+        (&["--public-ip", "10.0.0.999"], "nodes[c].public_ip: `10.0.0.999`"),
+        (&["--site", "two words"], "nodes[c].site: `two words`"),
+        (
+            &["--underlay-ip", "192.0.2.3, public_ip: 10.9.9.9"],
+            "nodes[c].underlay_ip: `192.0.2.3, public_ip: 10.9.9.9`",
+        ),
+        (&["--site", "x}, {name: d, host: 127.0.0.4"], "nodes[c].site: `x}, {name: d, host: 127.0.0.4`"),
+    ];
+    for (extra, expected) in cases {
+        // Loopback only, should anything be contacted by mistake.
+        let mut args = vec!["add-node", "c", "--host", "127.0.0.3"];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--underlay-ip") {
+            args.extend(["--underlay-ip", "192.0.2.3"]);
+        }
+        let r = vxmesh(&dir.0, &args);
+        assert_eq!(r.code, 1, "{extra:?}: {r}");
+        assert!(r.stderr.contains("vxmesh.yaml:5:") && r.stderr.contains(expected), "{extra:?}: {r}");
+        assert_eq!(std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap(), text, "{extra:?}: nothing written");
+        assert!(!dir.0.join("vxmesh.lock").exists(), "{extra:?}: no lock");
+    }
+}

@@ -425,9 +425,9 @@ mod lab {
         assert!(r.stdout.contains("5 hosts: 0 changed, 5 ok, 0 failed"), "a second up changes nothing: {r}");
     }
 
-    /// Day two across sites: a host behind NAT in a site of its own joins with `add-node` (no `site`: the site
-    /// `default`, new to this fleet) and leaves with `remove-node`, each under a live stream between two other
-    /// sites that loses nothing; `down` then leaves no WireGuard behind.
+    /// Day two across sites: a host behind NAT in a site of its own joins with `add-node --site office` and leaves
+    /// with `remove-node`, each under a live stream between two other sites that loses nothing; `down` then leaves
+    /// no WireGuard behind.
     #[test]
     fn a_natted_host_in_a_new_site_joins_and_leaves_under_a_live_stream() {
         let Some(lab) = Lab::new("sites")
@@ -445,7 +445,20 @@ mod lab {
         let host = lab.nodes[4].ip.to_string();
         let r = vxmesh(
             dir,
-            &["add-node", "node5", "--host", &host, "--underlay-ip", "10.77.4.15", "--backend", "linux", "-i", inv],
+            &[
+                "add-node",
+                "node5",
+                "--host",
+                &host,
+                "--underlay-ip",
+                "10.77.4.15",
+                "--site",
+                "office",
+                "--backend",
+                "linux",
+                "-i",
+                inv,
+            ],
         );
         assert_eq!(r.code, 0, "{r}");
         crate::labkit::assert_stream_intact(&lab, "node2", "node3");

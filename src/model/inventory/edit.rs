@@ -65,22 +65,17 @@ pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
 pub fn add_node_placed(path: &Path, text: &str, n: &NewNode, at: &Placement) -> Result<String> {
     let lines: Vec<&str> = text.lines().collect();
     let block = find_block(&lines).ok_or_else(|| edit_error(path, "no top-level `nodes:` list to add to".into()))?;
-    let mut fields = vec![format!("name: {}", n.name), format!("host: {}", n.host)];
-    if let Some(u) = n.underlay_ip {
-        fields.push(format!("underlay_ip: {u}"));
-    }
-    if let Some(s) = n.subnet {
-        fields.push(format!("subnet: {s}"));
-    }
-    if let Some(b) = n.backend {
-        fields.push(format!("backend: {b}"));
-    }
-    if let Some(s) = at.site {
-        fields.push(format!("site: {s}"));
-    }
-    if let Some(p) = at.public_ip {
-        fields.push(format!("public_ip: {p}"));
-    }
+    let given = [
+        ("name", Some(n.name)),
+        ("host", Some(n.host)),
+        ("underlay_ip", n.underlay_ip),
+        ("subnet", n.subnet),
+        ("backend", n.backend),
+        ("site", at.site),
+        ("public_ip", at.public_ip),
+    ];
+    let fields: Vec<String> =
+        given.iter().filter_map(|(key, v)| v.map(|v| format!("{key}: {}", yaml_scalar(v)))).collect();
     let key_line = lines[block.key];
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     if let Some(rest) = key_line.strip_prefix("nodes:").map(str::trim).filter(|r| r.starts_with('[')) {
@@ -114,6 +109,32 @@ pub fn add_node_placed(path: &Path, text: &str, n: &NewNode, at: &Placement) -> 
         }
     }
     Ok(join(out, text))
+}
+
+/// A value as a YAML scalar that reads back as exactly this string, whatever it holds: plain where that is
+/// unambiguous (letters, digits, `.`, `/`, `-`, `_`, starting with a letter or digit), double-quoted and escaped
+/// otherwise. A value typed on the command line can then never add a field, close the entry or start a comment.
+fn yaml_scalar(v: &str) -> String {
+    let plain = v.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/".contains(&b))
+        && !matches!(v.to_ascii_lowercase().as_str(), "true" | "false" | "yes" | "no" | "on" | "off" | "null");
+    if plain {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 2);
+    out.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Removes the node named `name` from the `nodes:` list: its item line(s), nothing else.
@@ -267,5 +288,46 @@ mod tests {
         let placed = Placement { site: Some("dc2"), public_ip: Some("198.51.100.9") };
         let inv = super::super::parse(p, &add_node_placed(p, text, &n, &placed).unwrap()).unwrap();
         assert_eq!(inv.nodes[1].public_ip, Some("198.51.100.9".parse().unwrap()));
+    }
+
+    /// Every value lands as one field holding exactly that string, however it is spelt: a value can never add a
+    /// field, close the entry or start a comment, in either style.
+    #[test]
+    fn values_are_written_as_scalars_that_read_back_exactly() {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            nodes: Vec<std::collections::BTreeMap<String, String>>,
+        }
+        let hostile = [
+            "10.0.0.3, underlay_ip: 10.9.9.9",
+            "h} # x",
+            "a\"b\\c",
+            "- [x]",
+            "*ref",
+            "yes",
+            "2001:db8::11",
+            "line\nbreak\ttab\u{7}",
+            "'quoted'",
+            "plain-name_1.example/x",
+        ];
+        let block = "nodes:\n  - name: a\n    host: 192.0.2.1\n";
+        let flow = "nodes:\n- {name: a, host: 192.0.2.1}\n";
+        let one_line = "nodes: [{name: a, host: 192.0.2.1}]\n";
+        for text in [block, flow, one_line] {
+            for v in hostile {
+                let n = NewNode { name: "c", host: v, underlay_ip: Some(v), subnet: None, backend: None };
+                let out = add_node_placed(p(), text, &n, &Placement { site: Some(v), public_ip: Some(v) }).unwrap();
+                let doc: Doc = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{v:?} in {text:?}: {e}\n{out}"));
+                assert_eq!(doc.nodes.len(), 2, "{out}");
+                let c = &doc.nodes[1];
+                let keys: Vec<&str> = c.keys().map(String::as_str).collect();
+                assert_eq!(keys, ["host", "name", "public_ip", "site", "underlay_ip"], "{v:?}: {out}");
+                for key in ["host", "underlay_ip", "site", "public_ip"] {
+                    assert_eq!(c[key], v, "{key} of {v:?}: {out}");
+                }
+            }
+        }
+        assert_eq!(yaml_scalar("10.0.0.3"), "10.0.0.3", "addresses stay plain");
+        assert_eq!(yaml_scalar("a b"), "\"a b\"");
     }
 }
