@@ -117,6 +117,14 @@ pub fn run() -> i32 {
     let parsed = Cli::command().color(color).try_get_matches().and_then(|m| Cli::from_arg_matches(&m).map(|c| (c, m)));
     let (cli, matches) = match parsed {
         Ok(c) => c,
+        Err(e) if e.use_stderr() && asks_for_json() => {
+            // A script that asked for JSON gets JSON even when the command line itself is wrong.
+            let message = e.render().to_string();
+            let message = message.trim().trim_start_matches("error: ");
+            let error = serde_json::json!({"ok": false, "error": {"message": message, "exit_code": 1}});
+            vxmesh::report::json(&mut std::io::stdout(), &vxmesh::report::envelope(&typed_command(), error));
+            return 1;
+        }
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() { 1 } else { 0 };
@@ -136,6 +144,23 @@ fn command_name(matches: &clap::ArgMatches) -> String {
     while let Some((sub, next)) = m.subcommand() {
         name.push(sub.to_string());
         m = next;
+    }
+    name.join(" ")
+}
+
+/// `--json` among the arguments (before any `--`), for a command line clap could not take.
+fn asks_for_json() -> bool {
+    std::env::args().skip(1).take_while(|a| a != "--").any(|a| a == "--json")
+}
+
+/// The subcommands named at the start of a command line clap could not take (`lab create`, `up`, or none).
+fn typed_command() -> String {
+    let mut name = vec![];
+    let mut cmd = Cli::command();
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = cmd.find_subcommand(&arg).cloned() else { break };
+        name.push(sub.get_name().to_string());
+        cmd = sub;
     }
     name.join(" ")
 }

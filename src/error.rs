@@ -88,6 +88,16 @@ fn p(path: &std::path::Path) -> String {
     escaped(&path.display().to_string(), usize::MAX)
 }
 
+/// What a newcomer without an inventory does next: the two ways to get one.
+fn first_steps(action: &str, source: &std::io::Error) -> &'static str {
+    if action == "read the inventory" && source.kind() == std::io::ErrorKind::NotFound {
+        "; write one with `vxmesh init --host ADDRESS --host ADDRESS ...`, or build a local lab and its inventory with `vxmesh lab create` \
+         (-i FILE or VXMESH_INVENTORY names another file)"
+    } else {
+        ""
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The inventory is not valid YAML, has unknown fields, or breaks a rule.
@@ -98,7 +108,7 @@ pub enum Error {
     #[error("{}: {message}", p(file))]
     Lock { file: PathBuf, message: String },
 
-    #[error("cannot {action} `{}`: {source}", p(path))]
+    #[error("cannot {action} `{}`: {source}{}", p(path), first_steps(action, source))]
     Io {
         action: &'static str,
         path: PathBuf,

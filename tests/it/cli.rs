@@ -30,6 +30,25 @@ fn missing_inventory_says_which_file() {
     let r = vxmesh(&dir.0, &["plan", "--offline", "-i", "nope.yaml"]);
     assert_eq!(r.code, 1, "{r}");
     assert!(r.stderr.contains("cannot read the inventory `nope.yaml`"), "{r}");
+    assert!(r.stderr.contains("write one with `vxmesh init --host ADDRESS"), "a newcomer learns the next step: {r}");
+    std::fs::create_dir(dir.0.join("dir.yaml")).unwrap();
+    let r = vxmesh(&dir.0, &["plan", "--offline", "-i", "dir.yaml"]);
+    assert!(!r.stderr.contains("vxmesh init"), "only a missing file gets the hint: {r}");
+}
+
+/// A script that asked for `--json` gets the envelope even when the command line is wrong, naming the command.
+#[test]
+fn bad_usage_under_json_is_a_json_error() {
+    let dir = example();
+    let r = vxmesh(&dir.0, &["lab", "create", "--json", "--nodes", "many"]);
+    assert_eq!(r.code, 1, "{r}");
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+    assert_eq!(v["ok"], false, "{r}");
+    assert_eq!(v["command"], "lab create", "{r}");
+    assert_eq!(v["error"]["exit_code"], 1, "{r}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("invalid value 'many' for '--nodes <NODES>'"), "{r}");
+    let r = vxmesh(&dir.0, &["plan", "--no-such-flag"]);
+    assert!(r.stdout.is_empty() && r.stderr.contains("unexpected argument"), "without --json, text: {r}");
 }
 
 #[test]
