@@ -300,3 +300,59 @@ fn outside_resolver(lab: &LabState, log: &Path) -> Resolver {
     std::thread::sleep(Duration::from_millis(300));
     Resolver(child)
 }
+
+/// Names on the other data planes: the kernel backend under WireGuard behind nftables, and a mixed mesh (OVS and
+/// kernel hosts) behind iptables. On each: `up` proves names for every pair (`+names`), a name started on one
+/// host resolves from the others by NAME.NODE.mesh and NAME.mesh, a second `up` changes nothing, and `down`
+/// leaves no trace of the name server.
+#[test]
+fn names_on_the_kernel_backend_under_wireguard_and_on_a_mixed_mesh() {
+    // Lab name, backend, and the cluster's settings as `key=value` pairs.
+    let setups = [("dns2", "linux", "encryption=wireguard firewall=nftables"), ("dns3", "mixed", "firewall=iptables")];
+    for (name, backend, cluster) in setups {
+        let cluster: Vec<(String, String)> = cluster
+            .split(' ')
+            .map(|kv| kv.split_once('=').unwrap())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let Some(lab) = Lab::new(name)
+            .nodes(3)
+            .backend(backend)
+            .inventory(move |inv| {
+                cluster
+                    .iter()
+                    .fold(inv, |inv, (k, v)| inv.cluster(k, v))
+                    .cluster("dns", "{enabled: true, domain: mesh}")
+            })
+            .create()
+        else {
+            return;
+        };
+        let (dir, inv) = (lab.work(), lab.inv());
+        let r = run(dir, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{backend}: {r}");
+        assert!(r.stdout.contains("+names"), "{backend}: the matrix says names were proven:\n{r}");
+        for n in ["node1", "node2", "node3"] {
+            assert_eq!(units(&lab, n), "active\nactive\n", "{backend}: {n}");
+        }
+        start_client(&lab, "node1");
+        ssh(&lab, "node3", "docker run -d --name web --network vxmesh busybox sleep 600 >/dev/null");
+        let web = address(&lab, "node3", "web");
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(resolve(&lab, "node1", "web.node3.mesh"), vec![web.clone()], "{backend}");
+        assert_eq!(resolve(&lab, "node1", "web.mesh"), vec![web], "{backend}");
+        let r = run(dir, &["up", "-i", inv, "--no-verify"]);
+        assert!(r.code == 0 && r.stdout.contains("0 changed, 3 ok"), "{backend}: a second up changes nothing: {r}");
+        let r = run(dir, &["down", "-i", inv, "--yes", "--force"]);
+        assert_eq!(r.code, 0, "{backend}: {r}");
+        for n in ["node1", "node2", "node3"] {
+            let left = ssh(
+                &lab,
+                n,
+                "ls /etc/vxmesh/dns /run/vxmesh-dns /etc/systemd/system/vxmesh-dns* 2>/dev/null; \
+                 { iptables-save; nft list ruleset; } 2>/dev/null | grep -ci 'vxmesh.dns'; true",
+            );
+            assert_eq!(left.trim(), "0", "{backend}: {n}: {left}");
+        }
+    }
+}
