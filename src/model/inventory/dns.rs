@@ -8,7 +8,7 @@ use super::raw::{At, RawDns, Scalar, Shaped};
 /// Names across hosts: each host serves its containers' names to the mesh and keeps its peers'.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DnsSettings {
-    /// Off by default until `tests/it/dns.rs` has been run on every backend (docs/architecture.md, "Names").
+    /// Off when the inventory has no `dns:` section; `init` writes it on (docs/architecture.md, "Names").
     pub enabled: bool,
     /// The cluster's domain, lower case, without a trailing dot: `web.vm1.vxmesh`, `web.vxmesh`.
     pub domain: String,

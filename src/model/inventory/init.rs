@@ -151,6 +151,31 @@ fn child(parent: usize, kv: &str, why: &str) -> String {
     aligned(&format!("{}#   {kv}", " ".repeat(parent)), why)
 }
 
+/// Names across hosts, on in a new inventory: a new fleet gets them from its first `up` (an inventory without the
+/// section keeps them off, so upgrading vxmesh never starts a name server on a running fleet unasked). The domain
+/// is `mesh`, not the default `vxmesh`: that is also the default docker network's name, and docker answers
+/// NAME.NETWORK itself. Off, and why, when a node's name cannot be a DNS label.
+fn names_section(inv: &Inventory) -> String {
+    let why = "needs dnsmasq-base and curl on the hosts (docs/inventory.md)";
+    let domain = "domain: mesh";
+    let domain_why = "web.node1.mesh: container web on node1; web.mesh: every web";
+    match inv.nodes.iter().find(|n| !super::dns::is_label(&n.name.to_ascii_lowercase())) {
+        None => {
+            let mut t = line(2, false, "dns:", "names across hosts, proven by verify");
+            t += &aligned("    enabled: true", why);
+            t += &aligned(&format!("    {domain}"), domain_why);
+            t
+        }
+        Some(n) => {
+            let off = format!("off: node `{}` is not a DNS label (letters, digits, -)", escaped(&n.name, 40));
+            let mut t = line(2, true, "dns:", &off);
+            t += &child(2, "enabled: true", why);
+            t += &child(2, domain, domain_why);
+            t
+        }
+    }
+}
+
 fn aligned(text: &str, why: &str) -> String {
     if why.is_empty() { format!("{text}\n") } else { format!("{text:<32} # {why}\n") }
 }
@@ -199,6 +224,7 @@ fn commented(
     t += &line(2, true, "wireguard:", "used with encryption: wireguard");
     t += &child(2, &format!("port: {}", c.wireguard.port), "WireGuard's UDP port on every host");
     t += &child(2, &format!("cidr: {}", c.wireguard.cidr), "the hosts' WireGuard addresses");
+    t += &names_section(inv);
     t += "# ssh:\n";
     t += &child(0, "user: root", "default: ~/.ssh/config's User, else root");
     t += &child(0, "port: 22", "default: ~/.ssh/config's Port, else 22");
@@ -306,6 +332,21 @@ mod tests {
         // The commented example above the list stays where it is.
         assert!(removed.contains("  # - name: node1"), "{removed}");
         assert_eq!(parse(p(), &removed).unwrap().node_names(), "node2, web");
+    }
+
+    /// A new fleet gets names across hosts, in a domain docker does not answer itself; a node name that cannot be
+    /// a DNS label leaves them off, saying which.
+    #[test]
+    fn names_are_on_in_a_new_inventory_unless_a_node_name_is_not_a_label() {
+        let text = render(p(), None, DEFAULT_CIDR, &hosts(&["192.0.2.1", "web1=192.0.2.2"])).unwrap();
+        let inv = parse(p(), &text).unwrap();
+        assert!(inv.cluster.dns.enabled, "{text}");
+        assert_eq!(inv.cluster.dns.domain, "mesh");
+        assert_ne!(inv.cluster.dns.domain, inv.cluster.docker.network, "docker answers NAME.NETWORK itself");
+        let text = render(p(), None, DEFAULT_CIDR, &hosts(&["192.0.2.1", "web_1=192.0.2.2"])).unwrap();
+        let inv = parse(p(), &text).unwrap();
+        assert!(!inv.cluster.dns.enabled, "{text}");
+        assert!(text.contains("# dns:") && text.contains("off: node `web_1` is not a DNS label"), "{text}");
     }
 
     #[test]
