@@ -51,7 +51,7 @@ pub fn render(path: &Path, cluster_name: Option<&str>, cidr: &str, hosts: &[NewH
     let name_line = cluster_name.map(|n| format!("  name: {}\n", scalar(n))).unwrap_or_default();
     // First the required fields alone: the validator works out every default from them.
     let minimal = format!("cluster:\n{name_line}  cidr: {}\nnodes:\n{nodes}", scalar(cidr));
-    let inv = parse(path, &minimal).map_err(refused)?;
+    let inv = parse(path, &minimal).map_err(refused).map_err(|e| with_cidr_hint(e, hosts))?;
     let lock = ipam::assign(&inv, None).map_err(refused)?;
     let first_subnet = lock.nodes.get(&names[0]).map(|a| a.subnet.to_string()).unwrap_or_default();
     let text = commented(path, &inv, cluster_name, cidr, &first_subnet, &nodes);
@@ -79,6 +79,29 @@ fn refused(e: Error) -> Error {
         Error::Exhausted(m) => Error::Usage(format!("init: nothing written: {m}")),
         e @ Error::PinnedSubnet { .. } => Error::Usage(format!("init: nothing written: {e}")),
         other => other,
+    }
+}
+
+/// Ranges `init` offers when the cluster CIDR holds a host's address (AWS's default VPC is 172.31.0.0/16, inside the
+/// default 172.16.0.0/12): private, /16 (256 nodes of /24), rarely a provider's default.
+const CIDR_OFFERS: [&str; 3] = ["10.200.0.0/16", "10.210.0.0/16", "192.168.192.0/18"];
+
+/// A host inside the cluster's ranges is fixed by another `--cidr`: say so, with one that holds none of the hosts.
+fn with_cidr_hint(e: Error, hosts: &[NewHost]) -> Error {
+    let Error::Usage(m) = &e else { return e };
+    if !m.contains("lies inside cluster.") {
+        return e;
+    }
+    let addrs: Vec<Ipv4Addr> = hosts.iter().filter_map(|h| h.host.parse().ok()).collect();
+    let free = CIDR_OFFERS.iter().find(|c| {
+        let net: ipnet::Ipv4Net = c.parse().expect("a valid offer");
+        !addrs.iter().any(|a| net.contains(a))
+    });
+    match free {
+        Some(c) => Error::Usage(format!(
+            "{m}\nthe cluster CIDR must not hold the hosts' own addresses: pass one that does not, e.g. `--cidr {c}`"
+        )),
+        None => e,
     }
 }
 
@@ -347,6 +370,21 @@ mod tests {
         let inv = parse(p(), &text).unwrap();
         assert!(!inv.cluster.dns.enabled, "{text}");
         assert!(text.contains("# dns:") && text.contains("off: node `web_1` is not a DNS label"), "{text}");
+    }
+
+    /// Hosts in AWS's default VPC (172.31.0.0/16) collide with the default cluster CIDR: the refusal says which
+    /// `--cidr` would do, one that holds none of the hosts.
+    #[test]
+    fn hosts_inside_the_cluster_cidr_get_a_cidr_that_fits() {
+        let e = render(p(), None, DEFAULT_CIDR, &hosts(&["172.31.5.10", "172.31.5.11"])).unwrap_err().to_string();
+        assert!(e.contains("`172.31.5.10` lies inside cluster.switch_cidr"), "{e}");
+        assert!(e.ends_with("pass one that does not, e.g. `--cidr 10.200.0.0/16`"), "{e}");
+        let e = render(p(), None, "10.200.0.0/16", &hosts(&["10.200.0.5"])).unwrap_err().to_string();
+        assert!(e.ends_with("e.g. `--cidr 10.210.0.0/16`"), "the offer holds none of the hosts: {e}");
+        let text = render(p(), None, "10.210.0.0/16", &hosts(&["10.200.0.5"])).unwrap();
+        assert!(parse(p(), &text).is_ok(), "the offer works");
+        let e = render(p(), None, DEFAULT_CIDR, &hosts(&["192.0.2.1", "192.0.2.1"])).unwrap_err().to_string();
+        assert!(!e.contains("--cidr"), "no hint where the CIDR is not the trouble: {e}");
     }
 
     #[test]
