@@ -101,7 +101,45 @@ fn yaml_diagnostic(e: &serde_saphyr::Error) -> Diagnostic {
     let full = e.to_string();
     // The library appends a source snippet after the first line; ours carries the position already.
     let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    Diagnostic::at(pos, escaped(strip_location_prefix(first), MESSAGE_MAX))
+    let message = strip_location_prefix(first);
+    let message = match did_you_mean(message) {
+        Some(hint) => format!("{message}; did you mean `{hint}`?"),
+        None => message.to_string(),
+    };
+    Diagnostic::at(pos, escaped(&message, MESSAGE_MAX))
+}
+
+/// For `unknown field `encrypton`, expected one of ..., encryption, ...`: the expected field a typo most likely
+/// meant (at most a third of its letters off, and closer than any other), if any.
+fn did_you_mean(message: &str) -> Option<&str> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (typed, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected ")?.1;
+    let expected = expected.strip_prefix("one of ").unwrap_or(expected);
+    let fields = expected.split([',', ' ']).map(|f| f.trim_matches('`')).filter(|f| !f.is_empty() && *f != "or");
+    let (distance, best) = fields.map(|f| (edit_distance(typed, f), f)).min()?;
+    (distance > 0 && distance <= typed.chars().count().max(3) / 3).then_some(best)
+}
+
+/// Edit distance over characters: insertions, deletions, substitutions, and two neighbours swapped (`mut` for
+/// `mtu` is one typo, not two).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    d[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// `error: line 3 column 3: unknown field` -> `unknown field`: the position is printed in front already.
@@ -113,4 +151,25 @@ fn strip_location_prefix(message: &str) -> &str {
     };
     // Advice meant for programs embedding the parser, not for someone editing an inventory.
     m.split(", set DuplicateKeyPolicy").next().unwrap_or(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typo_of_a_field_gets_the_field_it_meant() {
+        let m = "unknown field `encrypton`, expected one of name, cidr, mtu, encryption, wireguard, dns";
+        assert_eq!(did_you_mean(m), Some("encryption"));
+        assert_eq!(
+            did_you_mean("unknown field `undelay_ip`, expected one of `name`, `host`, `underlay_ip`"),
+            Some("underlay_ip")
+        );
+        assert_eq!(did_you_mean("unknown field `mut`, expected `mtu` or `vni`"), Some("mtu"));
+        assert_eq!(did_you_mean("unknown field `adress`, expected one of name, host, subnet"), None, "nothing close");
+        assert_eq!(did_you_mean("invalid type: string, expected a mapping"), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("mut", "mtu"), 1);
+    }
 }
