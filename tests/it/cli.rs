@@ -457,7 +457,9 @@ fn init_refuses_what_the_validator_refuses_and_writes_nothing() {
         (
             &["init", "--host", "172.20.0.1"],
             "nodes[node1].host: `172.20.0.1` lies inside cluster.cidr `172.16.0.0/12`; a tunnel endpoint must be \
-             outside the overlay, or the host would route its own tunnel into sw0",
+             outside the overlay, or the host would route its own tunnel into sw0\n\
+             the cluster CIDR must not hold the hosts' own addresses: pass one that does not, e.g. `--cidr \
+             10.200.0.0/16`",
         ),
         (
             &["init", "--host", "192.0.2.1", "--cidr", "10.0.0.1/8"],
