@@ -45,11 +45,46 @@ impl Component for IptablesFirewall<'_> {
         chain_steps(self.kind(), chains, facts, Concern::Peers)
     }
 
+    /// Its chains are IPv4 (`iptables`): on an IPv6 underlay they would filter no tunnel packet at all, and the
+    /// kernel backend's VXLAN device would take frames from anyone. Refused until they have ip6tables twins.
     fn preflight(&self, _: &HostFacts) -> Vec<String> {
-        vec![]
+        if !self.node.underlay_is_ipv6() {
+            return vec![];
+        }
+        vec![format!(
+            "the iptables firewall writes IPv4 rules only, and the underlay of {} is IPv6 ({}): they would let \
+             tunnel packets from anyone in; set `cluster.firewall: nftables` (its `inet` table filters IPv6)",
+            self.node.name, self.node.underlay
+        )]
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
         Capabilities::NONE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preflight_of(hosts: [&str; 2]) -> Vec<String> {
+        let text = format!(
+            "cluster: {{cidr: 10.0.0.0/8, backend: linux}}\nnodes: [{{name: a, host: \"{}\"}}, {{name: b, host: \"{}\"}}]\n",
+            hosts[0], hosts[1]
+        );
+        let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        let lock = crate::model::ipam::assign(&inv, None).unwrap();
+        let plan = crate::plan::plan(&inv, &lock);
+        IptablesFirewall { node: &plan.nodes[0] }.preflight(&HostFacts::default())
+    }
+
+    /// `firewall: auto` picks iptables on the host: there it must refuse an IPv6 underlay its IPv4 rules leave open.
+    #[test]
+    fn refuses_an_ipv6_underlay_its_rules_would_leave_open() {
+        assert_eq!(preflight_of(["192.0.2.1", "192.0.2.2"]), Vec::<String>::new());
+        let problems = preflight_of(["fd78::1", "fd78::2"]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].contains("underlay of a is IPv6 (fd78::1)"), "{problems:?}");
+        assert!(problems[0].contains("`cluster.firewall: nftables`"), "{problems:?}");
     }
 }
