@@ -1,5 +1,5 @@
 //! Tunnels over an IPv6 underlay: offline, what the plan and scripts say (VXLAN and WireGuard over IPv6, the
-//! overlay MTU less 70 or 50 + 80 bytes, nftables matching `ip6 saddr`); families a cluster cannot mix.
+//! overlay MTU less 70 or 50 + 80 bytes, nftables matching `ip6 saddr`); in `lab::`, the proof on an IPv6-only lab.
 
 use crate::util::{TempDir, fixtures, plan_of, vxmesh};
 
@@ -113,4 +113,97 @@ fn ovs_tunnels_name_both_ipv6_ends() {
         "{}",
         r.stdout
     );
+}
+
+/// The proof on real daemons: an IPv6-only lab (`lab create --ipv6-only`, kernel backend), plain then encrypted.
+mod lab {
+    use crate::labkit::{Capture, Lab};
+    use crate::util::{TempDir, vxmesh};
+    use vxmesh::lab::{self, LabState};
+
+    const NAME: &str = "v6p";
+
+    /// `up` (the mesh verified at the given overlay MTU) with the lab's underlay captured meanwhile: tunnels
+    /// as IPv6 UDP to `port`, and not one IPv4 packet.
+    fn up_over_ipv6_only(lab: &LabState, dir: &std::path::Path, mtu: u32, port: u16) {
+        let mut cap = Capture::on_machine(dir, &lab.bridge);
+        let up = vxmesh(dir, &["up"]);
+        cap.stop();
+        assert_eq!(up.code, 0, "{up}");
+        assert!(up.stdout.contains("verify: 6/6 pairs ok"), "{up}");
+        assert!(up.stdout.contains(&format!("full-size {mtu} byte packets with DF")), "overlay MTU {mtu}: {up}");
+        let tunnels = cap.count(&format!("ip6 and udp port {port}"));
+        assert!(tunnels > 20, "{tunnels} IPv6 tunnel packets on the underlay");
+        assert_eq!(cap.count("ip"), 0, "IPv4 on an IPv6-only underlay");
+        if port != 4789 {
+            assert_eq!(cap.count("udp port 4789"), 0, "VXLAN in clear beside WireGuard");
+        }
+        let again = vxmesh(dir, &["up"]);
+        assert_eq!(again.code, 0, "{again}");
+        assert!(again.stdout.contains("3 hosts: 0 changed, 3 ok"), "the second up changes nothing: {again}");
+    }
+
+    /// `down`, then nothing of the mesh on any host: no VXLAN or WireGuard device, no nftables table, no sw0.
+    fn down_leaves_nothing(lab: &LabState, dir: &std::path::Path) {
+        let down = vxmesh(dir, &["down", "--yes"]);
+        assert_eq!(down.code, 0, "{down}");
+        for n in &lab.nodes {
+            let left = lab::node_exec(
+                lab,
+                &n.name,
+                "for d in sw0 vxm-vxlan vxm-wg vxm-sw0; do ip link show dev $d >/dev/null 2>&1 && echo $d; done; \
+                 nft list table inet vxmesh >/dev/null 2>&1 && echo nft; true",
+            )
+            .unwrap();
+            assert_eq!(left.trim(), "", "{} keeps: {left}", n.name);
+        }
+    }
+
+    /// Creates the IPv6-only lab (3 hosts of `backend`) and writes its inventory into `work`: the inventory text.
+    fn ipv6_only_lab(work: &std::path::Path, backend: &str) -> (LabState, String) {
+        let r = vxmesh(work, &["lab", "create", "--name", NAME, "--nodes", "3", "--backend", backend, "--ipv6-only"]);
+        assert_eq!(r.code, 0, "{r}");
+        let lab = lab::load(NAME).unwrap();
+        for n in &lab.nodes {
+            // The underlay device: eth0 on a kernel host, br-phy (eth0 its port) on an OVS host.
+            let v4 = lab::node_exec(
+                &lab,
+                &n.name,
+                "ip -o -4 address show dev eth0; ip -o -4 address show dev br-phy 2>/dev/null; true",
+            )
+            .unwrap();
+            assert_eq!(v4.trim(), "", "{}: IPv4 left on the underlay", n.name);
+        }
+        let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+        assert!(text.contains(&format!("host: \"{}\"", lab::ipv6::node_address(&lab, &lab.nodes[0]))), "{text}");
+        std::fs::write(work.join("vxmesh.yaml"), &text).unwrap();
+        (lab, text)
+    }
+
+    #[test]
+    fn an_ipv6_only_lab_meshes_plain_and_encrypted() {
+        let Some(_held) = Lab::new(NAME).reserve() else { return };
+        let work = TempDir::new("ipv6-lab");
+        let (lab, text) = ipv6_only_lab(&work.0, "linux");
+        // 1500 - 70: outer IPv6 40, UDP 8, VXLAN 8, inner Ethernet 14.
+        up_over_ipv6_only(&lab, &work.0, 1430, 4789);
+        down_leaves_nothing(&lab, &work.0);
+
+        let sealed = text.replacen("\n  firewall: nftables", "\n  encryption: wireguard\n  firewall: nftables", 1);
+        assert_ne!(sealed, text);
+        std::fs::write(work.0.join("vxmesh.yaml"), &sealed).unwrap();
+        // 1500 - 50 - 80: VXLAN between the IPv4 WireGuard addresses, WireGuard over IPv6.
+        up_over_ipv6_only(&lab, &work.0, 1370, 51820);
+        down_leaves_nothing(&lab, &work.0);
+    }
+
+    /// OVS's userspace datapath sends VXLAN over IPv6 itself (`remote_ip` and `local_ip` on br-phy's address).
+    #[test]
+    fn an_ipv6_only_ovs_lab_meshes() {
+        let Some(_held) = Lab::new(NAME).reserve() else { return };
+        let work = TempDir::new("ipv6-ovs-lab");
+        let (lab, _) = ipv6_only_lab(&work.0, "ovs");
+        up_over_ipv6_only(&lab, &work.0, 1430, 4789);
+        down_leaves_nothing(&lab, &work.0);
+    }
 }
