@@ -137,7 +137,7 @@ pub fn inventory_text(state: &LabState) -> String {
             continue;
         }
         if line.starts_with("ssh:") {
-            // The iptables firewall writes IPv4 rules only (refused on an IPv6 underlay); nftables filters both.
+            // `auto` would pick iptables on these hosts; nftables' one inet table is the simpler proof.
             y.push_str("  firewall: nftables           # its inet table filters the IPv6 tunnels\n");
         }
         let line = match state.nodes.iter().find(|n| line.contains(&format!("name: {}, host: {},", n.name, n.ip))) {

@@ -195,6 +195,17 @@ mod lab {
         // 1500 - 50 - 80: VXLAN between the IPv4 WireGuard addresses, WireGuard over IPv6.
         up_over_ipv6_only(&lab, &work.0, 1370, 51820);
         down_leaves_nothing(&lab, &work.0);
+
+        // The iptables firewall: its chains in ip6tables, VXLAN only from the peers.
+        let iptables = text.replacen("\n  firewall: nftables", "\n  firewall: iptables", 1);
+        std::fs::write(work.0.join("vxmesh.yaml"), &iptables).unwrap();
+        up_over_ipv6_only(&lab, &work.0, 1430, 4789);
+        let chain = lab::node_exec(&lab, "node1", "ip6tables -S VXMESH-VXLAN").unwrap();
+        let peer = lab::ipv6::node_address(&lab, &lab.nodes[1]);
+        assert!(chain.contains(&format!("-A VXMESH-VXLAN -s {peer}/128 ")), "{chain}");
+        down_leaves_nothing(&lab, &work.0);
+        let left = lab::node_exec(&lab, "node1", "ip6tables-save -t filter | grep -c VXMESH || true").unwrap();
+        assert_eq!(left.trim(), "0", "ip6tables chains left after down");
     }
 
     /// OVS's userspace datapath sends VXLAN over IPv6 itself (`remote_ip` and `local_ip` on br-phy's address).

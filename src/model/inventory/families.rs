@@ -42,22 +42,20 @@ pub fn families(nodes: &[Node], ck: &mut Check) {
     }
 }
 
-/// firewalld's rich rules and the iptables chains for the underlay are written for IPv4 only: on an IPv6 underlay
-/// they would filter no tunnel packet. Refused until they speak IPv6 (`firewall: auto` picks a backend on the
-/// host: the iptables backend refuses there, in its preflight).
+/// firewalld's rich rules for the underlay are written for IPv4 only: on an IPv6 underlay they would filter no
+/// tunnel packet. Refused until they speak IPv6 (`firewall: auto` picks firewalld on a host where it runs: the
+/// change it needs is in src/components/firewall/firewalld.rs).
 pub fn firewall(kind: Option<FirewallKind>, nodes: &[Node], ck: &mut Check, at: Option<crate::error::Pos>) {
-    let backend = match kind {
-        Some(FirewallKind::Firewalld) => "firewalld",
-        Some(FirewallKind::Iptables) => "iptables",
-        _ => return,
-    };
+    if kind != Some(FirewallKind::Firewalld) {
+        return;
+    }
     let Some(n) = nodes.iter().find(|n| n.underlay.is_ipv6()) else { return };
     ck.add(
         at,
         format!(
-            "cluster.firewall: `{backend}` with an IPv6 underlay (nodes[{}].underlay_ip `{}`) is not supported yet: \
+            "cluster.firewall: `firewalld` with an IPv6 underlay (nodes[{}].underlay_ip `{}`) is not supported yet: \
              its rules for the tunnels are IPv4 only, so they would let tunnel packets from anyone in; use \
-             `nftables` (its `inet` table filters IPv6)",
+             `nftables` or `iptables` (both write IPv6 rules)",
             shown(&n.name),
             n.underlay,
         ),
