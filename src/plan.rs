@@ -1,12 +1,14 @@
 //! The mesh plan: inventory + address plan in, every node's desired state out, as typed data (no shell yet).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::model::inventory::{Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting};
+use crate::model::inventory::{
+    Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting, ipv4_view,
+};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
 use crate::model::paths::{Fleet, PairPath};
@@ -32,8 +34,14 @@ pub struct NodePlan {
     /// The cluster's name, for the scripts' headers.
     pub cluster: String,
     pub host: String,
-    pub underlay_ip: Ipv4Addr,
+    /// The underlay address, IPv4 or IPv6.
+    pub underlay: IpAddr,
     /// Where this node's tunnels start: its underlay address, or its WireGuard address when encrypted.
+    pub tunnel: IpAddr,
+    /// [`NodePlan::underlay`] when IPv4, `0.0.0.0` on an IPv6 underlay: what code not yet taught IPv6 reads
+    /// (docs/architecture.md, "IPv6 underlay"); goes once it reads `underlay`.
+    pub underlay_ip: Ipv4Addr,
+    /// [`NodePlan::tunnel`] when IPv4 (always when encrypted), else `0.0.0.0`; goes with `underlay_ip`.
     pub tunnel_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub mtu: MtuSetting,
@@ -103,7 +111,7 @@ pub struct WireguardPeer {
     pub name: Arc<str>,
     /// Where to send to the peer: its address on the pair's path ([`crate::model::paths`]) and WireGuard port;
     /// `None` for a peer behind NAT, which starts the conversation (its endpoint is learnt from its handshake).
-    pub endpoint: Option<std::net::SocketAddrV4>,
+    pub endpoint: Option<SocketAddr>,
     /// Its WireGuard address: the only address it may send from inside the tunnel.
     pub address: Ipv4Addr,
     /// The WireGuard addresses of the hosts this peer relays for this node (both behind NAT, in other sites):
@@ -120,7 +128,7 @@ pub struct TunnelSpec {
     pub port: IfName,
     pub peer: Arc<str>,
     /// The peer's tunnel address: its underlay address, or its WireGuard address when encrypted.
-    pub remote_ip: Ipv4Addr,
+    pub remote_ip: IpAddr,
     /// Split horizon: a frame that came in on one tunnel never leaves on another (no loop in a full mesh).
     pub protected: bool,
     /// Liveness of the tunnel, reported by `status`: BFD between OVS hosts only (a Linux peer never answers it).
@@ -195,10 +203,12 @@ struct Peer {
     port: IfName,
     name: Arc<str>,
     /// Its tunnel address: underlay, or WireGuard when encrypted.
-    tunnel_ip: Ipv4Addr,
+    tunnel_ip: IpAddr,
+    /// Its WireGuard address, when encrypted.
+    wireguard_ip: Option<Ipv4Addr>,
     backend: Backend,
     switch_ip: Ipv4Addr,
-    underlay_ip: Ipv4Addr,
+    underlay_ip: IpAddr,
     subnet: Ipv4Net,
 }
 
@@ -208,10 +218,10 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
     let backend_of = |n: &crate::model::inventory::Node| n.backend.unwrap_or(c.backend);
     let encrypted = c.encryption == Encryption::Wireguard;
     // The address a node's tunnels run between: its WireGuard address when encrypted.
-    let tunnel_ip = |n: &crate::model::inventory::Node| {
-        let a = &lock.nodes[&n.name];
-        if encrypted { a.wireguard_ip.expect("the lock has WireGuard addresses when encrypted") } else { n.underlay_ip }
+    let wireguard_ip = |n: &crate::model::inventory::Node| {
+        encrypted.then(|| lock.nodes[&n.name].wireguard_ip.expect("the lock has WireGuard addresses when encrypted"))
     };
+    let tunnel_ip = |n: &crate::model::inventory::Node| wireguard_ip(n).map_or(n.underlay, IpAddr::V4);
     let rows: Vec<Peer> = inv
         .nodes
         .iter()
@@ -221,9 +231,10 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 port: names::tunnel_port(&n.name).expect("validated node name"),
                 name: Arc::from(n.name.as_str()),
                 tunnel_ip: tunnel_ip(n),
+                wireguard_ip: wireguard_ip(n),
                 backend: backend_of(n),
                 switch_ip: a.switch_ip,
-                underlay_ip: n.underlay_ip,
+                underlay_ip: n.underlay,
                 subnet: a.subnet,
             }
         })
@@ -265,20 +276,22 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 }
                 _ => vec![],
             };
-            let wireguard = encrypted.then(|| WireguardSpec {
+            let wireguard = wireguard_ip(n).map(|w| WireguardSpec {
                 device: names::wireguard_device(),
                 port: c.wireguard.port,
-                address: Ipv4Net::new(tunnel_ip(n), c.wireguard.cidr.prefix_len()).expect("prefix from a valid net"),
+                address: Ipv4Net::new(w, c.wireguard.cidr.prefix_len()).expect("prefix from a valid net"),
             });
             NodePlan {
                 name: n.name.clone(),
                 cluster: c.name.clone(),
                 host: n.host.clone(),
-                underlay_ip: n.underlay_ip,
-                tunnel_ip: tunnel_ip(n),
+                underlay: n.underlay,
+                tunnel: tunnel_ip(n),
+                underlay_ip: ipv4_view(n.underlay),
+                tunnel_ip: ipv4_view(tunnel_ip(n)),
                 subnet: a.subnet,
                 mtu: c.mtu,
-                overhead: c.overhead(),
+                overhead: c.overhead_on(n.underlay),
                 backend: backend_of(n),
                 switch: SwitchSpec {
                     bridge: names::switch_bridge(),
@@ -415,9 +428,9 @@ impl NodePlan {
         port.into_iter().flat_map(move |port| {
             self.direct().map(move |(j, p)| WireguardPeer {
                 name: p.name.clone(),
-                endpoint: fleet.address(self.me, j).map(|a| std::net::SocketAddrV4::new(a, port)),
-                address: p.tunnel_ip,
-                relayed: fleet.relayed_via(self.me, j).map(|k| self.peers.rows[k].tunnel_ip).collect(),
+                endpoint: fleet.address(self.me, j).map(|a| SocketAddr::new(a, port)),
+                address: p.wireguard(),
+                relayed: fleet.relayed_via(self.me, j).map(|k| self.peers.rows[k].wireguard()).collect(),
                 public_key: self.peers.keys[j].clone(),
             })
         })
@@ -432,9 +445,18 @@ impl NodePlan {
     /// Where the peers' tunnel packets come from, the only addresses allowed to send VXLAN here (or, encrypted,
     /// WireGuard): each direct peer's address on the pair's path (underlay within the site, public across).
     /// Peers behind NAT have none: see [`NodePlan::firewall_open`].
-    pub fn firewall_peers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+    pub fn tunnel_sources(&self) -> impl Iterator<Item = IpAddr> + '_ {
         let fleet = &self.peers.fleet;
         self.direct().filter_map(move |(j, _)| fleet.address(self.me, j))
+    }
+
+    /// The IPv4 ones of [`NodePlan::tunnel_sources`]: all of them on an IPv4 underlay, none on an IPv6 one (the
+    /// firewalls that write only IPv4 rules read these: they then let no tunnel in, never every one).
+    pub fn firewall_peers(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        self.tunnel_sources().filter_map(|ip| match ip {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
     }
 
     /// Whether the WireGuard port must stay open to any source: some direct peer is behind NAT, so its packets
@@ -448,14 +470,32 @@ impl NodePlan {
     /// between these only. Empty on a node that relays for nobody.
     pub fn relay_pairs(&self) -> Vec<(Ipv4Addr, Ipv4Addr)> {
         let rows = &self.peers.rows;
-        self.peers.fleet.relayed_by(self.me).into_iter().map(|(a, b)| (rows[a].tunnel_ip, rows[b].tunnel_ip)).collect()
+        self.peers
+            .fleet
+            .relayed_by(self.me)
+            .into_iter()
+            .map(|(a, b)| (rows[a].wireguard(), rows[b].wireguard()))
+            .collect()
     }
 
     /// With encryption, the peers' WireGuard addresses: VXLAN is accepted only from these, on the WireGuard
     /// interface. Empty without encryption.
     pub fn wireguard_mesh(&self) -> impl Iterator<Item = Ipv4Addr> + '_ {
         let guarded = self.firewall.wireguard.is_some();
-        self.others().filter(move |_| guarded).map(|(_, p)| p.tunnel_ip)
+        self.others().filter(move |_| guarded).map(|(_, p)| p.wireguard())
+    }
+
+    /// Whether the tunnels' underlay is IPv6: the firewall then writes ip6tables (or `ip6` nftables) rules, and
+    /// the outer headers are 20 bytes longer.
+    pub fn underlay_is_ipv6(&self) -> bool {
+        self.underlay.is_ipv6()
+    }
+}
+
+impl Peer {
+    /// Its WireGuard address: asked only of plans with encryption, where every row has one.
+    fn wireguard(&self) -> Ipv4Addr {
+        self.wireguard_ip.expect("asked only when encrypted, where every node has a WireGuard address")
     }
 }
 
@@ -501,8 +541,8 @@ impl Serialize for NodePlan {
         n.serialize_field("name", &self.name)?;
         n.serialize_field("cluster", &self.cluster)?;
         n.serialize_field("host", &self.host)?;
-        n.serialize_field("underlay_ip", &self.underlay_ip)?;
-        n.serialize_field("tunnel_ip", &self.tunnel_ip)?;
+        n.serialize_field("underlay_ip", &self.underlay)?;
+        n.serialize_field("tunnel_ip", &self.tunnel)?;
         n.serialize_field("subnet", &self.subnet)?;
         n.serialize_field("mtu", &self.mtu)?;
         n.serialize_field("overhead", &self.overhead)?;
@@ -534,7 +574,7 @@ impl Serialize for NodePlan {
             &Firewall {
                 kind: fw.kind,
                 port: fw.port,
-                peers: Listed(|| self.firewall_peers()),
+                peers: Listed(|| self.tunnel_sources()),
                 open: self.firewall_open(),
                 relays_for: self.relay_pairs(),
                 wireguard: guard,

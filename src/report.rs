@@ -584,7 +584,7 @@ pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
             "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
             n.name,
             n.host,
-            n.underlay_ip.to_string(),
+            n.underlay.to_string(),
             n.subnet.to_string(),
             n.switch.address.to_string(),
             n.peer_count()

@@ -501,19 +501,24 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
     }
 }
 
-/// The preamble that sets [`Var::Mtu`]: the MTU of the device holding `underlay_ip`, minus `overhead`.
-pub fn learn_mtu(underlay_ip: std::net::Ipv4Addr, node: &str, overhead: u16) -> String {
+/// The preamble that sets [`Var::Mtu`]: the MTU of the device holding `underlay_ip`, minus `overhead`. An IPv6
+/// address is looked up among the IPv6 addresses, which `ip` prints in the same canonical form (RFC 5952) as
+/// vxmesh. (Not `ip -6 route get`: for the host's own address that answers `dev lo`.)
+pub fn learn_mtu(underlay_ip: impl Into<std::net::IpAddr>, node: &str, overhead: u16) -> String {
+    use crate::model::inventory::{VXLAN_OVERHEAD, VXLAN_OVERHEAD_V6};
+    let underlay_ip = underlay_ip.into();
     let missing = format!("vxmesh: no device on this host has {underlay_ip} (underlay_ip of {node})");
     format!(
         "# mtu: auto = the underlay device's MTU minus {overhead} bytes of {headers} headers.\n\
          UNDERLAY_IP={ip}\n\
-         UNDERLAY_DEV=$(ip -o -4 addr show | awk -v ip=\"$UNDERLAY_IP\" '{{split($4, a, \"/\"); if (a[1] == ip) {{print $2; exit}}}}')\n\
+         UNDERLAY_DEV=$(ip -o -{family} addr show | awk -v ip=\"$UNDERLAY_IP\" '{{split($4, a, \"/\"); if (a[1] == ip) {{print $2; exit}}}}')\n\
          [ -n \"$UNDERLAY_DEV\" ] || {{ echo {missing} >&2; exit 1; }}\n\
          {var}=$(( $(cat /sys/class/net/\"$UNDERLAY_DEV\"/mtu) - {overhead} ))\n",
         ip = quote(&underlay_ip.to_string()),
         missing = quote(&missing),
         var = Var::Mtu.name(),
-        headers = if overhead == crate::model::inventory::VXLAN_OVERHEAD { "VXLAN" } else { "VXLAN and WireGuard" },
+        family = if underlay_ip.is_ipv6() { 6 } else { 4 },
+        headers = if [VXLAN_OVERHEAD, VXLAN_OVERHEAD_V6].contains(&overhead) { "VXLAN" } else { "VXLAN and WireGuard" },
     )
 }
 
@@ -538,6 +543,18 @@ pub fn lines(stmts: &[Stmt]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learn_mtu_looks_the_underlay_up_in_its_own_family() {
+        let v4 = learn_mtu(std::net::Ipv4Addr::new(192, 0, 2, 1), "a", 50);
+        assert!(v4.contains("UNDERLAY_IP=192.0.2.1\n") && v4.contains("ip -o -4 addr show"), "{v4}");
+        assert!(v4.contains("minus 50 bytes of VXLAN headers"), "{v4}");
+        let v6 = learn_mtu("fd78::12".parse::<std::net::IpAddr>().unwrap(), "a", 70);
+        assert!(v6.contains("UNDERLAY_IP=fd78::12\n") && v6.contains("ip -o -6 addr show"), "{v6}");
+        assert!(v6.contains("minus 70 bytes of VXLAN headers") && v6.contains("- 70 ))"), "{v6}");
+        let sealed = learn_mtu("fd78::12".parse::<std::net::IpAddr>().unwrap(), "a", 130);
+        assert!(sealed.contains("minus 130 bytes of VXLAN and WireGuard headers"), "{sealed}");
+    }
 
     #[test]
     fn quoting_keeps_plain_words_bare_and_quotes_the_rest() {

@@ -161,7 +161,15 @@ fn apply_linux(f: &mut HostFacts, c: &linux::Change) {
         linux::Change::Vxlan { dev, vni, port, local, mtu: m, .. } => {
             f.links.insert(
                 dev.to_string(),
-                Link { mtu: mtu(*m), up: false, kind: "vxlan".into(), master: None, addrs: vec![], mac: None },
+                Link {
+                    mtu: mtu(*m),
+                    up: false,
+                    kind: "vxlan".into(),
+                    master: None,
+                    addrs: vec![],
+                    addrs6: vec![],
+                    mac: None,
+                },
             );
             let lf = f.part_mut::<LinuxFacts>();
             lf.vxlan = Some(VxlanDevice { id: Some(*vni), port: Some(*port), local: Some(*local) });

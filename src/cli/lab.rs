@@ -31,6 +31,10 @@ pub enum LabCommand {
         /// network. Every host runs the kernel backend (docs/lab.md).
         #[arg(long, conflicts_with_all = ["nodes", "backend"])]
         sites: Option<String>,
+        /// Hosts reached and tunnelling over IPv6 only: a ULA on each host's underlay interface, sshd there, no
+        /// IPv4 address left on it; the inventory names the hosts by their IPv6 addresses (docs/lab.md).
+        #[arg(long, conflicts_with = "sites")]
+        ipv6_only: bool,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
     Destroy {
@@ -77,9 +81,9 @@ pub enum NodeAction {
 impl LabCommand {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
-            LabCommand::Create { nodes, name, light, backend, sites } => {
+            LabCommand::Create { nodes, name, light, backend, sites, ipv6_only } => {
                 let sites = sites.as_deref().map(lab::sites::parse).transpose()?.unwrap_or_default();
-                create(ctx, name, *nodes, *light, *backend, sites)
+                create(ctx, name, *nodes, *light, *backend, sites, *ipv6_only)
             }
             LabCommand::Destroy { name } => {
                 let removed = lab::destroy(name)?;
@@ -122,15 +126,17 @@ fn create(
     light: bool,
     backend: LabBackendArg,
     sites: Vec<lab::sites::SiteSpec>,
+    ipv6_only: bool,
 ) -> Result<i32, Error> {
     let started = std::time::Instant::now();
     let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into(), sites };
     let quiet = ctx.form == Form::Quiet;
-    let state = lab::create(&opts, &mut |line| {
+    let mut progress = |line: &str| {
         if !quiet {
             eprintln!("lab: {line}");
         }
-    })?;
+    };
+    let state = if ipv6_only { lab::ipv6::create(&opts, &mut progress)? } else { lab::create(&opts, &mut progress)? };
     let secs = started.elapsed().as_secs_f64();
     match ctx.form {
         Form::Json => json(ctx, &serde_json::json!({"lab": state, "seconds": secs})),
@@ -143,7 +149,11 @@ fn create(
             println!("  vxmesh plan --offline -i {}", state.inventory_path().display());
             println!(
                 "  ssh -i {d}/id_ed25519 -o UserKnownHostsFile={d}/known_hosts root@{}",
-                state.nodes[0].ip,
+                if ipv6_only {
+                    lab::ipv6::node_address(&state, &state.nodes[0]).to_string()
+                } else {
+                    state.nodes[0].ip.to_string()
+                },
                 d = state.dir.display()
             );
             println!("  vxmesh lab destroy --name {}", state.name);

@@ -347,7 +347,7 @@ pub fn completed<'a>(
     plan: &ClusterPlan,
     facts: impl Iterator<Item = (&'a Arc<NodePlan>, &'a HostFacts)> + Clone,
 ) -> ClusterPlan {
-    let sized = plan.with_cluster_mtu(facts.clone().filter_map(|(n, f)| f.mtu_of_device_with(n.underlay_ip)));
+    let sized = plan.with_cluster_mtu(facts.clone().filter_map(|(n, f)| f.mtu_of_device_with(n.underlay)));
     if sized.nodes.iter().any(|n| n.wireguard.is_some()) {
         let keys = crate::components::wireguard::known_keys(&sized, facts.map(|(n, f)| (&n.name, f)));
         sized.with_public_keys(&keys)

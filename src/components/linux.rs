@@ -7,7 +7,7 @@
 //! port, so both kinds of host join one mesh. The kernel forgets all of it at reboot: the boot unit rebuilds it.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +31,7 @@ pub struct Linux<'a> {
 pub struct LinuxFacts {
     pub vxlan: Option<VxlanDevice>,
     /// Destinations of the all-zeros entries: where broadcasts are replicated to.
-    pub flood_to: BTreeSet<Ipv4Addr>,
+    pub flood_to: BTreeSet<IpAddr>,
     /// The kernel could make a VXLAN device (or one is there).
     pub vxlan_supported: bool,
 }
@@ -40,7 +40,7 @@ pub struct LinuxFacts {
 pub struct VxlanDevice {
     pub id: Option<u32>,
     pub port: Option<u16>,
-    pub local: Option<Ipv4Addr>,
+    pub local: Option<IpAddr>,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,7 +54,7 @@ pub enum Change {
         dev: IfName,
         vni: u32,
         port: u16,
-        local: Ipv4Addr,
+        local: IpAddr,
         mtu: Mtu,
         recreate: bool,
     },
@@ -62,12 +62,12 @@ pub enum Change {
     FloodTo {
         dev: IfName,
         peer: String,
-        dst: Ipv4Addr,
+        dst: IpAddr,
     },
     /// `dst` as the host had it: no longer a peer.
     StopFlooding {
         dev: IfName,
-        dst: Ipv4Addr,
+        dst: IpAddr,
     },
     Plug {
         dev: IfName,
@@ -82,7 +82,7 @@ fn vxlan_dev() -> IfName {
     names::vxlan_device()
 }
 
-fn fdb(op: &'static str, dst: Ipv4Addr) -> Cmd {
+fn fdb(op: &'static str, dst: IpAddr) -> Cmd {
     cmd!["bridge", "fdb", op, ZERO_MAC, "dev", &vxlan_dev(), "dst", data(dst)]
 }
 
@@ -108,6 +108,8 @@ struct RawVxlan {
     id: Option<u32>,
     port: Option<u16>,
     local: Option<String>,
+    /// `ip -j` names an IPv6 `local` so.
+    local6: Option<String>,
 }
 
 fn parse_device(body: &str) -> Result<Option<VxlanDevice>, FactsError> {
@@ -120,12 +122,12 @@ fn parse_device(body: &str) -> Result<Option<VxlanDevice>, FactsError> {
         VxlanDevice {
             id: d.as_ref().and_then(|d| d.id),
             port: d.as_ref().and_then(|d| d.port),
-            local: d.as_ref().and_then(|d| d.local.as_deref()?.parse().ok()),
+            local: d.as_ref().and_then(|d| d.local.as_deref().or(d.local6.as_deref())?.parse().ok()),
         }
     }))
 }
 
-fn parse_fdb(body: &str) -> Result<BTreeSet<Ipv4Addr>, FactsError> {
+fn parse_fdb(body: &str) -> Result<BTreeSet<IpAddr>, FactsError> {
     if body.trim().is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -187,7 +189,7 @@ impl Linux<'_> {
         let n = self.node;
         let dev = vxlan_dev();
         let br = &n.switch.bridge;
-        let want = VxlanDevice { id: Some(n.vxlan.vni), port: Some(n.vxlan.port), local: Some(n.tunnel_ip) };
+        let want = VxlanDevice { id: Some(n.vxlan.vni), port: Some(n.vxlan.port), local: Some(n.tunnel) };
         let link = facts.links.get(dev.as_str());
         let mut steps = vec![];
         let right = lf.vxlan.as_ref() == Some(&want);
@@ -195,7 +197,7 @@ impl Linux<'_> {
             dev: dev.clone(),
             vni: n.vxlan.vni,
             port: n.vxlan.port,
-            local: n.tunnel_ip,
+            local: n.tunnel,
             mtu,
             recreate,
         };
@@ -215,7 +217,7 @@ impl Linux<'_> {
                 "dstport".into(),
                 data(n.vxlan.port),
                 "local".into(),
-                data(n.tunnel_ip),
+                data(n.tunnel),
             ]);
             steps.push(self.step(
                 Phase::Switch,
@@ -224,7 +226,7 @@ impl Linux<'_> {
                     if recreate { "recreate" } else { "create" },
                     n.vxlan.vni,
                     n.vxlan.port,
-                    n.tunnel_ip
+                    n.tunnel
                 ),
                 vxlan_change(recreate),
                 vec![cmd!["ip", "link", "del", &dev].silent_stderr().may_fail().into(), create.into()],
@@ -238,7 +240,7 @@ impl Linux<'_> {
             ));
         }
         // A new device starts with no FDB, outside the bridge, down.
-        let flood_to: BTreeSet<Ipv4Addr> = if right { lf.flood_to.clone() } else { BTreeSet::new() };
+        let flood_to: BTreeSet<IpAddr> = if right { lf.flood_to.clone() } else { BTreeSet::new() };
         let plugged = right && link.is_some_and(|l| l.master.as_deref() == Some(br.as_str()) && l.up);
         if !plugged {
             steps.push(self.step(
@@ -261,7 +263,7 @@ impl Linux<'_> {
                 );
             }
         }
-        let wanted: BTreeSet<Ipv4Addr> = n.tunnels().map(|t| t.remote_ip).collect();
+        let wanted: BTreeSet<IpAddr> = n.tunnels().map(|t| t.remote_ip).collect();
         for stale in flood_to.difference(&wanted) {
             steps.push(
                 self.step(
@@ -449,8 +451,20 @@ mod tests {
                      {"mac":"02:42:ac:10:00:03","master":"sw0","state":""},
                      {"mac":"02:42:ac:10:00:03","dst":"192.168.77.11","flags":["self"],"state":""},
                      {"mac":"00:00:00:00:00:00","dst":"192.168.77.13","flags":["self"],"state":"permanent"}]"#;
-        let want: BTreeSet<Ipv4Addr> = ["192.168.77.11", "192.168.77.13"].iter().map(|a| a.parse().unwrap()).collect();
+        let want: BTreeSet<IpAddr> = ["192.168.77.11", "192.168.77.13"].iter().map(|a| a.parse().unwrap()).collect();
         assert_eq!(parse_fdb(fdb).unwrap(), want, "only the all-zeros entries are the flood list");
         assert!(parse_fdb("not json").is_err());
+    }
+
+    /// iproute2 names an IPv6 `local` `local6` (as `ip -d -j link show` printed it in a namespace here).
+    #[test]
+    fn reads_an_ipv6_vxlan_device_and_flood_list() {
+        let link = r#"[{"ifname":"vxm-vxlan","linkinfo":{"info_kind":"vxlan","info_data":{"id":42,"local6":"fd78::12","port":4789,"learning":true,"udp_zero_csum6_tx":false}}}]"#;
+        assert_eq!(
+            parse_device(link).unwrap(),
+            Some(VxlanDevice { id: Some(42), port: Some(4789), local: Some("fd78::12".parse().unwrap()) })
+        );
+        let fdb = r#"[{"mac":"00:00:00:00:00:00","dst":"fd78::11","flags":["self"],"state":"permanent"}]"#;
+        assert_eq!(parse_fdb(fdb).unwrap(), ["fd78::11".parse::<IpAddr>().unwrap()].into());
     }
 }

@@ -114,7 +114,8 @@ pub fn known_keys<'a>(
         if keys.contains_key(&n.name) {
             continue;
         }
-        if let Some(key) = configured.get(allowed(n.tunnel_ip).as_str()) {
+        let Some(w) = &n.wireguard else { continue };
+        if let Some(key) = configured.get(allowed(w.address.addr()).as_str()) {
             keys.insert(n.name.clone(), key.to_string());
         }
     }

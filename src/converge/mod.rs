@@ -21,7 +21,7 @@ use crate::shell::{self, Stmt, Var, Word, when};
 pub fn resolve_mtu(node: &NodePlan, facts: &HostFacts) -> Mtu {
     match node.mtu {
         MtuSetting::Fixed(m) => Mtu::Value(u32::from(m)),
-        MtuSetting::Auto => match facts.mtu_of_device_with(node.underlay_ip) {
+        MtuSetting::Auto => match facts.mtu_of_device_with(node.underlay) {
             Some(m) => Mtu::Value(m.saturating_sub(u32::from(node.overhead))),
             None => Mtu::Detect,
         },
@@ -189,7 +189,7 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
     out.push_str("step() { printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }\n");
     let uses = |v| steps.iter().flat_map(|s| &s.commands).any(|c| c.uses(v));
     if uses(Var::Mtu) || uses(Var::WireguardMtu) {
-        out.push_str(&shell::learn_mtu(node.underlay_ip, &node.name, node.overhead));
+        out.push_str(&shell::learn_mtu(node.underlay, &node.name, node.overhead));
     }
     if uses(Var::WireguardMtu) {
         out.push_str(&shell::learn_wireguard_mtu(VXLAN_OVERHEAD));
@@ -301,10 +301,10 @@ pub fn preflight_with(comps: &HostComponents<'_>, facts: &HostFacts) -> Vec<Stri
     } else {
         problems.extend(comps.planned(facts).flat_map(|c| c.preflight(facts)));
     }
-    if facts.mtu_of_device_with(node.underlay_ip).is_none() {
+    if facts.mtu_of_device_with(node.underlay).is_none() {
         problems.push(format!(
             "no interface on this host has the underlay address {} (underlay_ip of {})",
-            node.underlay_ip, node.name
+            node.underlay, node.name
         ));
     }
     problems.extend(collisions(comps, facts, &[node]));

@@ -16,6 +16,9 @@ pub struct Link {
     /// The bridge this device is a port of, if any.
     pub master: Option<String>,
     pub addrs: Vec<Ipv4Net>,
+    /// Its IPv6 addresses (an IPv6 underlay's device is found by them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addrs6: Vec<std::net::Ipv6Addr>,
     /// The link-layer address, lower case (`ip` prints it so).
     pub mac: Option<String>,
 }
@@ -75,12 +78,19 @@ pub fn parse_links(body: &str) -> Result<BTreeMap<String, Link>, FactsError> {
                 .filter(|a| a.family.as_deref() == Some("inet"))
                 .filter_map(|a| Ipv4Net::new(a.local.as_deref()?.parse().ok()?, a.prefixlen?).ok())
                 .collect();
+            let addrs6 = l
+                .addr_info
+                .iter()
+                .filter(|a| a.family.as_deref() == Some("inet6"))
+                .filter_map(|a| a.local.as_deref()?.parse().ok())
+                .collect();
             let link = Link {
                 mtu: l.mtu,
                 up: l.flags.iter().any(|f| f == "UP"),
                 kind: l.linkinfo.and_then(|i| i.info_kind).unwrap_or_default(),
                 master: l.master,
                 addrs,
+                addrs6,
                 mac: l.address.map(|a| a.to_ascii_lowercase()),
             };
             (l.ifname, link)

@@ -155,8 +155,12 @@ impl HostFacts {
     }
 
     /// The MTU of the device that holds `ip`: the underlay the tunnels ride on.
-    pub fn mtu_of_device_with(&self, ip: std::net::Ipv4Addr) -> Option<u32> {
-        self.links.values().find(|l| l.addrs.iter().any(|a| a.addr() == ip)).map(|l| l.mtu)
+    pub fn mtu_of_device_with(&self, ip: std::net::IpAddr) -> Option<u32> {
+        let has = |l: &&ip::Link| match ip {
+            std::net::IpAddr::V4(v4) => l.addrs.iter().any(|a| a.addr() == v4),
+            std::net::IpAddr::V6(v6) => l.addrs6.contains(&v6),
+        };
+        self.links.values().find(has).map(|l| l.mtu)
     }
 
     /// The OS family's package manager, for install hints.

@@ -2,6 +2,7 @@
 //! PID 1 starting sshd, Open vSwitch and docker, on an underlay bridge whose gateway drops anything not for the lab.
 
 mod cgroup;
+pub mod ipv6;
 pub mod sites;
 mod sys;
 mod units;
@@ -748,6 +749,7 @@ pub fn destroy(name: &str) -> Result<Vec<String>> {
         let args: Vec<&str> = r.split_whitespace().skip(2).collect();
         run_quiet("iptables", &[&["-w", "-D", "FORWARD"][..], &args].concat());
     }
+    ipv6::unfence(name);
     cgroup::remove_lab(name);
     let dir = lab_dir(name);
     for m in mounts_under(&dir).into_iter().rev() {

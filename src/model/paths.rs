@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -18,9 +18,10 @@ use serde::Serialize;
 pub struct Endpoint {
     pub name: Arc<str>,
     pub site: Arc<str>,
-    pub underlay_ip: Ipv4Addr,
+    /// IPv4 or IPv6: validation makes every pair's ends one family ([`crate::model::inventory`]).
+    pub underlay_ip: IpAddr,
     /// Where hosts in other sites reach it; `None`: it is behind NAT for them.
-    pub public_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<IpAddr>,
 }
 
 /// How one host's packets reach another.
@@ -170,7 +171,7 @@ impl Fleet {
     /// Where `from` sends packets for `to` directly, which is also where `to`'s packets come from (1:1 NAT maps
     /// both ways): its underlay address in the same site, its public address across sites; `None` when `to` is
     /// behind NAT for `from` (`from` answers where `to`'s packets came from, a router's address).
-    pub fn address(&self, from: usize, to: usize) -> Option<Ipv4Addr> {
+    pub fn address(&self, from: usize, to: usize) -> Option<IpAddr> {
         let (a, b) = (&self.hosts[from], &self.hosts[to]);
         if a.site == b.site { Some(b.underlay_ip) } else { b.public_ip }
     }
@@ -276,13 +277,14 @@ fn fnv1a<'b>(bytes: impl Iterator<Item = &'b u8>) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::net::Ipv4Addr;
 
     fn ep(name: &str, site: &str, underlay: u8, public: Option<u8>) -> Endpoint {
         Endpoint {
             name: name.into(),
             site: site.into(),
-            underlay_ip: Ipv4Addr::new(10, 0, 0, underlay),
-            public_ip: public.map(|p| Ipv4Addr::new(203, 0, 113, p)),
+            underlay_ip: Ipv4Addr::new(10, 0, 0, underlay).into(),
+            public_ip: public.map(|p| Ipv4Addr::new(203, 0, 113, p).into()),
         }
     }
 
@@ -305,7 +307,7 @@ mod tests {
         for a in 0..3 {
             for b in (0..3).filter(|b| *b != a) {
                 assert_eq!(f.path(a, b), Path::Private);
-                assert_eq!(f.address(a, b), Some(Ipv4Addr::new(10, 0, 0, b as u8 + 1)));
+                assert_eq!(f.address(a, b), Some(Ipv4Addr::new(10, 0, 0, b as u8 + 1).into()));
                 assert!(!f.initiates(a, b) && !f.is_natted(a));
             }
         }
@@ -317,9 +319,9 @@ mod tests {
     fn the_issue_fleet_has_each_kind_of_path() {
         let f = Fleet::new(issue_fleet(), None);
         assert_eq!(f.path(0, 1), Path::Private);
-        assert_eq!(f.address(0, 1), Some(Ipv4Addr::new(10, 0, 0, 2)), "site peers use the underlay");
+        assert_eq!(f.address(0, 1), Some(Ipv4Addr::new(10, 0, 0, 2).into()), "site peers use the underlay");
         assert_eq!(f.path(0, 2), Path::Public);
-        assert_eq!(f.address(0, 2), Some(Ipv4Addr::new(203, 0, 113, 3)));
+        assert_eq!(f.address(0, 2), Some(Ipv4Addr::new(203, 0, 113, 3).into()));
         assert_eq!(f.path(3, 0), Path::Public);
         assert_eq!(f.address(0, 3), None, "h1 is behind NAT: a1 answers where its packets come from");
         assert!(f.initiates(3, 0) && !f.initiates(0, 3));
@@ -392,8 +394,8 @@ mod tests {
                 .map(|(i, (_, public))| Endpoint {
                     name: names[i].as_str().into(),
                     site: sites[i].as_str().into(),
-                    underlay_ip: Ipv4Addr::new(10, 0, 0, i as u8 + 1),
-                    public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, i as u8 + 1)),
+                    underlay_ip: Ipv4Addr::new(10, 0, 0, i as u8 + 1).into(),
+                    public_ip: public.then(|| Ipv4Addr::new(203, 0, 113, i as u8 + 1).into()),
                 })
                 .collect();
             let relay_names: Option<Vec<String>> =

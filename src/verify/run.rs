@@ -22,7 +22,7 @@ async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
             break;
         }
         let (Ok(sa), Ok(sb)) = (&a.session, &b.session) else { continue };
-        let server = sb.run(&bandwidth_server(run, b.node.underlay_ip)).await;
+        let server = sb.run(&bandwidth_server(run, b.node.underlay)).await;
         let mut row = match server {
             Ok(o) if o.code == 0 => {
                 let ip = sb
@@ -31,12 +31,10 @@ async fn measure_bandwidth(hosts: &[Connected], run: &str) -> Vec<Bandwidth> {
                     .ok()
                     .and_then(|o| o.stdout.trim().parse::<Ipv4Addr>().ok());
                 match ip {
-                    Some(ip) => {
-                        match sa.run(&bandwidth_client(run, ip, a.node.underlay_ip, b.node.underlay_ip)).await {
-                            Ok(o) => parse_bandwidth(&o.stdout, &a.node.name, &b.node.name),
-                            Err(e) => Bandwidth { error: Some(e.to_string()), ..Default::default() },
-                        }
-                    }
+                    Some(ip) => match sa.run(&bandwidth_client(run, ip, a.node.underlay, b.node.underlay)).await {
+                        Ok(o) => parse_bandwidth(&o.stdout, &a.node.name, &b.node.name),
+                        Err(e) => Bandwidth { error: Some(e.to_string()), ..Default::default() },
+                    },
                     None => Bandwidth { error: Some("no listener address".into()), ..Default::default() },
                 }
             }

@@ -3,7 +3,7 @@
 //! or the plan reaches the host only as a quoted word (an argument, or a variable the fixed text uses in double
 //! quotes); the fixed text ([`Stmt::Static`]) holds nothing from outside.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use super::LISTEN_PORT;
 use crate::cmd;
@@ -46,7 +46,8 @@ pub fn address_script(network: &str, run: &str) -> String {
 /// The container's PID, in `$pid`.
 const PID: &str = "pid=$(docker inspect -f '{{.State.Pid}}' \"$container\")";
 
-pub fn bandwidth_server(run: &str, underlay: Ipv4Addr) -> String {
+pub fn bandwidth_server(run: &str, underlay: impl Into<IpAddr>) -> String {
+    let underlay = underlay.into();
     render(
         &[
             Stmt::Static(
@@ -83,7 +84,13 @@ macro_rules! average {
     };
 }
 
-pub fn bandwidth_client(run: &str, overlay_to: Ipv4Addr, underlay_from: Ipv4Addr, underlay_to: Ipv4Addr) -> String {
+pub fn bandwidth_client(
+    run: &str,
+    overlay_to: Ipv4Addr,
+    underlay_from: impl Into<IpAddr>,
+    underlay_to: impl Into<IpAddr>,
+) -> String {
+    let (underlay_from, underlay_to) = (underlay_from.into(), underlay_to.into());
     let secs = data(IPERF_SECONDS);
     render(
         &[

@@ -10,6 +10,7 @@ mod facts_fixtures;
 mod faults;
 mod hostile;
 mod inventory_corpus;
+mod ipv6;
 mod kernel;
 mod lab;
 mod labkit;

@@ -131,7 +131,15 @@ fn apply_veth(f: &mut HostFacts, c: &veth::Change) {
             for d in [switch_end, docker_end] {
                 f.links.insert(
                     d.to_string(),
-                    Link { mtu: mtu(*m), up: false, kind: "veth".into(), master: None, addrs: vec![], mac: None },
+                    Link {
+                        mtu: mtu(*m),
+                        up: false,
+                        kind: "veth".into(),
+                        master: None,
+                        addrs: vec![],
+                        addrs6: vec![],
+                        mac: None,
+                    },
                 );
                 // A fresh veth has offloads on again.
                 f.tx_offload.insert(d.to_string(), true);

@@ -1,7 +1,7 @@
 //! vxmesh's own nftables table from `nft -j list table inet vxmesh` (empty output when it does not exist).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -10,8 +10,8 @@ use crate::facts::FactsError;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct NftTable {
-    /// Members of the `peers` set: the peers' underlay addresses.
-    pub peers: BTreeSet<Ipv4Addr>,
+    /// Members of the `peers` set: the peers' underlay addresses (IPv4 or IPv6, as the underlay).
+    pub peers: BTreeSet<IpAddr>,
     /// Members of the `mesh` set (with encryption): the peers' WireGuard addresses.
     pub mesh: BTreeSet<Ipv4Addr>,
     /// The input chain's drop rules: the UDP port each guards, and what lets a packet through
@@ -32,15 +32,11 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
             seen_table = true;
         }
         if let Some(set) = item.get("set") {
-            let members = match set["name"].as_str() {
-                Some("peers") => &mut table.peers,
-                Some("mesh") => &mut table.mesh,
+            let elements = set["elem"].as_array().into_iter().flatten().filter_map(|e| e.as_str());
+            match set["name"].as_str() {
+                Some("peers") => table.peers.extend(elements.filter_map(|s| s.parse::<IpAddr>().ok())),
+                Some("mesh") => table.mesh.extend(elements.filter_map(|s| s.parse::<Ipv4Addr>().ok())),
                 _ => continue,
-            };
-            for e in set["elem"].as_array().into_iter().flatten() {
-                if let Some(ip) = e.as_str().and_then(|s| s.parse().ok()) {
-                    members.insert(ip);
-                }
             }
         }
         if let Some(rule) = item.get("rule") {
@@ -64,4 +60,21 @@ pub fn parse(body: &str) -> Result<Option<NftTable>, FactsError> {
         }
     }
     Ok(seen_table.then_some(table))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On an IPv6 underlay the `peers` set holds IPv6 addresses, and `mesh` (WireGuard) stays IPv4.
+    #[test]
+    fn reads_an_ipv6_peers_set_beside_an_ipv4_mesh() {
+        let body = r#"{"nftables":[{"table":{"family":"inet","name":"vxmesh"}},
+            {"set":{"family":"inet","name":"peers","table":"vxmesh","type":"ipv6_addr","elem":["fd78::11","fd78::13"]}},
+            {"set":{"family":"inet","name":"mesh","table":"vxmesh","type":"ipv4_addr","elem":["198.19.0.1"]}}]}"#;
+        let t = parse(body).unwrap().unwrap();
+        let peers: Vec<String> = t.peers.iter().map(|p| p.to_string()).collect();
+        assert_eq!(peers, ["fd78::11", "fd78::13"]);
+        assert_eq!(t.mesh, ["198.19.0.1".parse::<Ipv4Addr>().unwrap()].into());
+    }
 }

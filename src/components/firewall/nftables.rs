@@ -1,8 +1,10 @@
 //! The nftables firewall: table `inet vxmesh` with a `peers` set and one drop rule for VXLAN from anyone else,
-//! replaced atomically with `nft -f`.
+//! replaced atomically with `nft -f`. On an IPv6 underlay the set holds IPv6 addresses and the rules match `ip6
+//! saddr` (in an `inet` table an `ip saddr` rule matches IPv4 packets only, so it would let every IPv6 one in).
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::fmt::Display;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -35,7 +37,7 @@ pub enum Change {
 /// only through the WireGuard interface, from the peers' WireGuard addresses.
 pub fn wanted(node: &NodePlan) -> NftTable {
     let fw = &node.firewall;
-    let peers: BTreeSet<Ipv4Addr> = node.firewall_peers().collect();
+    let peers: BTreeSet<IpAddr> = node.tunnel_sources().collect();
     match &fw.wireguard {
         None => NftTable { peers, mesh: BTreeSet::new(), drops: [(fw.port, "@peers".to_string())].into() },
         Some(g) => NftTable {
@@ -55,14 +57,14 @@ pub fn wanted(node: &NodePlan) -> NftTable {
     }
 }
 
-fn set(name: &str, members: &BTreeSet<Ipv4Addr>) -> String {
+fn set<A: Display>(name: &str, kind: &str, members: &BTreeSet<A>) -> String {
     let elements = if members.is_empty() {
         String::new()
     } else {
         let list: Vec<String> = members.iter().map(|p| p.to_string()).collect();
         format!(" elements = {{ {} }};", list.join(", "))
     };
-    format!("  set {name} {{ type ipv4_addr;{elements} }}\n")
+    format!("  set {name} {{ type {kind};{elements} }}\n")
 }
 
 /// The `nft -f` program that replaces the table at once.
@@ -70,15 +72,17 @@ fn program(node: &NodePlan, want: &NftTable) -> String {
     let t = names::NFT_TABLE;
     let fw = &node.firewall;
     let tag = names::RULE_TAG;
-    let mut sets = set("peers", &want.peers);
+    // The peers' underlay addresses are of the underlay's family; the mesh's (WireGuard) are IPv4.
+    let (kind, ip) = if node.underlay_is_ipv6() { ("ipv6_addr", "ip6") } else { ("ipv4_addr", "ip") };
+    let mut sets = set("peers", kind, &want.peers);
     let rules = match &fw.wireguard {
-        None => format!("    udp dport {} ip saddr != @peers counter drop comment \"{tag}\"\n", fw.port),
+        None => format!("    udp dport {} {ip} saddr != @peers counter drop comment \"{tag}\"\n", fw.port),
         Some(g) => {
-            sets.push_str(&set("mesh", &want.mesh));
+            sets.push_str(&set("mesh", "ipv4_addr", &want.mesh));
             let wg = if node.firewall_open() {
                 String::new()
             } else {
-                format!("    udp dport {} ip saddr != @peers counter drop comment \"{tag}\"\n", g.port)
+                format!("    udp dport {} {ip} saddr != @peers counter drop comment \"{tag}\"\n", g.port)
             };
             format!(
                 "{wg}    udp dport {vx} iifname != \"{dev}\" counter drop comment \"{tag}\"\n    udp dport {vx} ip saddr != @mesh counter drop comment \"{tag}\"\n",

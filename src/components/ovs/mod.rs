@@ -155,12 +155,16 @@ impl Ovs<'_> {
             (&t.port).into(),
             "type=vxlan".into(),
             set("options:remote_ip=", t.remote_ip),
+        ]
+        .into_iter()
+        .chain(local_ip(n, t).map(|ip| set("options:local_ip=", ip)))
+        .chain([
             set("options:key=", n.vxlan.vni),
             set("options:dst_port=", n.vxlan.port),
             set("bfd:enable=", t.bfd),
             set("bfd:min_tx=", ms),
             set("bfd:min_rx=", ms),
-        ]));
+        ])));
         cmds.push(ovs(["set".into(), "port".into(), (&t.port).into(), set("protected=", t.protected)]));
         let description = if repair.is_empty() {
             format!("add tunnel {} to {} ({})", t.port, t.peer, t.remote_ip)
@@ -289,6 +293,12 @@ impl Status for Ovs<'_> {
     }
 }
 
+/// The tunnel's source address, set only over IPv6: a host has several IPv6 addresses (ULA, global, temporary
+/// ones), and the source must be the one its peers expect (`local_ip`). Unset over IPv4, as before.
+fn local_ip(node: &NodePlan, t: &TunnelSpec) -> Option<std::net::IpAddr> {
+    t.remote_ip.is_ipv6().then_some(node.tunnel)
+}
+
 /// `None`: the tunnel port is missing. `Some(empty)`: it matches. Otherwise what differs.
 fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, of: &OvsFacts, present: bool) -> Option<Vec<String>> {
     if !present {
@@ -301,10 +311,13 @@ fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, of: &OvsFacts, present: bool) -
         out.push(format!("type is `{}`", iface.r#type));
     }
     let want = [
-        ("remote_ip", t.remote_ip.to_string()),
-        ("key", node.vxlan.vni.to_string()),
-        ("dst_port", node.vxlan.port.to_string()),
-    ];
+        Some(("remote_ip", t.remote_ip.to_string())),
+        local_ip(node, t).map(|ip| ("local_ip", ip.to_string())),
+        Some(("key", node.vxlan.vni.to_string())),
+        Some(("dst_port", node.vxlan.port.to_string())),
+    ]
+    .into_iter()
+    .flatten();
     for (k, v) in want {
         let have = iface.options.get(k).map(String::as_str).unwrap_or("unset");
         if have != v {

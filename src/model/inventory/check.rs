@@ -1,7 +1,7 @@
 //! The checker's state and its conversions: each turns one [`Scalar`] into a typed value or reports it as
 //! `field: \`value as written\` ... what was expected`, the value shown escaped so it can never forge a line.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::Ipv4Net;
 use serde_saphyr::Location;
@@ -186,6 +186,17 @@ impl<'a> Check<'a> {
         let ip = text.parse::<Ipv4Addr>().ok();
         if ip.is_none() {
             self.add(at(v), format!("{field}: `{}` is not an IPv4 address", shown(text)));
+        }
+        ip
+    }
+
+    /// An underlay address: IPv4 or IPv6, the written form as the user gave it refused when neither.
+    pub fn underlay_ip(&mut self, field: &str, v: &At<Scalar>) -> Option<IpAddr> {
+        let text = self.text(field, v, "an IPv4 or IPv6 address")?;
+        let text = text.trim();
+        let ip = text.parse::<IpAddr>().ok();
+        if ip.is_none() {
+            self.add(at(v), format!("{field}: `{}` is not an IPv4 address, nor an IPv6 one", shown(text)));
         }
         ip
     }

@@ -330,4 +330,19 @@ mod tests {
         assert_eq!(yaml_scalar("10.0.0.3"), "10.0.0.3", "addresses stay plain");
         assert_eq!(yaml_scalar("a b"), "\"a b\"");
     }
+
+    /// IPv6 addresses (host, underlay, public) are written so that they parse back as the addresses given.
+    #[test]
+    fn a_node_is_added_at_ipv6_addresses() {
+        let p = Path::new("v.yaml");
+        let text = "cluster: {cidr: 172.16.0.0/12, encryption: wireguard}\nnodes:\n  - {name: a, host: \"fd00::1\", site: dc1, public_ip: \"2001:db8::1\"}\n";
+        let n = NewNode { name: "h", host: "2001:db8::9", underlay_ip: Some("fd00::9"), subnet: None, backend: None };
+        let placed = Placement { site: Some("dc2"), public_ip: Some("2001:db8::99") };
+        let added = add_node_placed(p, text, &n, &placed).unwrap();
+        let inv = super::super::parse(p, &added).unwrap_or_else(|e| panic!("{e}\n{added}"));
+        let h = &inv.nodes[1];
+        assert_eq!(h.host, "2001:db8::9");
+        assert_eq!(h.underlay.to_string(), "fd00::9");
+        assert_eq!(h.public_ip.map(|p| p.to_string()).as_deref(), Some("2001:db8::99"));
+    }
 }

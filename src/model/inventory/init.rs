@@ -258,7 +258,7 @@ fn commented(
     t += "  # Each node: name and host are required; the others default as shown (for the first node).\n";
     t += &line(2, true, &format!("- name: {}", scalar(&first.name)), "letters, digits, - and _; at most 12 bytes");
     t += &line(2, true, &format!("  host: {}", scalar(&first.host)), "an SSH address or ~/.ssh/config alias");
-    t += &line(2, true, &format!("  underlay_ip: {}", first.underlay_ip), "the tunnel endpoint; default: host");
+    t += &line(2, true, &format!("  underlay_ip: {}", first.underlay), "the tunnel endpoint; default: host");
     t += &line(
         2,
         true,

@@ -1,6 +1,6 @@
 //! The validated inventory: every value parsed, defaulted and checked; what the rest of vxmesh works from.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use ipnet::Ipv4Net;
@@ -66,6 +66,8 @@ pub struct WireguardSettings {
 
 /// Bytes WireGuard adds around each packet on an IPv4 underlay: outer IP 20, UDP 8, WireGuard header 16, tag 16.
 pub const WIREGUARD_OVERHEAD: u16 = 60;
+/// The same on an IPv6 underlay: the outer IPv6 header is 40 bytes.
+pub const WIREGUARD_OVERHEAD_V6: u16 = 80;
 
 /// The WireGuard addresses' default range: RFC 2544's benchmarking block, which no real network routes, so it
 /// cannot collide with an underlay or a cloud's private ranges.
@@ -83,12 +85,24 @@ pub enum MtuSetting {
 
 /// Bytes VXLAN adds around each frame on IPv4: outer IP 20, UDP 8, VXLAN 8, inner Ethernet 14.
 pub const VXLAN_OVERHEAD: u16 = 50;
+/// The same on an IPv6 underlay: the outer IPv6 header is 40 bytes.
+pub const VXLAN_OVERHEAD_V6: u16 = 70;
 
 impl Cluster {
-    /// What the tunnels add to every overlay packet: VXLAN, and WireGuard under it when encrypted.
+    /// What the tunnels add to every overlay packet on an IPv4 underlay: VXLAN, and WireGuard under it when
+    /// encrypted.
     pub fn overhead(&self) -> u16 {
+        self.overhead_on(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// What the tunnels add on the family of `underlay`. Encrypted, VXLAN runs between the (IPv4) WireGuard
+    /// addresses, so only WireGuard's outer header follows the underlay's family.
+    pub fn overhead_on(&self, underlay: IpAddr) -> u16 {
+        let v6 = underlay.is_ipv6();
         match self.encryption {
+            Encryption::None if v6 => VXLAN_OVERHEAD_V6,
             Encryption::None => VXLAN_OVERHEAD,
+            Encryption::Wireguard if v6 => VXLAN_OVERHEAD + WIREGUARD_OVERHEAD_V6,
             Encryption::Wireguard => VXLAN_OVERHEAD + WIREGUARD_OVERHEAD,
         }
     }
@@ -178,7 +192,12 @@ pub struct Node {
     pub name: String,
     /// SSH address or ~/.ssh/config alias.
     pub host: String,
-    /// Tunnel endpoint: `underlay_ip`, or `host` when that is an address.
+    /// Tunnel endpoint: `underlay_ip`, or `host` when that is an address; IPv4 or IPv6 (one family per cluster).
+    #[serde(rename = "underlay_ip")]
+    pub underlay: IpAddr,
+    /// [`Node::underlay`] when IPv4, `0.0.0.0` on an IPv6 underlay: the field code not yet taught IPv6 reads
+    /// (see docs/architecture.md, "IPv6 underlay"); it goes once that code reads `underlay`.
+    #[serde(skip)]
     pub underlay_ip: Ipv4Addr,
     /// The subnet the user pinned, if any.
     pub subnet: Option<Ipv4Net>,
@@ -189,10 +208,18 @@ pub struct Node {
     /// Where hosts in other sites reach this one (1:1 NAT: not necessarily on an interface); `None`: behind NAT
     /// for them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub public_ip: Option<Ipv4Addr>,
+    pub public_ip: Option<IpAddr>,
     /// Where the node's entry starts in the inventory, for later messages.
     #[serde(skip)]
     pub pos: Option<Pos>,
+}
+
+/// The IPv4 view of an address for code not yet taught IPv6: the address itself, or `0.0.0.0` for an IPv6 one.
+pub fn ipv4_view(ip: IpAddr) -> Ipv4Addr {
+    match ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
+    }
 }
 
 /// The site a node is in when the inventory does not say.
@@ -203,7 +230,7 @@ impl Node {
         crate::model::paths::Endpoint {
             name: self.name.as_str().into(),
             site: self.site.as_str().into(),
-            underlay_ip: self.underlay_ip,
+            underlay_ip: self.underlay,
             public_ip: self.public_ip,
         }
     }

@@ -2,13 +2,14 @@
 //! allows them. Every lookup is hashed or ordered, so thousands of nodes cost milliseconds.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr};
 
 use ipnet::Ipv4Net;
 
 use super::check::{Check, at, check_name, is_safe_name, shown};
 use super::model::Node;
 use super::ranges::{NetMap, legacy_numeric, non_unicast, not_a_host, overlaps, special_overlap};
+use super::ranges6::non_unicast6;
 use super::raw::{At, RawNode, Shaped};
 use crate::error::Pos;
 use crate::model::names;
@@ -31,13 +32,13 @@ struct Seen {
     names: HashMap<String, Option<Pos>>,
     /// By lowercase host (DNS names are case-insensitive): the host as written, its node, its line.
     hosts: HashMap<String, (String, String, Option<Pos>)>,
-    underlays: HashMap<Ipv4Addr, String>,
+    underlays: HashMap<IpAddr, String>,
     /// SSH addresses of nodes whose tunnel endpoint is another address: no other node's endpoint may be one.
-    host_ips: HashMap<Ipv4Addr, String>,
+    host_ips: HashMap<IpAddr, String>,
     pinned: NetMap<String>,
     exclude: NetMap<()>,
     /// Public addresses already given, by the node that has it.
-    public_ips: HashMap<Ipv4Addr, String>,
+    public_ips: HashMap<IpAddr, String>,
 }
 
 pub fn nodes(raw: &[At<Shaped<RawNode>>], layout: &Layout, ck: &mut Check) -> Vec<Node> {
@@ -70,7 +71,8 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
     Some(Node {
         name: name?,
         host: host?,
-        underlay_ip: underlay?,
+        underlay_ip: super::model::ipv4_view(underlay?),
+        underlay: underlay?,
         subnet: subnet?,
         backend: backend?,
         site: site?,
@@ -183,7 +185,12 @@ fn host_address(
     seen: &mut Seen,
     ck: &mut Check,
 ) -> Option<String> {
-    let Ok(ip) = host.parse::<Ipv4Addr>() else { return Some(host) };
+    let ip = match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ip,
+        // Its nonsense was refused with `host`; what is left to check is the other nodes' endpoints.
+        Ok(IpAddr::V6(ip)) => return host_address6(n, label, who, host, ip, seen, ck),
+        Err(_) => return Some(host),
+    };
     let inside = |range: &str, net: Ipv4Net| {
         format!("lies inside {range} `{net}`; vxmesh reaches hosts over SSH outside the overlay it builds")
     };
@@ -195,14 +202,34 @@ fn host_address(
         inside("cluster.cidr", c)
     } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
         inside("cluster.wireguard.cidr", w)
-    } else if let Some(other) = seen.underlays.get(&ip) {
+    } else if let Some(other) = seen.underlays.get(&IpAddr::V4(ip)) {
         format!("is the tunnel endpoint of node `{other}`; two nodes would be one machine")
     } else {
-        seen.host_ips.entry(ip).or_insert_with(|| who.to_string());
+        seen.host_ips.entry(IpAddr::V4(ip)).or_insert_with(|| who.to_string());
         return Some(host);
     };
     ck.add(at(&n.host), format!("{label}.host: `{ip}` {problem}"));
     None
+}
+
+/// [`host_address`] for an IPv6 `host`: the overlay is IPv4, so only the other nodes' endpoints are in the way.
+fn host_address6(
+    n: &RawNode,
+    label: &str,
+    who: &str,
+    host: String,
+    ip: Ipv6Addr,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<String> {
+    let ip = IpAddr::V6(ip);
+    if let Some(other) = seen.underlays.get(&ip) {
+        let problem = format!("is the tunnel endpoint of node `{other}`; two nodes would be one machine");
+        ck.add(at(&n.host), format!("{label}.host: `{}` {problem}", shown(&host)));
+        return None;
+    }
+    seen.host_ips.entry(ip).or_insert_with(|| who.to_string());
+    Some(host)
 }
 
 /// The tunnel endpoint: `underlay_ip`, or `host` when that is an address. Other hosts send VXLAN to it, so it
@@ -215,16 +242,16 @@ fn underlay(
     l: &Layout,
     seen: &mut Seen,
     ck: &mut Check,
-) -> Option<Ipv4Addr> {
+) -> Option<IpAddr> {
     let (field, v, ip) = match &n.underlay_ip {
         Some(v) => {
             let field = format!("{label}.underlay_ip");
-            let ip = ck.ip(&field, v)?;
+            let ip = ck.underlay_ip(&field, v)?;
             (field, v, ip)
         }
         None => {
             let host = host?;
-            let Ok(ip) = host.parse::<Ipv4Addr>() else {
+            let Ok(ip) = host.parse::<IpAddr>() else {
                 ck.add(
                     at(&n.host),
                     format!("{label}.host: `{}` is not an IPv4 address, so the tunnel endpoint is unknown; set `underlay_ip`", shown(host)),
@@ -239,13 +266,14 @@ fn underlay(
             "lies inside {range} `{net}`; a tunnel endpoint must be outside the overlay, or the host would route its own tunnel into sw0"
         )
     };
-    let problem = if let Some(special) = non_unicast(ip, false) {
-        format!("is in {}; a tunnel endpoint must be a unicast address the other hosts reach", special.describe())
-    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&ip)) {
+    let unicast = "a tunnel endpoint must be a unicast address the other hosts reach";
+    let problem = if let Some(special) = special_range(ip) {
+        format!("is in {special}; {unicast}")
+    } else if let Some(s) = l.switch_cidr.filter(|s| in_net(s, ip)) {
         inside("cluster.switch_cidr", s)
-    } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
+    } else if let Some(c) = l.cidr.filter(|c| in_net(c, ip)) {
         inside("cluster.cidr", c)
-    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| in_net(w, ip)) {
         format!(
             "lies inside cluster.wireguard.cidr `{w}`; WireGuard carries the tunnels over the underlay, so an underlay address must be outside it"
         )
@@ -337,20 +365,20 @@ fn public_ip(
     l: &Layout,
     seen: &mut Seen,
     ck: &mut Check,
-) -> Option<Option<Ipv4Addr>> {
+) -> Option<Option<IpAddr>> {
     let Some(v) = &n.public_ip else { return Some(None) };
     let field = format!("{label}.public_ip");
-    let ip = ck.ip(&field, v)?;
+    let ip = ck.underlay_ip(&field, v)?;
     let inside = |range: &str, net: Ipv4Net| {
         format!("lies inside {range} `{net}`; a public address must be outside the overlay")
     };
-    let problem = if let Some(special) = non_unicast(ip, false) {
-        format!("is in {}; a public address must be a unicast address the other sites reach", special.describe())
-    } else if let Some(s) = l.switch_cidr.filter(|s| s.contains(&ip)) {
+    let problem = if let Some(special) = special_range(ip) {
+        format!("is in {special}; a public address must be a unicast address the other sites reach")
+    } else if let Some(s) = l.switch_cidr.filter(|s| in_net(s, ip)) {
         inside("cluster.switch_cidr", s)
-    } else if let Some(c) = l.cidr.filter(|c| c.contains(&ip)) {
+    } else if let Some(c) = l.cidr.filter(|c| in_net(c, ip)) {
         inside("cluster.cidr", c)
-    } else if let Some(w) = l.wireguard_cidr.filter(|w| w.contains(&ip)) {
+    } else if let Some(w) = l.wireguard_cidr.filter(|w| in_net(w, ip)) {
         inside("cluster.wireguard.cidr", w)
     } else if let Some(other) = seen.public_ips.get(&ip) {
         format!("is also the public_ip of node `{other}`")
@@ -364,4 +392,17 @@ fn public_ip(
     };
     ck.add(at(v), format!("{field}: `{ip}` {problem}"));
     None
+}
+
+/// The special range a tunnel endpoint of either family lies in, described for a message.
+fn special_range(ip: IpAddr) -> Option<String> {
+    match ip {
+        IpAddr::V4(v4) => non_unicast(v4, false).map(|s| s.describe()),
+        IpAddr::V6(v6) => non_unicast6(v6).map(|s| s.describe()),
+    }
+}
+
+/// Whether an endpoint lies in one of the (IPv4) overlay ranges: an IPv6 endpoint never does.
+fn in_net(net: &Ipv4Net, ip: IpAddr) -> bool {
+    matches!(ip, IpAddr::V4(v4) if net.contains(&v4))
 }
