@@ -234,7 +234,8 @@ fn commented(
     t += &line(2, true, &format!("exclude: [{}]", exclude.join(", ")), "blocks never handed to a node");
     t += &line(2, true, &format!("vni: {}", c.vni), "VXLAN network identifier, 1..=16777215");
     t += &line(2, true, &format!("port: {}", c.port), "VXLAN UDP port: open it between the hosts");
-    t += &line(2, true, &format!("mtu: {}", word(&c.mtu)), "auto: the underlay's MTU - 50; or 576..=9000");
+    t +=
+        &line(2, true, &format!("mtu: {}", word(&c.mtu)), "auto: smallest underlay MTU - 50 (IPv6: 70); or 576..=9000");
     t += &line(2, true, &format!("backend: {}", word(&c.backend)), "ovs | linux (no Open vSwitch: docs/backends.md)");
     t += &line(2, true, &format!("datapath: {}", c.datapath.as_str()), "OVS hosts: system | netdev (userspace)");
     t += &line(2, true, "docker:", "");
