@@ -447,8 +447,7 @@ fn init_refuses_what_the_validator_refuses_and_writes_nothing() {
     for (args, message) in [
         (
             &["init", "--host", "192.0.2.1", "--host", "192.0.2.1"][..],
-            "nodes[node2].host: `192.0.2.1` is also the host of node `node1`\n\
-             nodes[node2].host: `192.0.2.1` is also the tunnel endpoint of node `node1`",
+            "nodes[node2].host: `192.0.2.1` is also the host of node `node1`",
         ),
         (
             &["init", "--host", "web/1=192.0.2.1"],

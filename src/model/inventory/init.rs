@@ -402,13 +402,12 @@ mod tests {
         let e = render(p(), None, DEFAULT_CIDR, &hosts(&["192.0.2.1", "192.0.2.1"])).unwrap_err().to_string();
         assert_eq!(
             e,
-            "init: nothing written to new.yaml: nodes[node2].host: `192.0.2.1` is also the host of node `node1`\n\
-             nodes[node2].host: `192.0.2.1` is also the tunnel endpoint of node `node1`"
+            "init: nothing written to new.yaml: nodes[node2].host: `192.0.2.1` is also the host of node `node1`"
         );
         let e = render(p(), None, DEFAULT_CIDR, &hosts(&["web/1=192.0.2.1", "db.example.org"])).unwrap_err();
         let e = e.to_string();
         assert!(e.contains("nodes.name: `web/1` may use only letters, digits, `-` and `_`"), "{e}");
-        assert!(e.contains("nodes[node2].host: `db.example.org` is not an IPv4 address"), "{e}");
+        assert!(e.contains("nodes[node2].host: `db.example.org` is not an IP address"), "{e}");
         let e = render(p(), None, "172.16.0.1/12", &hosts(&["192.0.2.1"])).unwrap_err().to_string();
         assert!(e.contains("has host bits set; did you mean `172.16.0.0/12`?"), "{e}");
         assert!(render(p(), None, DEFAULT_CIDR, &[]).unwrap_err().to_string().contains("at least one host"));
@@ -420,7 +419,7 @@ mod tests {
         let e = render(p(), None, DEFAULT_CIDR, &hosts(&["a=x: y", "b=#c", "c=[1]"])).unwrap_err().to_string();
         for (v, why) in [
             ("`x: y`", "is neither an IPv6 address nor a host name"),
-            ("`#c`", "is not an IPv4 address"),
+            ("`#c`", "is not an IP address"),
             ("`[1]`", "is in brackets"),
         ] {
             assert!(e.contains(&format!("host: {v} {why}")), "{v}: {e}");

@@ -254,7 +254,10 @@ fn underlay(
             let Ok(ip) = host.parse::<IpAddr>() else {
                 ck.add(
                     at(&n.host),
-                    format!("{label}.host: `{}` is not an IPv4 address, so the tunnel endpoint is unknown; set `underlay_ip`", shown(host)),
+                    format!(
+                        "{label}.host: `{}` is not an IP address, so the tunnel endpoint is unknown; set `underlay_ip`",
+                        shown(host)
+                    ),
                 );
                 return None;
             };
@@ -278,6 +281,11 @@ fn underlay(
             "lies inside cluster.wireguard.cidr `{w}`; WireGuard carries the tunnels over the underlay, so an underlay address must be outside it"
         )
     } else if let Some(other) = seen.underlays.get(&ip) {
+        // A tunnel endpoint taken from a host already refused as another node's host: said once, not twice.
+        let host_said = n.underlay_ip.is_none() && seen.hosts.get(&ip.to_string()).is_some_and(|(_, o, _)| o == other);
+        if host_said {
+            return None;
+        }
         format!("is also the tunnel endpoint of node `{other}`")
     } else if let Some(other) = seen.host_ips.get(&ip).filter(|o| *o != who) {
         format!("is the SSH address of node `{other}`; two nodes would be one machine")
