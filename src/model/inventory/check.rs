@@ -196,10 +196,23 @@ impl<'a> Check<'a> {
         let text = text.trim();
         let ip = text.parse::<IpAddr>().ok();
         if ip.is_none() {
-            self.add(at(v), format!("{field}: `{}` is not an IPv4 address, nor an IPv6 one", shown(text)));
+            let problem = match without_prefix(text) {
+                Some(bare) => {
+                    format!("has a prefix length (as `ip addr` prints it); write the address alone: `{bare}`")
+                }
+                None => "is not an IPv4 address, nor an IPv6 one".to_string(),
+            };
+            self.add(at(v), format!("{field}: `{}` {problem}", shown(text)));
         }
         ip
     }
+}
+
+/// `fd00::1/64` -> `fd00::1`: an address pasted with its prefix length, as `ip addr` shows it.
+pub fn without_prefix(text: &str) -> Option<IpAddr> {
+    let (addr, len) = text.split_once('/')?;
+    len.parse::<u8>().ok()?;
+    addr.parse().ok()
 }
 
 /// Characters safe in interface names, sysctl paths and shell words alike.

@@ -58,16 +58,19 @@ pub(super) fn domain_is_not_the_network(
     if !dns.enabled || dns.domain != network {
         return;
     }
-    let pos = match &raw.value {
-        Shaped::Ok(d) => d.domain.as_ref().map_or_else(|| at(raw), at),
-        Shaped::Wrong(_) => at(raw),
+    let written = match &raw.value {
+        Shaped::Ok(d) => d.domain.as_ref(),
+        Shaped::Wrong(_) => None,
     };
+    let pos = written.map_or_else(|| at(raw), at);
+    // Both defaults are `vxmesh`: say so when neither was written, or the user hunts for a value they never typed.
+    let whose = if written.is_none() { " (the default domain)" } else { "" };
     ck.add(
         pos,
         format!(
-            "cluster.dns.domain: `{}` is also the name of the mesh's docker network (cluster.docker.network): docker \
-             answers NAME.{0} itself for a container NAME on that network, so NAME.{0} would find only the local one \
-             wherever one runs; set cluster.dns.domain to another name, e.g. `{}`",
+            "cluster.dns.domain: `{}`{whose} is also the name of the mesh's docker network (cluster.docker.network): \
+             docker answers NAME.{0} itself for a container NAME on that network, so NAME.{0} would find only the local \
+             one wherever one runs; set cluster.dns.domain to another name, e.g. `{}`",
             shown(&dns.domain),
             if dns.domain == "mesh" { "names" } else { "mesh" }
         ),
@@ -103,12 +106,14 @@ pub(super) fn needs(
              firewalld's own rules, mesh only); use `firewall: nftables` or `iptables`",
         );
     }
-    for n in nodes.iter().filter(|n| !is_label(&n.name.to_ascii_lowercase())) {
+    // A name that does not start with a letter or digit is refused as a node name already: said once.
+    let named_right = |n: &&super::Node| n.name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    for n in nodes.iter().filter(named_right).filter(|n| !is_label(&n.name.to_ascii_lowercase())) {
         ck.add(
             n.pos,
             format!(
-                "nodes[{0}].name: `{0}` is not a DNS label (letters, digits and `-`), and with cluster.dns its \
-                 containers are named NAME.{0}.{1}; rename the node or turn cluster.dns off",
+                "nodes[{0}].name: `{0}` is not a DNS label (letters, digits and `-`, but not `-` last), and with \
+                 cluster.dns its containers are named NAME.{0}.{1}; rename the node or turn cluster.dns off",
                 shown(&n.name),
                 dns.domain
             ),
@@ -122,14 +127,19 @@ fn domain(v: &At<Scalar>, ck: &mut Check) -> Option<String> {
     if is_domain(&text) {
         return Some(text);
     }
-    ck.add(
-        at(v),
-        format!(
-            "{field}: `{}` is not a domain of lower-case DNS labels (letters, digits and `-`, dots between, at most \
-             {DOMAIN_MAX} bytes), e.g. `mesh` or `mesh.example`",
-            shown(&text)
-        ),
-    );
+    // The one rule broken, where it is one of the common ones; else all of them.
+    let why = if text.len() > 1 && is_domain(text.trim_end_matches('.')) {
+        format!("ends with a dot; write it without: `{}`", shown(text.trim_end_matches('.')))
+    } else if let Some(long) = text.split('.').find(|l| l.len() > 63) {
+        format!("has a label of {} bytes (`{}`); each label between dots is at most 63", long.len(), shown(long))
+    } else if text.len() > DOMAIN_MAX {
+        format!("is {} bytes long; at most {DOMAIN_MAX}", text.len())
+    } else {
+        "is not a domain of lower-case DNS labels (letters, digits and `-`, but not `-` first or last, dots \
+         between), e.g. `mesh` or `mesh.example`"
+            .to_string()
+    };
+    ck.add(at(v), format!("{field}: `{}` {why}", shown(&text)));
     None
 }
 
@@ -148,7 +158,7 @@ mod tests {
         assert_eq!(parsed("  dns: {domain: vxmesh}\n").map(|d| d.enabled), Ok(false), "off: no conflict");
         let e = parsed("  dns: {enabled: true}\n").unwrap_err();
         assert!(
-            e.contains("x.yaml:3:8: cluster.dns.domain: `vxmesh` is also the name of the mesh's docker network"),
+            e.contains("x.yaml:3:8: cluster.dns.domain: `vxmesh` (the default domain) is also the name of the mesh's docker network"),
             "{e}"
         );
         let e = parsed("  dns:\n    enabled: true\n    domain: vxmesh\n").unwrap_err();
@@ -161,6 +171,10 @@ mod tests {
         assert_eq!(parsed(other).map(|d| d.domain), Ok("vxmesh".into()));
         let e = parsed("  dns: {enabled: true, domain: Mesh.}\n").unwrap_err();
         assert!(e.contains("cluster.dns.domain: `Mesh.` is not a domain of lower-case DNS labels"), "{e}");
+        let e = parsed("  dns: {enabled: true, domain: mesh.example.}\n").unwrap_err();
+        assert!(e.contains("`mesh.example.` ends with a dot; write it without: `mesh.example`"), "{e}");
+        let e = parsed(&format!("  dns: {{enabled: true, domain: a.{}}}\n", "b".repeat(64))).unwrap_err();
+        assert!(e.contains("has a label of 64 bytes"), "{e}");
         let e = parsed("  dns: {enabled: yes please}\n").unwrap_err();
         assert!(e.contains("cluster.dns.enabled: `yes please` is not `true` or `false`"), "{e}");
     }

@@ -144,6 +144,8 @@ fn ipv6_host_problem(host: &str) -> Option<String> {
             ))
         } else if host.contains('%') {
             Some("names a zone (`%...`), which an inventory cannot carry; use the host's global or ULA address".into())
+        } else if let Some(bare) = super::check::without_prefix(host) {
+            Some(format!("has a prefix length (as `ip addr` prints it); write the address alone: `{bare}`"))
         } else if host.contains(':') {
             Some(
                 "is neither an IPv6 address nor a host name; a port for this host goes in ~/.ssh/config (a `Host` \

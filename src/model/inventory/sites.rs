@@ -73,7 +73,7 @@ pub fn paths(
                     format!(
                         "nodes[{who}]: site `{site}` without public_ip is behind NAT for {peers} (other sites), and \
                          {encryption}: plain VXLAN cannot reach a host behind NAT; set `encryption: wireguard` \
-                         ({who} then starts its tunnels) or give {who} a `public_ip`",
+                         (`{who}` then starts its tunnels) or give node `{who}` a `public_ip`",
                         who = name(host),
                         site = shown(&n.site),
                         peers = peers.join(", "),

@@ -193,13 +193,24 @@ fn wireguard(
     };
     let port = match (port, vxlan_port) {
         (Some(p), Some(vx)) if p == vx && encrypted.is_some() => {
-            let pos = port_v.map_or_else(|| raw.port.as_ref().and_then(at), at);
-            ck.add(
-                pos,
-                format!(
-                    "cluster.wireguard.port: `{p}` is also cluster.port, VXLAN's; WireGuard needs a UDP port of its own"
+            // Blame the field the user wrote: with no wireguard.port it is cluster.port meeting WireGuard's default.
+            let message = match (port_v, raw.port.as_ref()) {
+                (None, Some(vx_v)) => (
+                    at(vx_v),
+                    format!(
+                        "cluster.port: `{vx}` is WireGuard's default port (cluster.wireguard.port), and VXLAN and \
+                         WireGuard each need a UDP port of their own; choose another cluster.port (default 4789) or \
+                         set cluster.wireguard.port"
+                    ),
                 ),
-            );
+                _ => (
+                    port_v.and_then(at),
+                    format!(
+                        "cluster.wireguard.port: `{p}` is also cluster.port, VXLAN's; WireGuard needs a UDP port of its own"
+                    ),
+                ),
+            };
+            ck.add(message.0, message.1);
             None
         }
         (p, _) => p,
