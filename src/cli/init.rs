@@ -53,6 +53,15 @@ fn run(ctx: &Ctx, path: &Path, hosts: &[String], name: Option<&str>, cidr: &str,
     } else {
         let nodes: Vec<String> = inv.nodes.iter().map(|n| format!("{} {}", n.name, n.host)).collect();
         println!("wrote {shown}: cluster `{}`, {} nodes ({})", inv.cluster.name, nodes.len(), nodes.join(", "));
+        let dns = &inv.cluster.dns;
+        if dns.enabled {
+            println!(
+                "names across hosts: on (NAME.NODE.{0}, NAME.{0}); the hosts need dnsmasq-base and curl",
+                dns.domain
+            );
+        } else {
+            println!("names across hosts: off (the file says why)");
+        }
         let lock = ipam::lock_path(path);
         if lock.exists() {
             let lock = escaped(&lock.to_string_lossy(), usize::MAX);

@@ -404,6 +404,7 @@ fn init_writes_an_inventory_every_command_accepts() {
     assert_eq!(
         r.stdout,
         "wrote vxmesh.yaml: cluster `vxmesh`, 3 nodes (node1 192.0.2.1, web1 192.0.2.2, node3 192.0.2.3)\n\
+         names across hosts: on (NAME.NODE.mesh, NAME.mesh); the hosts need dnsmasq-base and curl\n\
          next: vxmesh plan --offline -i vxmesh.yaml, then vxmesh up -i vxmesh.yaml\n"
     );
     let written = std::fs::read_to_string(dir.0.join("vxmesh.yaml")).unwrap();

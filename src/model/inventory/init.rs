@@ -248,6 +248,7 @@ fn commented(
     t += &line(2, true, "wireguard:", "used with encryption: wireguard");
     t += &child(2, &format!("port: {}", c.wireguard.port), "WireGuard's UDP port on every host");
     t += &child(2, &format!("cidr: {}", c.wireguard.cidr), "the hosts' WireGuard addresses");
+    t += &child(2, "relays: [node1]", "across sites: forward between NATed hosts; default: first with public_ip");
     t += &names_section(inv);
     t += "# ssh:\n";
     t += &child(0, "user: root", "default: ~/.ssh/config's User, else root");
@@ -268,6 +269,8 @@ fn commented(
     );
     t +=
         &line(2, true, &format!("  backend: {}", word(&c.backend)), "this host's data plane; default: cluster.backend");
+    t += &line(2, true, &format!("  site: {}", first.site), "hosts of one site reach each other on underlay_ip");
+    t += &line(2, true, "  public_ip: 203.0.113.10", "where other sites reach it (1:1 NAT); none: behind NAT");
     t += nodes;
     t
 }
@@ -330,6 +333,7 @@ mod tests {
             .filter(|l| !l.contains("# Each node") && !l.contains("# - name") && !l.contains("#   host"))
             .filter(|l| !l.contains("underlay_ip") && !l.contains("subnet:") && !l.contains("#   backend"))
             .filter(|l| !l.contains("outside:") && !l.contains("identity_file"))
+            .filter(|l| !l.contains("relays:") && !l.contains("public_ip:") && !l.contains("#   site"))
             .map(|l| if l.trim_start().starts_with("# ") { l.replacen("# ", "", 1) } else { l.to_string() })
             .collect::<Vec<_>>()
             .join("\n");
