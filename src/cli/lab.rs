@@ -21,6 +21,10 @@ pub enum LabCommand {
         /// Hosts without docker: sshd and Open vSwitch only, for control-plane tests with 30+ hosts.
         #[arg(long)]
         light: bool,
+        /// Hosts running firewalld (default zone `public`, nftables backend) beside docker, as RHEL-family
+        /// hosts do; without it firewalld stays off on every host.
+        #[arg(long)]
+        firewalld: bool,
         /// The hosts' data plane: `ovs` (Open vSwitch, userspace datapath), `linux` (no Open vSwitch at all:
         /// the kernel backend), or `mixed` (odd hosts OVS, even hosts the kernel).
         #[arg(long, value_enum, default_value = "ovs")]
@@ -77,9 +81,17 @@ pub enum NodeAction {
 impl LabCommand {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
-            LabCommand::Create { nodes, name, light, backend, sites } => {
+            LabCommand::Create { nodes, name, light, firewalld, backend, sites } => {
                 let sites = sites.as_deref().map(lab::sites::parse).transpose()?.unwrap_or_default();
-                create(ctx, name, *nodes, *light, *backend, sites)
+                let opts = lab::CreateOptions {
+                    name: name.clone(),
+                    nodes: *nodes,
+                    light: *light,
+                    firewalld: *firewalld,
+                    backend: (*backend).into(),
+                    sites,
+                };
+                create(ctx, &opts)
             }
             LabCommand::Destroy { name } => {
                 let removed = lab::destroy(name)?;
@@ -115,18 +127,10 @@ impl LabCommand {
     }
 }
 
-fn create(
-    ctx: &Ctx,
-    name: &str,
-    nodes: usize,
-    light: bool,
-    backend: LabBackendArg,
-    sites: Vec<lab::sites::SiteSpec>,
-) -> Result<i32, Error> {
+fn create(ctx: &Ctx, opts: &lab::CreateOptions) -> Result<i32, Error> {
     let started = std::time::Instant::now();
-    let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into(), sites };
     let quiet = ctx.form == Form::Quiet;
-    let state = lab::create(&opts, &mut |line| {
+    let state = lab::create(opts, &mut |line| {
         if !quiet {
             eprintln!("lab: {line}");
         }
