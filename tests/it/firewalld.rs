@@ -1,0 +1,170 @@
+//! firewalld for real: lab hosts running firewalld (`vxmesh lab create --firewalld`: default zone `public`,
+//! nftables backend, docker 20.10 beside it) with `firewall: firewalld`. Every pair talks, the rules are exactly
+//! what the peers need, a second `up` changes nothing, VXLAN from an address that is not a peer never reaches the
+//! tunnel, and `down` leaves nothing of vxmesh's in firewalld or iptables.
+
+use std::path::Path;
+use std::sync::MutexGuard;
+
+use vxmesh::lab::LabState;
+
+use crate::faults::json;
+use crate::labkit::{self, Capture, LabGuard, ssh};
+use crate::util::{TempDir, vxmesh};
+
+/// A lab of kernel-backend hosts running firewalld (OVS's userspace datapath reads the underlay itself, past any
+/// firewall), with the test's inventory: the lab's, `firewall: firewalld` and `extra` cluster lines.
+struct FwLab {
+    work: TempDir,
+    inv: String,
+    lab: LabState,
+    _guard: LabGuard,
+    _serial: MutexGuard<'static, ()>,
+}
+
+fn firewalld_lab(name: &str, nodes: usize, extra: &str) -> Option<FwLab> {
+    if labkit::skip_without_root("network namespaces") {
+        return None;
+    }
+    let serial = labkit::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = nodes.to_string();
+    let (guard, lab, _) = labkit::create(name, &["--nodes", &n, "--backend", "linux", "--firewalld"]);
+    let work = TempDir::new(&format!("lab-{name}"));
+    let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
+    assert!(text.contains("\ncluster:\n"), "{text}");
+    let text = text.replacen("\ncluster:\n", &format!("\ncluster:\n  firewall: firewalld\n{extra}"), 1);
+    let path = work.0.join("vxmesh.yaml");
+    std::fs::write(&path, text).unwrap();
+    let inv = path.to_str().unwrap().to_string();
+    Some(FwLab { work, inv, lab, _guard: guard, _serial: serial })
+}
+
+fn sorted_lines(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = s.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+    v.sort();
+    v
+}
+
+/// The default zone's rich rules, running and permanent, each sorted.
+fn default_zone_rules(lab: &LabState, node: &str) -> (Vec<String>, Vec<String>) {
+    // firewall-cmd warns on stdout when an interface is in a zone other than the default (docker's are).
+    let running = ssh(lab, node, "firewall-cmd --list-rich-rules | grep '^rule'; true");
+    let permanent = ssh(lab, node, "firewall-cmd --permanent --list-rich-rules | grep '^rule'; true");
+    (sorted_lines(&running), sorted_lines(&permanent))
+}
+
+/// Sends five VXLAN frames (VNI `vni`, inner source MAC `mac`) to `to`: `Ok(node)` from that lab node over SSH,
+/// `Err(netns)` from that network namespace of the machine's.
+fn forge_vxlan(lab: &LabState, from: Result<&str, &str>, to: &str, vni: u32, mac: &str) {
+    let py = format!(
+        "import socket; hdr = bytes([8, 0, 0, 0]) + ({vni}).to_bytes(3, 'big') + bytes(1); \
+         frame = bytes.fromhex('ffffffffffff' + '{mac}' + '0806') + bytes(28); \
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         [s.sendto(hdr + frame, ('{to}', 4789)) for _ in range(5)]"
+    );
+    match from {
+        Ok(node) => {
+            ssh(lab, node, &format!("python3 -c \"{py}\""));
+        }
+        Err(netns) => {
+            let out =
+                std::process::Command::new("ip").args(["netns", "exec", netns, "python3", "-c", &py]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+fn vni(lab: &LabState, node: &str) -> u32 {
+    let out = ssh(lab, node, "ip -d link show vxm-vxlan");
+    let id = out.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap_or_else(|| panic!("{out}"));
+    id.parse().unwrap()
+}
+
+/// What vxmesh may leave in firewalld and iptables: its zone and policy, tunnel port rules, chains.
+fn leftovers(lab: &LabState, node: &str) -> String {
+    ssh(
+        lab,
+        node,
+        "{ firewall-cmd --get-zones; firewall-cmd --get-policies; firewall-cmd --list-rich-rules; \
+           firewall-cmd --permanent --list-rich-rules; } 2>/dev/null | tr ' ' '\\n' | grep -E '^vxmesh|4789|51820' ; \
+         iptables-save | grep -c VXMESH | sed 's/^/iptables:/'; true",
+    )
+}
+
+#[test]
+fn firewalld_hosts_carry_the_mesh_and_accept_vxlan_only_from_peers() {
+    let Some(fl) = firewalld_lab("fwd1", 3, "") else { return };
+    let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
+    assert_eq!(ssh(lab, "node1", "firewall-cmd --state").trim(), "running");
+
+    // Up verifies every ordered pair: sw0 in firewalld's default zone rejected every forwarded packet (PR fix).
+    let r = vxmesh(dir, &["up", "-i", inv, "--json"]);
+    assert_eq!(r.code, 0, "{r}");
+    let v = json(&r);
+    assert_eq!(v["verify"]["pairs"].as_array().unwrap().len(), 6, "{r}");
+    let r = vxmesh(dir, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+    // The reload that makes vxmesh's zone run flushed iptables: it must come before vxmesh's chains, not after.
+    let r = vxmesh(dir, &["status", "-i", inv]);
+    assert_eq!(r.code, 0, "status after up: {r}");
+
+    // Exactly one rule per peer for the VXLAN port, running and permanent; sw0 in vxmesh's zone.
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let want: Vec<String> = sorted_lines(
+            &lab.nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip, 4789) + "\n")
+                .collect::<String>(),
+        );
+        let (running, permanent) = default_zone_rules(lab, &n.name);
+        assert_eq!(running, want, "{} running", n.name);
+        assert_eq!(permanent, want, "{} permanent", n.name);
+        assert_eq!(ssh(lab, &n.name, "firewall-cmd --get-zone-of-interface=sw0").trim(), "vxmesh");
+    }
+
+    // Again: nothing to do.
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+
+    // VXLAN from the outside host (on the underlay, not a peer) never reaches node1's tunnel; the same frames
+    // from a peer do (so the capture can see them).
+    let id = vni(lab, "node1");
+    let node1 = lab.node("node1").unwrap();
+    let mut cap = Capture::start(dir, "fwd1-vx", Some(&node1.netns), "vxm-vxlan");
+    let to = node1.ip.to_string();
+    // tcpdump takes a while to start on a busy machine: a peer's frames show when it captures.
+    for _ in 0..20 {
+        forge_vxlan(lab, Ok("node2"), &to, id, "02000000ee02");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if cap.count("ether src 02:00:00:00:ee:02") > 0 {
+            break;
+        }
+    }
+    forge_vxlan(lab, Err(&lab.outside.netns), &to, id, "02000000ee01");
+    forge_vxlan(lab, Ok("node2"), &to, id, "02000000ee03");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    cap.stop();
+    assert!(cap.count("ether src 02:00:00:00:ee:03") >= 1, "VXLAN from a peer arrives, before and after");
+    assert_eq!(cap.count("ether src 02:00:00:00:ee:01"), 0, "VXLAN from a non-peer was dropped");
+
+    // Drift: sw0 taken out of vxmesh's zone shows in status, and up puts it back without a reload.
+    ssh(lab, "node2", "firewall-cmd --quiet --zone=vxmesh --remove-interface=sw0");
+    let r = vxmesh(dir, &["status", "-i", inv]);
+    assert_eq!(r.code, 3, "{r}");
+    let r = vxmesh(dir, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+    assert_eq!(ssh(lab, "node2", "firewall-cmd --get-zone-of-interface=sw0").trim(), "vxmesh");
+
+    // Down leaves nothing of vxmesh's.
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in &lab.nodes {
+        assert_eq!(leftovers(lab, &n.name).trim(), "iptables:0", "{} after down", n.name);
+        assert_eq!(ssh(lab, &n.name, "firewall-cmd --state").trim(), "running");
+    }
+}
