@@ -132,24 +132,12 @@ fn firewalld_hosts_carry_the_mesh_and_accept_vxlan_only_from_peers() {
 
     // VXLAN from the outside host (on the underlay, not a peer) never reaches node1's tunnel; the same frames
     // from a peer do (so the capture can see them).
+    let to = lab.node("node1").unwrap().ip.to_string();
+    let outside = lab.outside.netns.clone();
     let id = vni(lab, "node1");
-    let node1 = lab.node("node1").unwrap();
-    let mut cap = Capture::start(dir, "fwd1-vx", Some(&node1.netns), "vxm-vxlan");
-    let to = node1.ip.to_string();
-    // tcpdump takes a while to start on a busy machine: a peer's frames show when it captures.
-    for _ in 0..20 {
-        forge_vxlan(lab, Ok("node2"), &to, id, "02000000ee02");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        if cap.count("ether src 02:00:00:00:ee:02") > 0 {
-            break;
-        }
-    }
-    forge_vxlan(lab, Err(&lab.outside.netns), &to, id, "02000000ee01");
-    forge_vxlan(lab, Ok("node2"), &to, id, "02000000ee03");
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    cap.stop();
-    assert!(cap.count("ether src 02:00:00:00:ee:03") >= 1, "VXLAN from a peer arrives, before and after");
-    assert_eq!(cap.count("ether src 02:00:00:00:ee:01"), 0, "VXLAN from a non-peer was dropped");
+    let from_outside = || forge_vxlan(lab, Err(&outside), &to, id, "02000000ee01");
+    let seen = reaches_the_tunnel(dir, lab, (&to, ["02000000ee02", "02000000ee03"]), from_outside, "02000000ee01");
+    assert_eq!(seen, 0, "VXLAN from a non-peer was dropped");
 
     // Drift: sw0 taken out of vxmesh's zone shows in status, and up puts it back without a reload.
     ssh(lab, "node2", "firewall-cmd --quiet --zone=vxmesh --remove-interface=sw0");
@@ -166,5 +154,97 @@ fn firewalld_hosts_carry_the_mesh_and_accept_vxlan_only_from_peers() {
     for n in &lab.nodes {
         assert_eq!(leftovers(lab, &n.name).trim(), "iptables:0", "{} after down", n.name);
         assert_eq!(ssh(lab, &n.name, "firewall-cmd --state").trim(), "running");
+    }
+}
+
+/// node1's tunnel device, captured while `send` runs: frames whose inner source MAC is `mac`. The capture is
+/// proven running first with frames a peer sends through `working` (`(destination, mac)`), and again after.
+fn reaches_the_tunnel(dir: &Path, lab: &LabState, working: (&str, [&str; 2]), send: impl Fn(), mac: &str) -> usize {
+    let node1 = lab.node("node1").unwrap();
+    let id = vni(lab, "node1");
+    let mut cap = Capture::start(dir, "fwd-vx", Some(&node1.netns), "vxm-vxlan");
+    let shown = |m: &str| {
+        format!(
+            "ether src {}",
+            m.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":")
+        )
+    };
+    // tcpdump takes a while to start on a busy machine: a peer's frames show when it captures.
+    for _ in 0..20 {
+        forge_vxlan(lab, Ok("node2"), working.0, id, working.1[0]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if cap.count(&shown(working.1[0])) > 0 {
+            break;
+        }
+    }
+    send();
+    // Then the working path again, until it shows: what was sent before has had its chance.
+    for _ in 0..20 {
+        forge_vxlan(lab, Ok("node2"), working.0, id, working.1[1]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        if cap.count(&shown(working.1[1])) > 0 {
+            break;
+        }
+    }
+    cap.stop();
+    let all = std::process::Command::new("tcpdump").args(["-enn", "-r"]).arg(dir.join("fwd-vx.pcap")).output().unwrap();
+    assert!(
+        cap.count(&shown(working.1[1])) >= 1,
+        "the working path's frames arrive, before and after (to {} vni {id}):\n{}",
+        working.0,
+        String::from_utf8_lossy(&all.stdout)
+    );
+    cap.count(&shown(mac))
+}
+
+#[test]
+fn wireguard_under_firewalld_takes_vxlan_only_through_the_wireguard_interface() {
+    let Some(fl) = firewalld_lab("fwd2", 3, "  encryption: wireguard\n") else { return };
+    let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
+
+    let r = vxmesh(dir, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    let r = vxmesh(dir, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+    let r = vxmesh(dir, &["status", "-i", inv]);
+    assert_eq!(r.code, 0, "status after up: {r}");
+
+    // The underlay's zone opens WireGuard's port to each peer, and nothing for VXLAN; vxmesh's zone holds the
+    // WireGuard interface.
+    for (i, n) in lab.nodes.iter().enumerate() {
+        let port = ssh(lab, &n.name, "wg show vxm-wg listen-port").trim().parse::<u16>().unwrap();
+        let want: Vec<String> = sorted_lines(
+            &lab.nodes
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip, port) + "\n")
+                .collect::<String>(),
+        );
+        let (running, permanent) = default_zone_rules(lab, &n.name);
+        assert_eq!((&running, &permanent), (&want, &want), "{}", n.name);
+        let zone = sorted_lines(&ssh(lab, &n.name, "firewall-cmd --zone=vxmesh --list-interfaces | tr ' ' '\\n'"));
+        assert_eq!(zone, ["sw0", "vxm-wg"], "{}", n.name);
+    }
+
+    // Plain VXLAN from a peer's own underlay address never reaches node1's tunnel; through WireGuard it does.
+    let wg1 = ssh(lab, "node1", "ip -4 -o addr show vxm-wg");
+    let wg1 = wg1.split_whitespace().nth(3).and_then(|a| a.split('/').next()).unwrap().to_string();
+    let to = lab.node("node1").unwrap().ip.to_string();
+    let id = vni(lab, "node1");
+    let plain = || forge_vxlan(lab, Ok("node2"), &to, id, "02000000ee04");
+    let seen = reaches_the_tunnel(dir, lab, (&wg1, ["02000000ee05", "02000000ee06"]), plain, "02000000ee04");
+    assert_eq!(seen, 0, "plain VXLAN from a peer's underlay address was dropped");
+
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in &lab.nodes {
+        assert_eq!(leftovers(lab, &n.name).trim(), "iptables:0", "{} after down", n.name);
+        assert_eq!(ssh(lab, &n.name, "ip link show vxm-wg >/dev/null 2>&1 && echo left || echo gone").trim(), "gone");
     }
 }

@@ -274,13 +274,6 @@ fn encryption_combinations(raw: &RawCluster, d: &Draft, nodes: &[Node], ck: &mut
             );
         }
     }
-    if d.firewall == Some(FirewallKind::Firewalld) {
-        ck.add(
-            pos,
-            "cluster.encryption: `wireguard` with cluster.firewall `firewalld` is not supported yet (a rich rule cannot \
-             accept VXLAN only on the WireGuard interface); use `firewall: nftables` or `iptables`",
-        );
-    }
 }
 
 /// The kernel backend's VXLAN device has no fixed remote and learns source addresses: without a firewall, any host
