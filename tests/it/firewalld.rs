@@ -248,3 +248,46 @@ fn wireguard_under_firewalld_takes_vxlan_only_through_the_wireguard_interface() 
         assert_eq!(ssh(lab, &n.name, "ip link show vxm-wg >/dev/null 2>&1 && echo left || echo gone").trim(), "gone");
     }
 }
+
+#[test]
+fn names_resolve_across_firewalld_hosts_and_only_from_the_mesh() {
+    let Some(fl) = firewalld_lab("fwd3", 3, "  dns: {enabled: true, domain: mesh}\n") else { return };
+    let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
+
+    let r = vxmesh(dir, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    // verify resolves each peer's probe container by NAME.NODE.mesh and NAME.mesh from every host; the name
+    // servers fetch each other's records over TFTP on sw0, which zone vxmesh rejected without its rules.
+    let r = vxmesh(dir, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok") && r.stdout.contains("+names"), "{r}");
+    assert!(!r.stdout.contains("FAIL"), "{r}");
+    let rules = ssh(lab, "node1", "firewall-cmd --zone=vxmesh --list-rich-rules");
+    for port in ["port=\"53\" protocol=\"udp\"", "port=\"53\" protocol=\"tcp\"", "port=\"69\" protocol=\"udp\""] {
+        assert!(rules.contains(port), "{port} open to the mesh: {rules}");
+    }
+
+    // From the underlay (the outside host, routed at node1's switch address through node1's underlay address),
+    // the name server does not answer.
+    let sw1 = ssh(lab, "node1", "ip -4 -o addr show dev sw0 | awk '{print $4}' | cut -d/ -f1").trim().to_string();
+    let via = lab.node("node1").unwrap().ip.to_string();
+    let netns = ["netns", "exec", lab.outside.netns.as_str()];
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(netns).args(args).output().unwrap();
+    assert!(ip(&["ip", "route", "add", &format!("{sw1}/32"), "via", &via]).status.success());
+    let asked = ip(&["timeout", "3", "busybox", "nslookup", "-type=a", "sw0.node1.mesh", &sw1]);
+    let tcp = ip(&["timeout", "3", "busybox", "nc", "-w", "2", &sw1, "53"]);
+    assert!(ip(&["ip", "route", "del", &format!("{sw1}/32"), "via", &via]).status.success());
+    let said = String::from_utf8_lossy(&asked.stdout);
+    // Any reply, NXDOMAIN included, prints the server; none comes (firewalld rejects, VXMESH-DNS drops).
+    assert!(!asked.status.success() && !said.contains("Server:"), "no answer to the underlay: {said}");
+    assert!(!tcp.status.success(), "no TCP connection from the underlay");
+
+    let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+    let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    for n in &lab.nodes {
+        assert_eq!(leftovers(lab, &n.name).trim(), "iptables:0", "{} after down", n.name);
+    }
+}

@@ -51,7 +51,7 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
         }
         let network = (draft.mode == Some(DockerMode::Network)).then_some(draft.network.as_deref()).flatten();
         super::dns::domain_is_not_the_network(c.dns.as_ref(), draft.dns.as_ref(), network, &mut ck);
-        super::dns::needs(c.dns.as_ref(), draft.dns.as_ref(), draft.mode, draft.firewall, &nodes, &mut ck);
+        super::dns::needs(c.dns.as_ref(), draft.dns.as_ref(), draft.mode, &nodes, &mut ck);
     }
     if ck.count() > 0 {
         return Err(ck.into_problems());
