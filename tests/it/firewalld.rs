@@ -139,6 +139,22 @@ fn firewalld_hosts_carry_the_mesh_and_accept_vxlan_only_from_peers() {
     let seen = reaches_the_tunnel(dir, lab, (&to, ["02000000ee02", "02000000ee03"]), from_outside, "02000000ee01");
     assert_eq!(seen, 0, "VXLAN from a non-peer was dropped");
 
+    // A reboot: firewalld restores its permanent configuration (zone, policy, rules), the boot unit vxmesh's
+    // chains; no firewalld step is in the boot script.
+    vxmesh::lab::node_reboot(lab, "node1").unwrap();
+    let r = vxmesh(dir, &["verify", "-i", inv]);
+    assert_eq!(r.code, 0, "after node1's reboot: {r}");
+    assert!(!ssh(lab, "node1", "cat /etc/vxmesh/boot.sh").contains("firewall-cmd"), "firewalld restores itself");
+
+    // An admin's reload flushes every iptables chain (docker re-creates its own): status sees vxmesh's gone, and
+    // up puts them back.
+    ssh(lab, "node1", "firewall-cmd --quiet --reload");
+    let r = vxmesh(dir, &["status", "-i", inv]);
+    assert_eq!(r.code, 3, "{r}");
+    let r = vxmesh(dir, &["up", "-i", inv]);
+    assert_eq!(r.code, 0, "{r}");
+    assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+
     // Drift: sw0 taken out of vxmesh's zone shows in status, and up puts it back without a reload.
     ssh(lab, "node2", "firewall-cmd --quiet --zone=vxmesh --remove-interface=sw0");
     let r = vxmesh(dir, &["status", "-i", inv]);
