@@ -50,6 +50,8 @@ mod lab {
     use crate::labkit::{self, Capture, LabGuard, ssh};
     use crate::util::{TempDir, vxmesh};
 
+    const THREE: &[&str] = &["--nodes", "3", "--backend", "linux"];
+
     /// A lab of kernel-backend hosts running firewalld (OVS's userspace datapath reads the underlay itself, past any
     /// firewall), with the test's inventory: the lab's, `firewall: firewalld` and `extra` cluster lines.
     struct FwLab {
@@ -60,13 +62,13 @@ mod lab {
         _serial: MutexGuard<'static, ()>,
     }
 
-    fn firewalld_lab(name: &str, nodes: usize, extra: &str) -> Option<FwLab> {
+    fn firewalld_lab(name: &str, lab_args: &[&str], extra: &str) -> Option<FwLab> {
         if labkit::skip_without_root("network namespaces") {
             return None;
         }
         let serial = labkit::SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        let n = nodes.to_string();
-        let (guard, lab, _) = labkit::create(name, &["--nodes", &n, "--backend", "linux", "--firewalld"]);
+        let args = [lab_args, &["--firewalld"]].concat();
+        let (guard, lab, _) = labkit::create(name, &args);
         let work = TempDir::new(&format!("lab-{name}"));
         let text = std::fs::read_to_string(lab.inventory_path()).unwrap();
         assert!(text.contains("\ncluster:\n"), "{text}");
@@ -133,7 +135,7 @@ mod lab {
 
     #[test]
     fn firewalld_hosts_carry_the_mesh_and_accept_vxlan_only_from_peers() {
-        let Some(fl) = firewalld_lab("fwd1", 3, "") else { return };
+        let Some(fl) = firewalld_lab("fwd1", THREE, "") else { return };
         let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
         assert_eq!(ssh(lab, "node1", "firewall-cmd --state").trim(), "running");
 
@@ -256,7 +258,7 @@ mod lab {
 
     #[test]
     fn wireguard_under_firewalld_takes_vxlan_only_through_the_wireguard_interface() {
-        let Some(fl) = firewalld_lab("fwd2", 3, "  encryption: wireguard\n") else { return };
+        let Some(fl) = firewalld_lab("fwd2", THREE, "  encryption: wireguard\n") else { return };
         let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
 
         let r = vxmesh(dir, &["up", "-i", inv]);
@@ -311,7 +313,7 @@ mod lab {
 
     #[test]
     fn names_resolve_across_firewalld_hosts_and_only_from_the_mesh() {
-        let Some(fl) = firewalld_lab("fwd3", 3, "  dns: {enabled: true, domain: mesh}\n") else { return };
+        let Some(fl) = firewalld_lab("fwd3", THREE, "  dns: {enabled: true, domain: mesh}\n") else { return };
         let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
 
         let r = vxmesh(dir, &["up", "-i", inv]);
@@ -345,6 +347,35 @@ mod lab {
         let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
         assert_eq!(r.code, 0, "{r}");
         assert!(r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+        let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        for n in &lab.nodes {
+            assert_eq!(leftovers(lab, &n.name).trim(), "iptables:0", "{} after down", n.name);
+        }
+    }
+
+    #[test]
+    fn a_peer_behind_nat_opens_wireguard_to_anyone_under_firewalld() {
+        // node1 and node2 in dc1 (1:1 NAT, public addresses), node3 alone behind masquerade: encrypted.
+        let Some(fl) = firewalld_lab("fwd4", &["--sites", "dc1:2,home:1@nat"], "") else { return };
+        let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
+        let r = vxmesh(dir, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+        let public = |n: &str| lab.node(n).unwrap().site.as_ref().unwrap().public_ip.unwrap();
+        let underlay = |n: &str| lab.node(n).unwrap().site.as_ref().unwrap().underlay;
+        let rule = |ip: std::net::Ipv4Addr| vxmesh::components::firewall::rich_rule(ip, 51820);
+        let open = r#"rule family="ipv4" port port="51820" protocol="udp" accept"#.to_string();
+        // node1: its site peer on its private address, and anyone (node3's packets come from its router).
+        let mut want = vec![rule(underlay("node2")), open];
+        want.sort();
+        assert_eq!(default_zone_rules(lab, "node1"), (want.clone(), want));
+        // node3: both dc1 hosts at their public addresses, nobody else.
+        let mut want = vec![rule(public("node1")), rule(public("node2"))];
+        want.sort();
+        assert_eq!(default_zone_rules(lab, "node3"), (want.clone(), want));
+        let r = vxmesh(dir, &["status", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
         let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
         for n in &lab.nodes {
