@@ -21,6 +21,10 @@ pub enum LabCommand {
         /// Hosts without docker: sshd and Open vSwitch only, for control-plane tests with 30+ hosts.
         #[arg(long)]
         light: bool,
+        /// Hosts running firewalld (default zone `public`, nftables backend) beside docker, as RHEL-family
+        /// hosts do; without it firewalld stays off on every host.
+        #[arg(long)]
+        firewalld: bool,
         /// The hosts' data plane: `ovs` (Open vSwitch, userspace datapath), `linux` (no Open vSwitch at all:
         /// the kernel backend), or `mixed` (odd hosts OVS, even hosts the kernel).
         #[arg(long, value_enum, default_value = "ovs")]
@@ -33,7 +37,7 @@ pub enum LabCommand {
         sites: Option<String>,
         /// Hosts reached and tunnelling over IPv6 only: a ULA on each host's underlay interface, sshd there, no
         /// IPv4 address left on it; the inventory names the hosts by their IPv6 addresses (docs/lab.md).
-        #[arg(long, conflicts_with = "sites")]
+        #[arg(long, conflicts_with_all = ["sites", "firewalld"])]
         ipv6_only: bool,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
@@ -81,9 +85,17 @@ pub enum NodeAction {
 impl LabCommand {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
-            LabCommand::Create { nodes, name, light, backend, sites, ipv6_only } => {
+            LabCommand::Create { nodes, name, light, firewalld, backend, sites, ipv6_only } => {
                 let sites = sites.as_deref().map(lab::sites::parse).transpose()?.unwrap_or_default();
-                create(ctx, name, *nodes, *light, *backend, sites, *ipv6_only)
+                let opts = lab::CreateOptions {
+                    name: name.clone(),
+                    nodes: *nodes,
+                    light: *light,
+                    firewalld: *firewalld,
+                    backend: (*backend).into(),
+                    sites,
+                };
+                create(ctx, &opts, *ipv6_only)
             }
             LabCommand::Destroy { name } => {
                 let removed = lab::destroy(name)?;
@@ -119,24 +131,15 @@ impl LabCommand {
     }
 }
 
-fn create(
-    ctx: &Ctx,
-    name: &str,
-    nodes: usize,
-    light: bool,
-    backend: LabBackendArg,
-    sites: Vec<lab::sites::SiteSpec>,
-    ipv6_only: bool,
-) -> Result<i32, Error> {
+fn create(ctx: &Ctx, opts: &lab::CreateOptions, ipv6_only: bool) -> Result<i32, Error> {
     let started = std::time::Instant::now();
-    let opts = lab::CreateOptions { name: name.to_string(), nodes, light, backend: backend.into(), sites };
     let quiet = ctx.form == Form::Quiet;
     let mut progress = |line: &str| {
         if !quiet {
             eprintln!("lab: {line}");
         }
     };
-    let state = if ipv6_only { lab::ipv6::create(&opts, &mut progress)? } else { lab::create(&opts, &mut progress)? };
+    let state = if ipv6_only { lab::ipv6::create(opts, &mut progress)? } else { lab::create(opts, &mut progress)? };
     let secs = started.elapsed().as_secs_f64();
     match ctx.form {
         Form::Json => json(ctx, &serde_json::json!({"lab": state, "seconds": secs})),

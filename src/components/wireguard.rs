@@ -631,12 +631,6 @@ impl Component for Wireguard<'_> {
                 names::WIREGUARD_KEY
             )];
         }
-        let firewalld = facts.part::<super::firewall::FirewalldFacts>().is_some_and(|f| f.running);
-        if firewalld && self.node.firewall.kind == crate::model::inventory::FirewallKind::Auto {
-            return vec![
-                "firewalld runs here, and vxmesh cannot yet limit VXLAN to the WireGuard interface with firewalld: set cluster.firewall to `nftables` or `iptables`".into(),
-            ];
-        }
         vec![]
     }
 

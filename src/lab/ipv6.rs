@@ -175,6 +175,7 @@ mod tests {
             subnet: "192.168.78.0/24".parse().unwrap(),
             gateway: Ipv4Addr::new(192, 168, 78, 1),
             light: false,
+            firewalld: false,
             nodes: vec![node(1), node(2)],
             outside: LabNode { name: "outside".into(), ..node(240) },
             sites: vec![],

@@ -43,6 +43,9 @@ pub struct LabState {
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
     pub light: bool,
+    /// `--firewalld`: every node runs firewalld (its default zone, nftables backend) beside docker.
+    #[serde(default)]
+    pub firewalld: bool,
     pub nodes: Vec<LabNode>,
     pub outside: LabNode,
     /// `--sites`: each site's network and router, behind which its nodes sit; none in a flat lab.
@@ -93,6 +96,8 @@ pub struct CreateOptions {
     pub name: String,
     pub nodes: usize,
     pub light: bool,
+    /// `--firewalld`: the nodes run firewalld, as RHEL-family hosts do.
+    pub firewalld: bool,
     pub backend: LabBackend,
     /// `--sites`: nodes behind routers, per site (`nodes` is then their sum and every node the kernel backend).
     pub sites: Vec<sites::SiteSpec>,
@@ -190,7 +195,7 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
             opts.name, opts.name
         )));
     }
-    check_tools(opts.light)?;
+    check_tools(opts.light, opts.firewalld)?;
     let subnet = pick_subnet()?;
     let name = &opts.name;
     let lab_sites: Vec<sites::LabSite> =
@@ -220,6 +225,7 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
         subnet,
         gateway: host(subnet, 1),
         light: opts.light,
+        firewalld: opts.firewalld,
         nodes: (1..=count).map(node).collect(),
         outside: LabNode {
             name: "outside".into(),
@@ -247,7 +253,7 @@ pub fn create(opts: &CreateOptions, progress: &mut dyn FnMut(&str)) -> Result<La
     }
 }
 
-fn check_tools(light: bool) -> Result<()> {
+fn check_tools(light: bool, firewalld: bool) -> Result<()> {
     let mut need = vec![
         "ip",
         "nsenter",
@@ -262,6 +268,9 @@ fn check_tools(light: bool) -> Result<()> {
     ];
     if !light {
         need.extend(["dockerd", "containerd", "busybox", "tar"]);
+    }
+    if firewalld {
+        need.extend(["firewalld", "firewall-cmd"]);
     }
     need.extend(["useradd", "userdel", "mknod", "sudo"]);
     let mut missing: Vec<&str> =
@@ -444,6 +453,7 @@ fn prepare_node(state: &LabState, n: &LabNode) -> Result<()> {
         gateway: state.gateway.to_string(),
         kernel: n.kernel,
         light: state.light,
+        firewalld: state.firewalld,
         site: n.site.as_ref(),
     }
     .write(&units)?;

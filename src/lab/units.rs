@@ -33,6 +33,11 @@ const MASKED: &[&str] = &[
     "systemd-tmpfiles-setup-dev.service",
 ];
 
+const FIREWALLD: &str = "firewalld.service";
+/// The name D-Bus activates firewalld by; without it, `firewall-cmd` on a node without `--firewalld` finds
+/// nothing to start, as on a host where firewalld is not enabled.
+const FIREWALLD_ALIAS: &str = "dbus-org.fedoraproject.FirewallD1.service";
+
 const OVS_UNITS: &[&str] = &["openvswitch-switch.service", "ovsdb-server.service", "ovs-vswitchd.service"];
 
 /// One node, as its units need it.
@@ -49,6 +54,8 @@ pub struct NodeUnits<'a> {
     pub kernel: bool,
     /// No docker (`--light`).
     pub light: bool,
+    /// firewalld runs (`--firewalld`); otherwise it stays off, whatever the machine's own /etc enables.
+    pub firewalld: bool,
     /// In a lab with sites: the site's NIC (`eth1`), which carries the tunnels and the default route; `eth0`
     /// then only reaches the management network (SSH).
     pub site: Option<&'a super::sites::SiteLink>,
@@ -75,6 +82,13 @@ impl NodeUnits<'_> {
         } else {
             enabled.push("openvswitch-switch.service");
             need.push("openvswitch-switch.service");
+        }
+        if self.firewalld {
+            // As the package enables it: the unit, and the alias D-Bus activation asks systemd for. Before docker
+            // (docker.service is ordered after firewalld.service): docker then puts its bridges in its own zone.
+            enabled.push(FIREWALLD);
+            need.push(FIREWALLD);
+            link(&distro(FIREWALLD), &dir.join(FIREWALLD_ALIAS))?;
         }
         if !self.light {
             enabled.extend(["containerd.service", "docker.service"]);
@@ -182,6 +196,10 @@ mod tests {
     use super::*;
 
     fn node(kernel: bool, light: bool) -> NodeUnits<'static> {
+        node_with(kernel, light, false)
+    }
+
+    fn node_with(kernel: bool, light: bool, firewalld: bool) -> NodeUnits<'static> {
         NodeUnits {
             node_dir: Path::new("/var/lib/vxmesh-lab/t/node1"),
             boot_script: Path::new("/var/lib/vxmesh-lab/t/node-boot.sh"),
@@ -190,6 +208,7 @@ mod tests {
             gateway: "192.168.77.1".into(),
             kernel,
             light,
+            firewalld,
             site: None,
         }
     }
@@ -219,7 +238,26 @@ mod tests {
             }
             let masked = std::fs::read_link(dir.join("openvswitch-switch.service")).ok();
             assert_eq!(masked.as_deref() == Some(Path::new("/dev/null")), kernel, "OVS masked only without OVS");
+            for u in [FIREWALLD, FIREWALLD_ALIAS] {
+                assert!(dir.join("multi-user.target.wants").join(u).symlink_metadata().is_err(), "{u} is off");
+                assert!(dir.join(u).symlink_metadata().is_err(), "{u} is off");
+            }
+            assert!(!exec.contains(FIREWALLD), "no wait for firewalld: {exec}");
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn firewalld_runs_only_where_asked_and_answers_d_bus() {
+        let dir = std::env::temp_dir().join(format!("vxmesh-units-fwd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        node_with(true, false, true).write(&dir).unwrap();
+        let ready = std::fs::read_to_string(dir.join("lab-ready.service")).unwrap();
+        assert!(ready.split([' ', '\n']).any(|w| w == FIREWALLD), "waits for firewalld: {ready}");
+        let unit = distro(FIREWALLD);
+        assert_eq!(std::fs::read_link(dir.join("multi-user.target.wants").join(FIREWALLD)).unwrap(), unit);
+        assert_eq!(std::fs::read_link(dir.join(FIREWALLD_ALIAS)).unwrap(), unit, "D-Bus activation finds it");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -8,6 +8,7 @@ mod dns;
 mod encryption;
 mod facts_fixtures;
 mod faults;
+mod firewalld;
 mod hostile;
 mod inventory_corpus;
 mod ipv6;

@@ -4,7 +4,8 @@
 use vxmesh::components::boot::{self, BootFacts};
 use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts};
 use vxmesh::components::docker0::{self, DaemonJson};
-use vxmesh::components::firewall::{FirewalldFacts, NftFacts};
+use vxmesh::components::firewall::firewalld_zone::Objects;
+use vxmesh::components::firewall::{FirewalldConfig, FirewalldFacts, NftFacts, firewalld};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
 use vxmesh::components::wireguard::{self, WgDevice, WgPeerState, WireguardFacts};
 use vxmesh::components::{Mtu, Step, rules, switch, sysctl, veth};
@@ -106,10 +107,8 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         if let vxmesh::components::firewall::nftables::Change::NftTable(t) = c {
             f.set_part(NftFacts(Some(t.clone())));
         }
-    } else if let Some(vxmesh::components::firewall::firewalld::Change::Firewalld { add, remove }) = s.change_as() {
-        let fw = f.part_mut::<FirewalldFacts>();
-        fw.rich_rules.retain(|r| !remove.contains(r));
-        fw.rich_rules.extend(add.iter().cloned());
+    } else if let Some(c) = s.change_as::<firewalld::Change>() {
+        apply_firewalld(f, c);
     } else if let Some(c) = s.change_as::<wireguard::Change>() {
         apply_wireguard(f, c);
     } else if let Some(c) = s.change_as::<boot::Change>() {
@@ -122,6 +121,38 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         }
     } else {
         panic!("the simulator does not know {:?}'s change {:?}", s.component, s.change);
+    }
+}
+
+/// Rules go to the running and the permanent configuration at once; a reload makes firewalld run the permanent one.
+fn apply_firewalld(f: &mut HostFacts, c: &firewalld::Change) {
+    let edit = |rules: &mut Vec<String>, add: &[String], remove: &[String]| {
+        rules.retain(|r| !remove.contains(r));
+        for a in add {
+            if !rules.contains(a) {
+                rules.push(a.clone());
+            }
+        }
+    };
+    match c {
+        firewalld::Change::Firewalld { add, remove } => {
+            edit(&mut f.part_mut::<FirewalldFacts>().rich_rules, add, remove);
+            edit(&mut f.part_mut::<FirewalldConfig>().permanent_rules, add, remove);
+        }
+        firewalld::Change::FirewalldZone { zone, policy, reload } => {
+            let cfg = f.part_mut::<FirewalldConfig>();
+            let objects = Objects { zone: Some((**zone).clone()), policy: Some((**policy).clone()) };
+            cfg.permanent = objects.clone();
+            cfg.running = objects;
+            if *reload {
+                let permanent = cfg.permanent_rules.clone();
+                f.part_mut::<FirewalldFacts>().rich_rules = permanent;
+            }
+        }
+        firewalld::Change::RemoveFirewalldZone => {
+            let cfg = f.part_mut::<FirewalldConfig>();
+            (cfg.permanent, cfg.running) = (Objects::default(), Objects::default());
+        }
     }
 }
 

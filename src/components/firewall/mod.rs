@@ -2,11 +2,12 @@
 //! the one the host runs (firewalld when it runs, nftables where iptables is absent, else iptables).
 
 pub mod firewalld;
+pub mod firewalld_zone;
 mod iptables;
 mod nft_facts;
 pub mod nftables;
 
-pub use firewalld::{Firewalld, FirewalldFacts, rich_rule};
+pub use firewalld::{Firewalld, FirewalldConfig, FirewalldFacts, rich_rule};
 pub use iptables::IptablesFirewall;
 pub use nft_facts::NftTable;
 pub use nftables::{NftFacts, Nftables};

@@ -77,14 +77,13 @@ pub(super) fn domain_is_not_the_network(
     );
 }
 
-/// What names need that the inventory alone can tell: containers on the mesh (docker), a firewall vxmesh can open
-/// the name server's ports in (firewalld's are not done), and node names that are DNS labels (`NAME.NODE.DOMAIN`).
+/// What names need that the inventory alone can tell: containers on the mesh (docker), and node names that are DNS
+/// labels (`NAME.NODE.DOMAIN`). Every firewall backend opens the name server's ports to the mesh.
 /// Refused here, before any host is contacted, rather than by each host's check.
 pub(super) fn needs(
     raw: Option<&At<Shaped<RawDns>>>,
     dns: Option<&DnsSettings>,
     mode: Option<super::DockerMode>,
-    firewall: Option<super::FirewallKind>,
     nodes: &[super::Node],
     ck: &mut Check,
 ) {
@@ -98,13 +97,6 @@ pub(super) fn needs(
     };
     if mode == Some(super::DockerMode::None) {
         ck.add(pos, "cluster.dns: names are containers' names, and cluster.docker.mode `none` runs no docker on the mesh; turn cluster.dns off or use mode `network`");
-    }
-    if firewall == Some(super::FirewallKind::Firewalld) {
-        ck.add(
-            pos,
-            "cluster.dns: with cluster.firewall `firewalld` is not supported yet (the name server's ports would need \
-             firewalld's own rules, mesh only); use `firewall: nftables` or `iptables`",
-        );
     }
     // A name that does not start with a letter or digit is refused as a node name already: said once.
     let named_right = |n: &&super::Node| n.name.starts_with(|c: char| c.is_ascii_alphanumeric());
@@ -184,8 +176,7 @@ mod tests {
         let on = "  dns: {enabled: true, domain: mesh}\n";
         let e = parsed(&format!("  docker: {{mode: none}}\n{on}")).unwrap_err();
         assert!(e.contains("x.yaml:4:18: cluster.dns: names are containers' names"), "{e}");
-        let e = parsed(&format!("  firewall: firewalld\n{on}")).unwrap_err();
-        assert!(e.contains("cluster.dns: with cluster.firewall `firewalld` is not supported yet"), "{e}");
+        assert!(parsed(&format!("  firewall: firewalld\n{on}")).is_ok(), "firewalld opens the ports in its own zone");
         let text = format!("cluster:\n  cidr: 172.16.0.0/12\n{on}nodes:\n  - {{name: vm_2, host: 10.0.0.1}}\n");
         let e = super::super::parse(std::path::Path::new("x.yaml"), &text).unwrap_err().to_string();
         assert!(e.contains("x.yaml:5:5: nodes[vm_2].name: `vm_2` is not a DNS label"), "{e}");

@@ -53,7 +53,7 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
         }
         let network = (draft.mode == Some(DockerMode::Network)).then_some(draft.network.as_deref()).flatten();
         super::dns::domain_is_not_the_network(c.dns.as_ref(), draft.dns.as_ref(), network, &mut ck);
-        super::dns::needs(c.dns.as_ref(), draft.dns.as_ref(), draft.mode, draft.firewall, &nodes, &mut ck);
+        super::dns::needs(c.dns.as_ref(), draft.dns.as_ref(), draft.mode, &nodes, &mut ck);
     }
     if ck.count() > 0 {
         return Err(ck.into_problems());
@@ -286,13 +286,6 @@ fn encryption_combinations(raw: &RawCluster, d: &Draft, nodes: &[Node], ck: &mut
                 ),
             );
         }
-    }
-    if d.firewall == Some(FirewallKind::Firewalld) {
-        ck.add(
-            pos,
-            "cluster.encryption: `wireguard` with cluster.firewall `firewalld` is not supported yet (a rich rule cannot \
-             accept VXLAN only on the WireGuard interface); use `firewall: nftables` or `iptables`",
-        );
     }
 }
 
