@@ -37,7 +37,7 @@ pub enum LabCommand {
         sites: Option<String>,
         /// Hosts reached and tunnelling over IPv6 only: a ULA on each host's underlay interface, sshd there, no
         /// IPv4 address left on it; the inventory names the hosts by their IPv6 addresses (docs/lab.md).
-        #[arg(long, conflicts_with_all = ["sites", "firewalld"])]
+        #[arg(long, conflicts_with = "sites")]
         ipv6_only: bool,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.

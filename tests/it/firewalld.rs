@@ -93,18 +93,29 @@ mod lab {
         (sorted_lines(&running), sorted_lines(&permanent))
     }
 
+    /// [`default_zone_rules`] from inside the node's namespaces (an IPv6-only lab has no IPv4 for `ssh`).
+    fn zone_rules_in(lab: &LabState, node: &str) -> (Vec<String>, Vec<String>) {
+        let list = |permanent: &str| {
+            let script = format!("firewall-cmd {permanent} --list-rich-rules | grep '^rule'; true");
+            sorted_lines(&vxmesh::lab::node_exec(lab, node, &script).unwrap())
+        };
+        (list(""), list("--permanent"))
+    }
+
     /// Sends five VXLAN frames (VNI `vni`, inner source MAC `mac`) to `to`: `Ok(node)` from that lab node over SSH,
     /// `Err(netns)` from that network namespace of the machine's.
     fn forge_vxlan(lab: &LabState, from: Result<&str, &str>, to: &str, vni: u32, mac: &str) {
+        let family = if to.contains(':') { "AF_INET6" } else { "AF_INET" };
         let py = format!(
             "import socket; hdr = bytes([8, 0, 0, 0]) + ({vni}).to_bytes(3, 'big') + bytes(1); \
          frame = bytes.fromhex('ffffffffffff' + '{mac}' + '0806') + bytes(28); \
-         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s = socket.socket(socket.{family}, socket.SOCK_DGRAM); \
          [s.sendto(hdr + frame, ('{to}', 4789)) for _ in range(5)]"
         );
         match from {
             Ok(node) => {
-                ssh(lab, node, &format!("python3 -c \"{py}\""));
+                // In the node's namespaces, not over SSH: an IPv6-only lab has no IPv4 to reach it on.
+                vxmesh::lab::node_exec(lab, node, &format!("python3 -c \"{py}\"")).unwrap();
             }
             Err(netns) => {
                 let out = std::process::Command::new("ip")
@@ -117,7 +128,7 @@ mod lab {
     }
 
     fn vni(lab: &LabState, node: &str) -> u32 {
-        let out = ssh(lab, node, "ip -d link show vxm-vxlan");
+        let out = vxmesh::lab::node_exec(lab, node, "ip -d link show vxm-vxlan").unwrap();
         let id = out.split_whitespace().skip_while(|w| *w != "id").nth(1).unwrap_or_else(|| panic!("{out}"));
         id.parse().unwrap()
     }
@@ -131,6 +142,67 @@ mod lab {
            firewall-cmd --permanent --list-rich-rules; } 2>/dev/null | tr ' ' '\\n' | grep -E '^vxmesh|4789|51820' ; \
          iptables-save | grep -c VXMESH | sed 's/^/iptables:/'; true",
         )
+    }
+
+    /// firewalld on an IPv6-only underlay: the default zone's rules are ipv6 rules, one per peer's IPv6 address,
+    /// running and permanent; every pair talks; VXLAN over IPv6 from the outside host never reaches a tunnel.
+    #[test]
+    fn firewalld_on_an_ipv6_underlay_accepts_vxlan_from_each_peer_in_ipv6() {
+        let Some(fl) = firewalld_lab("fwd6", &["--nodes", "3", "--backend", "linux", "--ipv6-only"], "") else {
+            return;
+        };
+        let (dir, inv, lab): (&Path, &str, &LabState) = (&fl.work.0, &fl.inv, &fl.lab);
+        // The IPv6 lab writes `firewall: nftables`; firewalld_lab put `firewall: firewalld` first.
+        let text = std::fs::read_to_string(inv).unwrap();
+        let text: String =
+            text.lines().filter(|l| !l.starts_with("  firewall: nftables")).map(|l| l.to_string() + "\n").collect();
+        std::fs::write(inv, &text).unwrap();
+        assert_eq!(vxmesh::lab::node_exec(lab, "node1", "firewall-cmd --state").unwrap().trim(), "running");
+
+        let r = vxmesh(dir, &["up", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
+        for (i, n) in lab.nodes.iter().enumerate() {
+            let want: Vec<String> = sorted_lines(
+                &lab.nodes
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, p)| {
+                        let v6 = vxmesh::lab::ipv6::node_address(lab, p);
+                        vxmesh::components::firewall::rich_rule(v6.into(), 4789) + "\n"
+                    })
+                    .collect::<String>(),
+            );
+            assert!(want.iter().all(|r| r.starts_with("rule family=\"ipv6\" source address=\"fd76:")), "{want:?}");
+            let (running, permanent) = zone_rules_in(lab, &n.name);
+            assert_eq!(running, want, "{} running", n.name);
+            assert_eq!(permanent, want, "{} permanent", n.name);
+        }
+        let r = vxmesh(dir, &["up", "-i", inv, "--no-verify"]);
+        assert!(r.code == 0 && r.stdout.contains("3 hosts: 0 changed, 3 ok, 0 failed"), "{r}");
+
+        // VXLAN over IPv6 from the outside namespace (on the lab's IPv6 network, not a peer) never reaches node1's
+        // tunnel; the same frames from a peer over IPv6 do (so the capture can see them).
+        let to = vxmesh::lab::ipv6::node_address(lab, lab.node("node1").unwrap()).to_string();
+        let outside = lab.outside.netns.clone();
+        // The IPv6 lab leaves the outside host IPv4 only: give it an address on the hosts' IPv6 network.
+        let v6 = vxmesh::lab::ipv6::node_address(lab, &lab.outside);
+        let script = format!(
+            "dev=$(ip -o -4 addr show | awk '$4 ~ /^{}\\//{{print $2; exit}}'); ip -6 addr add {v6}/64 dev $dev nodad",
+            lab.outside.ip
+        );
+        let added = std::process::Command::new("ip").args(["netns", "exec", &outside, "sh", "-c", &script]).output();
+        assert!(added.unwrap().status.success(), "an IPv6 address for the outside host");
+        let id = vni(lab, "node1");
+        let from_outside = || forge_vxlan(lab, Err(&outside), &to, id, "02000000ee01");
+        let seen = reaches_the_tunnel(dir, lab, (&to, ["02000000ee02", "02000000ee03"]), from_outside, "02000000ee01");
+        assert_eq!(seen, 0, "VXLAN over IPv6 from a non-peer was dropped");
+
+        let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
+        assert_eq!(r.code, 0, "{r}");
+        let (running, permanent) = zone_rules_in(lab, "node1");
+        assert!(running.is_empty() && permanent.is_empty(), "down leaves no rule: {running:?} {permanent:?}");
     }
 
     #[test]
@@ -158,7 +230,7 @@ mod lab {
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip, 4789) + "\n")
+                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip.into(), 4789) + "\n")
                     .collect::<String>(),
             );
             let (running, permanent) = default_zone_rules(lab, &n.name);
@@ -278,7 +350,7 @@ mod lab {
                     .iter()
                     .enumerate()
                     .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip, port) + "\n")
+                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip.into(), port) + "\n")
                     .collect::<String>(),
             );
             let (running, permanent) = default_zone_rules(lab, &n.name);
@@ -364,7 +436,7 @@ mod lab {
         assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
         let public = |n: &str| lab.node(n).unwrap().site.as_ref().unwrap().public_ip.unwrap();
         let underlay = |n: &str| lab.node(n).unwrap().site.as_ref().unwrap().underlay;
-        let rule = |ip: std::net::Ipv4Addr| vxmesh::components::firewall::rich_rule(ip, 51820);
+        let rule = |ip: std::net::Ipv4Addr| vxmesh::components::firewall::rich_rule(ip.into(), 51820);
         let open = r#"rule family="ipv4" port port="51820" protocol="udp" accept"#.to_string();
         // node1: its site peer on its private address, and anyone (node3's packets come from its router).
         let mut want = vec![rule(underlay("node2")), open];

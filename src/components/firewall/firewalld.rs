@@ -55,16 +55,17 @@ pub enum Change {
     RemoveFirewalldZone,
 }
 
-/// firewalld's own spelling of a rule allowing VXLAN from one peer (as `--list-rich-rules` prints it).
-pub fn rich_rule(peer: std::net::Ipv4Addr, port: u16) -> String {
-    zone::accept_udp(Some(peer), port)
+/// firewalld's own spelling of a rule allowing VXLAN from one peer (as `--list-rich-rules` prints it), in the
+/// peer's family.
+pub fn rich_rule(peer: std::net::IpAddr, port: u16) -> String {
+    zone::accept_udp(Some(peer), port, peer.is_ipv6())
 }
 
 /// Whether a default-zone rule is one vxmesh may have made: it accepts UDP to one of the tunnel ports.
 fn ours(node: &NodePlan, rule: &str) -> bool {
     let fw = &node.firewall;
     std::iter::once(fw.port).chain(fw.wireguard.as_ref().map(|g| g.port)).any(|p| {
-        rule.starts_with("rule family=\"ipv4\" ")
+        (rule.starts_with("rule family=\"ipv4\" ") || rule.starts_with("rule family=\"ipv6\" "))
             && rule.ends_with(&format!(" port port=\"{p}\" protocol=\"udp\" accept"))
     })
 }
@@ -73,9 +74,10 @@ fn ours(node: &NodePlan, rule: &str) -> bool {
 fn wanted_rules(node: &NodePlan) -> Vec<String> {
     let fw = &node.firewall;
     let port = fw.wireguard.as_ref().map_or(fw.port, |g| g.port);
-    let mut v: Vec<String> = node.firewall_peers().map(|p| rich_rule(p, port)).collect();
+    // Each peer in its own family: on an IPv6 underlay these are ipv6 rules.
+    let mut v: Vec<String> = node.tunnel_sources().map(|p| rich_rule(p, port)).collect();
     if node.firewall_open() {
-        v.push(zone::accept_udp(None, port));
+        v.push(zone::accept_udp(None, port, node.underlay.is_ipv6()));
     }
     v
 }

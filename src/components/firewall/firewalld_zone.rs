@@ -3,7 +3,7 @@
 //! has no zone for in its default zone, which rejects forwarding: sw0 there broke every pair.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -60,14 +60,17 @@ pub struct Objects {
     pub policy: Option<FwObject>,
 }
 
-fn rule(parts: &[String]) -> String {
-    format!("rule family=\"ipv4\" {}", parts.join(" "))
+fn family_rule(ipv6: bool, parts: &[String]) -> String {
+    format!("rule family=\"{}\" {}", if ipv6 { "ipv6" } else { "ipv4" }, parts.join(" "))
 }
 
-/// A rich rule accepting UDP `port` from `source` (firewalld's own spelling, as `--list-rich-rules` prints it).
-pub fn accept_udp(source: Option<Ipv4Addr>, port: u16) -> String {
+/// A rich rule accepting UDP `port` from `source`, or from anyone of the family `ipv6` says (firewalld's own
+/// spelling, as `--list-rich-rules` prints it). A source's own family wins: a rule is one family.
+pub fn accept_udp(source: Option<IpAddr>, port: u16, ipv6: bool) -> String {
+    let ipv6 = source.map_or(ipv6, |s| s.is_ipv6());
     let src = source.map(|s| format!("source address=\"{s}\""));
-    rule(
+    family_rule(
+        ipv6,
         &[src, Some(format!("port port=\"{port}\" protocol=\"udp\" accept"))].into_iter().flatten().collect::<Vec<_>>(),
     )
 }
@@ -80,7 +83,7 @@ pub fn zone(node: &NodePlan) -> FwObject {
     let mut rich_rules = BTreeSet::new();
     if let Some(g) = &node.firewall.wireguard {
         interfaces.insert(g.device.as_str().to_string());
-        rich_rules.extend(node.wireguard_mesh().map(|p| accept_udp(Some(p), node.firewall.port)));
+        rich_rules.extend(node.wireguard_mesh().map(|p| accept_udp(Some(IpAddr::V4(p)), node.firewall.port, false)));
     }
     if node.dns.is_some() {
         let (cluster, listen) = (node.forward_accept, node.switch.address.addr());
@@ -183,7 +186,7 @@ mod tests {
         assert_eq!(z.interfaces, ["sw0".to_string(), "wg9".to_string()].into());
         assert!(z.forward);
         assert_eq!(z.rich_rules.len(), 1);
-        assert_eq!(z.rich_rules.first().unwrap(), &accept_udp(Some("10.99.0.2".parse().unwrap()), 4789));
+        assert_eq!(z.rich_rules.first().unwrap(), &accept_udp(Some("10.99.0.2".parse().unwrap()), 4789, false));
         let p = parse_info(POLICY_INFO).unwrap();
         assert_eq!(
             (p.target.as_str(), p.ingress.len(), p.egress.first().map(String::as_str)),

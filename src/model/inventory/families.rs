@@ -1,8 +1,8 @@
-//! Address families of the underlay: a pair of hosts needs one family in common (a tunnel is IPv4 or IPv6 end to
-//! end, and no NAT on the way changes the family), and what does not speak IPv6 yet is refused offline.
+//! Address families of the underlay, checked offline: a pair of hosts needs one family in common (a tunnel is IPv4
+//! or IPv6 end to end, and no NAT on the way changes the family).
 
 use super::check::{Check, shown};
-use super::model::{FirewallKind, Node};
+use super::model::Node;
 use super::ranges6::Family;
 
 /// With one underlay address per node and a tunnel between every pair (a relayed pair too: both ends talk to the
@@ -40,24 +40,4 @@ pub fn families(nodes: &[Node], ck: &mut Check) {
             ),
         );
     }
-}
-
-/// firewalld's rich rules for the underlay are written for IPv4 only: on an IPv6 underlay they would filter no
-/// tunnel packet. Refused until they speak IPv6 (`firewall: auto` picks firewalld on a host where it runs: the
-/// change it needs is in src/components/firewall/firewalld.rs).
-pub fn firewall(kind: Option<FirewallKind>, nodes: &[Node], ck: &mut Check, at: Option<crate::error::Pos>) {
-    if kind != Some(FirewallKind::Firewalld) {
-        return;
-    }
-    let Some(n) = nodes.iter().find(|n| n.underlay.is_ipv6()) else { return };
-    ck.add(
-        at,
-        format!(
-            "cluster.firewall: `firewalld` with an IPv6 underlay (nodes[{}].underlay_ip `{}`) is not supported yet: \
-             its rules for the tunnels are IPv4 only, so they would let tunnel packets from anyone in; use \
-             `nftables` or `iptables` (both write IPv6 rules)",
-            shown(&n.name),
-            n.underlay,
-        ),
-    );
 }

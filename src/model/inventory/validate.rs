@@ -43,7 +43,6 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
         encryption_combinations(c, &draft, &nodes, &mut ck);
         kernel_backend_firewall(c, &draft, &nodes, &mut ck);
         super::families::families(&nodes, &mut ck);
-        super::families::firewall(draft.firewall, &nodes, &mut ck, c.firewall.as_ref().and_then(at));
         let relays = sites::relays(c, &nodes, &mut ck);
         if let Some(w) = draft.wireguard.as_mut() {
             w.relays = relays.clone().flatten();
