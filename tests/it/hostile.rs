@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use vxmesh::components::docker_network::DockerNetworkFacts;
-use vxmesh::components::firewall::FirewalldFacts;
+use vxmesh::components::firewall::{FirewalldConfig, FirewalldFacts};
 use vxmesh::components::ovs::OvsFacts;
 use vxmesh::converge;
 use vxmesh::facts::HostFacts;
@@ -75,11 +75,15 @@ fn planted(node: &vxmesh::plan::NodePlan, pwn: &str, firewalld: bool) -> HostFac
         .unwrap()
         .push(format!("-m comment --comment \"x;touch {pwn}\" -j VXMESH-NAT"));
     if firewalld {
+        // Planted as firewalld holds a rule: running and permanent (a running one alone goes with the reload that
+        // makes vxmesh's zone, and is then never named in a command).
+        let rule = format!(
+            "rule family=\"ipv4\" source address=\"1.1.1.1$(touch {pwn})\" port port=\"4789\" protocol=\"udp\" accept"
+        );
         let fw = f.part_mut::<FirewalldFacts>();
         fw.running = true;
-        fw.rich_rules.push(format!(
-            "rule family=\"ipv4\" source address=\"1.1.1.1$(touch {pwn})\" port port=\"4789\" protocol=\"udp\" accept"
-        ));
+        fw.rich_rules.push(rule.clone());
+        f.part_mut::<FirewalldConfig>().permanent_rules.push(rule);
     }
     f
 }
