@@ -185,7 +185,12 @@ impl<'a> Check<'a> {
         let text = text.trim();
         let ip = text.parse::<Ipv4Addr>().ok();
         if ip.is_none() {
-            self.add(at(v), format!("{field}: `{}` is not an IPv4 address", shown(text)));
+            let problem = if text.parse::<std::net::Ipv6Addr>().is_ok() {
+                "is IPv6; this field is IPv4 (the containers' network is IPv4)"
+            } else {
+                "is not an IPv4 address"
+            };
+            self.add(at(v), format!("{field}: `{}` {problem}", shown(text)));
         }
         ip
     }
