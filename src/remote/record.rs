@@ -64,7 +64,7 @@ fn write_entry(
         w.write_all(t.as_bytes())?;
         if !t.is_empty() && !t.ends_with('\n') { w.write_all(b"\n") } else { Ok(()) }
     };
-    write!(w, "### sent ({} bytes)\n", script.len())?;
+    writeln!(w, "### sent ({} bytes)", script.len())?;
     w.write_all(script.as_bytes())?;
     if !script.ends_with('\n') {
         w.write_all(b"\n")?;
@@ -76,7 +76,7 @@ fn write_entry(
             w.write_all(b"### stderr\n")?;
             text(w, &o.stderr)
         }
-        Err(e) => write!(w, "### not run: {e} (after {:.2} s)\n", took.as_secs_f64()),
+        Err(e) => writeln!(w, "### not run: {e} (after {:.2} s)", took.as_secs_f64()),
     }
 }
 
