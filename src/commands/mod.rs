@@ -65,7 +65,7 @@ pub struct HostResult {
     /// What kind of failure (`unreachable`, `preflight`, `step-failed`, ...).
     pub error_kind: Option<&'static str>,
     pub seconds: f64,
-    /// The script that was (or, for `plan`, would be) sent.
+    /// The script `plan` would send (empty after a real run: only `plan` prints it).
     #[serde(skip)]
     pub script: String,
     /// Each step as `plan --json` shows it.
@@ -371,11 +371,13 @@ pub async fn apply_all(
     let mut failed =
         if dry_run { vec![] } else { make_keys(hosts, opts, &mut gathered, |n| scope_of(n) == Scope::Whole).await };
     let ready = keyed(hosts, plan, &gathered);
-    let gathered = Arc::new(gathered);
+    // Each host takes its own facts out, and they are dropped once its diff is made, not when the last host ends.
+    let gathered = std::sync::Mutex::new(gathered);
     let mut out = executor::on_each(&ready, opts, what, |node, t, bar| {
-        let (facts, scope) = (gathered.clone(), scope_of(&node.name));
+        let facts = gathered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&node.name);
+        let scope = scope_of(&node.name);
         async move {
-            let f = &facts[&node.name];
+            let f = facts.ok_or_else(|| HostError::Facts(format!("no facts gathered for {}", node.name)))?;
             host::apply(t.as_ref(), &node, f, dry_run, &scope, &|m| bar.set_message(m.to_string())).await
         }
     })

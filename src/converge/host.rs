@@ -1,9 +1,11 @@
 //! One host's round trips over a [`Transport`]: facts (read-only), then the missing steps in one script; or
 //! the teardown. All checks come before the first change.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
-use super::{Transport, diff_with, gather_script, parse_facts, preflight_with, script, teardown_with};
+use super::{Transport, diff_with, gather_script, parse_facts, pool, preflight_with, script, teardown_with};
 use crate::components::{Concern, HostComponents, Step};
 use crate::error::HostError;
 use crate::facts::HostFacts;
@@ -38,7 +40,7 @@ pub struct Applied {
     pub steps: Vec<String>,
     /// Steps the host needed but the command's scope left alone (drift to repair with `up`).
     pub left_alone: Vec<String>,
-    /// The script that was (or would be) sent.
+    /// The script that would be sent (`plan`); empty after a real run, which keeps no copy of what it sent.
     #[serde(skip)]
     pub script: String,
     /// Each step as `plan --json` shows it ([`Step::to_json`]).
@@ -59,9 +61,19 @@ async fn gather(
     parse(&out.stdout).map_err(|e| HostError::Facts(e.to_string()))
 }
 
-/// The host's facts, as `up` needs them (no checks).
-pub async fn facts(t: &dyn Transport, node: &NodePlan) -> Result<HostFacts, HostError> {
-    facts_of(t, &HostComponents::up(node)).await
+/// The host's facts, as `up` needs them (no checks). The parse runs off the sessions' task ([`super::pool`]).
+pub async fn facts(t: &dyn Transport, node: &Arc<NodePlan>) -> Result<HostFacts, HostError> {
+    let script = gather_script(node, &HostComponents::up(node));
+    let out = t.run(&script).await?;
+    drop(script);
+    if out.code != 0 {
+        return Err(HostError::Facts(format!("gathering facts failed (exit {}): {}", out.code, tail(&out.stderr, 5))));
+    }
+    let node = node.clone();
+    let stdout = out.stdout;
+    pool::off_thread(move || parse_facts(&stdout, &HostComponents::up(&node)))
+        .await
+        .map_err(|e| HostError::Facts(e.to_string()))
 }
 
 /// The facts `comps` gather.
@@ -89,19 +101,22 @@ pub async fn converge(
 }
 
 /// The diff of `node` against `facts` (gathered and checked before), within `scope`; unless `dry_run`, the
-/// missing steps are sent as one script.
+/// missing steps are sent as one script. The diff and the script are made off the sessions' task
+/// ([`super::pool`]), and the facts are dropped as soon as the diff is made.
 pub async fn apply(
     t: &dyn Transport,
-    node: &NodePlan,
-    facts: &HostFacts,
+    node: &Arc<NodePlan>,
+    facts: HostFacts,
     dry_run: bool,
     scope: &Scope,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
-    apply_with(t, &HostComponents::up(node), facts, dry_run, scope, progress).await
+    let (node, scope) = (node.clone(), scope.clone());
+    let prepared = pool::off_thread(move || prepare(&HostComponents::up(&node), &facts, dry_run, &scope)).await;
+    send(t, prepared, dry_run, progress).await
 }
 
-/// [`apply`] with the host's components already chosen.
+/// [`apply`] with the host's components already chosen, on this task.
 async fn apply_with(
     t: &dyn Transport,
     comps: &HostComponents<'_>,
@@ -110,20 +125,45 @@ async fn apply_with(
     scope: &Scope,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Applied, HostError> {
+    send(t, prepare(comps, facts, dry_run, scope), dry_run, progress).await
+}
+
+/// The pure half of applying: what changes within `scope`, and the script (with the record of the plan it
+/// applies, unless `dry_run`: `plan` shows the steps alone).
+fn prepare(comps: &HostComponents<'_>, facts: &HostFacts, dry_run: bool, scope: &Scope) -> (Applied, usize) {
     let node = comps.node;
     let (steps, left): (Vec<Step>, Vec<Step>) = diff_with(comps, facts).into_iter().partition(|s| scope.admits(s));
+    let mut sent = script(node, &steps);
+    if !dry_run && !steps.is_empty() {
+        sent.push_str(&super::applied_record(node));
+    }
     let applied = Applied {
         steps: steps.iter().map(|s| s.description.clone()).collect(),
         left_alone: left.into_iter().map(|s| s.description).collect(),
-        script: script(node, &steps),
+        script: sent,
         // Only `plan --json` shows the steps in full: a real run does not render them twice.
         detail: if dry_run { steps.iter().map(Step::to_json).collect() } else { vec![] },
     };
-    if steps.is_empty() || dry_run {
+    (applied, steps.len())
+}
+
+/// The other half: the script sent (unless there is nothing to do or it is a dry run). A real run keeps none of
+/// it afterwards: at 1,000 hosts the scripts sent are a gigabyte, and only `plan` prints them.
+async fn send(
+    t: &dyn Transport,
+    (mut applied, steps): (Applied, usize),
+    dry_run: bool,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Applied, HostError> {
+    if steps == 0 || dry_run {
+        if !dry_run {
+            applied.script = String::new();
+        }
         return Ok(applied);
     }
-    progress(&format!("applying {} steps", steps.len()));
-    run_script(t, &format!("{}{}", applied.script, super::applied_record(node))).await?;
+    progress(&format!("applying {steps} steps"));
+    let script = std::mem::take(&mut applied.script);
+    run_script(t, &script).await?;
     Ok(applied)
 }
 

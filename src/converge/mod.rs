@@ -2,6 +2,7 @@
 //! markers, the boot script, teardown and preflight. Pure: [`host`] runs them over a [`Transport`].
 
 pub mod host;
+pub mod pool;
 pub mod transport;
 
 pub use transport::{Output, Transport};

@@ -278,11 +278,13 @@ impl Status for Ovs<'_> {
         let empty = OvsFacts::default();
         let of = facts.part::<OvsFacts>().unwrap_or(&empty);
         let ports = of.bridges.get(self.node.switch.bridge.as_str()).map(|b| b.ports.as_slice()).unwrap_or_default();
+        // A set, not a scan per peer: N-1 peers each looked up among N-1 ports made `status` quadratic per host.
+        let ports: BTreeSet<&str> = ports.iter().map(String::as_str).collect();
         self.node
             .tunnels()
             .map(|t| PeerLink {
                 peer: t.peer.to_string(),
-                present: ports.iter().any(|p| *p == *t.port),
+                present: ports.contains(t.port.as_str()),
                 state: if t.bfd {
                     of.interfaces.get(t.port.as_str()).and_then(|i| i.bfd_status.get("state").cloned())
                 } else {
@@ -305,8 +307,10 @@ fn tunnel_drift(t: &TunnelSpec, node: &NodePlan, of: &OvsFacts, present: bool) -
         return None;
     }
     let mut out = vec![];
-    let iface = of.interfaces.get(t.port.as_str()).cloned().unwrap_or_default();
-    let port = of.ports.get(t.port.as_str()).cloned().unwrap_or_default();
+    // Borrowed: copying each tunnel's interface (three maps of strings) cost more than comparing it.
+    let (no_iface, no_port) = (OvsInterface::default(), OvsPort::default());
+    let iface = of.interfaces.get(t.port.as_str()).unwrap_or(&no_iface);
+    let port = of.ports.get(t.port.as_str()).unwrap_or(&no_port);
     if iface.r#type != "vxlan" {
         out.push(format!("type is `{}`", iface.r#type));
     }
