@@ -316,7 +316,7 @@ fn breakdown(plan_time: Duration, plan: &ClusterPlan, fleet_dir: &Path) {
     };
     let nodes = &plan.nodes;
     let cold_texts: Vec<String> =
-        nodes.iter().map(|n| template.replace("192.168.122.81", &n.underlay_ip.to_string())).collect();
+        nodes.iter().map(|n| template.replace("192.168.122.81", &n.underlay.to_string())).collect();
     let mut cold: Vec<HostFacts> = vec![];
     let parse_cold = time(&mut || {
         cold = nodes.iter().zip(&cold_texts).map(|(n, t)| converge::parse_for(n, t).expect("parses")).collect();

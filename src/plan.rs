@@ -6,9 +6,7 @@ use std::sync::Arc;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
-use crate::model::inventory::{
-    Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting, ipv4_view,
-};
+use crate::model::inventory::{Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
 use crate::model::paths::{Fleet, PairPath};
@@ -38,11 +36,6 @@ pub struct NodePlan {
     pub underlay: IpAddr,
     /// Where this node's tunnels start: its underlay address, or its WireGuard address when encrypted.
     pub tunnel: IpAddr,
-    /// [`NodePlan::underlay`] when IPv4, `0.0.0.0` on an IPv6 underlay: what code not yet taught IPv6 reads
-    /// (docs/architecture.md, "IPv6 underlay"); goes once it reads `underlay`.
-    pub underlay_ip: Ipv4Addr,
-    /// [`NodePlan::tunnel`] when IPv4 (always when encrypted), else `0.0.0.0`; goes with `underlay_ip`.
-    pub tunnel_ip: Ipv4Addr,
     pub subnet: Ipv4Net,
     pub mtu: MtuSetting,
     /// Bytes the tunnels add (VXLAN, and WireGuard under it): `mtu: auto` is the underlay's MTU minus this.
@@ -287,8 +280,6 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 host: n.host.clone(),
                 underlay: n.underlay,
                 tunnel: tunnel_ip(n),
-                underlay_ip: ipv4_view(n.underlay),
-                tunnel_ip: ipv4_view(tunnel_ip(n)),
                 subnet: a.subnet,
                 mtu: c.mtu,
                 overhead: c.overhead_on(n.underlay),

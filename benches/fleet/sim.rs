@@ -311,7 +311,7 @@ pub fn converge(node: &NodePlan, cold: &HostFacts) -> (HostFacts, usize) {
 
 /// The text a converged host prints for `node`'s gather script, and the steps its cold apply had.
 pub fn converged_text(template: &str, node: &NodePlan, key: &str) -> (String, usize) {
-    let before = facts_text::Output::parse(&cold_text(template, &node.underlay_ip.to_string()));
+    let before = facts_text::Output::parse(&cold_text(template, &node.underlay.to_string()));
     let mut cold = converge::parse_for(node, &before.text()).expect("the bare host's facts parse");
     if node.wireguard.is_some() {
         wireguard::set_public_key(&mut cold, key.to_string());
@@ -359,7 +359,7 @@ impl Fleet {
             .zip(&steps)
             .map(|(n, s)| {
                 let host = Host {
-                    underlay: n.underlay_ip.to_string(),
+                    underlay: n.underlay.to_string(),
                     key: keys[n.name.as_str()].clone(),
                     steps: s.load(Ordering::Relaxed),
                     converged: dir.join(&n.name),

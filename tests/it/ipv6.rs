@@ -97,7 +97,7 @@ fn an_ipv4_cluster_plans_as_before() {
     let (_, plan) =
         plan_of("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n");
     assert_eq!(plan.nodes[0].overhead, 50);
-    assert_eq!(plan.nodes[0].underlay_ip.to_string(), "192.0.2.1", "the IPv4 view is the address itself");
+    assert_eq!(plan.nodes[0].underlay.to_string(), "192.0.2.1");
 }
 
 /// OVS: `remote_ip` the peer's IPv6 address, and `local_ip` the node's own (a host has several IPv6 addresses).

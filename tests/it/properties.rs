@@ -325,7 +325,14 @@ proptest! {
             prop_assert!(mode == "docker0" || !overlaps(&w, &docker0), "wireguard {w} overlaps docker0\n{y}");
             ranges.push(("wireguard.cidr", w));
         }
-        let mut addresses: Vec<std::net::Ipv4Addr> = inv.nodes.iter().map(|n| n.underlay_ip).collect();
+        let mut addresses: Vec<std::net::Ipv4Addr> = inv
+            .nodes
+            .iter()
+            .filter_map(|n| match n.underlay {
+                std::net::IpAddr::V4(v) => Some(v),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
         addresses.extend(inv.nodes.iter().filter_map(|n| n.host.parse::<std::net::Ipv4Addr>().ok()));
         for (what, r) in &ranges {
             for a in &addresses {

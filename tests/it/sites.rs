@@ -206,12 +206,17 @@ proptest::proptest! {
             sorted.sort();
             sorted.dedup();
             proptest::prop_assert_eq!(sorted.len(), covered.len(), "{}: an address on two peers", n.name);
+            // Encrypted: every node's tunnel address is its (IPv4) WireGuard address.
+            let v4 = |ip: std::net::IpAddr| match ip {
+                std::net::IpAddr::V4(v) => v,
+                other => panic!("a WireGuard address is IPv4: {other}"),
+            };
             let mut others: Vec<std::net::Ipv4Addr> =
-                plan.nodes.iter().filter(|o| o.name != n.name).map(|o| o.tunnel_ip).collect();
+                plan.nodes.iter().filter(|o| o.name != n.name).map(|o| v4(o.tunnel)).collect();
             others.sort();
             proptest::prop_assert_eq!(sorted, others, "{}: every other node once", n.name);
             let node_at = |ip: std::net::Ipv4Addr| {
-                let name = &plan.nodes.iter().find(|o| o.tunnel_ip == ip).unwrap().name;
+                let name = &plan.nodes.iter().find(|o| o.tunnel == ip).unwrap().name;
                 inv.node(name).unwrap()
             };
             for (a, b) in n.relay_pairs() {

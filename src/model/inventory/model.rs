@@ -195,10 +195,6 @@ pub struct Node {
     /// Tunnel endpoint: `underlay_ip`, or `host` when that is an address; IPv4 or IPv6 (one family per cluster).
     #[serde(rename = "underlay_ip")]
     pub underlay: IpAddr,
-    /// [`Node::underlay`] when IPv4, `0.0.0.0` on an IPv6 underlay: the field code not yet taught IPv6 reads
-    /// (see docs/architecture.md, "IPv6 underlay"); it goes once that code reads `underlay`.
-    #[serde(skip)]
-    pub underlay_ip: Ipv4Addr,
     /// The subnet the user pinned, if any.
     pub subnet: Option<Ipv4Net>,
     /// The data plane of this node, when it differs from `cluster.backend`.
@@ -212,14 +208,6 @@ pub struct Node {
     /// Where the node's entry starts in the inventory, for later messages.
     #[serde(skip)]
     pub pos: Option<Pos>,
-}
-
-/// The IPv4 view of an address for code not yet taught IPv6: the address itself, or `0.0.0.0` for an IPv6 one.
-pub fn ipv4_view(ip: IpAddr) -> Ipv4Addr {
-    match ip {
-        IpAddr::V4(v4) => v4,
-        IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
-    }
 }
 
 /// The site a node is in when the inventory does not say.

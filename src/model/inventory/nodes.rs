@@ -71,7 +71,6 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
     Some(Node {
         name: name?,
         host: host?,
-        underlay_ip: super::model::ipv4_view(underlay?),
         underlay: underlay?,
         subnet: subnet?,
         backend: backend?,
