@@ -85,21 +85,28 @@ mod lab {
         v
     }
 
-    /// The default zone's rich rules, running and permanent, each sorted.
+    /// The default zone's rich rules, running and permanent, each sorted. Read inside the node's namespaces, not
+    /// over SSH: an IPv6-only lab has no IPv4 to reach it on. (firewall-cmd warns on stdout when an interface is in a
+    /// zone other than the default, as docker's are.)
     fn default_zone_rules(lab: &LabState, node: &str) -> (Vec<String>, Vec<String>) {
-        // firewall-cmd warns on stdout when an interface is in a zone other than the default (docker's are).
-        let running = ssh(lab, node, "firewall-cmd --list-rich-rules | grep '^rule'; true");
-        let permanent = ssh(lab, node, "firewall-cmd --permanent --list-rich-rules | grep '^rule'; true");
-        (sorted_lines(&running), sorted_lines(&permanent))
-    }
-
-    /// [`default_zone_rules`] from inside the node's namespaces (an IPv6-only lab has no IPv4 for `ssh`).
-    fn zone_rules_in(lab: &LabState, node: &str) -> (Vec<String>, Vec<String>) {
         let list = |permanent: &str| {
             let script = format!("firewall-cmd {permanent} --list-rich-rules | grep '^rule'; true");
             sorted_lines(&vxmesh::lab::node_exec(lab, node, &script).unwrap())
         };
         (list(""), list("--permanent"))
+    }
+
+    /// The rules node `i` should hold: `port` from every other node, at the address `address` gives, sorted.
+    fn peer_rules(
+        lab: &LabState,
+        i: usize,
+        port: u16,
+        address: impl Fn(&vxmesh::lab::LabNode) -> std::net::IpAddr,
+    ) -> Vec<String> {
+        let rules = lab.nodes.iter().enumerate().filter(|(j, _)| *j != i);
+        sorted_lines(
+            &rules.map(|(_, p)| vxmesh::components::firewall::rich_rule(address(p), port) + "\n").collect::<String>(),
+        )
     }
 
     /// Sends five VXLAN frames (VNI `vni`, inner source MAC `mac`) to `to`: `Ok(node)` from that lab node over SSH,
@@ -163,19 +170,9 @@ mod lab {
         assert_eq!(r.code, 0, "{r}");
         assert!(r.stdout.contains("6/6 pairs ok"), "{r}");
         for (i, n) in lab.nodes.iter().enumerate() {
-            let want: Vec<String> = sorted_lines(
-                &lab.nodes
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| {
-                        let v6 = vxmesh::lab::ipv6::node_address(lab, p);
-                        vxmesh::components::firewall::rich_rule(v6.into(), 4789) + "\n"
-                    })
-                    .collect::<String>(),
-            );
+            let want = peer_rules(lab, i, 4789, |p| vxmesh::lab::ipv6::node_address(lab, p).into());
             assert!(want.iter().all(|r| r.starts_with("rule family=\"ipv6\" source address=\"fd76:")), "{want:?}");
-            let (running, permanent) = zone_rules_in(lab, &n.name);
+            let (running, permanent) = default_zone_rules(lab, &n.name);
             assert_eq!(running, want, "{} running", n.name);
             assert_eq!(permanent, want, "{} permanent", n.name);
         }
@@ -201,7 +198,7 @@ mod lab {
 
         let r = vxmesh(dir, &["down", "--yes", "-i", inv]);
         assert_eq!(r.code, 0, "{r}");
-        let (running, permanent) = zone_rules_in(lab, "node1");
+        let (running, permanent) = default_zone_rules(lab, "node1");
         assert!(running.is_empty() && permanent.is_empty(), "down leaves no rule: {running:?} {permanent:?}");
     }
 
@@ -225,14 +222,7 @@ mod lab {
 
         // Exactly one rule per peer for the VXLAN port, running and permanent; sw0 in vxmesh's zone.
         for (i, n) in lab.nodes.iter().enumerate() {
-            let want: Vec<String> = sorted_lines(
-                &lab.nodes
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip.into(), 4789) + "\n")
-                    .collect::<String>(),
-            );
+            let want = peer_rules(lab, i, 4789, |p| p.ip.into());
             let (running, permanent) = default_zone_rules(lab, &n.name);
             assert_eq!(running, want, "{} running", n.name);
             assert_eq!(permanent, want, "{} permanent", n.name);
@@ -345,14 +335,7 @@ mod lab {
         // WireGuard interface.
         for (i, n) in lab.nodes.iter().enumerate() {
             let port = ssh(lab, &n.name, "wg show vxm-wg listen-port").trim().parse::<u16>().unwrap();
-            let want: Vec<String> = sorted_lines(
-                &lab.nodes
-                    .iter()
-                    .enumerate()
-                    .filter(|(j, _)| *j != i)
-                    .map(|(_, p)| vxmesh::components::firewall::rich_rule(p.ip.into(), port) + "\n")
-                    .collect::<String>(),
-            );
+            let want = peer_rules(lab, i, port, |p| p.ip.into());
             let (running, permanent) = default_zone_rules(lab, &n.name);
             assert_eq!((&running, &permanent), (&want, &want), "{}", n.name);
             let zone = sorted_lines(&ssh(lab, &n.name, "firewall-cmd --zone=vxmesh --list-interfaces | tr ' ' '\\n'"));
