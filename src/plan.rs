@@ -1,12 +1,14 @@
 //! The mesh plan: inventory + address plan in, every node's desired state out, as typed data (no shell yet).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
-use crate::model::inventory::{Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting};
+use crate::model::inventory::{
+    Backend, Datapath, DockerMode, Encryption, FirewallKind, Inventory, MtuSetting, Outside6, overlay6,
+};
 use crate::model::ipam::Lock;
 use crate::model::names::{self, IfName};
 use crate::model::paths::{Fleet, PairPath};
@@ -37,6 +39,8 @@ pub struct NodePlan {
     /// Where this node's tunnels start: its underlay address, or its WireGuard address when encrypted.
     pub tunnel: IpAddr,
     pub subnet: Ipv4Net,
+    /// Dual-stack containers: the node's IPv6 side, when `cluster.cidr6` is set.
+    pub ipv6: Option<Ipv6Spec>,
     pub mtu: MtuSetting,
     /// Bytes the tunnels add (VXLAN, and WireGuard under it): `mtu: auto` is the underlay's MTU minus this.
     pub overhead: u16,
@@ -62,6 +66,17 @@ pub struct NodePlan {
     /// Every node of the cluster, this one included (at `me`): where the per-pair parts come from.
     peers: Arc<PeerTable>,
     me: usize,
+}
+
+/// A node's IPv6 side: its block for containers, docker's gateway in it, sw0's address (in the cluster range's first
+/// block, with the range's prefix, so the whole range routes via sw0 as IPv4 does), and what leaves the range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ipv6Spec {
+    pub subnet: Ipv6Net,
+    pub gateway: Ipv6Addr,
+    pub switch: Ipv6Net,
+    pub cluster: Ipv6Net,
+    pub outside: Outside6,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -130,6 +145,11 @@ pub struct TunnelSpec {
     pub peer_switch: Ipv4Addr,
     /// The peer's container subnet, routed via its switch address.
     pub peer_subnet: Ipv4Net,
+    /// With dual-stack containers: the peer's IPv6 switch address and block, routed the same way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_switch6: Option<Ipv6Addr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_subnet6: Option<Ipv6Net>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,6 +166,11 @@ pub struct DockerSpec {
     pub bridge: Option<IfName>,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// With dual-stack containers: the network's IPv6 block and gateway (`docker network create --ipv6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
     /// Always false: docker's masquerade would NAT traffic between hosts; vxmesh NATs only what leaves the cluster.
     pub masquerade: bool,
 }
@@ -203,6 +228,8 @@ struct Peer {
     switch_ip: Ipv4Addr,
     underlay_ip: IpAddr,
     subnet: Ipv4Net,
+    /// With dual-stack containers: its IPv6 switch address and block.
+    v6: Option<(Ipv6Addr, Ipv6Net)>,
 }
 
 /// Builds every node's desired state. `lock` must hold an allocation for every inventory node.
@@ -215,6 +242,14 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         encrypted.then(|| lock.nodes[&n.name].wireguard_ip.expect("the lock has WireGuard addresses when encrypted"))
     };
     let tunnel_ip = |n: &crate::model::inventory::Node| wireguard_ip(n).map_or(n.underlay, IpAddr::V4);
+    // sw0's IPv6 address: the first block of the range, host part the node's switch id (as `switch_cidr` for IPv4).
+    let v6 = |n: &crate::model::inventory::Node| {
+        let o = c.ipv6?;
+        let a = &lock.nodes[&n.name];
+        let switches = u128::from(overlay6::block(o.cidr, o.node_prefix, 0).network());
+        let subnet = a.subnet6.expect("the lock has IPv6 blocks when cidr6 is set");
+        Some((Ipv6Addr::from(switches + u128::from(a.id)), subnet))
+    };
     let rows: Vec<Peer> = inv
         .nodes
         .iter()
@@ -229,6 +264,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 switch_ip: a.switch_ip,
                 underlay_ip: n.underlay,
                 subnet: a.subnet,
+                v6: v6(n),
             }
         })
         .collect();
@@ -240,6 +276,13 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         .map(|(i, n)| {
             let a = lock.nodes[&n.name];
             let gateway = a.subnet.hosts().next().expect("node subnets are /30 or larger");
+            let ipv6 = c.ipv6.zip(v6(n)).map(|(o, (switch, subnet))| Ipv6Spec {
+                subnet,
+                gateway: Ipv6Addr::from(u128::from(subnet.network()) + 1),
+                switch: Ipv6Net::new(switch, o.cidr.prefix_len()).expect("prefix from a valid net"),
+                cluster: o.cidr,
+                outside: o.outside,
+            });
             let docker_bridge = match c.docker.mode {
                 DockerMode::Network => Some(names::docker_bridge(&c.docker.network).expect("validated network name")),
                 DockerMode::Docker0 => Some(names::docker0()),
@@ -259,6 +302,8 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 // also answer peers asking for the switch address, with its own MAC, which changes whenever docker's
                 // network is re-made (peers then send to a MAC that is gone until their entry expires).
                 on_docker_bridge("arp_ignore", "1"),
+                // Dual-stack containers: the host routes IPv6 between sw0 and docker's bridge.
+                ipv6.as_ref().map(|_| sysctl("net.ipv6.conf.all.forwarding".to_string(), "1")),
             ]
             .into_iter()
             .flatten()
@@ -281,6 +326,7 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                 underlay: n.underlay,
                 tunnel: tunnel_ip(n),
                 subnet: a.subnet,
+                ipv6: ipv6.clone(),
                 mtu: c.mtu,
                 overhead: c.overhead_on(n.underlay),
                 backend: backend_of(n),
@@ -304,6 +350,8 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
                     bridge: docker_bridge,
                     subnet: a.subnet,
                     gateway,
+                    subnet6: ipv6.as_ref().map(|v| v.subnet),
+                    gateway6: ipv6.as_ref().map(|v| v.gateway),
                     masquerade: false,
                 },
                 sysctls,
@@ -407,6 +455,8 @@ impl NodePlan {
             bfd: self.backend == Backend::Ovs && p.backend == Backend::Ovs,
             peer_switch: p.switch_ip,
             peer_subnet: p.subnet,
+            peer_switch6: p.v6.map(|v| v.0),
+            peer_subnet6: p.v6.map(|v| v.1),
         }
     }
 
@@ -528,13 +578,17 @@ impl Serialize for NodePlan {
             #[serde(skip_serializing_if = "Option::is_none")]
             wireguard: Option<G>,
         }
-        let mut n = s.serialize_struct("NodePlan", 22)?;
+        let mut n = s.serialize_struct("NodePlan", 23)?;
         n.serialize_field("name", &self.name)?;
         n.serialize_field("cluster", &self.cluster)?;
         n.serialize_field("host", &self.host)?;
         n.serialize_field("underlay_ip", &self.underlay)?;
         n.serialize_field("tunnel_ip", &self.tunnel)?;
         n.serialize_field("subnet", &self.subnet)?;
+        match &self.ipv6 {
+            Some(v) => n.serialize_field("ipv6", v)?,
+            None => n.skip_field("ipv6")?,
+        }
         n.serialize_field("mtu", &self.mtu)?;
         n.serialize_field("overhead", &self.overhead)?;
         n.serialize_field("backend", &self.backend)?;

@@ -82,9 +82,91 @@ pub fn assign(inv: &Inventory, previous: Option<&Lock>) -> Result<Lock> {
             Some(w) => Some(Ipv4Addr::from(u32::from(w.network()) + id)),
             None => None,
         };
-        next.nodes.insert(n.name.clone(), Allocation { id, subnet, switch_ip, wireguard_ip });
+        next.nodes.insert(n.name.clone(), Allocation { id, subnet, switch_ip, wireguard_ip, subnet6: None });
+    }
+    if let Some(o) = c.ipv6 {
+        let switch_block = crate::model::inventory::overlay6::block(o.cidr, o.node_prefix, 0);
+        let room = 1u128.checked_shl(128 - u32::from(o.node_prefix)).unwrap_or(u128::MAX);
+        if let Some((name, a)) = next.nodes.iter().find(|(_, a)| u128::from(a.id) >= room) {
+            return Err(Error::Exhausted(format!(
+                "the first block of cluster.cidr6, `{switch_block}`, has no switch address for node `{name}` (switch id {}); give it a shorter node_prefix6",
+                a.id
+            )));
+        }
+        let blocks6 = assign6(inv, o, previous)?;
+        for (name, a) in next.nodes.iter_mut() {
+            a.subnet6 = blocks6.get(name.as_str()).copied();
+        }
     }
     Ok(next)
+}
+
+/// Every node's IPv6 block: pinned, else the lock's, else the lowest free one (block 0 is the switches'), handed
+/// out in name order like the IPv4 subnets, so two laptops without a lock agree. Bounded by the node count.
+fn assign6<'a>(
+    inv: &'a Inventory,
+    o: crate::model::inventory::Overlay6,
+    previous: Option<&Lock>,
+) -> Result<BTreeMap<&'a str, ipnet::Ipv6Net>> {
+    use crate::model::inventory::overlay6::{block, blocks, index_of};
+    let now = (o.cidr, o.node_prefix);
+    let prev = previous.filter(|p| p.cidr6.is_some());
+    if let Some(p) = prev
+        && p.cidr6 != Some(now)
+    {
+        let (c, np) = p.cidr6.expect("filtered");
+        return Err(stale(
+            p,
+            format!(
+                "made for cidr6 `{c}`, node_prefix6 {np}, but the inventory now says `{}`, {}; changing them renumbers \
+                 every container's IPv6 address: delete the lock file if that is what you want",
+                o.cidr, o.node_prefix
+            ),
+        ));
+    }
+    let mut taken: HashMap<u128, &str> = HashMap::new();
+    let mut out = BTreeMap::new();
+    for n in &inv.nodes {
+        if let Some(s) = n.subnet6 {
+            let i = index_of(o.cidr, o.node_prefix, s).expect("validated pin");
+            taken.insert(i, &n.name);
+            out.insert(n.name.as_str(), s);
+        }
+    }
+    for n in inv.nodes.iter().filter(|n| n.subnet6.is_none()) {
+        let Some(s) = prev.and_then(|p| p.nodes.get(&n.name)).and_then(|a| a.subnet6) else { continue };
+        let p = prev.expect("a lock gave it");
+        let i = index_of(o.cidr, o.node_prefix, s).filter(|i| *i > 0).ok_or_else(|| {
+            stale(p, format!("node `{}` has subnet6 `{s}`, which is not a node block of cidr6 `{}`", n.name, o.cidr))
+        })?;
+        if let Some(other) = taken.insert(i, &n.name) {
+            return Err(stale(
+                p,
+                format!(
+                    "node `{}` holds subnet6 `{s}`, which node `{other}` has too; pin `{other}` elsewhere, or fix the lock",
+                    n.name
+                ),
+            ));
+        }
+        out.insert(n.name.as_str(), s);
+    }
+    let mut fresh: Vec<&Node> = inv.nodes.iter().filter(|n| !out.contains_key(n.name.as_str())).collect();
+    fresh.sort_by(|a, b| a.name.cmp(&b.name));
+    let (mut cursor, end) = (1u128, blocks(o.cidr, o.node_prefix));
+    for n in fresh {
+        while taken.contains_key(&cursor) {
+            cursor += 1;
+        }
+        if cursor >= end {
+            return Err(Error::Exhausted(format!(
+                "cluster.cidr6 `{}` has no free /{} block left for node `{}`",
+                o.cidr, o.node_prefix, n.name
+            )));
+        }
+        taken.insert(cursor, &n.name);
+        out.insert(n.name.as_str(), block(o.cidr, o.node_prefix, cursor));
+    }
+    Ok(out)
 }
 
 /// Blocks and switch ids already handed out, and who holds each block (for the messages).
@@ -217,6 +299,39 @@ mod tests {
 
     fn inv(yaml: &str) -> Inventory {
         crate::model::inventory::parse(Path::new("t.yaml"), yaml).unwrap()
+    }
+
+    fn blocks6(l: &Lock) -> Vec<(String, String)> {
+        l.nodes.iter().map(|(n, a)| (n.clone(), a.subnet6.map(|s| s.to_string()).unwrap_or_default())).collect()
+    }
+
+    #[test]
+    fn ipv6_blocks_are_pinned_kept_and_handed_out_lowest_first() {
+        let three = "cluster: {cidr: 10.0.0.0/8, cidr6: 'fd42:7:1::/48'}\nnodes:\n  - {name: c, host: 192.0.2.3}\n  - {name: a, host: 192.0.2.1, subnet6: 'fd42:7:1:1::/64'}\n  - {name: b, host: 192.0.2.2}\n";
+        let first = assign(&inv(three), None).unwrap();
+        let want = [("a", "fd42:7:1:1::/64"), ("b", "fd42:7:1:2::/64"), ("c", "fd42:7:1:3::/64")];
+        assert_eq!(blocks6(&first), want.map(|(a, b)| (a.to_string(), b.to_string())));
+        // Round trip through the file's text, then a new node and one gone: the others keep theirs.
+        let text = serde_json::to_string(&first).unwrap();
+        let read = Lock::parse(&text).unwrap();
+        assert_eq!(read, first);
+        let next = "cluster: {cidr: 10.0.0.0/8, cidr6: 'fd42:7:1::/48'}\nnodes:\n  - {name: c, host: 192.0.2.3}\n  - {name: aa, host: 192.0.2.4}\n  - {name: b, host: 192.0.2.2}\n";
+        let again = assign(&inv(next), Some(&read)).unwrap();
+        let want = [("aa", "fd42:7:1:1::/64"), ("b", "fd42:7:1:2::/64"), ("c", "fd42:7:1:3::/64")];
+        assert_eq!(blocks6(&again), want.map(|(a, b)| (a.to_string(), b.to_string())));
+        // Another range renumbers every container: refused, naming both.
+        let moved = three.replace("fd42:7:1::/48", "fd42:7:2::/48").replace("fd42:7:1:1::/64", "fd42:7:2:1::/64");
+        let e = assign(&inv(&moved), Some(&read)).unwrap_err().to_string();
+        assert!(e.contains("`fd42:7:1::/48`") && e.contains("`fd42:7:2::/48`"), "{e}");
+        // A lock from before IPv6 gains blocks; its IPv4 side is untouched.
+        let v4 = assign(&inv("cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n"), None).unwrap();
+        let grown = assign(
+            &inv("cluster: {cidr: 10.0.0.0/8, cidr6: 'fd42:7:1::/48'}\nnodes: [{name: a, host: 192.0.2.1}]\n"),
+            Some(&v4),
+        )
+        .unwrap();
+        assert_eq!(grown.nodes["a"].subnet, v4.nodes["a"].subnet);
+        assert_eq!(grown.nodes["a"].subnet6.unwrap().to_string(), "fd42:7:1:1::/64");
     }
 
     #[test]

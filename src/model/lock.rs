@@ -10,7 +10,7 @@ use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Serialize, Serializer};
 
@@ -32,6 +32,9 @@ pub struct Allocation {
     /// With encryption: `wireguard_cidr` network + id, the address its tunnels run between.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wireguard_ip: Option<Ipv4Addr>,
+    /// With `cluster.cidr6`: the node's IPv6 block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
 }
 
 /// The lock file's content: the cluster shape it was made for, and every node's allocation.
@@ -43,6 +46,8 @@ pub struct Lock {
     pub switch_cidr: Ipv4Net,
     /// With encryption: the range the WireGuard addresses come from.
     pub wireguard_cidr: Option<Ipv4Net>,
+    /// With dual-stack containers: the IPv6 range and the node blocks' prefix length the blocks were cut for.
+    pub cidr6: Option<(Ipv6Net, u8)>,
     pub nodes: BTreeMap<String, Allocation>,
     /// The file this lock was read from, which its problems are reported against; `None` for one made in memory.
     pub origin: Option<PathBuf>,
@@ -51,8 +56,8 @@ pub struct Lock {
 /// Two locks are equal when they allocate the same; where they came from does not matter.
 impl PartialEq for Lock {
     fn eq(&self, o: &Self) -> bool {
-        (self.version, self.cidr, self.node_prefix, self.switch_cidr, self.wireguard_cidr, &self.nodes)
-            == (o.version, o.cidr, o.node_prefix, o.switch_cidr, o.wireguard_cidr, &o.nodes)
+        (self.version, self.cidr, self.node_prefix, self.switch_cidr, self.wireguard_cidr, self.cidr6, &self.nodes)
+            == (o.version, o.cidr, o.node_prefix, o.switch_cidr, o.wireguard_cidr, o.cidr6, &o.nodes)
     }
 }
 
@@ -68,6 +73,10 @@ impl Serialize for Lock {
             switch_cidr: Ipv4Net,
             #[serde(skip_serializing_if = "Option::is_none")]
             wireguard_cidr: Option<Ipv4Net>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cidr6: Option<Ipv6Net>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            node_prefix6: Option<u8>,
             nodes: &'a BTreeMap<String, Allocation>,
         }
         Written {
@@ -76,6 +85,8 @@ impl Serialize for Lock {
             node_prefix: self.node_prefix,
             switch_cidr: self.switch_cidr,
             wireguard_cidr: self.wireguard_cidr,
+            cidr6: self.cidr6.map(|c| c.0),
+            node_prefix6: self.cidr6.map(|c| c.1),
             nodes: &self.nodes,
         }
         .serialize(s)
@@ -131,6 +142,7 @@ impl Lock {
             node_prefix: cluster.node_prefix,
             switch_cidr: cluster.switch_cidr,
             wireguard_cidr: (cluster.encryption == Encryption::Wireguard).then_some(cluster.wireguard.cidr),
+            cidr6: cluster.ipv6.map(|o| (o.cidr, o.node_prefix)),
             nodes: BTreeMap::new(),
             origin: None,
         }
@@ -170,6 +182,17 @@ impl Lock {
             if host_bits(net) {
                 return Err(format!("`{what}` `{net}` has host bits set (did you mean `{}`?)", net.trunc()));
             }
+        }
+        let host_bits6 = |net: &Ipv6Net| net.addr() != net.network();
+        if let Some((c, _)) = self.cidr6.filter(|(c, _)| host_bits6(c)) {
+            return Err(format!("`cidr6` `{c}` has host bits set (did you mean `{}`?)", c.trunc()));
+        }
+        if let Some((name, s)) = self.nodes.iter().find_map(|(n, a)| a.subnet6.filter(host_bits6).map(|s| (n, s))) {
+            return Err(format!(
+                "node `{}` has subnet6 `{s}` with host bits set (did you mean `{}`?)",
+                shown(name),
+                s.trunc()
+            ));
         }
         match self.nodes.iter().find(|(_, a)| host_bits(&a.subnet)) {
             Some((name, a)) => Err(format!(
@@ -338,8 +361,10 @@ impl<'a> Fields<'a> {
     }
 }
 
-const TOP: &[&str] = &["version", "cidr", "node_prefix", "switch_cidr", "wireguard_cidr", "nodes"];
-const NODE: &[&str] = &["id", "subnet", "switch_ip", "wireguard_ip"];
+const TOP: &[&str] =
+    &["version", "cidr", "node_prefix", "switch_cidr", "wireguard_cidr", "cidr6", "node_prefix6", "nodes"];
+const NODE: &[&str] = &["id", "subnet", "switch_ip", "wireguard_ip", "subnet6"];
+const CIDR6: &str = "an IPv6 CIDR";
 
 fn decode(json: Json) -> std::result::Result<Lock, String> {
     let top = Fields::of("", &json, TOP, "a JSON object")?;
@@ -348,6 +373,20 @@ fn decode(json: Json) -> std::result::Result<Lock, String> {
     let node_prefix: u8 = whole("node_prefix", top.required("node_prefix")?, "a prefix length in 0..=32")?;
     let switch_cidr: Ipv4Net = parsed("switch_cidr", top.required("switch_cidr")?, CIDR)?;
     let wireguard_cidr = top.optional("wireguard_cidr").map(|v| parsed("wireguard_cidr", v, CIDR)).transpose()?;
+    let cidr6: Option<Ipv6Net> = top.optional("cidr6").map(|v| parsed("cidr6", v, CIDR6)).transpose()?;
+    let node_prefix6: Option<u8> =
+        top.optional("node_prefix6").map(|v| whole("node_prefix6", v, "a prefix length in 1..=128")).transpose()?;
+    let cidr6 = match (cidr6, node_prefix6) {
+        (Some(c), Some(p)) if p > c.prefix_len() && p <= 128 => Some((c, p)),
+        (None, None) => None,
+        (c, p) => {
+            return Err(format!(
+                "`cidr6` `{}` and `node_prefix6` `{}` do not go together (both or neither, the prefix longer than the range's)",
+                c.map_or("unset".into(), |c| c.to_string()),
+                p.map_or("unset".into(), |p| p.to_string())
+            ));
+        }
+    };
     let nodes_v = top.required("nodes")?;
     let Json::Object(entries) = nodes_v else {
         return Err(wrong("nodes", nodes_v, "an object from node names to allocations"));
@@ -367,13 +406,14 @@ fn decode(json: Json) -> std::result::Result<Lock, String> {
                 .optional("wireguard_ip")
                 .map(|v| parsed(&f.path("wireguard_ip"), v, ADDRESS))
                 .transpose()?,
+            subnet6: f.optional("subnet6").map(|v| parsed(&f.path("subnet6"), v, CIDR6)).transpose()?,
         };
         nodes.insert(name.clone(), a);
     }
     if node_prefix > 32 {
         return Err(format!("node_prefix: `{node_prefix}` is not a prefix length in 0..=32"));
     }
-    Ok(Lock { version, cidr, node_prefix, switch_cidr, wireguard_cidr, nodes, origin: None })
+    Ok(Lock { version, cidr, node_prefix, switch_cidr, wireguard_cidr, cidr6, nodes, origin: None })
 }
 
 /// Held for a whole command: two vxmesh commands on one inventory never interleave. It `flock`s
@@ -444,6 +484,7 @@ mod tests {
             subnet: subnet.parse().unwrap(),
             switch_ip: switch_ip.parse().unwrap(),
             wireguard_ip: None,
+            subnet6: None,
         };
         Lock {
             version: LOCK_VERSION,
@@ -451,6 +492,7 @@ mod tests {
             node_prefix: 16,
             switch_cidr: "10.255.0.0/16".parse().unwrap(),
             wireguard_cidr: None,
+            cidr6: None,
             nodes: [
                 ("a".to_string(), a(1, "10.0.0.0/16", "10.255.0.1")),
                 ("b".into(), a(2, "10.1.0.0/16", "10.255.0.2")),

@@ -8,6 +8,7 @@ mod families;
 pub mod init;
 mod model;
 mod nodes;
+pub mod overlay6;
 mod ranges;
 mod ranges6;
 mod raw;

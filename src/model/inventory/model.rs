@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Serialize;
 
 use crate::error::Pos;
@@ -35,12 +35,40 @@ pub struct Cluster {
     pub firewall: FirewallKind,
     /// An address outside the cluster that `verify` reaches to prove NAT works.
     pub outside: Option<Ipv4Addr>,
+    /// Dual-stack containers (`cluster.cidr6`), when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Overlay6>,
     pub encryption: Encryption,
     /// Used when `encryption` is `wireguard`.
     pub wireguard: WireguardSettings,
     /// Names across hosts.
     pub dns: super::dns::DnsSettings,
 }
+
+/// The containers' IPv6 side: every node a block of `cidr`, sw0 an address in its first block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Overlay6 {
+    pub cidr: Ipv6Net,
+    /// Each node's block: /64 unless set.
+    pub node_prefix: u8,
+    pub outside: Outside6,
+}
+
+/// What happens to IPv6 traffic from containers to addresses outside `cluster.cidr6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outside6 {
+    /// Dropped: the default. A ULA range is never routed outside, and a global one routed without NAT makes every
+    /// container reachable from the world unless the network upstream filters: the admin decides, not vxmesh.
+    None,
+    /// Forwarded as is, replies let back in, nothing else from outside: for a global range routed to the hosts.
+    Route,
+    /// Masqueraded behind the host's own IPv6 address, as IPv4 is.
+    Masquerade,
+}
+
+pub const OUTSIDE6: [(&str, Outside6); 3] =
+    [("none", Outside6::None), ("route", Outside6::Route), ("masquerade", Outside6::Masquerade)];
 
 /// What carries the VXLAN tunnels between hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -197,6 +225,9 @@ pub struct Node {
     pub underlay: IpAddr,
     /// The subnet the user pinned, if any.
     pub subnet: Option<Ipv4Net>,
+    /// The IPv6 subnet the user pinned, if any (needs `cluster.cidr6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<Ipv6Net>,
     /// The data plane of this node, when it differs from `cluster.backend`.
     pub backend: Option<Backend>,
     /// Hosts of one site reach each other on `underlay_ip`; `default` unless set.

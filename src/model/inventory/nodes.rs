@@ -73,6 +73,8 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
         host: host?,
         underlay: underlay?,
         subnet: subnet?,
+        // Checked with the cluster's IPv6 range ([`super::overlay6::pins`]).
+        subnet6: None,
         backend: backend?,
         site: site?,
         public_ip: public_ip?,

@@ -43,6 +43,12 @@ pub struct RawCluster {
     #[serde(default, deserialize_with = "written")]
     pub firewall: Option<At<Scalar>>,
     pub outside: Option<At<Scalar>>,
+    /// Dual-stack containers: the cluster's IPv6 range, each node's prefix length in it, and what IPv6 traffic
+    /// leaving the cluster gets.
+    pub cidr6: Option<At<Scalar>>,
+    pub node_prefix6: Option<At<Scalar>>,
+    #[serde(default, deserialize_with = "written")]
+    pub outside6: Option<At<Scalar>>,
     #[serde(default, deserialize_with = "written")]
     pub encryption: Option<At<Scalar>>,
     #[serde(default, deserialize_with = "written")]
@@ -106,6 +112,8 @@ pub struct RawNode {
     pub host: At<Scalar>,
     pub underlay_ip: Option<At<Scalar>>,
     pub subnet: Option<At<Scalar>>,
+    /// The node's IPv6 subnet, pinned (needs `cluster.cidr6`).
+    pub subnet6: Option<At<Scalar>>,
     pub backend: Option<At<Scalar>>,
     pub site: Option<At<Scalar>>,
     pub public_ip: Option<At<Scalar>>,

@@ -38,7 +38,9 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
     if nodes.is_some_and(Vec::is_empty) {
         ck.add(at(&inv.nodes), "nodes: the list is empty; name at least one host");
     }
-    let nodes = nodes::nodes(nodes.map_or(&[], Vec::as_slice), &draft.layout, &mut ck);
+    let raw_nodes = nodes.map_or(&[][..], Vec::as_slice);
+    let mut nodes = nodes::nodes(raw_nodes, &draft.layout, &mut ck);
+    super::overlay6::pins(raw_nodes, &mut nodes, draft.ipv6.flatten().as_ref(), &mut ck);
     if let Shaped::Ok(c) = &inv.cluster.value {
         encryption_combinations(c, &draft, &nodes, &mut ck);
         kernel_backend_firewall(c, &draft, &nodes, &mut ck);
@@ -82,6 +84,7 @@ struct Draft {
     nat: Option<bool>,
     firewall: Option<FirewallKind>,
     outside: Option<Option<Ipv4Addr>>,
+    ipv6: Option<Option<super::model::Overlay6>>,
     encryption: Option<Encryption>,
     wireguard: Option<WireguardSettings>,
     dns: Option<super::dns::DnsSettings>,
@@ -105,6 +108,7 @@ impl Draft {
             nat: self.nat?,
             firewall: self.firewall?,
             outside: self.outside?,
+            ipv6: self.ipv6?,
             encryption: self.encryption?,
             wireguard: self.wireguard?,
             dns: self.dns?,
@@ -164,6 +168,7 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
             FirewallKind::Auto,
         ),
         outside: outside(raw, &layout, ck),
+        ipv6: super::overlay6::settings(raw, mode, node_count, ck),
         layout,
         encryption,
         wireguard,
