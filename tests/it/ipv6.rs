@@ -217,4 +217,186 @@ mod lab {
         up_over_ipv6_only(&lab, &work.0, 1430, 4789);
         down_leaves_nothing(&lab, &work.0);
     }
+
+    /// On each node a busybox container on the mesh network serving a 1 MiB file and, at /cgi-bin/ip, the address
+    /// it sees a client at; its IPv4 and IPv6 addresses.
+    fn start_probes(lab: &LabState) -> Vec<(String, String, String)> {
+        const SETUP: &str = r##"docker rm -f v6probe >/dev/null 2>&1
+docker run -d --name v6probe --network vxmesh busybox sh -c 'mkdir -p /www/cgi-bin; printf "#!/bin/sh\necho Content-Type: text/plain\necho\necho \$REMOTE_ADDR\n" > /www/cgi-bin/ip; chmod +x /www/cgi-bin/ip; dd if=/dev/zero of=/www/blob bs=1024 count=1024 2>/dev/null; httpd -f -p 8080 -h /www' >/dev/null
+docker inspect v6probe --format '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.GlobalIPv6Address}}'"##;
+        lab.nodes
+            .iter()
+            .map(|n| {
+                let out = lab::node_exec(lab, &n.name, SETUP).unwrap();
+                let (v4, v6) = out.trim().split_once(' ').unwrap_or_else(|| panic!("{}: {out}", n.name));
+                assert!(v6.starts_with("fd42:7:1:"), "{}: no IPv6 address from the node's block: {out}", n.name);
+                (n.name.clone(), v4.to_string(), v6.to_string())
+            })
+            .collect()
+    }
+
+    /// Every ordered pair in both families: the listener sees the client's own address (no NAT), 1 MiB arrives
+    /// whole, a packet of exactly the overlay MTU passes with don't-fragment and one byte more is refused at the
+    /// sender, and the peer's switch answers on its IPv6 address.
+    fn both_families_between_every_pair(lab: &LabState, probes: &[(String, String, String)], mtu: u32) {
+        for (a, a4, a6) in probes {
+            for (b, b4, b6) in probes.iter().filter(|p| p.0 != *a) {
+                for (family, url_host, own, payload) in
+                    [("IPv4", b4.clone(), a4, mtu - 28), ("IPv6", format!("[{b6}]"), a6, mtu - 48)]
+                {
+                    let target = url_host.trim_matches(|c| c == '[' || c == ']');
+                    let script = format!(
+                        "docker exec v6probe wget -qO- 'http://{url_host}:8080/cgi-bin/ip'; \
+                         docker exec v6probe sh -c 'wget -qO- http://{url_host}:8080/blob | wc -c'; \
+                         pid=$(docker inspect -f '{{{{.State.Pid}}}}' v6probe); \
+                         nsenter -t $pid -n ping -c1 -W3 -M do -s {payload} {target} >/dev/null 2>&1 && echo full-ok; \
+                         nsenter -t $pid -n ping -c1 -W3 -M do -s {over} {target} 2>&1 | grep -q 'too long' && echo over-refused; true",
+                        over = payload + 1
+                    );
+                    let out = lab::node_exec(lab, a, &script).unwrap();
+                    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+                    let seen = lines.first().copied().unwrap_or_default();
+                    let seen = seen.trim_matches(|c| c == '[' || c == ']').trim_start_matches("::ffff:");
+                    assert_eq!(
+                        seen,
+                        own.as_str(),
+                        "{a} -> {b} over {family}: the listener saw {seen}, not {a}'s own address: {out}"
+                    );
+                    assert_eq!(lines.get(1).copied(), Some("1048576"), "{a} -> {b} over {family}: 1 MiB: {out}");
+                    assert!(lines.contains(&"full-ok"), "{a} -> {b} over {family}: {payload} bytes with DF: {out}");
+                    assert!(lines.contains(&"over-refused"), "{a} -> {b} over {family}: one byte more: {out}");
+                }
+            }
+        }
+        let switches = lab::node_exec(lab, "node1", "ip -6 route show dev sw0 | awk '/via/ {print $3}'").unwrap();
+        assert_eq!(
+            switches.lines().count(),
+            probes.len() - 1,
+            "node1 routes each peer's block via its sw0: {switches}"
+        );
+        for via in switches.lines() {
+            let ping = lab::node_exec(
+                lab,
+                "node1",
+                &format!("docker exec v6probe ping -c1 -W3 {via} >/dev/null && echo ok; true"),
+            )
+            .unwrap();
+            assert_eq!(ping.trim(), "ok", "node1's container reaches the switch {via}");
+        }
+    }
+
+    /// Gives the outside host an IPv6 address on the lab's network: what a container tries to reach.
+    fn outside6(lab: &LabState) -> std::net::Ipv6Addr {
+        let mut seg = lab::ipv6::gateway(lab).segments();
+        seg[7] = 0x250;
+        let addr = std::net::Ipv6Addr::from(seg);
+        let ns = &lab.outside.netns;
+        let out = std::process::Command::new("ip")
+            .args(["-n", ns, "-6", "addr", "replace", &format!("{addr}/64"), "dev", "eth0", "nodad"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        addr
+    }
+
+    /// Whether node1's container reaches `target` (ping), and the sources the outside saw meanwhile.
+    fn ping_outside(lab: &LabState, dir: &std::path::Path, target: std::net::Ipv6Addr) -> (bool, usize, usize) {
+        let mut cap = Capture::start(dir, "outside6", Some(&lab.outside.netns), "eth0");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let ok = lab::node_exec(
+            lab,
+            "node1",
+            &format!("docker exec v6probe ping -c2 -W2 {target} >/dev/null 2>&1 && echo ok; true"),
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        cap.stop();
+        let node1 = lab::ipv6::node_address(lab, &lab.nodes[0]);
+        let from_host = cap.count(&format!("icmp6 and src host {node1} and dst host {target}"));
+        let from_container = cap.count(&format!("icmp6 and src net fd42:7:1::/48 and dst host {target}"));
+        (ok.trim() == "ok", from_host, from_container)
+    }
+
+    /// Dual-stack containers on an IPv6-only lab (OVS and kernel hosts mixed): both families between every pair,
+    /// what leaves the range as `outside6` says, a node removed and added back, nothing left after `down`.
+    #[test]
+    fn dual_stack_containers_on_an_ipv6_only_lab() {
+        let Some(_held) = Lab::new(NAME).reserve() else { return };
+        let work = TempDir::new("ipv6-dual");
+        let (lab, text) = ipv6_only_lab(&work.0, "mixed");
+        let dual = text.replacen("\n  firewall: nftables", "\n  firewall: nftables\n  cidr6: \"fd42:7:1::/48\"", 1);
+        assert_ne!(dual, text);
+        std::fs::write(work.0.join("vxmesh.yaml"), &dual).unwrap();
+        // node2 takes its IPv6 default route from router advertisements (one made by hand, towards the lab's own
+        // network): IPv6 forwarding must not make it ignore them.
+        let ra = "sysctl -qw net.ipv6.conf.eth0.accept_ra=1; ip -6 route replace default via fe80::1 dev eth0 proto ra";
+        lab::node_exec(&lab, "node2", ra).unwrap();
+        up_over_ipv6_only(&lab, &work.0, 1430, 4789);
+        let accept_ra = lab::node_exec(&lab, "node2", "cat /proc/sys/net/ipv6/conf/eth0/accept_ra").unwrap();
+        assert_eq!(accept_ra.trim(), "2", "node2's advertised default route would expire under forwarding");
+        lab::node_exec(&lab, "node2", "ip -6 route del default via fe80::1 dev eth0 proto ra").unwrap();
+        let probes = start_probes(&lab);
+        both_families_between_every_pair(&lab, &probes, 1430);
+
+        // outside6: none (the default) drops it; masquerade shows the host's address; route the container's own.
+        let target = outside6(&lab);
+        let (ok, from_host, from_container) = ping_outside(&lab, &work.0, target);
+        assert!(
+            !ok && from_host + from_container == 0,
+            "outside6: none let {from_container} packets out as the container, {from_host} as the host"
+        );
+        std::fs::write(
+            work.0.join("vxmesh.yaml"),
+            dual.replacen("\n  cidr6:", "\n  outside6: masquerade\n  cidr6:", 1),
+        )
+        .unwrap();
+        let up = vxmesh(&work.0, &["up"]);
+        assert_eq!(up.code, 0, "{up}");
+        let (ok, from_host, from_container) = ping_outside(&lab, &work.0, target);
+        assert!(ok && from_host > 0 && from_container == 0, "masquerade: {ok} {from_host} {from_container}");
+        std::fs::write(work.0.join("vxmesh.yaml"), dual.replacen("\n  cidr6:", "\n  outside6: route\n  cidr6:", 1))
+            .unwrap();
+        let up = vxmesh(&work.0, &["up"]);
+        assert_eq!(up.code, 0, "{up}");
+        let node1 = lab::ipv6::node_address(&lab, &lab.nodes[0]);
+        let back = std::process::Command::new("ip")
+            .args(["-n", &lab.outside.netns, "-6", "route", "replace", "fd42:7:1::/48", "via", &node1.to_string()])
+            .output()
+            .unwrap();
+        assert!(back.status.success(), "{back:?}");
+        let (ok, from_host, from_container) = ping_outside(&lab, &work.0, target);
+        assert!(ok && from_host == 0 && from_container > 0, "route: {ok} {from_host} {from_container}");
+        // Routed, not opened: the outside cannot start a conversation with a container.
+        let c1 = &probes[0].2;
+        let inbound = std::process::Command::new("ip")
+            .args(["netns", "exec", &lab.outside.netns, "ping", "-c1", "-W2", c1])
+            .output()
+            .unwrap();
+        assert!(!inbound.status.success(), "the outside reached container {c1} unasked");
+        std::fs::write(work.0.join("vxmesh.yaml"), &dual).unwrap();
+
+        // node3 leaves (its containers first: remove-node refuses to cut them off): its block's routes go from the
+        // others; back again, the pairs work again.
+        lab::node_exec(&lab, "node3", "docker rm -f v6probe >/dev/null").unwrap();
+        let r = vxmesh(&work.0, &["remove-node", "node3", "--yes"]);
+        assert_eq!(r.code, 0, "{r}");
+        let routes = lab::node_exec(&lab, "node1", "ip -6 route show dev sw0 | grep -c via; true").unwrap();
+        assert_eq!(routes.trim(), "1", "node1 keeps a route to node3's block after remove-node");
+        let host3 = lab::ipv6::node_address(&lab, &lab.nodes[2]).to_string();
+        let r = vxmesh(&work.0, &["add-node", "node3", "--host", &host3]);
+        assert_eq!(r.code, 0, "{r}");
+        let up = vxmesh(&work.0, &["up"]);
+        assert_eq!(up.code, 0, "{up}");
+        let probes = start_probes(&lab);
+        both_families_between_every_pair(&lab, &probes, 1430);
+
+        for n in &lab.nodes {
+            lab::node_exec(&lab, &n.name, "docker rm -f v6probe >/dev/null 2>&1; true").unwrap();
+        }
+        down_leaves_nothing(&lab, &work.0);
+        for n in &lab.nodes {
+            let left = lab::node_exec(&lab, &n.name, "ip6tables-save | grep -c VXMESH; true").unwrap();
+            assert_eq!(left.trim(), "0", "{}: ip6tables chains left after down", n.name);
+        }
+    }
 }
