@@ -39,6 +39,13 @@ pub enum LabCommand {
         /// IPv4 address left on it; the inventory names the hosts by their IPv6 addresses (docs/lab.md).
         #[arg(long, conflicts_with = "sites")]
         ipv6_only: bool,
+        /// Hosts with an IPv4 and an IPv6 (ULA) address on the underlay, reached over IPv4; the inventory lists
+        /// both per host (`underlay_ip: [IPv4, IPv6]`) and the gateway has both (docs/lab.md).
+        #[arg(long, conflicts_with_all = ["sites", "ipv6_only"])]
+        dual_stack: bool,
+        /// With --dual-stack: this host keeps IPv4 only (repeatable), e.g. `--ipv4-only node3`.
+        #[arg(long, value_name = "NODE", requires = "dual_stack")]
+        ipv4_only: Vec<String>,
     },
     /// Tear a lab down completely: processes (containers included), namespaces, links, rules, mounts, files.
     Destroy {
@@ -85,7 +92,7 @@ pub enum NodeAction {
 impl LabCommand {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         match self {
-            LabCommand::Create { nodes, name, light, firewalld, backend, sites, ipv6_only } => {
+            LabCommand::Create { nodes, name, light, firewalld, backend, sites, ipv6_only, dual_stack, ipv4_only } => {
                 let sites = sites.as_deref().map(lab::sites::parse).transpose()?.unwrap_or_default();
                 let opts = lab::CreateOptions {
                     name: name.clone(),
@@ -95,7 +102,12 @@ impl LabCommand {
                     backend: (*backend).into(),
                     sites,
                 };
-                create(ctx, &opts, *ipv6_only)
+                let family = match (*ipv6_only, *dual_stack) {
+                    (true, _) => Underlay::Ipv6Only,
+                    (_, true) => Underlay::DualStack(ipv4_only),
+                    _ => Underlay::Ipv4,
+                };
+                create(ctx, &opts, family)
             }
             LabCommand::Destroy { name } => {
                 let removed = lab::destroy(name)?;
@@ -131,7 +143,15 @@ impl LabCommand {
     }
 }
 
-fn create(ctx: &Ctx, opts: &lab::CreateOptions, ipv6_only: bool) -> Result<i32, Error> {
+/// The families on the lab hosts' underlay.
+enum Underlay<'a> {
+    Ipv4,
+    Ipv6Only,
+    /// Both, except on the hosts named.
+    DualStack(&'a [String]),
+}
+
+fn create(ctx: &Ctx, opts: &lab::CreateOptions, family: Underlay) -> Result<i32, Error> {
     let started = std::time::Instant::now();
     let quiet = ctx.form == Form::Quiet;
     let mut progress = |line: &str| {
@@ -139,7 +159,12 @@ fn create(ctx: &Ctx, opts: &lab::CreateOptions, ipv6_only: bool) -> Result<i32, 
             eprintln!("lab: {line}");
         }
     };
-    let state = if ipv6_only { lab::ipv6::create(opts, &mut progress)? } else { lab::create(opts, &mut progress)? };
+    let state = match family {
+        Underlay::Ipv4 => lab::create(opts, &mut progress)?,
+        Underlay::Ipv6Only => lab::ipv6::create(opts, &mut progress)?,
+        Underlay::DualStack(ipv4_only) => lab::dualstack::create(opts, ipv4_only, &mut progress)?,
+    };
+    let ipv6_only = matches!(family, Underlay::Ipv6Only);
     let secs = started.elapsed().as_secs_f64();
     match ctx.form {
         Form::Json => json(ctx, &serde_json::json!({"lab": state, "seconds": secs})),

@@ -93,7 +93,7 @@ fn wait_ssh(node: &str, at: SocketAddr) -> Result<()> {
 
 /// The machine does not forward IPv6 today (`net.ipv6.conf.all.forwarding = 0`), but nothing keeps it so: as
 /// for IPv4, nothing from the lab may leave through the machine, nothing may come in. Tagged like the IPv4 rules.
-fn fence(state: &LabState) -> Result<()> {
+pub(super) fn fence(state: &LabState) -> Result<()> {
     let tag = format!("vxmesh-lab-{}", state.name);
     let br = state.bridge.as_str();
     for dir in [["-i", br, "!", "-o", br], ["!", "-i", br, "-o", br]] {

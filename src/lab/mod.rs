@@ -2,6 +2,7 @@
 //! PID 1 starting sshd, Open vSwitch and docker, on an underlay bridge whose gateway drops anything not for the lab.
 
 mod cgroup;
+pub mod dualstack;
 pub mod ipv6;
 pub mod sites;
 mod sys;

@@ -17,6 +17,7 @@ mod lab;
 mod labkit;
 mod layering;
 mod mesh;
+mod mixed;
 mod properties;
 mod reach;
 mod simulate;

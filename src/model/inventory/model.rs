@@ -43,6 +43,43 @@ pub struct Cluster {
     pub wireguard: WireguardSettings,
     /// Names across hosts.
     pub dns: super::dns::DnsSettings,
+    /// The family the tunnels use, when some node lists an underlay address of each family (`cluster.underlay_family`,
+    /// else the one every node has, IPv4 where all have both); `None` when every node lists one address, whose
+    /// family is then the only one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub underlay_family: Option<UnderlayFamily>,
+}
+
+/// An underlay address family, as `cluster.underlay_family` names it (`auto` there is no family: it is left to
+/// the nodes' addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnderlayFamily {
+    Ipv4,
+    Ipv6,
+}
+
+impl UnderlayFamily {
+    pub fn of(ip: IpAddr) -> UnderlayFamily {
+        if ip.is_ipv4() { UnderlayFamily::Ipv4 } else { UnderlayFamily::Ipv6 }
+    }
+
+    /// The setting's word, as the inventory writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnderlayFamily::Ipv4 => "ipv4",
+            UnderlayFamily::Ipv6 => "ipv6",
+        }
+    }
+}
+
+impl std::fmt::Display for UnderlayFamily {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UnderlayFamily::Ipv4 => "IPv4",
+            UnderlayFamily::Ipv6 => "IPv6",
+        })
+    }
 }
 
 /// The containers' IPv6 side: every node a block of `cidr`, sw0 an address in its first block.

@@ -7,10 +7,11 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::Ipv4Net;
 
 use super::check::{Check, at, check_name, is_safe_name, shown};
-use super::model::Node;
+use super::families::Listed;
+use super::model::{Node, UnderlayFamily};
 use super::ranges::{NetMap, legacy_numeric, non_unicast, not_a_host, overlaps, special_overlap};
 use super::ranges6::non_unicast6;
-use super::raw::{At, RawNode, Shaped};
+use super::raw::{At, OneOrList, RawNode, Scalar, Shaped};
 use crate::error::Pos;
 use crate::model::names;
 
@@ -24,6 +25,8 @@ pub struct Layout {
     pub exclude: Option<Vec<Ipv4Net>>,
     /// Set only when encryption is on: tunnel endpoints must stay out of it.
     pub wireguard_cidr: Option<Ipv4Net>,
+    /// `cluster.underlay_family`; `None`: `auto` (or refused, and then checked as `auto`).
+    pub underlay_family: Option<UnderlayFamily>,
 }
 
 /// What earlier nodes already claimed, for the "listed twice" checks.
@@ -41,15 +44,19 @@ struct Seen {
     public_ips: HashMap<IpAddr, String>,
 }
 
-pub fn nodes(raw: &[At<Shaped<RawNode>>], layout: &Layout, ck: &mut Check) -> Vec<Node> {
+/// The nodes, each `underlay` its address of the cluster's family; and that family when some node lists two.
+pub fn nodes(raw: &[At<Shaped<RawNode>>], layout: &Layout, ck: &mut Check) -> (Vec<Node>, Option<UnderlayFamily>) {
     let mut seen = Seen::default();
     for e in layout.exclude.iter().flatten() {
         seen.exclude.insert(*e, ());
     }
-    raw.iter().filter_map(|entry| node(entry, layout, &mut seen, ck)).collect()
+    let (mut nodes, listed): (Vec<Node>, Vec<Listed>) =
+        raw.iter().filter_map(|entry| node(entry, layout, &mut seen, ck)).unzip();
+    let family = super::families::families(&mut nodes, &listed, layout.underlay_family, ck);
+    (nodes, family)
 }
 
-fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut Check) -> Option<Node> {
+fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut Check) -> Option<(Node, Listed)> {
     let n = ck.shaped("nodes", entry, "a node mapping, e.g. `{name: vm1, host: 192.168.122.81}`")?;
     let name = node_name(n, seen, ck);
     // Messages name the node as written, escaped: a name is never trusted to be printable.
@@ -68,10 +75,12 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
     };
     let site = site(n, &label, ck);
     let public_ip = public_ip(n, &label, &who, layout, seen, ck);
-    Some(Node {
+    let underlay = underlay?;
+    let node = Node {
         name: name?,
         host: host?,
-        underlay: underlay?,
+        // The first listed until the cluster's family is known ([`super::families::families`]).
+        underlay: underlay.addrs[0],
         subnet: subnet?,
         // Checked with the cluster's IPv6 range ([`super::overlay6::pins`]).
         subnet6: None,
@@ -79,7 +88,8 @@ fn node(entry: &At<Shaped<RawNode>>, layout: &Layout, seen: &mut Seen, ck: &mut 
         site: site?,
         public_ip: public_ip?,
         pos: at(entry),
-    })
+    };
+    Some((node, underlay))
 }
 
 fn node_name(n: &RawNode, seen: &mut Seen, ck: &mut Check) -> Option<String> {
@@ -235,8 +245,8 @@ fn host_address6(
     Some(host)
 }
 
-/// The tunnel endpoint: `underlay_ip`, or `host` when that is an address. Other hosts send VXLAN to it, so it
-/// must be unicast, reachable, and outside the overlay (or the host would route its own tunnel into sw0).
+/// The tunnel endpoints: `underlay_ip` (one address, or one per family on a dual-stack host), or `host` when that
+/// is an address.
 fn underlay(
     n: &RawNode,
     label: &str,
@@ -245,28 +255,79 @@ fn underlay(
     l: &Layout,
     seen: &mut Seen,
     ck: &mut Check,
-) -> Option<IpAddr> {
-    let (field, v, ip) = match &n.underlay_ip {
-        Some(v) => {
-            let field = format!("{label}.underlay_ip");
-            let ip = ck.underlay_ip(&field, v)?;
-            (field, v, ip)
-        }
-        None => {
-            let host = host?;
-            let Ok(ip) = host.parse::<IpAddr>() else {
-                ck.add(
-                    at(&n.host),
-                    format!(
-                        "{label}.host: `{}` is not an IP address, so the tunnel endpoint is unknown; set `underlay_ip`",
-                        shown(host)
-                    ),
-                );
-                return None;
-            };
-            (format!("{label}.host"), &n.host, ip)
-        }
+) -> Option<Listed> {
+    let Some(v) = &n.underlay_ip else {
+        let host = host?;
+        let Ok(ip) = host.parse::<IpAddr>() else {
+            ck.add(
+                at(&n.host),
+                format!(
+                    "{label}.host: `{}` is not an IP address, so the tunnel endpoint is unknown; set `underlay_ip`",
+                    shown(host)
+                ),
+            );
+            return None;
+        };
+        let ip = endpoint(n, &format!("{label}.host"), at(&n.host), ip, who, l, seen, ck)?;
+        return Some(Listed { addrs: vec![ip], pos: at(&n.host) });
     };
+    let field = format!("{label}.underlay_ip");
+    let items = listed_items(v, &field, ck)?;
+    let ips: Vec<Option<IpAddr>> = items.iter().map(|i| ck.underlay_ip(&field, i)).collect();
+    let ips: Vec<IpAddr> = ips.into_iter().collect::<Option<_>>()?;
+    if let [a, b] = ips[..]
+        && a.is_ipv4() == b.is_ipv4()
+    {
+        let family = UnderlayFamily::of(a);
+        ck.add(
+            at(&items[1]),
+            format!(
+                "{field}: `{a}` and `{b}` are both {family}; a host lists one underlay address per family (one \
+                 IPv4, one IPv6), the tunnels use one"
+            ),
+        );
+        return None;
+    }
+    let checked: Vec<Option<IpAddr>> =
+        items.iter().zip(ips).map(|(i, ip)| endpoint(n, &field, at(i), ip, who, l, seen, ck)).collect();
+    Some(Listed { addrs: checked.into_iter().collect::<Option<_>>()?, pos: at(v) })
+}
+
+/// The addresses `underlay_ip` lists, each where it is written: one, or a list of at most two.
+fn listed_items(v: &At<OneOrList>, field: &str, ck: &mut Check) -> Option<Vec<At<Scalar>>> {
+    match &v.value {
+        OneOrList::One(one) => Some(vec![At::new(one.clone(), v.referenced, v.defined)]),
+        OneOrList::List(list) if list.is_empty() => {
+            ck.add(at(v), format!("{field}: is an empty list; give the tunnel endpoint, or one IPv4 and one IPv6"));
+            None
+        }
+        OneOrList::List(list) if list.len() > 2 => {
+            ck.add(
+                at(v),
+                format!(
+                    "{field}: lists {} addresses; give at most two, one IPv4 and one IPv6 (a dual-stack host)",
+                    list.len()
+                ),
+            );
+            None
+        }
+        OneOrList::List(list) => Some(list.iter().map(|i| At::new(i.value.clone(), i.referenced, i.defined)).collect()),
+    }
+}
+
+/// One tunnel endpoint. Other hosts send VXLAN to it, so it must be unicast, reachable, and outside the overlay
+/// (or the host would route its own tunnel into sw0).
+#[allow(clippy::too_many_arguments)]
+fn endpoint(
+    n: &RawNode,
+    field: &str,
+    pos: Option<Pos>,
+    ip: IpAddr,
+    who: &str,
+    l: &Layout,
+    seen: &mut Seen,
+    ck: &mut Check,
+) -> Option<IpAddr> {
     let inside = |range: &str, net: Ipv4Net| {
         format!(
             "lies inside {range} `{net}`; a tunnel endpoint must be outside the overlay, or the host would route its own tunnel into sw0"
@@ -298,7 +359,7 @@ fn underlay(
         seen.underlays.insert(ip, who.to_string());
         return Some(ip);
     };
-    ck.add(at(v), format!("{field}: `{ip}` {problem}"));
+    ck.add(pos, format!("{field}: `{ip}` {problem}"));
     None
 }
 

@@ -11,7 +11,7 @@ use ipnet::Ipv6Net;
 
 use super::check::{Check, at, shown};
 use super::model::{DockerMode, Node, OUTSIDE6, Outside6, Overlay6};
-use super::raw::{At, RawCluster, RawNode, Scalar, Shaped};
+use super::raw::{At, OneOrList, RawCluster, RawNode, Scalar, Shaped};
 
 /// A node's IPv6 block when `cluster.node_prefix6` is not set: what SLAAC, docker and every tool expect.
 pub const DEFAULT_NODE_PREFIX6: u8 = 64;
@@ -178,8 +178,38 @@ pub fn pins(raw: &[At<Shaped<RawNode>>], nodes: &mut [Node], overlay: Option<&Ov
         }
     }
     let Some(o) = overlay else { return };
+    // A dual-stack host lists an address per family: the one not chosen for the tunnels counts too (it is still
+    // the host's, and would be routed into the mesh).
+    let listed: HashMap<String, Vec<IpAddr>> = raw
+        .iter()
+        .filter_map(|e| match &e.value {
+            Shaped::Ok(r) => Some(r),
+            Shaped::Wrong(_) => None,
+        })
+        .filter_map(|r| {
+            let Scalar::Text(name) = &r.name.value else { return None };
+            let texts: Vec<&Scalar> = match &r.underlay_ip.as_ref()?.value {
+                OneOrList::One(s) => vec![s],
+                OneOrList::List(l) => l.iter().map(|a| &a.value).collect(),
+            };
+            let ips = texts
+                .into_iter()
+                .filter_map(|s| match s {
+                    Scalar::Text(t) => t.trim().parse::<IpAddr>().ok(),
+                    _ => None,
+                })
+                .collect();
+            Some((name.clone(), ips))
+        })
+        .collect();
     for n in nodes.iter() {
-        for (field, ip) in [("underlay_ip", Some(n.underlay)), ("public_ip", n.public_ip)] {
+        let extra = listed
+            .get(&n.name)
+            .into_iter()
+            .flatten()
+            .filter(|ip| **ip != n.underlay)
+            .map(|ip| ("underlay_ip", Some(*ip)));
+        for (field, ip) in [("underlay_ip", Some(n.underlay)), ("public_ip", n.public_ip)].into_iter().chain(extra) {
             let Some(IpAddr::V6(ip)) = ip else { continue };
             if o.cidr.contains(&ip) {
                 ck.add(

@@ -1,8 +1,7 @@
 //! IPv6 ranges a tunnel endpoint (`underlay_ip`, `public_ip`) must stay out of, each with the reason the other
-//! hosts could not reach it; and the address family of an endpoint, for the family checks.
+//! hosts could not reach it.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::Ipv6Addr;
 
 use ipnet::Ipv6Net;
 
@@ -58,28 +57,6 @@ pub const SPECIAL6: [Special6; 7] = [
 /// The special range `ip` lies in, when it cannot be a tunnel endpoint.
 pub fn non_unicast6(ip: Ipv6Addr) -> Option<&'static Special6> {
     SPECIAL6.iter().find(|s| s.net.contains(&ip))
-}
-
-/// An address's family, as messages name it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(ip: IpAddr) -> Family {
-        if ip.is_ipv4() { Family::V4 } else { Family::V6 }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        })
-    }
 }
 
 #[cfg(test)]

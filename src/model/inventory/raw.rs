@@ -55,6 +55,8 @@ pub struct RawCluster {
     pub wireguard: Option<At<Shaped<RawWireguard>>>,
     /// Names across hosts (`cluster.dns`).
     pub dns: Option<At<Shaped<RawDns>>>,
+    /// `auto`, `ipv4` or `ipv6`: the tunnels' family where every host has both.
+    pub underlay_family: Option<At<Scalar>>,
 }
 
 /// A security setting written with an empty value is kept as written (a null), not taken as left out: `encryption:`
@@ -110,13 +112,31 @@ pub struct RawSsh {
 pub struct RawNode {
     pub name: At<Scalar>,
     pub host: At<Scalar>,
-    pub underlay_ip: Option<At<Scalar>>,
+    /// One address, or a dual-stack host's list of one per family.
+    pub underlay_ip: Option<At<OneOrList>>,
     pub subnet: Option<At<Scalar>>,
     /// The node's IPv6 subnet, pinned (needs `cluster.cidr6`).
     pub subnet6: Option<At<Scalar>>,
     pub backend: Option<At<Scalar>>,
     pub site: Option<At<Scalar>>,
     pub public_ip: Option<At<Scalar>>,
+}
+
+/// A value written alone (`10.0.0.1`) or as a list (`[10.0.0.1, "fd00::1"]`).
+#[derive(Debug)]
+pub enum OneOrList {
+    One(Scalar),
+    List(Vec<At<Scalar>>),
+}
+
+impl<'de> Deserialize<'de> for OneOrList {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // A list reads as one; anything else is kept as the scalar (or shape) it is, as `Shaped` reports it.
+        Ok(match Shaped::<Vec<At<Scalar>>>::deserialize(d)? {
+            Shaped::Ok(list) => OneOrList::List(list),
+            Shaped::Wrong(one) => OneOrList::One(one),
+        })
+    }
 }
 
 /// One YAML value with the type the parser gave it; lists and mappings are only noted, for the message.

@@ -39,12 +39,12 @@ pub fn validate(path: &Path, src: &str, raw: &At<Shaped<RawInventory>>) -> Resul
         ck.add(at(&inv.nodes), "nodes: the list is empty; name at least one host");
     }
     let raw_nodes = nodes.map_or(&[][..], Vec::as_slice);
-    let mut nodes = nodes::nodes(raw_nodes, &draft.layout, &mut ck);
+    let (mut nodes, underlay_family) = nodes::nodes(raw_nodes, &draft.layout, &mut ck);
+    draft.underlay_family = underlay_family;
     super::overlay6::pins(raw_nodes, &mut nodes, draft.ipv6.flatten().as_ref(), &mut ck);
     if let Shaped::Ok(c) = &inv.cluster.value {
         encryption_combinations(c, &draft, &nodes, &mut ck);
         kernel_backend_firewall(c, &draft, &nodes, &mut ck);
-        super::families::families(&nodes, &mut ck);
         let relays = sites::relays(c, &nodes, &mut ck);
         if let Some(w) = draft.wireguard.as_mut() {
             w.relays = relays.clone().flatten();
@@ -88,6 +88,8 @@ struct Draft {
     encryption: Option<Encryption>,
     wireguard: Option<WireguardSettings>,
     dns: Option<super::dns::DnsSettings>,
+    /// As chosen among the nodes' addresses ([`super::families::families`]).
+    underlay_family: Option<UnderlayFamily>,
 }
 
 impl Draft {
@@ -112,6 +114,7 @@ impl Draft {
             encryption: self.encryption?,
             wireguard: self.wireguard?,
             dns: self.dns?,
+            underlay_family: self.underlay_family,
         })
     }
 }
@@ -173,6 +176,7 @@ fn cluster(raw: &RawCluster, node_count: usize, ck: &mut Check) -> Draft {
         encryption,
         wireguard,
         dns: super::dns::settings(raw.dns.as_ref(), ck),
+        underlay_family: None,
     }
 }
 
@@ -405,7 +409,15 @@ fn layout(raw: &RawCluster, mode: Option<DockerMode>, node_count: usize, ck: &mu
     let node_prefix = node_prefix(raw, cidr, ck);
     let exclude = exclude(raw, cidr, mode, ck);
     let switch_cidr = switch_cidr(raw, cidr, node_prefix, mode, exclude.as_deref(), ck);
-    let layout = Layout { cidr, node_prefix, switch_cidr, exclude, wireguard_cidr: None };
+    let underlay_family = word(
+        ck,
+        "cluster.underlay_family",
+        &raw.underlay_family,
+        &[("auto", None), ("ipv4", Some(UnderlayFamily::Ipv4)), ("ipv6", Some(UnderlayFamily::Ipv6))],
+        None,
+    )
+    .flatten();
+    let layout = Layout { cidr, node_prefix, switch_cidr, exclude, wireguard_cidr: None, underlay_family };
     room(raw, &layout, node_count, ck);
     layout
 }
