@@ -117,7 +117,7 @@ fn ovs_tunnels_name_both_ipv6_ends() {
 
 /// The proof on real daemons: an IPv6-only lab (`lab create --ipv6-only`, kernel backend), plain then encrypted.
 mod lab {
-    use crate::labkit::{Capture, Lab};
+    use crate::labkit::{Capture, Lab, both_families_between_every_pair, start_probes};
     use crate::util::{TempDir, vxmesh};
     use vxmesh::lab::{self, LabState};
 
@@ -216,73 +216,6 @@ mod lab {
         let (lab, _) = ipv6_only_lab(&work.0, "ovs");
         up_over_ipv6_only(&lab, &work.0, 1430, 4789);
         down_leaves_nothing(&lab, &work.0);
-    }
-
-    /// On each node a busybox container on the mesh network serving a 1 MiB file and, at /cgi-bin/ip, the address
-    /// it sees a client at; its IPv4 and IPv6 addresses.
-    fn start_probes(lab: &LabState) -> Vec<(String, String, String)> {
-        const SETUP: &str = r##"docker rm -f v6probe >/dev/null 2>&1
-docker run -d --name v6probe --network vxmesh busybox sh -c 'mkdir -p /www/cgi-bin; printf "#!/bin/sh\necho Content-Type: text/plain\necho\necho \$REMOTE_ADDR\n" > /www/cgi-bin/ip; chmod +x /www/cgi-bin/ip; dd if=/dev/zero of=/www/blob bs=1024 count=1024 2>/dev/null; httpd -f -p 8080 -h /www' >/dev/null
-docker inspect v6probe --format '{{.NetworkSettings.Networks.vxmesh.IPAddress}} {{.NetworkSettings.Networks.vxmesh.GlobalIPv6Address}}'"##;
-        lab.nodes
-            .iter()
-            .map(|n| {
-                let out = lab::node_exec(lab, &n.name, SETUP).unwrap();
-                let (v4, v6) = out.trim().split_once(' ').unwrap_or_else(|| panic!("{}: {out}", n.name));
-                assert!(v6.starts_with("fd42:7:1:"), "{}: no IPv6 address from the node's block: {out}", n.name);
-                (n.name.clone(), v4.to_string(), v6.to_string())
-            })
-            .collect()
-    }
-
-    /// Every ordered pair in both families: the listener sees the client's own address (no NAT), 1 MiB arrives
-    /// whole, a packet of exactly the overlay MTU passes with don't-fragment and one byte more is refused at the
-    /// sender, and the peer's switch answers on its IPv6 address.
-    fn both_families_between_every_pair(lab: &LabState, probes: &[(String, String, String)], mtu: u32) {
-        for (a, a4, a6) in probes {
-            for (b, b4, b6) in probes.iter().filter(|p| p.0 != *a) {
-                for (family, url_host, own, payload) in
-                    [("IPv4", b4.clone(), a4, mtu - 28), ("IPv6", format!("[{b6}]"), a6, mtu - 48)]
-                {
-                    let target = url_host.trim_matches(|c| c == '[' || c == ']');
-                    let script = format!(
-                        "docker exec v6probe wget -qO- 'http://{url_host}:8080/cgi-bin/ip'; \
-                         docker exec v6probe sh -c 'wget -qO- http://{url_host}:8080/blob | wc -c'; \
-                         pid=$(docker inspect -f '{{{{.State.Pid}}}}' v6probe); \
-                         nsenter -t $pid -n ping -c1 -W3 -M do -s {payload} {target} >/dev/null 2>&1 && echo full-ok; \
-                         nsenter -t $pid -n ping -c1 -W3 -M do -s {over} {target} 2>&1 | grep -q 'too long' && echo over-refused; true",
-                        over = payload + 1
-                    );
-                    let out = lab::node_exec(lab, a, &script).unwrap();
-                    let lines: Vec<&str> = out.lines().map(str::trim).collect();
-                    let seen = lines.first().copied().unwrap_or_default();
-                    let seen = seen.trim_matches(|c| c == '[' || c == ']').trim_start_matches("::ffff:");
-                    assert_eq!(
-                        seen,
-                        own.as_str(),
-                        "{a} -> {b} over {family}: the listener saw {seen}, not {a}'s own address: {out}"
-                    );
-                    assert_eq!(lines.get(1).copied(), Some("1048576"), "{a} -> {b} over {family}: 1 MiB: {out}");
-                    assert!(lines.contains(&"full-ok"), "{a} -> {b} over {family}: {payload} bytes with DF: {out}");
-                    assert!(lines.contains(&"over-refused"), "{a} -> {b} over {family}: one byte more: {out}");
-                }
-            }
-        }
-        let switches = lab::node_exec(lab, "node1", "ip -6 route show dev sw0 | awk '/via/ {print $3}'").unwrap();
-        assert_eq!(
-            switches.lines().count(),
-            probes.len() - 1,
-            "node1 routes each peer's block via its sw0: {switches}"
-        );
-        for via in switches.lines() {
-            let ping = lab::node_exec(
-                lab,
-                "node1",
-                &format!("docker exec v6probe ping -c1 -W3 {via} >/dev/null && echo ok; true"),
-            )
-            .unwrap();
-            assert_eq!(ping.trim(), "ok", "node1's container reaches the switch {via}");
-        }
     }
 
     /// Gives the outside host an IPv6 address on the lab's network: what a container tries to reach.

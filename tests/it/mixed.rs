@@ -58,7 +58,7 @@ fn forcing_ipv6_with_an_ipv4_only_host_is_refused_offline_naming_it() {
 mod lab {
     use std::path::Path;
 
-    use crate::labkit::{Capture, Lab};
+    use crate::labkit::{Capture, Lab, both_families_between_every_pair, start_probes};
     use crate::util::{TempDir, vxmesh};
     use vxmesh::lab::{self, LabState};
 
@@ -146,14 +146,26 @@ mod lab {
         let Some(_held) = Lab::new("lab6a").reserve() else { return };
         let work = TempDir::new("mixed-lab-a");
         let (lab, text) = dual_stack_lab(&work.0, "lab6a", &[]);
-        let text = with_cluster(&text, "  underlay_family: ipv6\n  encryption: wireguard\n");
+        // Containers dual-stack too (`cidr6`): both families between every pair, inside the tunnels.
+        let text =
+            with_cluster(&text, "  underlay_family: ipv6\n  encryption: wireguard\n  cidr6: \"fd42:7:2::/48\"\n");
         std::fs::write(work.0.join("vxmesh.yaml"), &text).unwrap();
         // 1500 - 50 - 80: VXLAN between the IPv4 WireGuard addresses, WireGuard over IPv6.
-        let cap = up_captured(&lab, &work.0, 1370);
+        let mut cap = Capture::on_machine(&work.0, &lab.bridge);
+        let up = vxmesh(&work.0, &["up"]);
+        assert_eq!(up.code, 0, "{up}");
+        assert!(up.stdout.contains("full-size 1370 byte packets with DF"), "{up}");
+        let probes = start_probes(&lab);
+        both_families_between_every_pair(&lab, &probes, 1370);
+        cap.stop();
         let over6 = cap.count("ip6 and udp port 51820");
-        assert!(over6 > 20, "{over6} WireGuard packets over IPv6 on the underlay");
+        assert!(over6 > 100, "{over6} WireGuard packets over IPv6 on the underlay");
         assert_eq!(cap.count("ip and udp port 51820"), 0, "WireGuard over IPv4 with underlay_family: ipv6");
         assert_eq!(cap.count("udp port 4789"), 0, "VXLAN in clear beside WireGuard");
+        assert_eq!(cap.count("ip6 and src net fd42:7:2::/48"), 0, "container IPv6 in clear on the underlay");
+        for n in &lab.nodes {
+            lab::node_exec(&lab, &n.name, "docker rm -f v6probe >/dev/null").unwrap();
+        }
         verify_and_up_again(&work.0);
         down_leaves_nothing(&lab, &work.0);
     }
@@ -176,11 +188,18 @@ mod lab {
         let left = mesh_left(&lab);
         assert!(left.is_empty(), "a refused inventory touched hosts: {left:?}");
 
+        // Containers dual-stack though node3's underlay is IPv4 only: their IPv6 rides inside the tunnels.
+        let text = with_cluster(&text, "  cidr6: \"fd42:7:3::/48\"\n");
         std::fs::write(work.0.join("vxmesh.yaml"), &text).unwrap();
         let cap = up_captured(&lab, &work.0, 1450);
         let over4 = cap.count("ip and udp port 4789");
         assert!(over4 > 20, "{over4} VXLAN packets over IPv4 on the underlay");
         assert_eq!(cap.count("ip6 and udp port 4789"), 0, "VXLAN over IPv6 though node3 has no IPv6");
+        let probes = start_probes(&lab);
+        both_families_between_every_pair(&lab, &probes, 1450);
+        for n in &lab.nodes {
+            lab::node_exec(&lab, &n.name, "docker rm -f v6probe >/dev/null").unwrap();
+        }
         verify_and_up_again(&work.0);
         down_leaves_nothing(&lab, &work.0);
     }
