@@ -17,12 +17,16 @@ pub struct AddNodeArgs {
     /// SSH address or ~/.ssh/config alias.
     #[arg(long)]
     host: String,
-    /// Tunnel endpoint, when it differs from --host (required when --host is not an address).
+    /// Tunnel endpoint, when it differs from --host (required when --host is not an address). Twice for a
+    /// dual-stack host, once per family: the tunnels use the family every node has (cluster.underlay_family).
     #[arg(long)]
-    underlay_ip: Option<String>,
+    underlay_ip: Vec<String>,
     /// Pin its subnet; otherwise the lowest free one.
     #[arg(long)]
     subnet: Option<String>,
+    /// Pin its IPv6 block (needs cluster.cidr6); otherwise the lowest free one.
+    #[arg(long)]
+    subnet6: Option<String>,
     /// Its data plane when it differs from cluster.backend: `ovs` (Open vSwitch) or `linux` (no Open vSwitch
     /// needed).
     #[arg(long, value_enum)]
@@ -43,11 +47,13 @@ impl AddNodeArgs {
     pub fn exec(&self, ctx: &Ctx) -> Result<i32, Error> {
         let _guard = ctx.guard()?;
         self.build.hosts.whole_cluster("add-node")?;
+        let underlay: Vec<&str> = self.underlay_ip.iter().map(String::as_str).collect();
         let entry = NewNode {
             name: &self.name,
             host: &self.host,
-            underlay_ip: self.underlay_ip.as_deref(),
+            underlay_ip: &underlay,
             subnet: self.subnet.as_deref(),
+            subnet6: self.subnet6.as_deref(),
             backend: self.backend.map(Backend::keyword),
         };
         let placement = Placement { site: self.site.as_deref(), public_ip: self.public_ip.as_deref() };

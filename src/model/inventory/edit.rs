@@ -10,8 +10,10 @@ use crate::model::files;
 pub struct NewNode<'a> {
     pub name: &'a str,
     pub host: &'a str,
-    pub underlay_ip: Option<&'a str>,
+    /// Its tunnel endpoints: none (the host's address), one, or one per family (a dual-stack host).
+    pub underlay_ip: &'a [&'a str],
     pub subnet: Option<&'a str>,
+    pub subnet6: Option<&'a str>,
     pub backend: Option<&'a str>,
 }
 
@@ -65,17 +67,22 @@ pub fn add_node(path: &Path, text: &str, n: &NewNode) -> Result<String> {
 pub fn add_node_placed(path: &Path, text: &str, n: &NewNode, at: &Placement) -> Result<String> {
     let lines: Vec<&str> = text.lines().collect();
     let block = find_block(&lines).ok_or_else(|| edit_error(path, "no top-level `nodes:` list to add to".into()))?;
+    let underlay = match n.underlay_ip {
+        [] => None,
+        [one] => Some(yaml_scalar(one)),
+        many => Some(format!("[{}]", many.iter().map(|v| yaml_scalar(v)).collect::<Vec<_>>().join(", "))),
+    };
     let given = [
-        ("name", Some(n.name)),
-        ("host", Some(n.host)),
-        ("underlay_ip", n.underlay_ip),
-        ("subnet", n.subnet),
-        ("backend", n.backend),
-        ("site", at.site),
-        ("public_ip", at.public_ip),
+        ("name", Some(yaml_scalar(n.name))),
+        ("host", Some(yaml_scalar(n.host))),
+        ("underlay_ip", underlay),
+        ("subnet", n.subnet.map(yaml_scalar)),
+        ("subnet6", n.subnet6.map(yaml_scalar)),
+        ("backend", n.backend.map(yaml_scalar)),
+        ("site", at.site.map(yaml_scalar)),
+        ("public_ip", at.public_ip.map(yaml_scalar)),
     ];
-    let fields: Vec<String> =
-        given.iter().filter_map(|(key, v)| v.map(|v| format!("{key}: {}", yaml_scalar(v)))).collect();
+    let fields: Vec<String> = given.iter().filter_map(|(key, v)| v.as_ref().map(|v| format!("{key}: {v}"))).collect();
     let key_line = lines[block.key];
     let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     if let Some(rest) = key_line.strip_prefix("nodes:").map(str::trim).filter(|r| r.starts_with('[')) {
@@ -204,7 +211,14 @@ mod tests {
         let out = add_node(
             p(),
             text,
-            &NewNode { name: "c", host: "192.0.2.3", underlay_ip: None, subnet: Some("10.9.0.0/16"), backend: None },
+            &NewNode {
+                name: "c",
+                host: "192.0.2.3",
+                underlay_ip: &[],
+                subnet: Some("10.9.0.0/16"),
+                subnet6: None,
+                backend: None,
+            },
         )
         .unwrap();
         assert_eq!(
@@ -224,7 +238,7 @@ mod tests {
         let out = add_node(
             p(),
             text,
-            &NewNode { name: "c", host: "h", underlay_ip: Some("192.0.2.3"), subnet: None, backend: None },
+            &NewNode { name: "c", host: "h", underlay_ip: &["192.0.2.3"], subnet: None, subnet6: None, backend: None },
         )
         .unwrap();
         assert!(out.ends_with("- {name: b, host: 192.0.2.2}\n- {name: c, host: h, underlay_ip: 192.0.2.3}\n"), "{out}");
@@ -239,7 +253,7 @@ mod tests {
         let out = add_node(
             p(),
             "cluster: {cidr: 10.0.0.0/8}\nnodes: [{name: a, host: 192.0.2.1}]\n",
-            &NewNode { name: "b", host: "192.0.2.2", underlay_ip: None, subnet: None, backend: None },
+            &NewNode { name: "b", host: "192.0.2.2", underlay_ip: &[], subnet: None, subnet6: None, backend: None },
         )
         .unwrap();
         assert_eq!(
@@ -280,7 +294,14 @@ mod tests {
     fn a_node_is_added_with_its_site_and_public_address() {
         let p = Path::new("v.yaml");
         let text = "cluster: {cidr: 172.16.0.0/12, encryption: wireguard}\nnodes:\n  - {name: a, host: 192.0.2.1, site: dc1, public_ip: 198.51.100.1}\n";
-        let n = NewNode { name: "h", host: "192.0.2.9", underlay_ip: Some("10.0.0.9"), subnet: None, backend: None };
+        let n = NewNode {
+            name: "h",
+            host: "192.0.2.9",
+            underlay_ip: &["10.0.0.9"],
+            subnet: None,
+            subnet6: None,
+            backend: None,
+        };
         let added = add_node_placed(p, text, &n, &Placement { site: Some("home"), public_ip: None }).unwrap();
         assert!(added.ends_with("  - {name: h, host: 192.0.2.9, underlay_ip: 10.0.0.9, site: home}\n"), "{added}");
         let inv = super::super::parse(p, &added).unwrap();
@@ -315,7 +336,7 @@ mod tests {
         let one_line = "nodes: [{name: a, host: 192.0.2.1}]\n";
         for text in [block, flow, one_line] {
             for v in hostile {
-                let n = NewNode { name: "c", host: v, underlay_ip: Some(v), subnet: None, backend: None };
+                let n = NewNode { name: "c", host: v, underlay_ip: &[v], subnet: None, subnet6: None, backend: None };
                 let out = add_node_placed(p(), text, &n, &Placement { site: Some(v), public_ip: Some(v) }).unwrap();
                 let doc: Doc = serde_saphyr::from_str(&out).unwrap_or_else(|e| panic!("{v:?} in {text:?}: {e}\n{out}"));
                 assert_eq!(doc.nodes.len(), 2, "{out}");
@@ -336,7 +357,14 @@ mod tests {
     fn a_node_is_added_at_ipv6_addresses() {
         let p = Path::new("v.yaml");
         let text = "cluster: {cidr: 172.16.0.0/12, encryption: wireguard}\nnodes:\n  - {name: a, host: \"fd00::1\", site: dc1, public_ip: \"2001:db8::1\"}\n";
-        let n = NewNode { name: "h", host: "2001:db8::9", underlay_ip: Some("fd00::9"), subnet: None, backend: None };
+        let n = NewNode {
+            name: "h",
+            host: "2001:db8::9",
+            underlay_ip: &["fd00::9"],
+            subnet: None,
+            subnet6: None,
+            backend: None,
+        };
         let placed = Placement { site: Some("dc2"), public_ip: Some("2001:db8::99") };
         let added = add_node_placed(p, text, &n, &placed).unwrap();
         let inv = super::super::parse(p, &added).unwrap_or_else(|e| panic!("{e}\n{added}"));
@@ -344,5 +372,29 @@ mod tests {
         assert_eq!(h.host, "2001:db8::9");
         assert_eq!(h.underlay.to_string(), "fd00::9");
         assert_eq!(h.public_ip.map(|p| p.to_string()).as_deref(), Some("2001:db8::99"));
+    }
+
+    /// A dual-stack node (an underlay address per family) with its IPv6 block pinned, in block and flow style.
+    #[test]
+    fn a_dual_stack_node_is_added_with_both_addresses_and_its_ipv6_block() {
+        let p = Path::new("v.yaml");
+        let n = NewNode {
+            name: "h",
+            host: "192.0.2.9",
+            underlay_ip: &["192.0.2.9", "fd00::9"],
+            subnet: None,
+            subnet6: Some("fd42:7:1:9::/64"),
+            backend: None,
+        };
+        for text in [
+            "cluster: {cidr: 172.16.0.0/12, cidr6: \"fd42:7:1::/48\", underlay_family: ipv6}\nnodes:\n  - {name: a, host: 192.0.2.1, underlay_ip: [192.0.2.1, \"fd00::1\"]}\n",
+            "cluster:\n  cidr: 172.16.0.0/12\n  cidr6: \"fd42:7:1::/48\"\n  underlay_family: ipv6\nnodes:\n  - name: a\n    host: 192.0.2.1\n    underlay_ip: [192.0.2.1, \"fd00::1\"]\n",
+        ] {
+            let added = add_node(p, text, &n).unwrap();
+            let inv = super::super::parse(p, &added).unwrap_or_else(|e| panic!("{e}\n{added}"));
+            let h = &inv.nodes[1];
+            assert_eq!(h.underlay.to_string(), "fd00::9", "{added}");
+            assert_eq!(h.subnet6.map(|s| s.to_string()).as_deref(), Some("fd42:7:1:9::/64"), "{added}");
+        }
     }
 }

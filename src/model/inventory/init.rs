@@ -348,7 +348,8 @@ mod tests {
     fn add_node_and_remove_node_edit_it_cleanly() {
         use super::super::edit::{NewNode, add_node, remove_node};
         let text = render(p(), None, DEFAULT_CIDR, &hosts(&["192.0.2.1", "192.0.2.2"])).unwrap();
-        let new = NewNode { name: "web", host: "192.0.2.3", underlay_ip: None, subnet: None, backend: None };
+        let new =
+            NewNode { name: "web", host: "192.0.2.3", underlay_ip: &[], subnet: None, subnet6: None, backend: None };
         let added = add_node(p(), &text, &new).unwrap();
         assert_eq!(added, format!("{text}  - name: web\n    host: 192.0.2.3\n"));
         assert_eq!(parse(p(), &added).unwrap().node_names(), "node1, node2, web");
