@@ -130,6 +130,8 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
     let mtu_checked = r.pairs.iter().any(|p| p.full_size.is_some());
     let what = if plan.nodes.first().is_some_and(|n| n.docker.mode == crate::model::inventory::DockerMode::None) {
         "switch to switch, no docker on the hosts"
+    } else if r.pairs.iter().any(|p| p.ipv6.is_some()) {
+        "container to container over IPv4 and IPv6, no NAT; cells IPv4/IPv6"
     } else {
         "container to container, no NAT"
     };
@@ -166,8 +168,12 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
     let retried: Vec<String> = r
         .pairs
         .iter()
-        .filter(|p| p.ok && p.tries.is_some_and(|t| t > 1))
-        .map(|p| format!("{} -> {}", p.from, p.to))
+        .filter(|p| p.ok)
+        .flat_map(|p| {
+            let v4 = p.tries.is_some_and(|t| t > 1).then(|| format!("{} -> {}", p.from, p.to));
+            let v6 = p.ipv6.as_ref().and_then(|f| f.tries).is_some_and(|t| t > 1);
+            v4.into_iter().chain(v6.then(|| format!("{} -> {} (IPv6)", p.from, p.to)))
+        })
         .collect();
     if !retried.is_empty() {
         let _ = writeln!(out, "  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
@@ -234,6 +240,20 @@ pub fn verify_problems(r: &verify::Report) -> Vec<String> {
                 "{}: the switch of {} answered only a second ping",
                 h.node,
                 h.switches_on_second_try.join(", ")
+            ));
+        }
+        if !h.unreachable_switches6.is_empty() {
+            out.push(format!(
+                "{}: cannot reach the IPv6 switch address of {}",
+                h.node,
+                h.unreachable_switches6.join(", ")
+            ));
+        }
+        if !h.switches6_on_second_try.is_empty() {
+            out.push(format!(
+                "{}: the IPv6 switch address of {} answered only a second ping",
+                h.node,
+                h.switches6_on_second_try.join(", ")
             ));
         }
         if h.outside == Some(false) {
@@ -427,19 +447,34 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
         match report.pairs.iter().find(|p| p.from == a && p.to == b) {
             None => "".into(),
             Some(p) if p.ok => {
-                let ok = p.rtt_ms.map_or("ok".into(), |r| format!("ok {r:.1}ms"));
+                let ok = if p.ipv6.is_some() { "ok/ok" } else { "ok" };
+                let ok = p.rtt_ms.map_or(ok.into(), |r| format!("{ok} {r:.1}ms"));
                 // Found by both its names and answered by name (`cluster.dns`).
                 if p.names == Some(true) { format!("{ok} +names") } else { ok }
             }
-            Some(p) => match p.error.as_deref() {
-                Some(e) if e.starts_with("NAT") => "FAIL nat".into(),
-                Some(e) if e.starts_with("name") => "FAIL names".into(),
-                Some(e) if e.contains("don't-fragment") => "FAIL mtu".into(),
-                _ => "FAIL".into(),
-            },
+            // Dual-stack: each family's verdict, IPv4/IPv6 (a names failure reads as before).
+            Some(p)
+                if p.ipv6.as_ref().is_some_and(|f| !f.ok)
+                    || p.error.as_deref().is_some_and(|e| e.starts_with("IPv4")) =>
+            {
+                let v4 = p
+                    .error
+                    .as_deref()
+                    .and_then(|e| e.strip_prefix("IPv4: "))
+                    .map(|e| e.split("; IPv6: ").next().unwrap_or(e));
+                let v6 = p.ipv6.as_ref().and_then(|f| f.error.as_deref());
+                format!("{}/{}", family_cell(v4), family_cell(v6))
+            }
+            Some(p) => family_cell(Some(p.error.as_deref().unwrap_or("failed"))),
         }
     };
-    let cell_width = if report.pairs.iter().any(|p| p.names == Some(true)) { 18 } else { 11 };
+    let dual = report.pairs.iter().any(|p| p.ipv6.is_some());
+    let cell_width = match (report.pairs.iter().any(|p| p.names == Some(true)), dual) {
+        (true, true) => 21,
+        (true, false) => 18,
+        (false, true) => 14,
+        (false, false) => 11,
+    };
     let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(cell_width);
     let mut out = format!("{:<w$}", "from \\ to");
     for n in names {
@@ -454,6 +489,17 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// One family's word in a matrix cell: `ok`, or `FAIL` with the kind of failure.
+fn family_cell(error: Option<&str>) -> String {
+    match error {
+        None => "ok".into(),
+        Some(e) if e.starts_with("NAT") => "FAIL nat".into(),
+        Some(e) if e.starts_with("name") => "FAIL names".into(),
+        Some(e) if e.contains("don't-fragment") => "FAIL mtu".into(),
+        Some(_) => "FAIL".into(),
+    }
 }
 
 /// Version of the JSON envelope every command prints with `--json`.
@@ -717,6 +763,54 @@ mod tests {
             transcript_text("vm1", "h", "true\n", &gone, Duration::from_secs(300)),
             "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result after 300.00 s: the command did not finish within 300s\n"
         );
+    }
+
+    #[test]
+    fn the_matrix_shows_both_families_at_a_glance() {
+        use crate::verify::{Family, Pair};
+        let pair = |to: &str, v4: Option<&str>, v6: Option<&str>| {
+            let six = Family { ok: v6.is_none(), error: v6.map(String::from), ..Family::default() };
+            let error = match (v4, v6) {
+                (None, None) => None,
+                (Some(e), None) => Some(format!("IPv4: {e}")),
+                (None, Some(e)) => Some(format!("IPv6: {e}")),
+                (Some(a), Some(b)) => Some(format!("IPv4: {a}; IPv6: {b}")),
+            };
+            Pair {
+                from: "a".into(),
+                to: to.into(),
+                ok: error.is_none(),
+                rtt_ms: Some(0.42),
+                client: None,
+                seen_source: None,
+                full_size: None,
+                oversize_refused: None,
+                tries: None,
+                names: None,
+                path: None,
+                ipv6: Some(six),
+                error,
+            }
+        };
+        let report = Report {
+            ok: false,
+            pairs: vec![
+                pair("b", None, None),
+                pair("c", None, Some("a full-size packet with don't-fragment was lost")),
+                pair("d", Some("NAT: the listener saw x instead of y"), Some("no answer from the listener")),
+            ],
+            hosts: vec![],
+            outside: None,
+            seconds: 0.0,
+            bandwidth: vec![],
+            containers_removed: false,
+        };
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).into();
+        let m = matrix(&report, &names);
+        let row = m.lines().nth(1).unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+        assert_eq!(row, ["a", "·", "ok/ok 0.4ms", "ok/FAIL mtu", "FAIL nat/FAIL"], "{m}");
+        let problems = verify_problems(&report);
+        assert_eq!(problems[0], "a -> c: IPv6: a full-size packet with don't-fragment was lost");
     }
 
     #[test]

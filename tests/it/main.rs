@@ -24,3 +24,4 @@ mod sites;
 mod snapshots;
 mod transport;
 mod util;
+mod verify6;
