@@ -385,8 +385,25 @@ fn terminal_safe(s: &str) -> String {
 
 /// `status`: one row per host, then every tunnel that is not up.
 pub fn status(out: &mut dyn Write, rows: &[HostStatus], clean: bool) {
+    status_of(out, rows, None, clean);
+}
+
+/// [`status`]; with dual-stack containers (`cluster.cidr6`), two more columns: each node's IPv6 block and sw0's
+/// IPv6 address, from `plan` (as SUBNET is); whether the host has them shows as drift.
+pub fn status_with_plan(out: &mut dyn Write, rows: &[HostStatus], plan: &ClusterPlan, clean: bool) {
+    status_of(out, rows, Some(plan), clean);
+}
+
+fn status_of(out: &mut dyn Write, rows: &[HostStatus], plan: Option<&ClusterPlan>, clean: bool) {
     let yn = |b: bool| if b { "yes" } else { "no" };
-    let mut t = grid(&["HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS", "DRIFT"]);
+    let plan = plan.filter(|p| p.nodes.iter().any(|n| n.ipv6.is_some()));
+    let six = plan.is_some();
+    let mut head = vec!["HOST", "REACHABLE", "SW0", "SUBNET"];
+    if six {
+        head.extend(["SUBNET6", "SW0 IPV6"]);
+    }
+    head.extend(["DOCKER", "TUNNELS", "DRIFT"]);
+    let mut t = grid(&head);
     let mut details: Vec<String> = vec![];
     for r in rows {
         let up = r.tunnels.iter().filter(|t| t.state.as_deref() == Some("up")).count();
@@ -396,15 +413,19 @@ pub fn status(out: &mut dyn Write, rows: &[HostStatus], clean: bool) {
             (None, 0) => "none".into(),
             (None, n) => format!("{n} steps: {}", r.drift.join("; ")),
         };
-        t.add_row(vec![
+        let mut row = vec![
             r.node.clone(),
             yn(r.reachable).to_string(),
             if r.reachable { yn(r.switch) } else { "-" }.to_string(),
             r.subnet.clone(),
-            if r.reachable { yn(r.docker_network) } else { "-" }.to_string(),
-            tunnels,
-            drift,
-        ]);
+        ];
+        if six {
+            let v6 = plan.and_then(|p| p.node(&r.node)).and_then(|n| n.ipv6.as_ref());
+            row.push(v6.map_or("-".into(), |v| v.subnet.to_string()));
+            row.push(v6.map_or("-".into(), |v| v.switch.to_string()));
+        }
+        row.extend([if r.reachable { yn(r.docker_network) } else { "-" }.to_string(), tunnels, drift]);
+        t.add_row(row);
         for tn in r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")) {
             let what = if tn.present {
                 format!("BFD {}", tn.state.as_deref().unwrap_or("no state yet"))
@@ -531,6 +552,8 @@ pub fn json<T: Serialize>(out: &mut dyn Write, v: &T) {
 pub struct PlanJson<'a> {
     cluster: &'a str,
     cidr: ipnet::Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidr6: Option<ipnet::Ipv6Net>,
     tunnel_pairs: usize,
     nodes: Vec<NodeJson<'a>>,
 }
@@ -546,6 +569,7 @@ pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>
     PlanJson {
         cluster: &plan.cluster,
         cidr: plan.cidr,
+        cidr6: cidr6(plan),
         tunnel_pairs: plan.tunnel_pairs,
         nodes: nodes
             .iter()
@@ -561,6 +585,8 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
     struct Document<'a, N: Serialize> {
         cluster: &'a str,
         cidr: ipnet::Ipv4Net,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cidr6: Option<ipnet::Ipv6Net>,
         tunnel_pairs: usize,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         paths: Vec<crate::model::paths::PairPath>,
@@ -578,6 +604,7 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
     let document = Document {
         cluster: &plan.cluster,
         cidr: plan.cidr,
+        cidr6: cidr6(plan),
         tunnel_pairs: plan.tunnel_pairs,
         paths: plan.paths(),
         nodes,
@@ -605,12 +632,18 @@ pub fn paths(out: &mut dyn Write, paths: &[crate::model::paths::PairPath]) {
 /// The offline plan's first line; with `-q`, all it prints.
 pub fn offline_plan_line(plan: &ClusterPlan) -> String {
     format!(
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}",
+        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}{}",
         plan.cluster,
         plan.nodes.len(),
         plan.tunnel_pairs,
-        plan.cidr
+        plan.cidr,
+        cidr6(plan).map_or(String::new(), |c| format!(" and {c}"))
     )
+}
+
+/// The cluster's IPv6 range, with dual-stack containers (`cluster.cidr6`): every node plan carries it.
+pub fn cidr6(plan: &ClusterPlan) -> Option<ipnet::Ipv6Net> {
+    plan.nodes.iter().find_map(|n| Some(n.ipv6.as_ref()?.cluster))
 }
 
 /// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
@@ -619,20 +652,29 @@ pub fn offline_plan_line(plan: &ClusterPlan) -> String {
 pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
     let mut out = std::io::BufWriter::new(out);
     let _ = writeln!(out, "{}\n", offline_plan_line(plan));
+    // Dual-stack containers: each node's IPv6 block and sw0's IPv6 address, in columns of their own.
+    let six = plan.nodes.iter().any(|n| n.ipv6.is_some());
+    let v6 = |n: &NodePlan| match (&n.ipv6, six) {
+        (_, false) => String::new(),
+        (Some(v), true) => format!(" {:<22} {:<24}", v.subnet.to_string(), v.switch.to_string()),
+        (None, true) => format!(" {:<22} {:<24}", "-", "-"),
+    };
+    let head6 = if six { format!(" {:<22} {:<24}", "SUBNET6", "SWITCH6 (sw0)") } else { String::new() };
     let _ = writeln!(
         out,
-        "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+        "{:<14} {:<18} {:<16} {:<18} {:<18}{head6} {:>7}",
         "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS"
     );
     for n in &plan.nodes {
         let _ = writeln!(
             out,
-            "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+            "{:<14} {:<18} {:<16} {:<18} {:<18}{} {:>7}",
             n.name,
             n.host,
             n.underlay.to_string(),
             n.subnet.to_string(),
             n.switch.address.to_string(),
+            v6(n),
             n.peer_count()
         );
     }
@@ -673,19 +715,24 @@ pub fn ps(out: &mut dyn Write, listing: &crate::commands::ps::Listing) {
     let c = &listing.containers;
     // The NAMES column only where names are on (`cluster.dns`): a listing without them reads as before.
     let named = c.iter().any(|x| !x.names.is_empty());
-    let mut head = vec!["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"];
+    // The IPv6 column only where some container has an IPv6 address (dual-stack containers, `cluster.cidr6`).
+    let six = c.iter().any(|x| x.address6.is_some());
+    let mut head = vec!["HOST", "CONTAINER", "IMAGE", "ADDRESS"];
+    if six {
+        head.push("ADDRESS6");
+    }
+    head.push("STATUS");
     if named {
         head.push("NAMES");
     }
     let mut t = grid(&head);
     for x in c {
-        let mut row = vec![
-            x.node.clone(),
-            x.name.clone(),
-            x.image.clone(),
-            x.address.clone().unwrap_or_else(|| "-".into()),
-            x.status.clone(),
-        ];
+        let mut row =
+            vec![x.node.clone(), x.name.clone(), x.image.clone(), x.address.clone().unwrap_or_else(|| "-".into())];
+        if six {
+            row.push(x.address6.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(x.status.clone());
         if named {
             row.push(if x.names.is_empty() { "-".into() } else { x.names.join(" ") });
         }
@@ -811,6 +858,72 @@ mod tests {
         assert_eq!(row, ["a", "·", "ok/ok 0.4ms", "ok/FAIL mtu", "FAIL nat/FAIL"], "{m}");
         let problems = verify_problems(&report);
         assert_eq!(problems[0], "a -> c: IPv6: a full-size packet with don't-fragment was lost");
+    }
+
+    fn plan_of(cidr6: &str) -> ClusterPlan {
+        let text = format!(
+            "cluster: {{cidr: 172.16.0.0/12{cidr6}}}\nnodes:\n  - {{name: vm1, host: 192.0.2.1}}\n  - {{name: vm2, host: 192.0.2.2}}\n"
+        );
+        let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        crate::plan::plan(&inv, &crate::model::ipam::assign(&inv, None).unwrap())
+    }
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = vec![];
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_ipv6_side_shows_only_with_dual_stack_containers() {
+        let (v4, dual) = (plan_of(""), plan_of(", cidr6: 'fd42:7:1::/48'"));
+        let plain = text(|o| offline_plan(o, &v4, false));
+        assert!(!plain.contains("SUBNET6") && !plain.lines().next().unwrap().contains(" and "), "{plain}");
+        let both = text(|o| offline_plan(o, &dual, false));
+        assert!(both.starts_with("vxmesh plan (offline): cluster `vxmesh`, 2 nodes, 1 tunnel pairs, cluster CIDR 172.16.0.0/12 and fd42:7:1::/48\n"), "{both}");
+        let row = both.lines().find(|l| l.starts_with("vm2 ")).unwrap().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(row[5..], ["fd42:7:1:2::/64", "fd42:7:1::2/48", "1"], "{both}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&text(|o| offline_plan_json(o, &dual, "plan")).into_bytes()).unwrap();
+        assert_eq!(json["cidr6"], "fd42:7:1::/48");
+        let json: serde_json::Value =
+            serde_json::from_slice(&text(|o| offline_plan_json(o, &v4, "plan")).into_bytes()).unwrap();
+        assert!(json.get("cidr6").is_none());
+
+        let host = |node: &str| HostStatus {
+            node: node.into(),
+            host: "h".into(),
+            reachable: true,
+            error: None,
+            switch: true,
+            subnet: "172.16.0.0/16".into(),
+            docker_network: true,
+            tunnels: vec![],
+            last_applied: None,
+            wireguard: vec![],
+            drift: vec![],
+        };
+        let rows = [host("vm1"), host("vm2")];
+        let with = text(|o| status_with_plan(o, &rows, &dual, true));
+        let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(words(with.lines().next().unwrap())[4..7], ["SUBNET6", "SW0", "IPV6"], "{with}");
+        assert_eq!(words(with.lines().nth(1).unwrap())[4..6], ["fd42:7:1:1::/64", "fd42:7:1::1/48"], "{with}");
+        assert_eq!(text(|o| status_with_plan(o, &rows, &v4, true)), text(|o| status(o, &rows, true)));
+
+        let c = |address6: Option<&str>| crate::commands::ps::MeshContainer {
+            node: "vm1".into(),
+            name: "web".into(),
+            image: "busybox".into(),
+            address: Some("172.16.0.2".into()),
+            address6: address6.map(String::from),
+            state: "running".into(),
+            status: "Up".into(),
+            names: vec![],
+        };
+        let listing = |cs| crate::commands::ps::Listing { containers: cs, failed: Default::default() };
+        let listed = text(|o| ps(o, &listing(vec![c(Some("fd42:7:1:1::2"))])));
+        assert!(listed.contains("ADDRESS6") && listed.contains("172.16.0.2  fd42:7:1:1::2  Up"), "{listed}");
+        assert!(!text(|o| ps(o, &listing(vec![c(None)]))).contains("ADDRESS6"));
     }
 
     #[test]
