@@ -199,6 +199,8 @@ pub enum Kind {
     Coexistence,
     /// Names across hosts: the name server, the watcher of docker's events and their rules.
     Dns,
+    /// The containers' IPv6 side: sw0's IPv6 address, the peers' IPv6 routes, the ip6tables chains.
+    Overlay6,
 }
 
 /// What every piece of a host's network answers, whether the plan asks for it or an earlier run may have left it

@@ -19,6 +19,10 @@ pub struct DockerNetwork {
     pub containers: Vec<String>,
     /// Every IPv4 subnet of the network (`subnet` is the first).
     pub subnets: Vec<String>,
+    /// Its IPv6 subnet and gateway, when it has IPv6 (`EnableIPv6`).
+    pub ipv6: bool,
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -32,6 +36,8 @@ struct Raw {
     options: Option<BTreeMap<String, String>>,
     #[serde(default)]
     containers: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default, rename = "EnableIPv6")]
+    enable_ipv6: bool,
 }
 
 #[derive(Deserialize)]
@@ -57,7 +63,10 @@ pub fn parse_all(body: &str) -> Result<Vec<DockerNetwork>, FactsError> {
 }
 
 fn network(r: Raw) -> DockerNetwork {
-    let configs = r.ipam.and_then(|i| i.config).unwrap_or_default();
+    let all = r.ipam.and_then(|i| i.config).unwrap_or_default();
+    // IPv4 and IPv6 configs come in either order; an IPv6 subnet has a colon.
+    let (v6, configs): (Vec<RawIpamConfig>, Vec<RawIpamConfig>) =
+        all.into_iter().partition(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')));
     let cfg = configs.first();
     DockerNetwork {
         name: r.name,
@@ -76,5 +85,8 @@ fn network(r: Raw) -> DockerNetwork {
             names
         },
         subnets: configs.iter().filter_map(|c| c.subnet.clone()).collect(),
+        ipv6: r.enable_ipv6,
+        subnet6: v6.first().and_then(|c| c.subnet.clone()),
+        gateway6: v6.first().and_then(|c| c.gateway.clone()),
     }
 }

@@ -12,6 +12,7 @@ pub mod docker_network;
 pub mod firewall;
 pub mod linux;
 mod liveness;
+pub mod overlay6;
 pub mod ovs;
 pub mod rules;
 pub mod switch;
@@ -86,6 +87,11 @@ impl<'a> HostComponents<'a> {
                 v.push(Entry::Planned(Box::new(docker0::Docker0 { spec: &node.docker, cluster: node.forward_accept })))
             }
             DockerMode::None => {}
+        }
+        match (&node.ipv6, purpose) {
+            (Some(spec), _) => v.push(Entry::Planned(Box::new(overlay6::Overlay6 { node, spec }))),
+            (None, Purpose::Teardown) => v.push(Entry::Removable(Box::new(overlay6::Remains))),
+            (None, Purpose::Up) => {}
         }
         v.push(Entry::Planned(Box::new(rules::Rules { node })));
         match (purpose, &node.dns) {

@@ -9,8 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
-use crate::cmd;
-use crate::facts::{FactsError, HostFacts, Sections};
+use crate::facts::{FactsError, HostFacts, Iptables, Sections};
 use crate::model::names;
 use crate::plan::NodePlan;
 use crate::shell::{Cmd, Stmt, Word};
@@ -31,13 +30,29 @@ pub struct OwnedChain {
     /// The facts did not say whether docker's DOCKER-USER chain exists (offline scripts): the script decides.
     pub parent_at_runtime: bool,
     pub rules: Vec<String>,
+    /// Written with ip6tables (the containers' IPv6 side), not iptables.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub ipv6: bool,
+}
+
+impl OwnedChain {
+    /// The tools that write this chain's family.
+    fn tools(&self) -> (&'static str, &'static str) {
+        if self.ipv6 { ("ip6tables", "ip6tables-restore") } else { ("iptables", "iptables-restore") }
+    }
 }
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum Change {
     IptablesChain(OwnedChain),
-    RemoveChain { table: &'static str, chain: &'static str, jumps: Vec<String> },
+    RemoveChain {
+        table: &'static str,
+        chain: &'static str,
+        jumps: Vec<String>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        ipv6: bool,
+    },
 }
 
 fn tag() -> String {
@@ -65,6 +80,7 @@ pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedCh
             former_parents: vec![],
             parent_at_runtime: false,
             rules: nat_rules,
+            ipv6: false,
         },
         OwnedChain {
             table: "filter",
@@ -82,6 +98,7 @@ pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedCh
                 )
                 .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
                 .collect(),
+            ipv6: false,
         },
     ]
 }
@@ -119,6 +136,7 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
         former_parents: vec![],
         parent_at_runtime: false,
         rules,
+        ipv6: false,
     }
 }
 
@@ -138,6 +156,7 @@ pub fn wireguard_chain(node: &NodePlan) -> Option<OwnedChain> {
         former_parents: vec![],
         parent_at_runtime: false,
         rules,
+        ipv6: false,
     })
 }
 
@@ -146,8 +165,8 @@ pub fn docker_user(facts: &HostFacts) -> Option<bool> {
     facts.iptables.tables.get("filter").map(|t| t.contains_key(DOCKER_USER))
 }
 
-fn iptables(table: &'static str, rest: impl IntoIterator<Item = Word>) -> Cmd {
-    Cmd::new(["iptables".into(), "-w".into(), "-t".into(), Word::Lit(table)].into_iter().chain(rest))
+fn iptables(tool: &'static str, table: &'static str, rest: impl IntoIterator<Item = Word>) -> Cmd {
+    Cmd::new([Word::Lit(tool), "-w".into(), "-t".into(), Word::Lit(table)].into_iter().chain(rest))
 }
 
 /// The jump rule's words (our own rules have no quoted parts).
@@ -157,20 +176,22 @@ fn jump_words(jump: &str) -> Vec<Word> {
 
 /// The chain's content replaced in one iptables-restore transaction, then exactly one jump to it, placed first.
 fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
+    let (tool, restore_tool) = c.tools();
+    let iptables = |table, rest| iptables(tool, table, rest);
     let mut restore = format!("*{}\n:{} - [0:0]\n", c.table, c.chain);
     for r in &c.rules {
         let _ = writeln!(restore, "-A {} {r}", c.chain);
     }
     restore.push_str("COMMIT\n");
-    let mut v = vec![cmd!["iptables-restore", "--noflush"].stdin(restore).into()];
+    let mut v = vec![Cmd::new([Word::Lit(restore_tool), "--noflush".into()]).stdin(restore).into()];
     for p in std::iter::once(&c.parent).chain(&c.former_parents) {
-        let del = iptables(c.table, [Word::Lit("-D"), Word::Lit(p)].into_iter().chain(jump_words(&c.jump)));
+        let del = iptables(c.table, [Word::Lit("-D"), Word::Lit(p)].into_iter().chain(jump_words(&c.jump)).collect());
         v.push(Stmt::Repeat(del.silent_stderr()));
     }
     let insert = |parent: &'static str| {
         Stmt::Run(iptables(
             c.table,
-            ["-I".into(), Word::Lit(parent), "1".into()].into_iter().chain(jump_words(&c.jump)),
+            ["-I".into(), Word::Lit(parent), "1".into()].into_iter().chain(jump_words(&c.jump)).collect(),
         ))
     };
     if c.parent_at_runtime {
@@ -179,7 +200,7 @@ fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
                 .into(),
         ));
         v.push(Stmt::If {
-            conds: vec![iptables(c.table, ["-n".into(), "-L".into(), DOCKER_USER.into()]).silent()],
+            conds: vec![iptables(c.table, vec!["-n".into(), "-L".into(), DOCKER_USER.into()]).silent()],
             negate: false,
             then: vec![insert(DOCKER_USER)],
             otherwise: vec![insert(c.parent)],
@@ -192,7 +213,11 @@ fn chain_commands(c: &OwnedChain) -> Vec<Stmt> {
 
 /// Steps for the chains the host does not have exactly as planned.
 pub fn chain_steps(component: Kind, chains: Vec<OwnedChain>, facts: &HostFacts, concern: Concern) -> Vec<Step> {
-    let ipt = &facts.iptables;
+    chain_steps_in(component, chains, &facts.iptables, concern)
+}
+
+/// [`chain_steps`] against the rules of one family (`ipt`: what iptables-save or ip6tables-save printed).
+pub fn chain_steps_in(component: Kind, chains: Vec<OwnedChain>, ipt: &Iptables, concern: Concern) -> Vec<Step> {
     // Chains that share a parent (the firewall's two, in INPUT) each go first in turn: together they lead it.
     let leading: Vec<(&'static str, &'static str, String)> =
         chains.iter().map(|c| (c.table, c.parent, c.jump.clone())).collect();
@@ -209,7 +234,8 @@ pub fn chain_steps(component: Kind, chains: Vec<OwnedChain>, facts: &HostFacts, 
         })
         .map(|c| {
             let description = format!(
-                "program iptables {}/{} ({} rules) and jump to it first from {}",
+                "program {} {}/{} ({} rules) and jump to it first from {}",
+                c.tools().0,
                 c.table,
                 c.chain,
                 c.rules.len(),
@@ -224,7 +250,18 @@ pub fn chain_steps(component: Kind, chains: Vec<OwnedChain>, facts: &HostFacts, 
 
 /// Removes `chain` and every jump to it that the host has, in one iptables-restore transaction.
 pub fn remove_chain_steps(component: Kind, table: &'static str, chain: &'static str, facts: &HostFacts) -> Vec<Step> {
-    let Some(chains) = facts.iptables.tables.get(table) else { return vec![] };
+    remove_chain_steps_in(component, table, chain, &facts.iptables, false)
+}
+
+/// [`remove_chain_steps`] in one family's rules (`ipv6`: ip6tables).
+pub fn remove_chain_steps_in(
+    component: Kind,
+    table: &'static str,
+    chain: &'static str,
+    ipt: &Iptables,
+    ipv6: bool,
+) -> Vec<Step> {
+    let Some(chains) = ipt.tables.get(table) else { return vec![] };
     let target = format!("-j {chain}");
     let jumps: Vec<(String, String)> = chains
         .iter()
@@ -241,12 +278,18 @@ pub fn remove_chain_steps(component: Kind, table: &'static str, chain: &'static 
         let _ = writeln!(restore, "-D {parent} {rule}");
     }
     let _ = write!(restore, "-X {chain}\nCOMMIT\n");
+    let (tool, restore_tool) = if ipv6 { ("ip6tables", "ip6tables-restore") } else { ("iptables", "iptables-restore") };
     vec![Step::new(
         Phase::Rules,
         component,
-        format!("remove iptables {table}/{chain} and {} jumps to it", jumps.len()),
-        Change::RemoveChain { table, chain, jumps: jumps.into_iter().map(|(p, r)| format!("-A {p} {r}")).collect() },
-        vec![cmd!["iptables-restore", "--noflush"].stdin(restore).into()],
+        format!("remove {tool} {table}/{chain} and {} jumps to it", jumps.len()),
+        Change::RemoveChain {
+            table,
+            chain,
+            jumps: jumps.into_iter().map(|(p, r)| format!("-A {p} {r}")).collect(),
+            ipv6,
+        },
+        vec![Cmd::new([Word::Lit(restore_tool), "--noflush".into()]).stdin(restore).into()],
     )]
 }
 

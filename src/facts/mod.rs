@@ -5,8 +5,8 @@ mod ip;
 mod iptables;
 mod text;
 
-pub use ip::{Link, Route};
-pub use iptables::Iptables;
+pub use ip::{Link, Route, parse_routes};
+pub use iptables::{Iptables, parse as parse_iptables_save};
 pub use text::{MARK, Sections};
 
 use std::any::{Any, TypeId};

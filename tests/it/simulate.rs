@@ -6,6 +6,7 @@ use vxmesh::components::docker_network::{self, DockerNetwork, DockerNetworkFacts
 use vxmesh::components::docker0::{self, DaemonJson};
 use vxmesh::components::firewall::firewalld_zone::Objects;
 use vxmesh::components::firewall::{FirewalldConfig, FirewalldFacts, NftFacts, firewalld};
+use vxmesh::components::overlay6::{self, Overlay6Facts};
 use vxmesh::components::ovs::{self, OvsBridge, OvsFacts, OvsInterface, OvsPort};
 use vxmesh::components::wireguard::{self, WgDevice, WgPeerState, WireguardFacts};
 use vxmesh::components::{Mtu, Step, rules, switch, sysctl, veth};
@@ -75,6 +76,9 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
                     options,
                     containers: vec![],
                     subnets: vec![spec.subnet.to_string()],
+                    ipv6: spec.subnet6.is_some(),
+                    subnet6: spec.subnet6.map(|s| s.to_string()),
+                    gateway6: spec.gateway6.map(|g| g.to_string()),
                 })));
                 let l = link(f, spec.bridge.as_ref().unwrap());
                 l.kind = "bridge".into();
@@ -91,9 +95,26 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
             }
             docker0::Change::Blocked { reason } => panic!("simulated hosts never block: {reason}"),
         }
+    } else if let Some(c) = s.change_as::<overlay6::Change>() {
+        let mut o = f.part::<Overlay6Facts>().cloned().unwrap_or_default();
+        match c {
+            overlay6::Change::KeepRouterAdvertisements { .. } => o.ra_at_risk.clear(),
+            overlay6::Change::SwitchAddress6 { address, .. } => o.addrs = vec![*address],
+            overlay6::Change::Route6 { subnet, via, .. } => o.routes.push(vxmesh::facts::Route {
+                dst: subnet.to_string(),
+                dev: Some("sw0".into()),
+                gateway: Some(via.to_string()),
+            }),
+            overlay6::Change::RemoveRoute6 { dst, via, .. } => {
+                o.routes.retain(|r| !(r.dst == *dst && r.gateway.as_deref() == Some(via.as_str())))
+            }
+        }
+        f.set_part(o);
     } else if let Some(c) = s.change_as::<rules::Change>() {
         let rules::Change::IptablesChain(c) = c else { panic!("up never removes chains") };
-        let t = f.iptables.tables.entry(c.table.to_string()).or_default();
+        let mut ip6 = f.part::<Overlay6Facts>().cloned().unwrap_or_default();
+        let ipt = if c.ipv6 { &mut ip6.ip6tables } else { &mut f.iptables };
+        let t = ipt.tables.entry(c.table.to_string()).or_default();
         t.insert(c.chain.to_string(), c.rules.clone());
         for former in &c.former_parents {
             if let Some(rules) = t.get_mut(*former) {
@@ -103,6 +124,9 @@ pub fn apply(f: &mut HostFacts, s: &Step) {
         let parent = t.entry(c.parent.to_string()).or_default();
         parent.retain(|r| *r != c.jump);
         parent.insert(0, c.jump.clone());
+        if c.ipv6 {
+            f.set_part(ip6);
+        }
     } else if let Some(c) = s.change_as::<vxmesh::components::firewall::nftables::Change>() {
         if let vxmesh::components::firewall::nftables::Change::NftTable(t) = c {
             f.set_part(NftFacts(Some(t.clone())));

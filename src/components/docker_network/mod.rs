@@ -132,6 +132,11 @@ impl Component for DockerNetworkAttachment<'_> {
             "--gateway",
             data(spec.gateway)
         ];
+        if let (Some(subnet6), Some(gateway6)) = (spec.subnet6, spec.gateway6) {
+            for w in [Word::Lit("--ipv6"), "--subnet".into(), data(subnet6), "--gateway".into(), data(gateway6)] {
+                create.argv.push(w);
+            }
+        }
         for (k, v) in options(spec, ctx.mtu) {
             create.argv.push("-o".into());
             create.argv.push(join([Word::Lit(k), "=".into(), v]));
@@ -198,6 +203,18 @@ fn drift(spec: &DockerSpec, mtu: Mtu, net: &DockerNetwork) -> Option<String> {
     }
     if net.gateway.as_deref() != Some(&*spec.gateway.to_string()) {
         why.push(format!("gateway is {}", net.gateway.as_deref().unwrap_or("unset")));
+    }
+    // IPv6 on or off, and its block: a network's subnets are fixed at creation.
+    let want6 = spec.subnet6.map(|s| s.to_string());
+    let have6 = if net.ipv6 { net.subnet6.clone() } else { None };
+    if have6 != want6 {
+        why.push(format!("IPv6 subnet is {}", have6.as_deref().unwrap_or("unset")));
+    }
+    if let (Some(g), true) = (spec.gateway6, want6.is_some()) {
+        let g = g.to_string();
+        if net.gateway6.as_deref().is_some_and(|h| h != g) {
+            why.push(format!("IPv6 gateway is {}", net.gateway6.as_deref().unwrap_or("unset")));
+        }
     }
     let wanted = [
         (OPT_BRIDGE, spec.bridge.as_ref().map(|b| b.to_string())),

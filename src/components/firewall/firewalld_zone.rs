@@ -104,8 +104,14 @@ pub fn policy(node: &NodePlan) -> FwObject {
         target: "CONTINUE".into(),
         ingress: [ZONE.to_string()].into(),
         egress: ["ANY".to_string()].into(),
-        rich_rules: [format!("rule family=\"ipv4\" source address=\"{cidr}\" destination address=\"{cidr}\" accept")]
-            .into(),
+        rich_rules: std::iter::once(format!(
+            "rule family=\"ipv4\" source address=\"{cidr}\" destination address=\"{cidr}\" accept"
+        ))
+        // Dual-stack containers: the IPv6 range to itself as well.
+        .chain(node.ipv6.as_ref().map(|v| {
+            format!("rule family=\"ipv6\" source address=\"{c}\" destination address=\"{c}\" accept", c = v.cluster)
+        }))
+        .collect(),
         ..FwObject::default()
     }
 }
