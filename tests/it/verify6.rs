@@ -136,3 +136,124 @@ fn an_ipv4_only_client_asks_nothing_of_ipv6() {
     let listener = listener_script(&dual.nodes[0], "t", "busybox");
     assert!(listener.contains("echo \"$2 $3\"\n") && listener.contains("GlobalIPv6Address"), "{listener}");
 }
+
+/// The proof on real daemons: a 3-host lab with dual-stack containers, verified in both families, then IPv6
+/// broken on purpose twice (a route, then its path MTU) while IPv4 stays whole.
+mod lab {
+    use crate::labkit::Lab;
+    use crate::util::vxmesh;
+    use serde_json::Value;
+    use vxmesh::lab::{LabState, node_exec};
+
+    /// `verify --json`: its exit code and the report.
+    fn verify(dir: &std::path::Path) -> (i32, Value, String) {
+        let r = vxmesh(dir, &["verify", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {r}"));
+        (r.code, v, r.to_string())
+    }
+
+    /// Every pair whose IPv4 side passed in full: answered, no NAT, DF probes as they should be.
+    fn ipv4_whole(p: &Value) -> bool {
+        p["seen_source"].is_string()
+            && p["seen_source"] == p["client"]
+            && p["full_size"] == true
+            && p["oversize_refused"] == true
+    }
+
+    /// The ordered pairs that failed, as `from>to`.
+    fn failing(v: &Value) -> Vec<String> {
+        let pairs = v["pairs"].as_array().unwrap();
+        let mut out: Vec<String> = pairs
+            .iter()
+            .filter(|p| p["ok"] != true)
+            .map(|p| format!("{}>{}", p["from"].as_str().unwrap(), p["to"].as_str().unwrap()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// node1's route to node2's IPv6 block, as `ip -6 route` shows it.
+    fn route_to_node2(lab: &LabState, block: &str) -> String {
+        node_exec(lab, "node1", &format!("ip -6 route show {block}")).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn verify_proves_both_families_and_names_the_one_broken() {
+        let Some(lab) =
+            Lab::new("vrfy6").nodes(3).backend("linux").inventory(|i| i.cluster("cidr6", "'fd42:7:1::/48'")).create()
+        else {
+            return;
+        };
+        let dir = lab.work();
+        let up = vxmesh(dir, &["up", "--no-verify"]);
+        assert_eq!(up.code, 0, "{up}");
+
+        let (code, v, shown) = verify(dir);
+        assert_eq!(code, 0, "{shown}");
+        let pairs = v["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 6, "{shown}");
+        for p in pairs {
+            let six = &p["ipv6"];
+            assert!(p["ok"] == true && six["ok"] == true && ipv4_whole(p), "{p}");
+            let client: std::net::Ipv6Addr = six["client"].as_str().unwrap().parse().unwrap();
+            let seen: std::net::Ipv6Addr = six["seen_source"].as_str().unwrap().parse().unwrap();
+            assert_eq!(seen, client, "the listener saw the client's own IPv6 address: {p}");
+            assert!(client.to_string().starts_with("fd42:7:1:"), "{p}");
+            assert_eq!((&six["full_size"], &six["oversize_refused"]), (&Value::Bool(true), &Value::Bool(true)), "{p}");
+        }
+        for h in v["hosts"].as_array().unwrap() {
+            assert!(h["ok"] == true && h.get("unreachable_switches6").is_none(), "{h}");
+        }
+        let text = vxmesh(dir, &["verify"]);
+        assert!(text.stdout.contains("over IPv4 and IPv6") && text.stdout.contains("ok/ok"), "{text}");
+
+        // node2's IPv6 block, from the plan.
+        let plan: Value = serde_json::from_str(&vxmesh(dir, &["plan", "--offline", "--json"]).stdout).unwrap();
+        let node2 = plan["nodes"].as_array().unwrap().iter().find(|n| n["desired"]["name"] == "node2").unwrap();
+        let block = node2["desired"]["ipv6"]["subnet"].as_str().unwrap().to_string();
+        let route = route_to_node2(&lab, &block);
+        assert!(route.contains(" dev sw0"), "{route}");
+
+        // Break one: node1 loses its IPv6 route to node2's block. Both directions between them fail over IPv6
+        // (the replies have no way back either), named so; IPv4 passes everywhere.
+        node_exec(&lab, "node1", &format!("ip -6 route del {block}")).unwrap();
+        let (code, v, shown) = verify(dir);
+        assert_eq!(code, 3, "{shown}");
+        assert_eq!(failing(&v), ["node1>node2", "node2>node1"], "{shown}");
+        for p in v["pairs"].as_array().unwrap() {
+            assert!(ipv4_whole(p), "IPv4 still passes: {p}");
+            if p["ok"] != true {
+                assert!(p["error"].as_str().unwrap().starts_with("IPv6: "), "{p}");
+                assert_eq!(p["ipv6"]["ok"], false, "{p}");
+            }
+        }
+        let text = vxmesh(dir, &["verify"]);
+        assert!(text.stdout.contains("node1 -> node2: IPv6: "), "{text}");
+        assert!(text.stdout.contains("ok/FAIL"), "{text}");
+        let repaired = vxmesh(dir, &["up", "--no-verify"]);
+        assert_eq!(repaired.code, 0, "{repaired}");
+        assert_eq!(route_to_node2(&lab, &block), route, "up put the route back");
+        let (code, _, shown) = verify(dir);
+        assert_eq!(code, 0, "{shown}");
+
+        // Break two: the same route with a path MTU 50 bytes under the overlay's, IPv6 only. node1's full-size
+        // packet towards node2 meets it and is lost (the host answers "packet too big"; no router fragments IPv6);
+        // IPv4 is untouched. (node2 -> node1 may pass: node1's echo reply, once told, is fragmented by its sender.)
+        node_exec(&lab, "node1", &format!("ip -6 route replace {route} mtu 1400")).unwrap();
+        let (code, v, shown) = verify(dir);
+        assert_eq!(code, 3, "{shown}");
+        let failed = failing(&v);
+        assert!(failed.contains(&"node1>node2".to_string()), "{shown}");
+        assert!(failed.iter().all(|f| f == "node1>node2" || f == "node2>node1"), "{shown}");
+        for p in v["pairs"].as_array().unwrap().iter().filter(|p| p["ok"] != true) {
+            assert!(ipv4_whole(p), "IPv4 still passes: {p}");
+            assert_eq!(p["error"], "IPv6: a full-size packet with don't-fragment was lost", "{p}");
+            assert_eq!(p["ipv6"]["seen_source"], p["ipv6"]["client"], "small packets still pass: {p}");
+        }
+        let text = vxmesh(dir, &["verify"]);
+        assert!(text.stdout.contains("ok/FAIL mtu"), "{text}");
+
+        let down = vxmesh(dir, &["down", "--yes"]);
+        assert_eq!(down.code, 0, "{down}");
+    }
+}
