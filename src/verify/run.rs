@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::assemble::assemble_dual;
 use super::scripts::{
-    address_script, bandwidth_client, bandwidth_server, cleanup_script, dual_client_script, listener_script,
-    switch_script,
+    address_script, bandwidth_client, bandwidth_server, cleanup_script, dual_client_script, dual_switch_script,
+    listener_script,
 };
-use super::{Bandwidth, Named, Probes6, Report, VerifyOptions, assemble, names, parse_bandwidth};
+use super::{Bandwidth, Named, Named6, Probes6, Report, VerifyOptions, names, parse_bandwidth};
 use crate::error::HostError;
 use crate::plan::ClusterPlan;
 use crate::remote::executor::{self, Connected, Options};
@@ -198,6 +198,19 @@ async fn verify_switches(hosts: &[Connected], plan: &ClusterPlan, opts: &Options
     let wanted = v.pairs(&names);
     let switch_of: BTreeMap<String, Ipv4Addr> =
         plan.nodes.iter().map(|n| (n.name.clone(), n.switch.address.addr())).collect();
+    // With `cidr6` sw0 has an IPv6 address too: the switches prove that family as well.
+    let switch6_of: BTreeMap<String, Option<Ipv6Addr>> =
+        plan.nodes.iter().map(|n| (n.name.clone(), n.ipv6.as_ref().map(|v| v.switch.addr()))).collect();
+    let dual = switch6_of.values().any(Option::is_some);
+    let targets6_of: Arc<BTreeMap<String, Named6>> = Arc::new(
+        plan.nodes
+            .iter()
+            .map(|n| {
+                let to = wanted.iter().filter(|(a, _)| *a == n.name);
+                (n.name.clone(), to.filter_map(|(_, b)| Some((b.clone(), switch6_of[b]?))).collect())
+            })
+            .collect(),
+    );
     let targets_of: Arc<BTreeMap<String, Named>> = Arc::new(
         plan.nodes
             .iter()
@@ -210,14 +223,16 @@ async fn verify_switches(hosts: &[Connected], plan: &ClusterPlan, opts: &Options
             .collect(),
     );
     let out = executor::on_each(hosts, opts, "probe", move |node, s, _| {
-        let script = switch_script(&node, &targets_of[&node.name]);
+        let six = targets6_of.get(&node.name).filter(|_| dual);
+        let script = dual_switch_script(&node, &targets_of[&node.name], six);
         async move { s.run(&script).await.map(|o| o.stdout) }
     })
     .await;
     let client_out: BTreeMap<String, Result<String, String>> =
         out.into_iter().map(|o| (o.node.name.clone(), o.result.map_err(|e| e.to_string()))).collect();
     let listeners = switch_of.into_iter().map(|(k, v)| (k, Ok(v))).collect();
-    let report = assemble(&wanted, &listeners, &client_out, plan, None, false);
+    let six = dual.then_some(&switch6_of);
+    let report = assemble_dual(&wanted, &listeners, six, &client_out, plan, None, false);
     // No containers here.
     Report { seconds: started.elapsed().as_secs_f64(), containers_removed: true, ..report }
 }

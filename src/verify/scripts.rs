@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{LISTEN_PORT, Probes6};
+use super::{LISTEN_PORT, Named6, Probes6};
 use crate::cmd;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, Word, data, join, render};
@@ -304,6 +304,12 @@ probe_outside() {
 
 /// Without docker (`docker.mode: none`) the probes run on the host itself, switch to switch over the tunnels.
 pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String {
+    dual_switch_script(node, targets, None)
+}
+
+/// [`switch_script`], and with `six` (a cluster with `cidr6`: sw0 has an IPv6 address) the same over IPv6 towards
+/// the peers' switch IPv6 addresses: `me6 ADDR`, `pair6 NAME RTT -`, `mtu6 ...`.
+pub fn dual_switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)], six: Option<&Named6>) -> String {
     let mut stmts = vec![
         Stmt::Set { var: "bridge", value: (&node.switch.bridge).into() },
         Stmt::Set { var: "me", value: data(node.switch.address.addr()) },
@@ -318,9 +324,23 @@ pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String 
 }",
         ),
     ];
-    stmts.push(Stmt::Background(
-        targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair", data(name), data(ip)])).collect(),
-    ));
+    let mut probes: Vec<Stmt> =
+        targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair", data(name), data(ip)])).collect();
+    if let (Some(six), Some(me6)) = (six, &node.ipv6) {
+        stmts.extend([
+            Stmt::Set { var: "me6", value: data(me6.switch.addr()) },
+            Stmt::Static("echo \"me6 $me6\""),
+            Stmt::Static(DF_PROBES6),
+            Stmt::Static(
+                "probe_pair6() {
+  rtt=$(ping -6 -c3 -i 0.3 -W3 \"$2\" 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); echo \"pair6 $1 ${rtt:--} -\"
+  df_probes6 \"$1\" \"$2\"
+}",
+            ),
+        ]);
+        probes.extend(six.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair6", data(name), data(ip)])));
+    }
+    stmts.push(Stmt::Background(probes));
     stmts.push(Stmt::Static("wait"));
     render(&stmts, 0)
 }

@@ -122,6 +122,37 @@ fn the_dual_stack_client_probes_each_peer_over_both_families() {
     assert!(inspect.contains(".GlobalIPv6Address}}{{.}}{{else}}-{{end}}"), "{inspect}");
 }
 
+/// Without docker (`docker.mode: none`) the switches prove IPv6 themselves, from the host.
+#[test]
+fn without_docker_the_switches_probe_each_other_over_ipv6_too() {
+    use vxmesh::verify::scripts::dual_switch_script;
+    let (_, plan) = plan_of(&DUAL.replace("cidr6: 'fd42:7:1::/48'", "cidr6: 'fd42:7:1::/48', docker: {mode: none}"));
+    let n = &plan.nodes[0];
+    let six = vec![("vm2".to_string(), "fd42:7:1::2".parse().unwrap())];
+    let script = dual_switch_script(n, &[("vm2".into(), "172.31.0.2".parse().unwrap())], Some(&six));
+    let (out, dir) = run_with_stubs(&script);
+    assert_eq!(
+        out,
+        [
+            "me 172.31.0.1 1450",
+            "me6 fd42:7:1::1",
+            "mtu vm2 ok refused",
+            "mtu6 vm2 ok refused",
+            "pair vm2 0.42 -",
+            "pair6 vm2 0.42 -"
+        ]
+    );
+    let pings = calls(&dir, "ping");
+    for want in [
+        "-6 -c3 -i 0.3 -W3 fd42:7:1::2",
+        "-6 -c1 -W2 -w2 -M do -s 1402 fd42:7:1::2",
+        "-6 -c1 -W0.1 -M do -s 1403 fd42:7:1::2",
+    ] {
+        assert!(pings.iter().any(|p| p == want), "no `ping {want}` in {pings:?}");
+    }
+    assert!(calls(&dir, "nsenter").is_empty(), "the switch's probes run on the host");
+}
+
 #[test]
 fn an_ipv4_only_client_asks_nothing_of_ipv6() {
     use vxmesh::verify::scripts::{client_script, listener_script};
@@ -253,6 +284,47 @@ mod lab {
         let text = vxmesh(dir, &["verify"]);
         assert!(text.stdout.contains("ok/FAIL mtu"), "{text}");
 
+        let down = vxmesh(dir, &["down", "--yes"]);
+        assert_eq!(down.code, 0, "{down}");
+    }
+
+    /// Hosts without docker: the switches prove IPv6 switch to switch, and a switch whose IPv6 address is gone
+    /// fails its pairs over IPv6 only.
+    #[test]
+    fn without_docker_the_switches_prove_both_families() {
+        let Some(lab) = Lab::new("vrfy6l")
+            .nodes(3)
+            .light()
+            .inventory(|i| i.cluster("docker", "{mode: none}").cluster("cidr6", "'fd42:7:1::/48'"))
+            .create()
+        else {
+            return;
+        };
+        let dir = lab.work();
+        let up = vxmesh(dir, &["up", "--no-verify"]);
+        assert_eq!(up.code, 0, "{up}");
+        let (code, v, shown) = verify(dir);
+        assert_eq!(code, 0, "{shown}");
+        let pairs = v["pairs"].as_array().unwrap();
+        assert_eq!(pairs.len(), 6, "{shown}");
+        for p in pairs {
+            assert!(p["ok"] == true && p["ipv6"]["ok"] == true && p["ipv6"]["rtt_ms"].is_number(), "{p}");
+            assert_eq!(
+                (&p["ipv6"]["full_size"], &p["ipv6"]["oversize_refused"]),
+                (&Value::Bool(true), &Value::Bool(true))
+            );
+        }
+        // node3's sw0 loses its IPv6 address: every pair with node3 fails over IPv6, and only over IPv6.
+        node_exec(&lab, "node3", "ip -6 addr flush dev sw0 scope global").unwrap();
+        let (code, v, shown) = verify(dir);
+        assert_eq!(code, 3, "{shown}");
+        assert_eq!(failing(&v), ["node1>node3", "node2>node3", "node3>node1", "node3>node2"], "{shown}");
+        for p in v["pairs"].as_array().unwrap() {
+            assert!(p["rtt_ms"].is_number() && p["full_size"] == true, "IPv4 still passes: {p}");
+            if p["ok"] != true {
+                assert!(p["error"].as_str().unwrap().starts_with("IPv6: "), "{p}");
+            }
+        }
         let down = vxmesh(dir, &["down", "--yes"]);
         assert_eq!(down.code, 0, "{down}");
     }
