@@ -846,7 +846,17 @@ mod tests {
                 pair("c", None, Some("a full-size packet with don't-fragment was lost")),
                 pair("d", Some("NAT: the listener saw x instead of y"), Some("no answer from the listener")),
             ],
-            hosts: vec![],
+            hosts: vec![verify::HostCheck {
+                node: "a".into(),
+                ok: false,
+                mtu: Some(1450),
+                unreachable_switches: vec![],
+                switches_on_second_try: vec![],
+                unreachable_switches6: vec!["d".into()],
+                switches6_on_second_try: vec!["c".into()],
+                outside: None,
+                error: None,
+            }],
             outside: None,
             seconds: 0.0,
             bandwidth: vec![],
@@ -858,6 +868,13 @@ mod tests {
         assert_eq!(row, ["a", "·", "ok/ok 0.4ms", "ok/FAIL mtu", "FAIL nat/FAIL"], "{m}");
         let problems = verify_problems(&report);
         assert_eq!(problems[0], "a -> c: IPv6: a full-size packet with don't-fragment was lost");
+        assert_eq!(
+            problems[2..],
+            [
+                "a: cannot reach the IPv6 switch address of d",
+                "a: the IPv6 switch address of c answered only a second ping"
+            ]
+        );
     }
 
     fn plan_of(cidr6: &str) -> ClusterPlan {
