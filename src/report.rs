@@ -130,6 +130,8 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
     let mtu_checked = r.pairs.iter().any(|p| p.full_size.is_some());
     let what = if plan.nodes.first().is_some_and(|n| n.docker.mode == crate::model::inventory::DockerMode::None) {
         "switch to switch, no docker on the hosts"
+    } else if r.pairs.iter().any(|p| p.ipv6.is_some()) {
+        "container to container over IPv4 and IPv6, no NAT; cells IPv4/IPv6"
     } else {
         "container to container, no NAT"
     };
@@ -166,8 +168,12 @@ pub fn verify(out: &mut dyn Write, r: &verify::Report, plan: &ClusterPlan) {
     let retried: Vec<String> = r
         .pairs
         .iter()
-        .filter(|p| p.ok && p.tries.is_some_and(|t| t > 1))
-        .map(|p| format!("{} -> {}", p.from, p.to))
+        .filter(|p| p.ok)
+        .flat_map(|p| {
+            let v4 = p.tries.is_some_and(|t| t > 1).then(|| format!("{} -> {}", p.from, p.to));
+            let v6 = p.ipv6.as_ref().and_then(|f| f.tries).is_some_and(|t| t > 1);
+            v4.into_iter().chain(v6.then(|| format!("{} -> {} (IPv6)", p.from, p.to)))
+        })
         .collect();
     if !retried.is_empty() {
         let _ = writeln!(out, "  answered only on a second try (a first fetch got nothing): {}", retried.join(", "));
@@ -234,6 +240,20 @@ pub fn verify_problems(r: &verify::Report) -> Vec<String> {
                 "{}: the switch of {} answered only a second ping",
                 h.node,
                 h.switches_on_second_try.join(", ")
+            ));
+        }
+        if !h.unreachable_switches6.is_empty() {
+            out.push(format!(
+                "{}: cannot reach the IPv6 switch address of {}",
+                h.node,
+                h.unreachable_switches6.join(", ")
+            ));
+        }
+        if !h.switches6_on_second_try.is_empty() {
+            out.push(format!(
+                "{}: the IPv6 switch address of {} answered only a second ping",
+                h.node,
+                h.switches6_on_second_try.join(", ")
             ));
         }
         if h.outside == Some(false) {
@@ -365,8 +385,25 @@ fn terminal_safe(s: &str) -> String {
 
 /// `status`: one row per host, then every tunnel that is not up.
 pub fn status(out: &mut dyn Write, rows: &[HostStatus], clean: bool) {
+    status_of(out, rows, None, clean);
+}
+
+/// [`status`]; with dual-stack containers (`cluster.cidr6`), two more columns: each node's IPv6 block and sw0's
+/// IPv6 address, from `plan` (as SUBNET is); whether the host has them shows as drift.
+pub fn status_with_plan(out: &mut dyn Write, rows: &[HostStatus], plan: &ClusterPlan, clean: bool) {
+    status_of(out, rows, Some(plan), clean);
+}
+
+fn status_of(out: &mut dyn Write, rows: &[HostStatus], plan: Option<&ClusterPlan>, clean: bool) {
     let yn = |b: bool| if b { "yes" } else { "no" };
-    let mut t = grid(&["HOST", "REACHABLE", "SW0", "SUBNET", "DOCKER", "TUNNELS", "DRIFT"]);
+    let plan = plan.filter(|p| p.nodes.iter().any(|n| n.ipv6.is_some()));
+    let six = plan.is_some();
+    let mut head = vec!["HOST", "REACHABLE", "SW0", "SUBNET"];
+    if six {
+        head.extend(["SUBNET6", "SW0 IPV6"]);
+    }
+    head.extend(["DOCKER", "TUNNELS", "DRIFT"]);
+    let mut t = grid(&head);
     let mut details: Vec<String> = vec![];
     for r in rows {
         let up = r.tunnels.iter().filter(|t| t.state.as_deref() == Some("up")).count();
@@ -376,15 +413,19 @@ pub fn status(out: &mut dyn Write, rows: &[HostStatus], clean: bool) {
             (None, 0) => "none".into(),
             (None, n) => format!("{n} steps: {}", r.drift.join("; ")),
         };
-        t.add_row(vec![
+        let mut row = vec![
             r.node.clone(),
             yn(r.reachable).to_string(),
             if r.reachable { yn(r.switch) } else { "-" }.to_string(),
             r.subnet.clone(),
-            if r.reachable { yn(r.docker_network) } else { "-" }.to_string(),
-            tunnels,
-            drift,
-        ]);
+        ];
+        if six {
+            let v6 = plan.and_then(|p| p.node(&r.node)).and_then(|n| n.ipv6.as_ref());
+            row.push(v6.map_or("-".into(), |v| v.subnet.to_string()));
+            row.push(v6.map_or("-".into(), |v| v.switch.to_string()));
+        }
+        row.extend([if r.reachable { yn(r.docker_network) } else { "-" }.to_string(), tunnels, drift]);
+        t.add_row(row);
         for tn in r.tunnels.iter().filter(|t| !t.present || t.state.as_deref() != Some("up")) {
             let what = if tn.present {
                 format!("BFD {}", tn.state.as_deref().unwrap_or("no state yet"))
@@ -427,19 +468,34 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
         match report.pairs.iter().find(|p| p.from == a && p.to == b) {
             None => "".into(),
             Some(p) if p.ok => {
-                let ok = p.rtt_ms.map_or("ok".into(), |r| format!("ok {r:.1}ms"));
+                let ok = if p.ipv6.is_some() { "ok/ok" } else { "ok" };
+                let ok = p.rtt_ms.map_or(ok.into(), |r| format!("{ok} {r:.1}ms"));
                 // Found by both its names and answered by name (`cluster.dns`).
                 if p.names == Some(true) { format!("{ok} +names") } else { ok }
             }
-            Some(p) => match p.error.as_deref() {
-                Some(e) if e.starts_with("NAT") => "FAIL nat".into(),
-                Some(e) if e.starts_with("name") => "FAIL names".into(),
-                Some(e) if e.contains("don't-fragment") => "FAIL mtu".into(),
-                _ => "FAIL".into(),
-            },
+            // Dual-stack: each family's verdict, IPv4/IPv6 (a names failure reads as before).
+            Some(p)
+                if p.ipv6.as_ref().is_some_and(|f| !f.ok)
+                    || p.error.as_deref().is_some_and(|e| e.starts_with("IPv4")) =>
+            {
+                let v4 = p
+                    .error
+                    .as_deref()
+                    .and_then(|e| e.strip_prefix("IPv4: "))
+                    .map(|e| e.split("; IPv6: ").next().unwrap_or(e));
+                let v6 = p.ipv6.as_ref().and_then(|f| f.error.as_deref());
+                format!("{}/{}", family_cell(v4), family_cell(v6))
+            }
+            Some(p) => family_cell(Some(p.error.as_deref().unwrap_or("failed"))),
         }
     };
-    let cell_width = if report.pairs.iter().any(|p| p.names == Some(true)) { 18 } else { 11 };
+    let dual = report.pairs.iter().any(|p| p.ipv6.is_some());
+    let cell_width = match (report.pairs.iter().any(|p| p.names == Some(true)), dual) {
+        (true, true) => 21,
+        (true, false) => 18,
+        (false, true) => 14,
+        (false, false) => 11,
+    };
     let w = names.iter().map(|n| n.len()).max().unwrap_or(4).max(cell_width);
     let mut out = format!("{:<w$}", "from \\ to");
     for n in names {
@@ -454,6 +510,17 @@ pub fn matrix(report: &Report, names: &[String]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// One family's word in a matrix cell: `ok`, or `FAIL` with the kind of failure.
+fn family_cell(error: Option<&str>) -> String {
+    match error {
+        None => "ok".into(),
+        Some(e) if e.starts_with("NAT") => "FAIL nat".into(),
+        Some(e) if e.starts_with("name") => "FAIL names".into(),
+        Some(e) if e.contains("don't-fragment") => "FAIL mtu".into(),
+        Some(_) => "FAIL".into(),
+    }
 }
 
 /// Version of the JSON envelope every command prints with `--json`.
@@ -485,6 +552,8 @@ pub fn json<T: Serialize>(out: &mut dyn Write, v: &T) {
 pub struct PlanJson<'a> {
     cluster: &'a str,
     cidr: ipnet::Ipv4Net,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cidr6: Option<ipnet::Ipv6Net>,
     tunnel_pairs: usize,
     nodes: Vec<NodeJson<'a>>,
 }
@@ -500,6 +569,7 @@ pub fn plan_json<'a>(plan: &'a ClusterPlan, nodes: &'a [(&'a NodePlan, Vec<Step>
     PlanJson {
         cluster: &plan.cluster,
         cidr: plan.cidr,
+        cidr6: cidr6(plan),
         tunnel_pairs: plan.tunnel_pairs,
         nodes: nodes
             .iter()
@@ -515,6 +585,8 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
     struct Document<'a, N: Serialize> {
         cluster: &'a str,
         cidr: ipnet::Ipv4Net,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cidr6: Option<ipnet::Ipv6Net>,
         tunnel_pairs: usize,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         paths: Vec<crate::model::paths::PairPath>,
@@ -532,6 +604,7 @@ pub fn offline_plan_json(out: &mut dyn Write, plan: &ClusterPlan, command: &str)
     let document = Document {
         cluster: &plan.cluster,
         cidr: plan.cidr,
+        cidr6: cidr6(plan),
         tunnel_pairs: plan.tunnel_pairs,
         paths: plan.paths(),
         nodes,
@@ -559,12 +632,18 @@ pub fn paths(out: &mut dyn Write, paths: &[crate::model::paths::PairPath]) {
 /// The offline plan's first line; with `-q`, all it prints.
 pub fn offline_plan_line(plan: &ClusterPlan) -> String {
     format!(
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}",
+        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}{}",
         plan.cluster,
         plan.nodes.len(),
         plan.tunnel_pairs,
-        plan.cidr
+        plan.cidr,
+        cidr6(plan).map_or(String::new(), |c| format!(" and {c}"))
     )
+}
+
+/// The cluster's IPv6 range, with dual-stack containers (`cluster.cidr6`): every node plan carries it.
+pub fn cidr6(plan: &ClusterPlan) -> Option<ipnet::Ipv6Net> {
+    plan.nodes.iter().find_map(|n| Some(n.ipv6.as_ref()?.cluster))
 }
 
 /// Streams the offline plan: scripts are rendered a chunk of nodes at a time, on every core, and
@@ -573,20 +652,29 @@ pub fn offline_plan_line(plan: &ClusterPlan) -> String {
 pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
     let mut out = std::io::BufWriter::new(out);
     let _ = writeln!(out, "{}\n", offline_plan_line(plan));
+    // Dual-stack containers: each node's IPv6 block and sw0's IPv6 address, in columns of their own.
+    let six = plan.nodes.iter().any(|n| n.ipv6.is_some());
+    let v6 = |n: &NodePlan| match (&n.ipv6, six) {
+        (_, false) => String::new(),
+        (Some(v), true) => format!(" {:<22} {:<24}", v.subnet.to_string(), v.switch.to_string()),
+        (None, true) => format!(" {:<22} {:<24}", "-", "-"),
+    };
+    let head6 = if six { format!(" {:<22} {:<24}", "SUBNET6", "SWITCH6 (sw0)") } else { String::new() };
     let _ = writeln!(
         out,
-        "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+        "{:<14} {:<18} {:<16} {:<18} {:<18}{head6} {:>7}",
         "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS"
     );
     for n in &plan.nodes {
         let _ = writeln!(
             out,
-            "{:<14} {:<18} {:<16} {:<18} {:<18} {:>7}",
+            "{:<14} {:<18} {:<16} {:<18} {:<18}{} {:>7}",
             n.name,
             n.host,
             n.underlay.to_string(),
             n.subnet.to_string(),
             n.switch.address.to_string(),
+            v6(n),
             n.peer_count()
         );
     }
@@ -627,19 +715,24 @@ pub fn ps(out: &mut dyn Write, listing: &crate::commands::ps::Listing) {
     let c = &listing.containers;
     // The NAMES column only where names are on (`cluster.dns`): a listing without them reads as before.
     let named = c.iter().any(|x| !x.names.is_empty());
-    let mut head = vec!["HOST", "CONTAINER", "IMAGE", "ADDRESS", "STATUS"];
+    // The IPv6 column only where some container has an IPv6 address (dual-stack containers, `cluster.cidr6`).
+    let six = c.iter().any(|x| x.address6.is_some());
+    let mut head = vec!["HOST", "CONTAINER", "IMAGE", "ADDRESS"];
+    if six {
+        head.push("ADDRESS6");
+    }
+    head.push("STATUS");
     if named {
         head.push("NAMES");
     }
     let mut t = grid(&head);
     for x in c {
-        let mut row = vec![
-            x.node.clone(),
-            x.name.clone(),
-            x.image.clone(),
-            x.address.clone().unwrap_or_else(|| "-".into()),
-            x.status.clone(),
-        ];
+        let mut row =
+            vec![x.node.clone(), x.name.clone(), x.image.clone(), x.address.clone().unwrap_or_else(|| "-".into())];
+        if six {
+            row.push(x.address6.clone().unwrap_or_else(|| "-".into()));
+        }
+        row.push(x.status.clone());
         if named {
             row.push(if x.names.is_empty() { "-".into() } else { x.names.join(" ") });
         }
@@ -717,6 +810,137 @@ mod tests {
             transcript_text("vm1", "h", "true\n", &gone, Duration::from_secs(300)),
             "--- vm1 (h): script, 1 lines\ntrue\n--- vm1: no result after 300.00 s: the command did not finish within 300s\n"
         );
+    }
+
+    #[test]
+    fn the_matrix_shows_both_families_at_a_glance() {
+        use crate::verify::{Family, Pair};
+        let pair = |to: &str, v4: Option<&str>, v6: Option<&str>| {
+            let six = Family { ok: v6.is_none(), error: v6.map(String::from), ..Family::default() };
+            let error = match (v4, v6) {
+                (None, None) => None,
+                (Some(e), None) => Some(format!("IPv4: {e}")),
+                (None, Some(e)) => Some(format!("IPv6: {e}")),
+                (Some(a), Some(b)) => Some(format!("IPv4: {a}; IPv6: {b}")),
+            };
+            Pair {
+                from: "a".into(),
+                to: to.into(),
+                ok: error.is_none(),
+                rtt_ms: Some(0.42),
+                client: None,
+                seen_source: None,
+                full_size: None,
+                oversize_refused: None,
+                tries: None,
+                names: None,
+                path: None,
+                ipv6: Some(six),
+                error,
+            }
+        };
+        let report = Report {
+            ok: false,
+            pairs: vec![
+                pair("b", None, None),
+                pair("c", None, Some("a full-size packet with don't-fragment was lost")),
+                pair("d", Some("NAT: the listener saw x instead of y"), Some("no answer from the listener")),
+            ],
+            hosts: vec![verify::HostCheck {
+                node: "a".into(),
+                ok: false,
+                mtu: Some(1450),
+                unreachable_switches: vec![],
+                switches_on_second_try: vec![],
+                unreachable_switches6: vec!["d".into()],
+                switches6_on_second_try: vec!["c".into()],
+                outside: None,
+                error: None,
+            }],
+            outside: None,
+            seconds: 0.0,
+            bandwidth: vec![],
+            containers_removed: false,
+        };
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).into();
+        let m = matrix(&report, &names);
+        let row = m.lines().nth(1).unwrap().split("  ").map(str::trim).filter(|c| !c.is_empty()).collect::<Vec<_>>();
+        assert_eq!(row, ["a", "·", "ok/ok 0.4ms", "ok/FAIL mtu", "FAIL nat/FAIL"], "{m}");
+        let problems = verify_problems(&report);
+        assert_eq!(problems[0], "a -> c: IPv6: a full-size packet with don't-fragment was lost");
+        assert_eq!(
+            problems[2..],
+            [
+                "a: cannot reach the IPv6 switch address of d",
+                "a: the IPv6 switch address of c answered only a second ping"
+            ]
+        );
+    }
+
+    fn plan_of(cidr6: &str) -> ClusterPlan {
+        let text = format!(
+            "cluster: {{cidr: 172.16.0.0/12{cidr6}}}\nnodes:\n  - {{name: vm1, host: 192.0.2.1}}\n  - {{name: vm2, host: 192.0.2.2}}\n"
+        );
+        let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), &text).unwrap();
+        crate::plan::plan(&inv, &crate::model::ipam::assign(&inv, None).unwrap())
+    }
+
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = vec![];
+        f(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_ipv6_side_shows_only_with_dual_stack_containers() {
+        let (v4, dual) = (plan_of(""), plan_of(", cidr6: 'fd42:7:1::/48'"));
+        let plain = text(|o| offline_plan(o, &v4, false));
+        assert!(!plain.contains("SUBNET6") && !plain.lines().next().unwrap().contains(" and "), "{plain}");
+        let both = text(|o| offline_plan(o, &dual, false));
+        assert!(both.starts_with("vxmesh plan (offline): cluster `vxmesh`, 2 nodes, 1 tunnel pairs, cluster CIDR 172.16.0.0/12 and fd42:7:1::/48\n"), "{both}");
+        let row = both.lines().find(|l| l.starts_with("vm2 ")).unwrap().split_whitespace().collect::<Vec<_>>();
+        assert_eq!(row[5..], ["fd42:7:1:2::/64", "fd42:7:1::2/48", "1"], "{both}");
+        let json: serde_json::Value =
+            serde_json::from_slice(&text(|o| offline_plan_json(o, &dual, "plan")).into_bytes()).unwrap();
+        assert_eq!(json["cidr6"], "fd42:7:1::/48");
+        let json: serde_json::Value =
+            serde_json::from_slice(&text(|o| offline_plan_json(o, &v4, "plan")).into_bytes()).unwrap();
+        assert!(json.get("cidr6").is_none());
+
+        let host = |node: &str| HostStatus {
+            node: node.into(),
+            host: "h".into(),
+            reachable: true,
+            error: None,
+            switch: true,
+            subnet: "172.16.0.0/16".into(),
+            docker_network: true,
+            tunnels: vec![],
+            last_applied: None,
+            wireguard: vec![],
+            drift: vec![],
+        };
+        let rows = [host("vm1"), host("vm2")];
+        let with = text(|o| status_with_plan(o, &rows, &dual, true));
+        let words = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(words(with.lines().next().unwrap())[4..7], ["SUBNET6", "SW0", "IPV6"], "{with}");
+        assert_eq!(words(with.lines().nth(1).unwrap())[4..6], ["fd42:7:1:1::/64", "fd42:7:1::1/48"], "{with}");
+        assert_eq!(text(|o| status_with_plan(o, &rows, &v4, true)), text(|o| status(o, &rows, true)));
+
+        let c = |address6: Option<&str>| crate::commands::ps::MeshContainer {
+            node: "vm1".into(),
+            name: "web".into(),
+            image: "busybox".into(),
+            address: Some("172.16.0.2".into()),
+            address6: address6.map(String::from),
+            state: "running".into(),
+            status: "Up".into(),
+            names: vec![],
+        };
+        let listing = |cs| crate::commands::ps::Listing { containers: cs, failed: Default::default() };
+        let listed = text(|o| ps(o, &listing(vec![c(Some("fd42:7:1:1::2"))])));
+        assert!(listed.contains("ADDRESS6") && listed.contains("172.16.0.2  fd42:7:1:1::2  Up"), "{listed}");
+        assert!(!text(|o| ps(o, &listing(vec![c(None)]))).contains("ADDRESS6"));
     }
 
     #[test]

@@ -93,6 +93,9 @@ impl Show for Online<'_> {
             "nodes": nodes,
         });
         // The path of each ordered pair, only where hosts are in more than one site (as `plan --offline`).
+        if let Some(c) = report::cidr6(self.plan) {
+            v["cidr6"] = serde_json::to_value(c).expect("a range serializes");
+        }
         let paths = self.plan.paths();
         if !paths.is_empty() {
             v["paths"] = serde_json::to_value(paths).expect("paths serialize");

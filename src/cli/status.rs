@@ -4,6 +4,7 @@ use clap::Args;
 use serde_json::json;
 use vxmesh::commands::{self, status::HostStatus};
 use vxmesh::error::Error;
+use vxmesh::plan::ClusterPlan;
 use vxmesh::report;
 
 use super::Ctx;
@@ -24,19 +25,34 @@ impl StatusArgs {
         let opts = self.hosts.options(ctx, &inv)?;
         let rows = runtime().block_on(commands::status::run(&inv, &plan, &opts));
         let clean = rows.iter().all(|r| r.clean());
-        ctx.show(&Statuses { rows: &rows, clean });
+        ctx.show(&Statuses { rows: &rows, plan: &plan, clean });
         Ok(exit_code(&opts, rows.iter().any(|r| !r.reachable), !clean))
     }
 }
 
 struct Statuses<'a> {
     rows: &'a [HostStatus],
+    plan: &'a ClusterPlan,
     clean: bool,
 }
 
 impl Show for Statuses<'_> {
     fn json(&self) -> serde_json::Value {
-        json!({"ok": self.clean, "hosts": self.rows})
+        // With dual-stack containers each host also carries its IPv6 block and sw0's IPv6 address (the plan's,
+        // as `subnet` is); without, the hosts read as before.
+        let hosts: Vec<serde_json::Value> = self
+            .rows
+            .iter()
+            .map(|r| {
+                let mut v = serde_json::to_value(r).expect("statuses serialize");
+                if let Some(six) = self.plan.node(&r.node).and_then(|n| n.ipv6.as_ref()) {
+                    v["subnet6"] = json!(six.subnet);
+                    v["switch6"] = json!(six.switch);
+                }
+                v
+            })
+            .collect();
+        json!({"ok": self.clean, "hosts": hosts})
     }
 
     fn quiet(&self) {
@@ -44,6 +60,6 @@ impl Show for Statuses<'_> {
     }
 
     fn text(&self) {
-        report::status(&mut std::io::stdout(), self.rows, self.clean);
+        report::status_with_plan(&mut std::io::stdout(), self.rows, self.plan, self.clean);
     }
 }

@@ -21,6 +21,9 @@ pub struct MeshContainer {
     pub image: String,
     /// Its address on the mesh network; none while it is not running.
     pub address: Option<String>,
+    /// Its IPv6 address on the mesh network, with dual-stack containers (`cluster.cidr6`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
     /// docker's state: `running`, `exited`, ...
     pub state: String,
     /// docker's words for it: `Up 3 minutes`, `Exited (0) 2 hours ago`.
@@ -70,6 +73,13 @@ struct PsLine {
 struct Endpoint {
     #[serde(rename = "IPv4Address")]
     ipv4_address: Option<String>,
+    #[serde(rename = "IPv6Address")]
+    ipv6_address: Option<String>,
+}
+
+/// An endpoint's address without its prefix length (`172.18.0.2/16` -> `172.18.0.2`); none when docker left it empty.
+fn bare(address: Option<&str>) -> Option<String> {
+    address.map(|a| a.split('/').next().unwrap_or(a).to_string()).filter(|a| !a.is_empty())
 }
 
 /// The containers `node` reported, from [`script`]'s output.
@@ -82,16 +92,13 @@ pub fn parse(node: &str, out: &str) -> Result<Vec<MeshContainer>, String> {
     let mut v = vec![];
     for line in ps.lines().filter(|l| !l.trim().is_empty()) {
         let c: PsLine = serde_json::from_str(line).map_err(|e| format!("docker ps: {e}"))?;
-        let address = endpoints
-            .get(&c.id)
-            .and_then(|e| e.ipv4_address.as_deref())
-            .map(|a| a.split('/').next().unwrap_or(a).to_string())
-            .filter(|a| !a.is_empty());
+        let endpoint = endpoints.get(&c.id);
         v.push(MeshContainer {
             node: node.to_string(),
             name: c.names,
             image: c.image,
-            address,
+            address: bare(endpoint.and_then(|e| e.ipv4_address.as_deref())),
+            address6: bare(endpoint.and_then(|e| e.ipv6_address.as_deref())),
             state: c.state,
             status: c.status,
             names: vec![],
@@ -164,6 +171,12 @@ mod tests {
             ("web", Some("172.18.0.2"), "running")
         );
         assert_eq!((v[0].name.as_str(), v[0].address.as_deref()), ("job", None), "a stopped container has no address");
+        assert_eq!(v[1].address6, None, "docker's empty IPv6Address is none");
+        let dual = out.replace(r#""IPv6Address":"""#, r#""IPv6Address":"fd42:7:1:1::2/64""#);
+        let v = parse("node1", &dual).unwrap();
+        assert_eq!(v[1].address6.as_deref(), Some("fd42:7:1:1::2"));
+        let json = serde_json::to_value(&v[0]).unwrap();
+        assert!(json.get("address6").is_none(), "absent, not null, without IPv6: {json}");
         assert!(parse("node1", "cut").is_err());
         assert_eq!(parse("n", &format!("{MARK}\nnull\n")).unwrap(), vec![]);
     }
@@ -175,6 +188,7 @@ mod tests {
             name: name.into(),
             image: "busybox".into(),
             address: address.map(String::from),
+            address6: None,
             state: "running".into(),
             status: "Up".into(),
             names: vec![],

@@ -11,12 +11,23 @@ pub mod scripts;
 pub use assemble::{assemble, parse_bandwidth};
 pub use run::{cleanup, verify};
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde::Serialize;
 
 /// Peers by name with the address to probe.
 type Named = Vec<(String, Ipv4Addr)>;
+
+/// Peers by name with the IPv6 address to probe (dual-stack containers).
+pub type Named6 = Vec<(String, Ipv6Addr)>;
+
+/// With dual-stack containers (`cluster.cidr6`), what a host's client probes over IPv6 besides IPv4: each
+/// target's listener at its container's IPv6 address, and the peers' switches at their sw0 IPv6 addresses.
+#[derive(Debug, Clone, Default)]
+pub struct Probes6 {
+    pub targets: Named6,
+    pub switches: Named6,
+}
 
 /// TCP port the listeners serve on, inside the mesh network only.
 pub const LISTEN_PORT: u16 = 7777;
@@ -65,6 +76,24 @@ pub struct Pair {
     /// With more than one site: the pair's path (`private`, `public`, `relay via NODE`), as `plan` shows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// With dual-stack containers: the same checks over IPv6. The fields above are IPv4's; `ok` and `error`
+    /// cover both families (a pair passes only if both do, and `error` names the family that failed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<Family>,
+    pub error: Option<String>,
+}
+
+/// One family's checks of a pair: the listener answered, saw the client's own address (no NAT), and the
+/// don't-fragment probes at the overlay MTU passed and one byte more was refused at the sender.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Family {
+    pub ok: bool,
+    pub rtt_ms: Option<f64>,
+    pub client: Option<String>,
+    pub seen_source: Option<String>,
+    pub full_size: Option<bool>,
+    pub oversize_refused: Option<bool>,
+    pub tries: Option<u32>,
     pub error: Option<String>,
 }
 
@@ -78,6 +107,11 @@ pub struct HostCheck {
     /// Peers whose switch answered only the second ping: passed, and reported so a flaky link shows.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub switches_on_second_try: Vec<String>,
+    /// With dual-stack containers: the same for the switches' IPv6 addresses.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unreachable_switches6: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub switches6_on_second_try: Vec<String>,
     pub outside: Option<bool>,
     pub error: Option<String>,
 }

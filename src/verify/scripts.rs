@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::LISTEN_PORT;
+use super::{LISTEN_PORT, Named6, Probes6};
 use crate::cmd;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, Word, data, join, render};
@@ -23,14 +23,22 @@ fn set_container(run: &str) -> Stmt {
     Stmt::Set { var: "container", value: Word::Data(container(run)) }
 }
 
-/// `inspect_format=...`: docker's template for the container's PID and its address on the mesh's network.
-fn set_inspect_format(network: &str) -> Stmt {
-    let format = join([
+/// `inspect_format=...`: docker's template for the container's PID and its address on the mesh's network; with
+/// `six` (dual-stack containers), its IPv6 address too, `-` when docker gave it none (so the word count holds).
+fn set_inspect_format(network: &str, six: bool) -> Stmt {
+    let mut words = vec![
         Word::Lit("{{.State.Pid}} {{(index .NetworkSettings.Networks \""),
         Word::Data(network.to_string()),
         Word::Lit("\").IPAddress}}"),
-    ]);
-    Stmt::Set { var: "inspect_format", value: format }
+    ];
+    if six {
+        words.extend([
+            Word::Lit(" {{with (index .NetworkSettings.Networks \""),
+            Word::Data(network.to_string()),
+            Word::Lit("\").GlobalIPv6Address}}{{.}}{{else}}-{{end}}"),
+        ]);
+    }
+    Stmt::Set { var: "inspect_format", value: join(words) }
 }
 
 /// The verify container's address on `network` (one `docker inspect`).
@@ -137,11 +145,39 @@ const DF_PROBES: &str = "df_probes() {
   fi
 }";
 
+/// `df_probes6 NAME IP`: the same over IPv6, where the headers take 48 bytes (40 IPv6 + 8 ICMPv6) and no router
+/// fragments: a packet of exactly the MTU must get through, one byte more be refused by the sender. Prints
+/// `mtu6 NAME ok|fail refused|lost`.
+const DF_PROBES6: &str = "df_probes6() {
+  if [ \"$has_ping\" = 1 ]; then
+    df_ping -6 -c1 -W2 -w2 -M do -s $((mtu - 48)) \"$2\" >/dev/null 2>&1 && full=ok || full=fail
+    over=$(df_ping -6 -c1 -W$linger -M do -s $((mtu - 47)) \"$2\" 2>&1)
+    case $over in *'too long'*) over=refused ;; *) over=lost ;; esac
+    echo \"mtu6 $1 $full $over\"
+  fi
+}";
+
+/// The IPv6 probes of a dual-stack client: the listener fetched at the peer container's IPv6 address (busybox's
+/// wget takes it in brackets), a ping, the DF probes; the peers' switches at their IPv6 addresses. Prints the
+/// IPv4 probes' lines with a `6`: `pair6 NAME RTT SEEN TRIES`, `switch6 NAME ok|retried|fail`.
+const PROBES6: &str = "probe_pair6() {
+  url=\"http://[$2]:$port/cgi-bin/ip\"; tries=1; seen=$(inside timeout 3 wget -qO- \"$url\" 2>/dev/null)
+  [ -n \"$seen\" ] || { tries=2; seen=$(inside timeout 3 wget -qO- \"$url\" 2>/dev/null); }
+  rtt=$(inside ping -6 -c2 -i 0.1 -W2 \"$2\" 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | tail -n1)
+  echo \"pair6 $1 ${rtt:--} ${seen:--} $tries\"
+  df_probes6 \"$1\" \"$2\"
+}
+probe_switch6() {
+  if inside ping -6 -c1 -W2 \"$2\" >/dev/null 2>&1; then echo \"switch6 $1 ok\";
+  elif inside ping -6 -c1 -W2 \"$2\" >/dev/null 2>&1; then echo \"switch6 $1 retried\"; else echo \"switch6 $1 fail\"; fi
+}";
+
 /// Starts the host's one verify container and prints its address once its listener listens. Readiness is read
 /// from the container's socket table on the host (no `docker exec`): every `docker` call costs a round trip to
 /// the daemon, and on a busy host that is most of verify's time.
 pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
     let net = &node.docker.network;
+    let six = node.ipv6.is_some();
     let cgi = r#"mkdir -p /www/cgi-bin && printf '#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n' > /www/cgi-bin/ip && chmod +x /www/cgi-bin/ip && exec httpd -f -p PORT -h /www"#
         .replace("PORT", &LISTEN_PORT.to_string());
     let start = cmd![
@@ -165,7 +201,7 @@ pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
         &[
             Stmt::Static("set -e"),
             set_container(run),
-            set_inspect_format(net),
+            set_inspect_format(net, six),
             // The listening socket's line in /proc/PID/net/tcp: local port in hex, any address, state LISTEN (0A).
             Stmt::Set { var: "listening", value: Word::Data(format!(":{LISTEN_PORT:04X} [0-9A-F]+:0000 0A")) },
             start.into(),
@@ -174,9 +210,10 @@ pub fn listener_script(node: &NodePlan, run: &str, image: &str) -> String {
 i=0
 until grep -Eq \"$listening\" /proc/$1/net/tcp /proc/$1/net/tcp6 2>/dev/null; do
   i=$((i + 1)); [ $i -le 100 ] || { echo 'the listener did not listen within 5 s' >&2; exit 1; }; sleep 0.05
-done
-echo \"$2\"",
+done",
             ),
+            // Its IPv4 address, then (dual-stack) its IPv6 address or `-`.
+            Stmt::Static(if six { "echo \"$2 $3\"" } else { "echo \"$2\"" }),
         ],
         0,
     )
@@ -193,17 +230,36 @@ pub fn client_script(
     switches: &[(String, Ipv4Addr)],
     outside: Option<Ipv4Addr>,
 ) -> String {
+    dual_client_script(node, run, targets, switches, outside, None)
+}
+
+/// [`client_script`], and with `six` (dual-stack containers) every probe over IPv6 too: the container's own IPv6
+/// address first (`me6 ADDR`, `-` when docker gave it none), then `pair6`, `mtu6` and `switch6` lines.
+pub fn dual_client_script(
+    node: &NodePlan,
+    run: &str,
+    targets: &[(String, Ipv4Addr)],
+    switches: &[(String, Ipv4Addr)],
+    outside: Option<Ipv4Addr>,
+    six: Option<&Probes6>,
+) -> String {
     let mut stmts = vec![
         Stmt::Static("set -u"),
         set_container(run),
-        set_inspect_format(&node.docker.network),
+        set_inspect_format(&node.docker.network, six.is_some()),
         Stmt::Set { var: "port", value: data(LISTEN_PORT) },
         // The host's one verify container (started as the listener) is the client too: no second `docker run`.
-        Stmt::Static(
+        Stmt::Static(if six.is_some() {
+            "set -- $(docker inspect -f \"$inspect_format\" \"$container\" 2>/dev/null)
+[ $# = 3 ] || { echo 'the verify container is gone' >&2; exit 1; }
+pid=$1 me=$2 me6=$3"
+        } else {
             "set -- $(docker inspect -f \"$inspect_format\" \"$container\" 2>/dev/null)
 [ $# = 2 ] || { echo 'the verify container is gone' >&2; exit 1; }
-pid=$1 me=$2
-inside() { nsenter -t \"$pid\" -m -n -- \"$@\"; }
+pid=$1 me=$2"
+        }),
+        Stmt::Static(
+            "inside() { nsenter -t \"$pid\" -m -n -- \"$@\"; }
 mtu=$(cat /proc/$pid/root/sys/class/net/eth0/mtu 2>/dev/null || inside cat /sys/class/net/eth0/mtu)
 echo \"me $me $mtu\"",
         ),
@@ -230,10 +286,17 @@ probe_outside() {
 }",
         ),
     ];
+    if six.is_some() {
+        stmts.extend([Stmt::Static("echo \"me6 $me6\""), Stmt::Static(DF_PROBES6), Stmt::Static(PROBES6)]);
+    }
     let mut probes: Vec<Stmt> = vec![];
     probes.extend(targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair", data(name), data(ip)])));
     probes.extend(switches.iter().map(|(name, ip)| Stmt::from(cmd!["probe_switch", data(name), data(ip)])));
     probes.extend(outside.map(|o| Stmt::from(cmd!["probe_outside", data(o)])));
+    if let Some(six) = six {
+        probes.extend(six.targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair6", data(name), data(ip)])));
+        probes.extend(six.switches.iter().map(|(name, ip)| Stmt::from(cmd!["probe_switch6", data(name), data(ip)])));
+    }
     stmts.push(Stmt::Background(probes));
     stmts.push(Stmt::Static("wait"));
     render(&stmts, 0)
@@ -241,6 +304,12 @@ probe_outside() {
 
 /// Without docker (`docker.mode: none`) the probes run on the host itself, switch to switch over the tunnels.
 pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String {
+    dual_switch_script(node, targets, None)
+}
+
+/// [`switch_script`], and with `six` (a cluster with `cidr6`: sw0 has an IPv6 address) the same over IPv6 towards
+/// the peers' switch IPv6 addresses: `me6 ADDR`, `pair6 NAME RTT -`, `mtu6 ...`.
+pub fn dual_switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)], six: Option<&Named6>) -> String {
     let mut stmts = vec![
         Stmt::Set { var: "bridge", value: (&node.switch.bridge).into() },
         Stmt::Set { var: "me", value: data(node.switch.address.addr()) },
@@ -255,9 +324,23 @@ pub fn switch_script(node: &NodePlan, targets: &[(String, Ipv4Addr)]) -> String 
 }",
         ),
     ];
-    stmts.push(Stmt::Background(
-        targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair", data(name), data(ip)])).collect(),
-    ));
+    let mut probes: Vec<Stmt> =
+        targets.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair", data(name), data(ip)])).collect();
+    if let (Some(six), Some(me6)) = (six, &node.ipv6) {
+        stmts.extend([
+            Stmt::Set { var: "me6", value: data(me6.switch.addr()) },
+            Stmt::Static("echo \"me6 $me6\""),
+            Stmt::Static(DF_PROBES6),
+            Stmt::Static(
+                "probe_pair6() {
+  rtt=$(ping -6 -c3 -i 0.3 -W3 \"$2\" 2>/dev/null | sed -n 's/.*time=\\([0-9.]*\\) ms.*/\\1/p' | head -n1); echo \"pair6 $1 ${rtt:--} -\"
+  df_probes6 \"$1\" \"$2\"
+}",
+            ),
+        ]);
+        probes.extend(six.iter().map(|(name, ip)| Stmt::from(cmd!["probe_pair6", data(name), data(ip)])));
+    }
+    stmts.push(Stmt::Background(probes));
     stmts.push(Stmt::Static("wait"));
     render(&stmts, 0)
 }

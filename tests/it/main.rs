@@ -25,3 +25,4 @@ mod sites;
 mod snapshots;
 mod transport;
 mod util;
+mod verify6;
