@@ -19,6 +19,9 @@ pub struct ClusterPlan {
     pub cidr: Ipv4Net,
     /// N(N-1)/2: each pair of hosts shares one tunnel, seen from both ends.
     pub tunnel_pairs: usize,
+    /// The tunnels' family where dual-stack hosts left a choice (`cluster.underlay_family`); `None` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub underlay_family: Option<crate::model::inventory::UnderlayFamily>,
     pub nodes: Vec<NodePlan>,
 }
 
@@ -372,7 +375,13 @@ pub fn plan(inv: &Inventory, lock: &Lock) -> ClusterPlan {
         })
         .collect::<Vec<_>>();
     let n = nodes.len();
-    ClusterPlan { cluster: c.name.clone(), cidr: c.cidr, tunnel_pairs: n * n.saturating_sub(1) / 2, nodes }
+    ClusterPlan {
+        cluster: c.name.clone(),
+        cidr: c.cidr,
+        tunnel_pairs: n * n.saturating_sub(1) / 2,
+        underlay_family: c.underlay_family,
+        nodes,
+    }
 }
 
 impl ClusterPlan {

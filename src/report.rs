@@ -632,12 +632,14 @@ pub fn paths(out: &mut dyn Write, paths: &[crate::model::paths::PairPath]) {
 /// The offline plan's first line; with `-q`, all it prints.
 pub fn offline_plan_line(plan: &ClusterPlan) -> String {
     format!(
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}{}",
+        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}{}{}",
         plan.cluster,
         plan.nodes.len(),
         plan.tunnel_pairs,
         plan.cidr,
-        cidr6(plan).map_or(String::new(), |c| format!(" and {c}"))
+        cidr6(plan).map_or(String::new(), |c| format!(" and {c}")),
+        // Where dual-stack hosts left a choice, which family the tunnels took.
+        plan.underlay_family.map_or(String::new(), |f| format!(", tunnels over {f}"))
     )
 }
 

@@ -37,6 +37,14 @@ fn dual_stack_hosts_tunnel_over_ipv4_unless_told_ipv6() {
     assert_eq!(v6, [("fd00::1".into(), 70), ("fd00::2".into(), 70), ("fd00::3".into(), 70)]);
     // An IPv4-only host among them: IPv4 is the family every host has.
     assert_eq!(planned(&inventory("", true))[1], ("192.0.2.2".into(), 50));
+    // The plan's first line says which family the tunnels took.
+    for (extra, family) in [("", "IPv4"), ("  underlay_family: ipv6\n", "IPv6")] {
+        let dir = TempDir::new("mixed");
+        std::fs::write(dir.0.join("vxmesh.yaml"), inventory(extra, false)).unwrap();
+        let r = vxmesh(&dir.0, &["plan", "--offline"]);
+        let first = r.stdout.lines().next().unwrap_or_default();
+        assert!(first.ends_with(&format!(", tunnels over {family}")), "{first}");
+    }
 }
 
 #[test]
