@@ -61,12 +61,17 @@ pub fn summary(out: &mut dyn Write, rows: &[HostResult], verb: &str) {
     let _ = writeln!(out, "{}", summary_line(rows, verb));
 }
 
+/// `1 host`, `3 hosts`: a count with its noun, singular for one.
+pub fn counted(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// The last line of [`summary`]: how many hosts ended how. With `-q`, the one line a change command prints.
 pub fn summary_line(rows: &[HostResult], verb: &str) -> String {
     let count = |s: HostState| rows.iter().filter(|r| r.status == s).count();
     format!(
-        "{} hosts: {} {verb}, {} ok, {} failed{}",
-        rows.len(),
+        "{}: {} {verb}, {} ok, {} failed{}",
+        counted(rows.len(), "host", "hosts"),
         count(HostState::Changed),
         count(HostState::Ok),
         count(HostState::Failed),
@@ -95,9 +100,10 @@ pub fn plan_line(rows: &[HostResult]) -> String {
     let count = |s: HostState| rows.iter().filter(|r| r.status == s).count();
     let steps: usize = rows.iter().filter(|r| r.status == HostState::Changed).map(|r| r.changed.len()).sum();
     format!(
-        "{} hosts: {} to change ({steps} steps), {} up to date, {} failed{}",
-        rows.len(),
+        "{}: {} to change ({}), {} up to date, {} failed{}",
+        counted(rows.len(), "host", "hosts"),
         count(HostState::Changed),
+        counted(steps, "step", "steps"),
         count(HostState::Ok),
         count(HostState::Failed),
         held(rows)
@@ -313,7 +319,7 @@ pub fn status_quiet(out: &mut dyn Write, err: &mut dyn Write, rows: &[HostStatus
     if clean {
         let _ = writeln!(out, "all hosts match the plan, every tunnel up");
     } else {
-        let _ = writeln!(out, "not clean: {unclean} of {} hosts", rows.len());
+        let _ = writeln!(out, "not clean: {unclean} of {}", counted(rows.len(), "host", "hosts"));
     }
 }
 
@@ -632,10 +638,10 @@ pub fn paths(out: &mut dyn Write, paths: &[crate::model::paths::PairPath]) {
 /// The offline plan's first line; with `-q`, all it prints.
 pub fn offline_plan_line(plan: &ClusterPlan) -> String {
     format!(
-        "vxmesh plan (offline): cluster `{}`, {} nodes, {} tunnel pairs, cluster CIDR {}{}{}",
+        "vxmesh plan (offline): cluster `{}`, {}, {}, cluster CIDR {}{}{}",
         plan.cluster,
-        plan.nodes.len(),
-        plan.tunnel_pairs,
+        counted(plan.nodes.len(), "node", "nodes"),
+        counted(plan.tunnel_pairs, "tunnel pair", "tunnel pairs"),
         plan.cidr,
         cidr6(plan).map_or(String::new(), |c| format!(" and {c}")),
         // Where dual-stack hosts left a choice, which family the tunnels took.
@@ -745,7 +751,12 @@ pub fn ps(out: &mut dyn Write, listing: &crate::commands::ps::Listing) {
         let _ = writeln!(out, "{node}: not listed: {why}");
     }
     let hosts: std::collections::BTreeSet<&str> = c.iter().map(|x| x.node.as_str()).collect();
-    let _ = writeln!(out, "{} containers on the mesh on {} hosts", c.len(), hosts.len());
+    let _ = writeln!(
+        out,
+        "{} on the mesh on {}",
+        counted(c.len(), "container", "containers"),
+        counted(hosts.len(), "host", "hosts")
+    );
 }
 
 #[cfg(test)]
@@ -899,7 +910,7 @@ mod tests {
         let plain = text(|o| offline_plan(o, &v4, false));
         assert!(!plain.contains("SUBNET6") && !plain.lines().next().unwrap().contains(" and "), "{plain}");
         let both = text(|o| offline_plan(o, &dual, false));
-        assert!(both.starts_with("vxmesh plan (offline): cluster `vxmesh`, 2 nodes, 1 tunnel pairs, cluster CIDR 172.16.0.0/12 and fd42:7:1::/48\n"), "{both}");
+        assert!(both.starts_with("vxmesh plan (offline): cluster `vxmesh`, 2 nodes, 1 tunnel pair, cluster CIDR 172.16.0.0/12 and fd42:7:1::/48\n"), "{both}");
         let row = both.lines().find(|l| l.starts_with("vm2 ")).unwrap().split_whitespace().collect::<Vec<_>>();
         assert_eq!(row[5..], ["fd42:7:1:2::/64", "fd42:7:1::2/48", "1"], "{both}");
         let json: serde_json::Value =

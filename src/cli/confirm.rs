@@ -15,7 +15,8 @@ const SHOWN: usize = 10;
 pub fn down(ctx: &Ctx) -> Result<(), Error> {
     // A bad inventory is said as such, not behind a question.
     let inv = inventory::load(&ctx.inventory)?;
-    ask("down", &format!("Remove the mesh from {} hosts ({})?", inv.nodes.len(), hosts(&inv)))
+    let count = vxmesh::report::counted(inv.nodes.len(), "host", "hosts");
+    ask("down", &format!("Remove the mesh from {count} ({})?", hosts(&inv)))
 }
 
 /// Asks before `remove-node NAME` (unless `--yes`); `Err` when not confirmed.

@@ -52,7 +52,8 @@ fn run(ctx: &Ctx, path: &Path, hosts: &[String], name: Option<&str>, cidr: &str,
         println!("wrote {shown}");
     } else {
         let nodes: Vec<String> = inv.nodes.iter().map(|n| format!("{} {}", n.name, n.host)).collect();
-        println!("wrote {shown}: cluster `{}`, {} nodes ({})", inv.cluster.name, nodes.len(), nodes.join(", "));
+        let count = vxmesh::report::counted(nodes.len(), "node", "nodes");
+        println!("wrote {shown}: cluster `{}`, {count} ({})", inv.cluster.name, nodes.join(", "));
         let dns = &inv.cluster.dns;
         if dns.enabled {
             println!(

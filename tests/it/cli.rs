@@ -431,7 +431,7 @@ fn init_writes_an_inventory_every_command_accepts() {
     assert_eq!(r.code, 0, "{r}");
     assert_eq!(r.stdout, "wrote vxmesh.yaml\n");
     let r = vxmesh(&dir.0, &["plan", "--offline", "-q"]);
-    assert_eq!(r.stdout, "vxmesh plan (offline): cluster `prod`, 1 nodes, 0 tunnel pairs, cluster CIDR 10.8.0.0/16\n");
+    assert_eq!(r.stdout, "vxmesh plan (offline): cluster `prod`, 1 node, 0 tunnel pairs, cluster CIDR 10.8.0.0/16\n");
 
     // -o, and VXMESH_INVENTORY as the default place.
     let r = vxmesh(&dir.0, &["init", "--host", "192.0.2.9", "-o", "other.yaml"]);
