@@ -21,6 +21,7 @@ const ADDR: &str = "ip6-switch";
 const ROUTES: &str = "ip6-routes";
 const RULES: &str = "ip6tables-overlay";
 const RA: &str = "ip6-ra";
+const STACK: &str = "ip6-stack";
 
 /// The devices whose IPv6 default route comes from router advertisements, each with its `accept_ra`: with
 /// forwarding on, the kernel ignores advertisements where it is 1, and the host loses that route when it expires.
@@ -32,6 +33,8 @@ const KEEP_RA: &str = r#"ip -6 route show default proto ra 2>/dev/null | awk '{f
 /// What the host has of the IPv6 side: sw0's global IPv6 addresses, its IPv6 routes, ip6tables' rules.
 #[derive(Debug, Clone, Default)]
 pub struct Overlay6Facts {
+    /// The kernel has no IPv6 at all (booted with `ipv6.disable=1`): nothing of this side can be made.
+    pub no_ipv6: bool,
     /// Devices with an advertised default route whose `accept_ra` is 1 (forwarding would make them ignore it).
     pub ra_at_risk: Vec<String>,
     pub addrs: Vec<Ipv6Net>,
@@ -88,6 +91,8 @@ fn parse_addrs(body: &str) -> Result<Vec<Ipv6Net>, FactsError> {
 fn gather_all() -> Vec<Stmt> {
     let sw = names::SWITCH_BRIDGE;
     vec![
+        mark(STACK),
+        Stmt::Static("[ -e /proc/net/if_inet6 ] || echo none"),
         mark(RA),
         Stmt::Static(RA_DEVICES),
         mark(ADDR),
@@ -113,6 +118,7 @@ fn parse_all(s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
         .map(|(d, _)| d.to_string())
         .collect();
     facts.set_part(Overlay6Facts {
+        no_ipv6: s.get(STACK).trim() == "none",
         ra_at_risk,
         addrs: parse_addrs(s.get(ADDR))?,
         routes,
@@ -309,8 +315,15 @@ impl Component for Overlay6<'_> {
         ["iptables-save", "iptables-restore"].map(|t| need(t, "iptables", "iptables-nft")).to_vec()
     }
 
-    fn preflight(&self, _: &HostFacts) -> Vec<String> {
-        vec![]
+    fn preflight(&self, facts: &HostFacts) -> Vec<String> {
+        match facts.part::<Overlay6Facts>() {
+            Some(f) if f.no_ipv6 => vec![format!(
+                "this host's kernel has no IPv6 (booted with `ipv6.disable=1`?), but cluster.cidr6 `{}` gives its \
+                 containers IPv6; boot it with IPv6, or remove cidr6",
+                self.spec.cluster
+            )],
+            _ => vec![],
+        }
     }
 
     fn diff(&self, facts: &HostFacts, _: &Ctx) -> Vec<Step> {
@@ -355,5 +368,37 @@ mod tests {
         assert_eq!(parse_addrs(body).unwrap(), vec!["fd42:7:1::2/48".parse::<Ipv6Net>().unwrap()]);
         assert!(parse_addrs("").unwrap().is_empty());
         assert!(parse_addrs("not json").is_err());
+    }
+
+    /// A kernel without IPv6 is refused before anything is changed, naming the range; routes read back are sw0's.
+    #[test]
+    fn a_host_without_ipv6_is_refused_in_preflight() {
+        let text = "cluster: {cidr: 10.0.0.0/8, cidr6: 'fd42:7:1::/48'}\nnodes: [{name: a, host: 192.0.2.1}, {name: b, host: 192.0.2.2}]\n";
+        let inv = crate::model::inventory::parse(std::path::Path::new("t.yaml"), text).unwrap();
+        let lock = crate::model::ipam::assign(&inv, None).unwrap();
+        let plan = crate::plan::plan(&inv, &lock);
+        let node = &plan.nodes[0];
+        let c = Overlay6 { node, spec: node.ipv6.as_ref().unwrap() };
+        let facts_of = |stack: &str| {
+            let out = format!(
+                "### vxmesh:ip6-stack\n{stack}### vxmesh:ip6-routes\n[{{\"dst\":\"fd42:7:1:2::/64\",\"gateway\":\"fd42:7:1::2\"}}]\n### vxmesh:end\n"
+            );
+            let mut f = HostFacts::default();
+            c.parse(&Sections::parse(&out).unwrap(), &mut f).unwrap();
+            f
+        };
+        let refused = c.preflight(&facts_of("none\n"));
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0].contains("no IPv6") && refused[0].contains("fd42:7:1::/48"), "{refused:?}");
+        let fine = facts_of("");
+        assert!(c.preflight(&fine).is_empty());
+        let routes = &fine.part::<Overlay6Facts>().unwrap().routes;
+        assert_eq!(routes[0].dev.as_deref(), Some("sw0"));
+        // The route to b is there: no step for it.
+        assert!(
+            c.diff(&fine, &Ctx { mtu: super::super::core::Mtu::Detect })
+                .iter()
+                .all(|s| !s.description.starts_with("route "))
+        );
     }
 }
