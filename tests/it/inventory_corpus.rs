@@ -43,6 +43,21 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
+fn every_unknown_field_is_reported_at_once() {
+    let text = "cluster:\n  cidr: 10.0.0.0/8\n  encrypton: wireguard\n  docker: {mdoe: network}\nnodes:\n  - {name: a, host: 192.0.2.1, adress: x}\n";
+    let e = vxmesh::model::inventory::parse(Path::new("u.yaml"), text).unwrap_err().to_string();
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(
+        lines[0].starts_with("u.yaml:3:3: unknown field `encrypton`")
+            && lines[0].ends_with("did you mean `encryption`?"),
+        "{e}"
+    );
+    assert!(lines[1].starts_with("u.yaml:4:12: unknown field `mdoe`, expected one of mode, network"), "{e}");
+    assert!(lines[2].starts_with("u.yaml:6:32: unknown field `adress`"), "{e}");
+}
+
+#[test]
 fn the_example_inventory_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("inventory.example.yaml");
     let inv = vxmesh::model::inventory::load(&path).unwrap();

@@ -61,6 +61,29 @@ fn not_utf8(bytes: &[u8], valid: usize) -> Diagnostic {
     )
 }
 
+/// Parses one YAML document into the raw inventory; every unknown field is reported at once (the parser stops at
+/// the first: [`super::unknown`] finds the others).
+pub fn parse_reporting_all(text: &str) -> Result<At<Shaped<RawInventory>>, Vec<Diagnostic>> {
+    parse(text).map_err(|first| {
+        if !first.message.starts_with("unknown field `") {
+            return vec![first];
+        }
+        let all = super::unknown::unknown_fields(text);
+        if all.len() < 2 {
+            return vec![first];
+        }
+        all.into_iter()
+            .map(|d| {
+                let message = match did_you_mean(&d.message) {
+                    Some(hint) => format!("{}; did you mean `{hint}`?", d.message),
+                    None => d.message.clone(),
+                };
+                Diagnostic::at(d.pos, escaped(&message, MESSAGE_MAX))
+            })
+            .collect()
+    })
+}
+
 /// Parses one YAML document into the raw inventory.
 pub fn parse(text: &str) -> Result<At<Shaped<RawInventory>>, Diagnostic> {
     if text.len() as u64 > MAX_BYTES {

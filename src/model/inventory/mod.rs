@@ -13,6 +13,7 @@ mod ranges;
 mod ranges6;
 mod raw;
 mod sites;
+mod unknown;
 mod validate;
 
 pub use check::{escaped, shown};
@@ -39,7 +40,7 @@ pub fn load(path: &Path) -> Result<Inventory> {
 /// Parses and validates inventory text; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Inventory> {
     let fail = |items| Error::Inventory(Diagnostics { file: path.to_path_buf(), items });
-    let raw = document::parse(text).map_err(|d| fail(vec![d]))?;
+    let raw = document::parse_reporting_all(text).map_err(fail)?;
     validate::validate(path, text, &raw).map_err(fail)
 }
 
