@@ -439,6 +439,16 @@ impl NodePlan {
         self.peers.rows.iter().enumerate().filter(move |(j, _)| *j != self.me)
     }
 
+    /// This node's site and addresses as the pair paths see them.
+    pub fn endpoint(&self) -> &crate::model::paths::Endpoint {
+        &self.peers.fleet.hosts()[self.me]
+    }
+
+    /// Whether the cluster has sites (some node is in another site or has a public address).
+    pub fn across_sites(&self) -> bool {
+        !self.peers.fleet.is_flat()
+    }
+
     /// How many peers (and tunnels) this node has: every other node.
     pub fn peer_count(&self) -> usize {
         self.peers.rows.len().saturating_sub(1)

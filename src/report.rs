@@ -660,31 +660,61 @@ pub fn cidr6(plan: &ClusterPlan) -> Option<ipnet::Ipv6Net> {
 pub fn offline_plan(out: &mut dyn Write, plan: &ClusterPlan, verbose: bool) {
     let mut out = std::io::BufWriter::new(out);
     let _ = writeln!(out, "{}\n", offline_plan_line(plan));
-    // Dual-stack containers: each node's IPv6 block and sw0's IPv6 address, in columns of their own.
+    // One row per node; columns as wide as their widest value (an IPv6 host is 39 characters), the IPv6 side
+    // and the sites only where some node has them.
     let six = plan.nodes.iter().any(|n| n.ipv6.is_some());
-    let v6 = |n: &NodePlan| match (&n.ipv6, six) {
-        (_, false) => String::new(),
-        (Some(v), true) => format!(" {:<22} {:<24}", v.subnet.to_string(), v.switch.to_string()),
-        (None, true) => format!(" {:<22} {:<24}", "-", "-"),
+    let sites = plan.nodes.first().is_some_and(NodePlan::across_sites);
+    let mut head = vec!["NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)"];
+    if six {
+        head.extend(["SUBNET6", "SWITCH6 (sw0)"]);
+    }
+    if sites {
+        head.extend(["SITE", "PUBLIC IP"]);
+    }
+    head.push("TUNNELS");
+    let rows: Vec<Vec<String>> = plan
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut r = vec![
+                n.name.clone(),
+                n.host.clone(),
+                n.underlay.to_string(),
+                n.subnet.to_string(),
+                n.switch.address.to_string(),
+            ];
+            if six {
+                let (sub, sw) =
+                    n.ipv6.as_ref().map_or(("-".into(), "-".into()), |v| (v.subnet.to_string(), v.switch.to_string()));
+                r.extend([sub, sw]);
+            }
+            if sites {
+                let e = n.endpoint();
+                r.extend([e.site.to_string(), e.public_ip.map_or("-".into(), |p| p.to_string())]);
+            }
+            r.push(n.peer_count().to_string());
+            r
+        })
+        .collect();
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[&str]| {
+        let last = cells.len() - 1;
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { format!("{c:>w$}", w = widths[i]) } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
+        text.join("  ")
     };
-    let head6 = if six { format!(" {:<22} {:<24}", "SUBNET6", "SWITCH6 (sw0)") } else { String::new() };
-    let _ = writeln!(
-        out,
-        "{:<14} {:<18} {:<16} {:<18} {:<18}{head6} {:>7}",
-        "NODE", "HOST", "UNDERLAY", "SUBNET", "SWITCH (sw0)", "TUNNELS"
-    );
-    for n in &plan.nodes {
-        let _ = writeln!(
-            out,
-            "{:<14} {:<18} {:<16} {:<18} {:<18}{} {:>7}",
-            n.name,
-            n.host,
-            n.underlay.to_string(),
-            n.subnet.to_string(),
-            n.switch.address.to_string(),
-            v6(n),
-            n.peer_count()
-        );
+    let _ = writeln!(out, "{}", line(&head));
+    for r in &rows {
+        let cells: Vec<&str> = r.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "{}", line(&cells));
     }
     paths(&mut out, &plan.paths());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -673,3 +673,37 @@ fn add_node_refuses_bad_values_before_touching_anything() {
         assert!(!dir.0.join("vxmesh.lock").exists(), "{extra:?}: no lock");
     }
 }
+
+/// `plan --offline`'s table: columns as wide as their widest value (IPv6 hosts are long), the IPv6 side and the
+/// sites shown where some node has them, every row as long as the header.
+#[test]
+fn the_offline_table_fits_ipv6_hosts_and_shows_sites() {
+    let dir = TempDir::new("table");
+    let inv = "cluster:\n  cidr: 10.0.0.0/8\n  cidr6: \"fd42:7:1::/48\"\n  encryption: wireguard\nnodes:\n  - {name: a, host: \"2001:db8:aaaa:bbbb:cccc:dddd:eeee:1\", site: dc1, public_ip: \"2001:db8::99\"}\n  - {name: longername12, host: \"2001:db8::2\", site: dc2}\n";
+    std::fs::write(dir.0.join("vxmesh.yaml"), inv).unwrap();
+    let r = vxmesh(&dir.0, &["plan", "--offline"]);
+    assert_eq!(r.code, 0, "{r}");
+    let table: Vec<&str> = r.stdout.lines().skip(2).take(3).collect();
+    let head: Vec<&str> = table[0].split("  ").filter(|c| !c.is_empty()).map(str::trim).collect();
+    assert_eq!(
+        head,
+        [
+            "NODE",
+            "HOST",
+            "UNDERLAY",
+            "SUBNET",
+            "SWITCH (sw0)",
+            "SUBNET6",
+            "SWITCH6 (sw0)",
+            "SITE",
+            "PUBLIC IP",
+            "TUNNELS"
+        ]
+    );
+    assert!(table.iter().all(|l| l.len() == table[0].len()), "{}", r.stdout);
+    let a: Vec<&str> = table[1].split_whitespace().collect();
+    assert_eq!(a[1], "2001:db8:aaaa:bbbb:cccc:dddd:eeee:1");
+    assert_eq!(&a[5..], ["fd42:7:1:1::/64", "fd42:7:1::1/48", "dc1", "2001:db8::99", "1"]);
+    let b: Vec<&str> = table[2].split_whitespace().collect();
+    assert_eq!(&b[7..], ["dc2", "-", "1"], "no public address: behind NAT");
+}
