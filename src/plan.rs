@@ -597,10 +597,19 @@ impl Serialize for NodePlan {
             #[serde(skip_serializing_if = "Option::is_none")]
             wireguard: Option<G>,
         }
-        let mut n = s.serialize_struct("NodePlan", 23)?;
+        let mut n = s.serialize_struct("NodePlan", 25)?;
         n.serialize_field("name", &self.name)?;
         n.serialize_field("cluster", &self.cluster)?;
         n.serialize_field("host", &self.host)?;
+        // Where the cluster has sites: this node's, and the address other sites reach it at (null: behind NAT).
+        if self.across_sites() {
+            let e = self.endpoint();
+            n.serialize_field("site", &*e.site)?;
+            n.serialize_field("public_ip", &e.public_ip)?;
+        } else {
+            n.skip_field("site")?;
+            n.skip_field("public_ip")?;
+        }
         n.serialize_field("underlay_ip", &self.underlay)?;
         n.serialize_field("tunnel_ip", &self.tunnel)?;
         n.serialize_field("subnet", &self.subnet)?;

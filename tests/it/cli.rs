@@ -706,4 +706,13 @@ fn the_offline_table_fits_ipv6_hosts_and_shows_sites() {
     assert_eq!(&a[5..], ["fd42:7:1:1::/64", "fd42:7:1::1/48", "dc1", "2001:db8::99", "1"]);
     let b: Vec<&str> = table[2].split_whitespace().collect();
     assert_eq!(&b[7..], ["dc2", "-", "1"], "no public address: behind NAT");
+    // The JSON says the same.
+    let r = vxmesh(&dir.0, &["plan", "--offline", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let desired: Vec<&serde_json::Value> = v["nodes"].as_array().unwrap().iter().map(|n| &n["desired"]).collect();
+    assert_eq!(
+        (&desired[0]["site"], &desired[0]["public_ip"]),
+        (&serde_json::json!("dc1"), &serde_json::json!("2001:db8::99"))
+    );
+    assert_eq!((&desired[1]["site"], &desired[1]["public_ip"]), (&serde_json::json!("dc2"), &serde_json::Value::Null));
 }
