@@ -265,29 +265,39 @@ pub fn quote(s: &str) -> String {
 
 /// [`quote`] onto the end of `out`, without a string of its own (scripts hold a million words at 1,000 hosts).
 fn push_quoted(out: &mut String, s: &str) {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
-    if !s.is_empty() && s.chars().all(safe) {
+    // By bytes: every character outside ASCII is quoted anyway, and a byte test per character is what a
+    // million words cost.
+    let safe = |b: u8| {
+        b.is_ascii_alphanumeric() || matches!(b, b'@' | b'%' | b'+' | b'=' | b':' | b',' | b'.' | b'/' | b'_' | b'-')
+    };
+    if !s.is_empty() && s.bytes().all(safe) {
         out.push_str(s);
         return;
     }
     out.push('\'');
-    for c in s.chars() {
-        if c == '\'' {
+    for (i, part) in s.split('\'').enumerate() {
+        if i > 0 {
             out.push_str(r"'\''");
-        } else {
-            out.push(c);
         }
+        out.push_str(part);
     }
     out.push('\'');
 }
 
 /// Text made safe for one comment line: control characters (newlines first) shown as escapes.
 pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    push_one_line(&mut out, s);
+    out
+}
+
+/// [`one_line`] onto the end of `out`.
+fn push_one_line(out: &mut String, s: &str) {
     if !s.chars().any(char::is_control) {
         // Nearly always: every step's description passes here, a million of them in a 1,000-node plan.
-        return s.to_string();
+        out.push_str(s);
+        return;
     }
-    let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         if c.is_control() {
             out.extend(c.escape_default());
@@ -295,7 +305,6 @@ pub fn one_line(s: &str) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 /// A here-document delimiter that occurs in none of `body`'s lines.
@@ -313,23 +322,29 @@ fn delimiter(body: &str) -> String {
 /// (every step's commands) without copying them.
 pub fn render<'a>(stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) -> String {
     let mut out = String::new();
+    render_into(&mut out, stmts, indent);
+    out
+}
+
+/// [`render`] onto the end of `out`: a script is written into one buffer, not assembled from a string per
+/// statement.
+pub fn render_into<'a>(out: &mut String, stmts: impl IntoIterator<Item = &'a Stmt>, indent: usize) {
     let mut batch: Option<(&'static str, Vec<&[Word]>)> = None;
     for s in stmts {
         if let Stmt::Batch { tool, args } = s {
             match &mut batch {
                 Some((t, items)) if t == tool => items.push(args),
                 _ => {
-                    flush(&mut out, batch.take(), indent);
+                    flush(out, batch.take(), indent);
                     batch = Some((tool, vec![args]));
                 }
             }
             continue;
         }
-        flush(&mut out, batch.take(), indent);
-        render_stmt(&mut out, s, indent);
+        flush(out, batch.take(), indent);
+        render_stmt(out, s, indent);
     }
-    flush(&mut out, batch, indent);
-    out
+    flush(out, batch, indent);
 }
 
 fn flush(out: &mut String, batch: Option<(&'static str, Vec<&[Word]>)>, indent: usize) {
@@ -355,86 +370,102 @@ fn words(out: &mut String, ws: &[Word]) {
     }
 }
 
-fn cmd_line(c: &Cmd) -> (String, Option<String>) {
-    let mut line = String::new();
+/// The command's line onto the end of `out` (no newline); its here-document's body and delimiter, if it has one,
+/// to follow on the next lines.
+fn cmd_line<'c>(out: &mut String, c: &'c Cmd) -> Option<(&'c str, String)> {
     for (i, w) in c.argv.iter().enumerate() {
         if i > 0 {
-            line.push(' ');
-            w.render(&mut line);
+            out.push(' ');
+            w.render(out);
             continue;
         }
-        let mut word = String::new();
-        w.render(&mut word);
+        let start = out.len();
+        w.render(out);
         // A bare first word with `=` would be an assignment, not a command.
+        let word = &out[start..];
         if word.contains('=') && !word.starts_with('\'') {
-            word = format!("'{word}'");
+            out.insert(start, '\'');
+            out.push('\'');
         }
-        line.push_str(&word);
     }
     for stage in &c.pipe {
-        line.push_str(" |");
-        words(&mut line, stage);
+        out.push_str(" |");
+        words(out, stage);
     }
     match c.output {
         Output::Shown => {}
-        Output::NoStdout => line.push_str(" >/dev/null"),
-        Output::Silent => line.push_str(" >/dev/null 2>&1"),
-        Output::NoStderr => line.push_str(" 2>/dev/null"),
+        Output::NoStdout => out.push_str(" >/dev/null"),
+        Output::Silent => out.push_str(" >/dev/null 2>&1"),
+        Output::NoStderr => out.push_str(" 2>/dev/null"),
     }
-    let heredoc = c.stdin.as_ref().map(|body| {
+    let heredoc = c.stdin.as_deref().map(|body| {
         let d = delimiter(body);
-        let _ = write!(line, " <<'{d}'");
-        let mut text = body.clone();
-        if !text.ends_with('\n') {
-            text.push('\n');
-        }
-        text.push_str(&d);
-        text
+        let _ = write!(out, " <<'{d}'");
+        (body, d)
     });
     if c.may_fail {
-        line.push_str(" || true");
+        out.push_str(" || true");
     }
-    (line, heredoc)
+    heredoc
+}
+
+/// A here-document after its command's line: the body, ended by a newline, then the delimiter's line.
+fn push_heredoc(out: &mut String, (body, d): (&str, String)) {
+    out.push_str(body);
+    if !body.ends_with('\n') {
+        out.push('\n');
+    }
+    out.push_str(&d);
+    out.push('\n');
+}
+
+/// A command that takes no input (a condition, a repeated command) onto the end of `out`.
+fn plain_line(out: &mut String, c: &Cmd, what: &str) {
+    let heredoc = cmd_line(out, c);
+    assert!(heredoc.is_none(), "{what} takes no input");
 }
 
 fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
     let pad = " ".repeat(indent);
     match s {
         Stmt::Run(c) => {
-            let (line, heredoc) = cmd_line(c);
-            let _ = writeln!(out, "{pad}{line}");
+            out.push_str(&pad);
+            let heredoc = cmd_line(out, c);
+            out.push('\n');
             if let Some(h) = heredoc {
-                let _ = writeln!(out, "{h}");
+                push_heredoc(out, h);
             }
         }
         Stmt::Repeat(c) => {
-            let (line, heredoc) = cmd_line(c);
-            assert!(heredoc.is_none(), "a repeated command takes no input");
-            let _ = writeln!(out, "{pad}while {line}; do :; done");
+            let _ = write!(out, "{pad}while ");
+            plain_line(out, c, "a repeated command");
+            out.push_str("; do :; done\n");
         }
         Stmt::If { conds, negate, then, otherwise } => {
-            let lines: Vec<String> = conds
-                .iter()
-                .map(|c| {
-                    let (line, heredoc) = cmd_line(c);
-                    assert!(heredoc.is_none(), "a condition takes no input");
-                    line
-                })
-                .collect();
-            let test = match (negate, lines.len()) {
-                (false, _) => lines.join(" && "),
-                (true, 1) => format!("! {}", lines[0]),
-                (true, _) => format!("! {{ {}; }}", lines.join(" && ")),
-            };
-            let _ = writeln!(out, "{pad}if {test}; then");
-            let body = render(then, indent + 2);
-            out.push_str(if body.is_empty() { "" } else { &body });
+            let _ = write!(out, "{pad}if ");
+            let group = *negate && conds.len() != 1;
+            match (negate, group) {
+                (false, _) => {}
+                (true, false) => out.push_str("! "),
+                (true, true) => out.push_str("! { "),
+            }
+            for (i, c) in conds.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(" && ");
+                }
+                plain_line(out, c, "a condition");
+            }
+            if group {
+                out.push_str("; }");
+            }
+            out.push_str("; then\n");
+            render_into(out, then, indent + 2);
             if then.is_empty() {
                 let _ = writeln!(out, "{pad}  :");
             }
             if !otherwise.is_empty() {
                 let _ = writeln!(out, "{pad}else");
-                out.push_str(&render(otherwise, indent + 2));
+                render_into(out, otherwise, indent + 2);
             }
             let _ = writeln!(out, "{pad}fi");
         }
@@ -473,7 +504,9 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
             let _ = writeln!(out, "{pad}mv {} {}", quote(&tmp), quote(path));
         }
         Stmt::Comment(text) => {
-            let _ = writeln!(out, "{pad}# {}", one_line(text));
+            let _ = write!(out, "{pad}# ");
+            push_one_line(out, text);
+            out.push('\n');
         }
         Stmt::Static(text) => {
             for l in text.lines() {
@@ -483,7 +516,7 @@ fn render_stmt(out: &mut String, s: &Stmt, indent: usize) {
         Stmt::Background(stmts) => {
             for st in stmts {
                 let _ = writeln!(out, "{pad}(");
-                out.push_str(&render(std::slice::from_ref(st), indent + 2));
+                render_into(out, std::slice::from_ref(st), indent + 2);
                 let _ = writeln!(out, "{pad}) &");
             }
         }

@@ -185,7 +185,7 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
         node.cluster,
         steps.len()
     );
-    out.push_str(&shell::render(&[Stmt::Comment(header)], 0));
+    shell::render_into(&mut out, &[Stmt::Comment(header)], 0);
     out.push_str("set -eu\nexport PATH=\"$PATH:/usr/sbin:/sbin\"\n");
     out.push_str("step() { printf '### vxmesh-step %s %s\\n' \"$1\" \"$2\" >&2; }\n");
     let uses = |v| steps.iter().flat_map(|s| &s.commands).any(|c| c.uses(v));
@@ -211,11 +211,11 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
             format!("OVS transaction of {} changes", group.len())
         };
         head.push(cmd!["step", Word::Data(n.to_string()), Word::Data(shell::one_line(&marker))].into());
-        out.push_str(&shell::render(&head, 0));
-        out.push_str(&shell::render(group.iter().flat_map(|s| &s.commands), 0));
+        shell::render_into(&mut out, &head, 0);
+        shell::render_into(&mut out, group.iter().flat_map(|s| &s.commands), 0);
     }
     out.push('\n');
-    out.push_str(&shell::render(&[cmd!["step", "done", Word::Lit("all steps applied")].into()], 0));
+    shell::render_into(&mut out, &[cmd!["step", "done", Word::Lit("all steps applied")].into()], 0);
     out
 }
 
