@@ -9,7 +9,7 @@ use ipnet::Ipv6Net;
 use serde::{Deserialize, Serialize};
 
 use super::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
-use super::rules::{DOCKER_USER, OwnedChain, chain_steps_in, remove_chain_steps_in};
+use super::rules::{DOCKER_USER, OwnedChain, chain_steps_in, forward_chain, nat_chain, remove_chain_steps_in, tag};
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Iptables, Route, Sections, mark, parse_iptables_save};
 use crate::model::inventory::Outside6;
@@ -140,10 +140,8 @@ fn teardown_chains(kind: Kind, facts: &HostFacts) -> Vec<Step> {
 /// docker manages ip6tables, as docker 27 does by default), the rest of the range's traffic as `outside` says; a NAT
 /// chain only to masquerade.
 pub fn chains6(spec: &Ipv6Spec, docker_user: Option<bool>) -> Vec<OwnedChain> {
-    let t = format!("-m comment --comment {}", names::RULE_TAG);
+    let t = tag();
     let (cidr, sub) = (spec.cluster, spec.subnet);
-    let at_runtime = docker_user.is_none();
-    let docker_user = docker_user.unwrap_or(false);
     let mut forward = vec![format!("-s {cidr} -d {cidr} {t} -j ACCEPT")];
     match spec.outside {
         Outside6::None => {
@@ -156,27 +154,10 @@ pub fn chains6(spec: &Ipv6Spec, docker_user: Option<bool>) -> Vec<OwnedChain> {
             forward.push(format!("-d {cidr} {t} -j DROP"));
         }
     }
-    let mut v = vec![OwnedChain {
-        table: "filter",
-        parent: if docker_user { DOCKER_USER } else { "FORWARD" },
-        chain: names::FORWARD_CHAIN,
-        jump: format!("{t} -j {}", names::FORWARD_CHAIN),
-        former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
-        parent_at_runtime: at_runtime,
-        rules: forward,
-        ipv6: true,
-    }];
+    let mut v = vec![forward_chain(forward, docker_user, true)];
     if spec.outside == Outside6::Masquerade {
-        v.push(OwnedChain {
-            table: "nat",
-            parent: "POSTROUTING",
-            chain: names::NAT_CHAIN,
-            jump: format!("{t} -j {}", names::NAT_CHAIN),
-            former_parents: vec![],
-            parent_at_runtime: false,
-            rules: vec![format!("-s {sub} -d {cidr} {t} -j ACCEPT"), format!("-s {sub} ! -d {cidr} {t} -j MASQUERADE")],
-            ipv6: true,
-        });
+        let nat = vec![format!("-s {sub} -d {cidr} {t} -j ACCEPT"), format!("-s {sub} ! -d {cidr} {t} -j MASQUERADE")];
+        v.push(nat_chain(nat, true));
     }
     v
 }
@@ -294,23 +275,31 @@ impl Overlay6<'_> {
     }
 }
 
-impl Piece for Overlay6<'_> {
-    fn kind(&self) -> Kind {
-        Kind::Overlay6
-    }
+/// The planned side and what an earlier one left gather, parse and remove the same way.
+macro_rules! overlay6_piece {
+    ($t:ty) => {
+        impl Piece for $t {
+            fn kind(&self) -> Kind {
+                Kind::Overlay6
+            }
 
-    fn gather(&self) -> Vec<Stmt> {
-        gather_all()
-    }
+            fn gather(&self) -> Vec<Stmt> {
+                gather_all()
+            }
 
-    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        parse_all(s, facts)
-    }
+            fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
+                parse_all(s, facts)
+            }
 
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        teardown_chains(self.kind(), facts)
-    }
+            fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
+                teardown_chains(self.kind(), facts)
+            }
+        }
+    };
 }
+
+overlay6_piece!(Overlay6<'_>);
+overlay6_piece!(Remains);
 
 impl Component for Overlay6<'_> {
     /// ip6tables comes with iptables (Debian `iptables`, RPM `iptables-nft`); the tool list names the IPv4 ones.
@@ -340,24 +329,6 @@ impl Component for Overlay6<'_> {
 
     fn capabilities(&self) -> Capabilities<'_> {
         Capabilities::NONE
-    }
-}
-
-impl Piece for Remains {
-    fn kind(&self) -> Kind {
-        Kind::Overlay6
-    }
-
-    fn gather(&self) -> Vec<Stmt> {
-        gather_all()
-    }
-
-    fn parse(&self, s: &Sections, facts: &mut HostFacts) -> Result<(), FactsError> {
-        parse_all(s, facts)
-    }
-
-    fn teardown(&self, facts: &HostFacts) -> Vec<Step> {
-        teardown_chains(self.kind(), facts)
     }
 }
 

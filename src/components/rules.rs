@@ -55,15 +55,44 @@ pub enum Change {
     },
 }
 
-fn tag() -> String {
+pub(crate) fn tag() -> String {
     format!("-m comment --comment {}", names::RULE_TAG)
+}
+
+/// vxmesh's NAT chain in one family (`ipv6`: ip6tables), jumped to first from POSTROUTING.
+pub fn nat_chain(rules: Vec<String>, ipv6: bool) -> OwnedChain {
+    OwnedChain {
+        table: "nat",
+        parent: "POSTROUTING",
+        chain: names::NAT_CHAIN,
+        jump: format!("{} -j {}", tag(), names::NAT_CHAIN),
+        former_parents: vec![],
+        parent_at_runtime: false,
+        rules,
+        ipv6,
+    }
+}
+
+/// vxmesh's forwarding chain in one family, ahead of docker's rules: jumped to from docker's DOCKER-USER where
+/// docker manages that family (`docker_user`), else from FORWARD; `None`: unknown, and the script looks.
+pub fn forward_chain(rules: Vec<String>, docker_user: Option<bool>, ipv6: bool) -> OwnedChain {
+    let at_runtime = docker_user.is_none();
+    let docker_user = docker_user.unwrap_or(false);
+    OwnedChain {
+        table: "filter",
+        parent: if docker_user { DOCKER_USER } else { "FORWARD" },
+        chain: names::FORWARD_CHAIN,
+        jump: format!("{} -j {}", tag(), names::FORWARD_CHAIN),
+        former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
+        parent_at_runtime: at_runtime,
+        rules,
+        ipv6,
+    }
 }
 
 /// The NAT and forwarding chains. `docker_user`: whether docker manages iptables here (forwarding is then allowed
 /// from its DOCKER-USER chain); `None` when unknown, and the script looks.
 pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedChain> {
-    let at_runtime = docker_user.is_none();
-    let docker_user = docker_user.unwrap_or(false);
     let t = tag();
     let sub = node.subnet;
     let cidr = node.forward_accept;
@@ -71,36 +100,16 @@ pub fn routing_chains(node: &NodePlan, docker_user: Option<bool>) -> Vec<OwnedCh
     if let Some(n) = &node.nat {
         nat_rules.push(format!("-s {} ! -d {} {t} -j MASQUERADE", n.source, n.cluster));
     }
-    vec![
-        OwnedChain {
-            table: "nat",
-            parent: "POSTROUTING",
-            chain: names::NAT_CHAIN,
-            jump: format!("{t} -j {}", names::NAT_CHAIN),
-            former_parents: vec![],
-            parent_at_runtime: false,
-            rules: nat_rules,
-            ipv6: false,
-        },
-        OwnedChain {
-            table: "filter",
-            parent: if docker_user { DOCKER_USER } else { "FORWARD" },
-            chain: names::FORWARD_CHAIN,
-            jump: format!("{t} -j {}", names::FORWARD_CHAIN),
-            former_parents: if docker_user { vec!["FORWARD"] } else { vec![DOCKER_USER] },
-            parent_at_runtime: at_runtime,
-            rules: relay_rules(node)
-                .into_iter()
-                .chain(
-                    node.forward_exclude
-                        .iter()
-                        .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")]),
-                )
-                .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
-                .collect(),
-            ipv6: false,
-        },
-    ]
+    let forward_rules = relay_rules(node)
+        .into_iter()
+        .chain(
+            node.forward_exclude
+                .iter()
+                .flat_map(|e| [format!("-s {e} {t} -j RETURN"), format!("-d {e} {t} -j RETURN")]),
+        )
+        .chain([format!("-s {cidr} -d {cidr} {t} -j ACCEPT")])
+        .collect();
+    vec![nat_chain(nat_rules, false), forward_chain(forward_rules, docker_user, false)]
 }
 
 /// On a relay: WireGuard to WireGuard only between the pairs it relays for (two hosts behind NAT in different
