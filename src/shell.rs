@@ -100,6 +100,11 @@ pub fn data(v: impl std::fmt::Display) -> Word {
     Word::Data(v.to_string())
 }
 
+/// An address or network as one data word: as [`data`], without `core::fmt` (see [`crate::model::addr_text`]).
+pub fn addr(v: impl crate::model::addr_text::AddrText) -> Word {
+    Word::Data(v.text())
+}
+
 /// Words glued into one.
 pub fn join(parts: impl IntoIterator<Item = Word>) -> Word {
     Word::Join(parts.into_iter().collect())

@@ -16,9 +16,10 @@ use super::core::{
 };
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::addr_text::Shown;
 use crate::model::names::{self, IfName};
 use crate::plan::NodePlan;
-use crate::shell::{Cmd, Stmt, data, unless, when};
+use crate::shell::{Cmd, Stmt, addr, data, unless, when};
 
 const ZERO_MAC: &str = "00:00:00:00:00:00";
 
@@ -83,7 +84,7 @@ fn vxlan_dev() -> IfName {
 }
 
 fn fdb(op: &'static str, dst: IpAddr) -> Cmd {
-    cmd!["bridge", "fdb", op, ZERO_MAC, "dev", &vxlan_dev(), "dst", data(dst)]
+    cmd!["bridge", "fdb", op, ZERO_MAC, "dev", &vxlan_dev(), "dst", addr(dst)]
 }
 
 #[derive(Deserialize)]
@@ -255,7 +256,7 @@ impl Linux<'_> {
                 steps.push(
                     self.step(
                         Phase::Switch,
-                        format!("flood broadcasts to {} ({}) over {dev}", t.peer, t.remote_ip),
+                        format!("flood broadcasts to {} ({}) over {dev}", t.peer, Shown(t.remote_ip)),
                         Change::FloodTo { dev: dev.clone(), peer: t.peer.to_string(), dst: t.remote_ip },
                         vec![fdb("append", t.remote_ip).into()],
                     )

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::core::{Capabilities, Component, Concern, Ctx, Kind, Need, Phase, Piece, Step, need};
 use crate::facts::{FactsError, HostFacts, Iptables, Sections};
+use crate::model::addr_text::Shown;
 use crate::model::names;
 use crate::plan::NodePlan;
 use crate::shell::{Cmd, Stmt, Word};
@@ -133,7 +134,7 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
     let t = tag();
     let port = node.firewall.port;
     let mut rules: Vec<String> = match &node.firewall.wireguard {
-        None => node.firewall_peers().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect(),
+        None => node.firewall_peers().map(|p| format!("-s {}/32 {t} -j ACCEPT", Shown(p))).collect(),
         Some(g) => node.wireguard_mesh().map(|p| format!("-s {p}/32 -i {} {t} -j ACCEPT", g.device)).collect(),
     };
     rules.push(format!("{t} -j DROP"));
@@ -155,7 +156,7 @@ pub fn vxlan_chain(node: &NodePlan) -> OwnedChain {
 pub fn wireguard_chain(node: &NodePlan) -> Option<OwnedChain> {
     let g = node.firewall.wireguard.as_ref()?;
     let t = tag();
-    let mut rules: Vec<String> = node.firewall_peers().map(|p| format!("-s {p}/32 {t} -j ACCEPT")).collect();
+    let mut rules: Vec<String> = node.firewall_peers().map(|p| format!("-s {}/32 {t} -j ACCEPT", Shown(p))).collect();
     rules.push(format!("{t} -j {}", if node.firewall_open() { "ACCEPT" } else { "DROP" }));
     Some(OwnedChain {
         table: "filter",

@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::core::{Concern, Kind, Phase, Step};
 use crate::cmd;
 use crate::facts::HostFacts;
+use crate::model::addr_text::AddrText;
 use crate::model::names::IfName;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, Word, data};
@@ -59,7 +60,7 @@ pub fn route_steps(component: Kind, node: &NodePlan, facts: &HostFacts) -> Vec<S
     let have: std::collections::HashSet<(&str, &str)> =
         on_switch.iter().filter_map(|r| Some((r.dst.as_str(), r.gateway.as_deref()?))).collect();
     for t in node.tunnels() {
-        let (dst, via) = (t.peer_subnet.to_string(), t.peer_switch.to_string());
+        let (dst, via) = (t.peer_subnet.text(), t.peer_switch.text());
         if have.contains(&(dst.as_str(), via.as_str())) {
             continue;
         }
@@ -69,14 +70,14 @@ pub fn route_steps(component: Kind, node: &NodePlan, facts: &HostFacts) -> Vec<S
                 component,
                 format!("route {dst} ({}) via {via} on {br}", t.peer),
                 Change::Route { dev: br.clone(), subnet: t.peer_subnet, via: t.peer_switch, peer: t.peer.to_string() },
-                vec![cmd!["ip", "route", "replace", data(t.peer_subnet), "via", data(t.peer_switch), "dev", br].into()],
+                vec![cmd!["ip", "route", "replace", Word::Data(dst), "via", Word::Data(via), "dev", br].into()],
             )
             .concerning(Concern::Peer(t.peer.clone())),
         );
     }
     // Looked up in a set: a host of a 1,000-node mesh has 999 routes on sw0, each checked against 999 peers.
     let planned_routes: std::collections::HashSet<(String, String)> =
-        node.tunnels().map(|t| (t.peer_subnet.to_string(), t.peer_switch.to_string())).collect();
+        node.tunnels().map(|t| (t.peer_subnet.text(), t.peer_switch.text())).collect();
     for r in on_switch {
         let via = r.gateway.clone().unwrap_or_default();
         let planned = planned_routes.contains(&(r.dst.clone(), via.clone()));

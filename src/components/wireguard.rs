@@ -16,10 +16,11 @@ use super::core::{
 };
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::addr_text::{AddrText, Shown};
 use crate::model::inventory::VXLAN_OVERHEAD;
 use crate::model::names::{self, IfName};
 use crate::plan::{NodePlan, WireguardPeer, WireguardSpec};
-use crate::shell::{Cmd, Stmt, Var, Word, data, join, unless, when};
+use crate::shell::{Cmd, Stmt, Var, Word, addr, data, join, unless, when};
 
 /// The metric of the fail-closed route: above the interface's own route (metric 0), so it only ever answers
 /// when that one is gone. Also how vxmesh recognises its own guard routes.
@@ -285,7 +286,10 @@ fn wg_set(rest: impl IntoIterator<Item = Word>) -> Cmd {
 }
 
 fn allowed(address: Ipv4Addr) -> String {
-    format!("{address}/32")
+    let mut s = String::with_capacity(18);
+    address.push_text(&mut s);
+    s.push_str("/32");
+    s
 }
 
 /// Seconds between keepalives to every peer. Not for NAT: a host whose interface was re-created (wireguard-go
@@ -301,7 +305,7 @@ pub const KEEPALIVE: u16 = 25;
 fn peer_words(key: &str, p: &WireguardPeer) -> Vec<Word> {
     let mut w = vec!["peer".into(), data(key)];
     if let Some(e) = p.endpoint {
-        w.extend(["endpoint".into(), data(e)]);
+        w.extend(["endpoint".into(), addr(e)]);
     }
     w.extend(["allowed-ips".into(), data(allowed_ips(p).join(",")), "persistent-keepalive".into(), data(KEEPALIVE)]);
     w
@@ -429,7 +433,7 @@ impl Wireguard<'_> {
                 }
                 continue;
             };
-            let endpoint = p.endpoint.map(|e| e.to_string());
+            let endpoint = p.endpoint.map(|e| e.text());
             let (what, mut words) = match found {
                 None => ("add", vec![]),
                 Some(h) if h.public_key != *key => {
@@ -448,7 +452,7 @@ impl Wireguard<'_> {
             let via = if p.relayed.is_empty() { String::new() } else { format!(", relaying {}", p.relayed.len()) };
             steps.push(
                 step(
-                    format!("{what} WireGuard peer {} ({shown}, {}{via})", p.name, p.address),
+                    format!("{what} WireGuard peer {} ({shown}, {}{via})", p.name, Shown(p.address)),
                     Change::Peer {
                         peer: p.name.to_string(),
                         public_key: key.clone(),

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::model::addr_text::Shown;
 use crate::model::names;
 use crate::plan::NodePlan;
 use crate::shell::{Stmt, Word, join};
@@ -68,7 +69,7 @@ fn family_rule(ipv6: bool, parts: &[String]) -> String {
 /// spelling, as `--list-rich-rules` prints it). A source's own family wins: a rule is one family.
 pub fn accept_udp(source: Option<IpAddr>, port: u16, ipv6: bool) -> String {
     let ipv6 = source.map_or(ipv6, |s| s.is_ipv6());
-    let src = source.map(|s| format!("source address=\"{s}\""));
+    let src = source.map(|s| format!("source address=\"{}\"", Shown(s)));
     family_rule(
         ipv6,
         &[src, Some(format!("port port=\"{port}\" protocol=\"udp\" accept"))].into_iter().flatten().collect::<Vec<_>>(),

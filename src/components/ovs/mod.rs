@@ -14,10 +14,11 @@ use super::core::{
 };
 use crate::cmd;
 use crate::facts::{FactsError, HostFacts, Sections, mark};
+use crate::model::addr_text::Shown;
 use crate::model::inventory::Datapath;
 use crate::model::names::{self, IfName};
 use crate::plan::{NodePlan, TunnelSpec};
-use crate::shell::{Stmt, Word, data, join, when};
+use crate::shell::{Stmt, Word, addr, data, join, when};
 
 pub struct Ovs<'a> {
     pub node: &'a NodePlan,
@@ -154,10 +155,10 @@ impl Ovs<'_> {
             "interface".into(),
             (&t.port).into(),
             "type=vxlan".into(),
-            set("options:remote_ip=", t.remote_ip),
+            join([Word::Lit("options:remote_ip="), addr(t.remote_ip)]),
         ]
         .into_iter()
-        .chain(local_ip(n, t).map(|ip| set("options:local_ip=", ip)))
+        .chain(local_ip(n, t).map(|ip| join([Word::Lit("options:local_ip="), addr(ip)])))
         .chain([
             set("options:key=", n.vxlan.vni),
             set("options:dst_port=", n.vxlan.port),
@@ -167,7 +168,7 @@ impl Ovs<'_> {
         ])));
         cmds.push(ovs(["set".into(), "port".into(), (&t.port).into(), set("protected=", t.protected)]));
         let description = if repair.is_empty() {
-            format!("add tunnel {} to {} ({})", t.port, t.peer, t.remote_ip)
+            format!("add tunnel {} to {} ({})", t.port, t.peer, Shown(t.remote_ip))
         } else {
             format!("repair tunnel {} to {}: {}", t.port, t.peer, repair.join(", "))
         };
