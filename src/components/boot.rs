@@ -19,18 +19,56 @@ const UNIT_HASH: &str = "# vxmesh-unit-hash: ";
 
 /// FNV-1a, 64 bits: a stable fingerprint of a file's content, so facts can tell whether it is current.
 pub fn fingerprint(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
+    let mut h = Fnv::default();
+    h.add(text.as_bytes());
+    h.hex()
 }
 
-/// The boot script with its fingerprint as the second line (after the shebang).
-pub fn with_fingerprint(body: &str) -> String {
-    let (shebang, rest) = body.split_once('\n').unwrap_or((body, ""));
-    format!("{shebang}\n{SCRIPT_HASH}{}\n{rest}", fingerprint(body))
+/// [`fingerprint`] fed in pieces: as an `io::Write`, it hashes a serializer's output without holding it.
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn hex(&self) -> String {
+        format!("{:016x}", self.0)
+    }
+}
+
+impl std::io::Write for Fnv {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.add(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The boot script with its fingerprint as the second line (after the shebang); in place, as a 1,000-peer script
+/// is half a megabyte.
+pub fn with_fingerprint(mut body: String) -> String {
+    let line = format!("{SCRIPT_HASH}{}\n", fingerprint(&body));
+    match body.find('\n') {
+        Some(i) => body.insert_str(i + 1, &line),
+        None => {
+            body.push('\n');
+            body.push_str(&line);
+        }
+    }
+    body
 }
 
 pub fn unit() -> String {

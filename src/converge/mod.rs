@@ -74,7 +74,10 @@ pub const APPLIED_PATH: &str = names::APPLIED;
 
 /// The fingerprint of a node's plan (what `status` compares with the host's record).
 pub fn plan_fingerprint(node: &NodePlan) -> String {
-    components::boot::fingerprint(&serde_json::to_string(node).expect("plans serialize"))
+    // Hashed as it serializes: at 1,000 nodes the JSON of one node (its 999 peers) is a quarter of a megabyte.
+    let mut h = components::boot::Fnv::default();
+    serde_json::to_writer(&mut h, node).expect("plans serialize");
+    h.hex()
 }
 
 /// The last statement of every script that changes a host: the plan's fingerprint and the time, for `status`.
@@ -134,7 +137,7 @@ pub fn diff_with(comps: &HostComponents<'_>, facts: &HostFacts) -> Vec<Step> {
     // Without facts (offline plans, `render`) the boot script's own basis is these very facts: its steps are the
     // ones just made, and need not be made again.
     let script = if facts.is_empty() {
-        let at_boot: Vec<Step> = steps.iter().filter(|s| s.at_boot).cloned().collect();
+        let at_boot: Vec<&Step> = steps.iter().filter(|s| s.at_boot).collect();
         boot_script_of(node, &at_boot)
     } else {
         boot_script_with(comps, facts)
@@ -165,17 +168,22 @@ fn boot_script_with(comps: &HostComponents<'_>, facts: &HostFacts) -> String {
     let ctx = ctx(comps.node, &basis);
     let mut steps: Vec<Step> = comps.planned(&basis).flat_map(|c| c.boot_diff(&basis, &ctx)).collect();
     steps.sort_by_key(|s| s.phase);
-    boot_script_of(comps.node, &steps)
+    boot_script_of(comps.node, &steps.iter().collect::<Vec<&Step>>())
 }
 
 /// The boot script of `at_boot` steps, sorted by phase, with its fingerprint.
-fn boot_script_of(node: &NodePlan, at_boot: &[Step]) -> String {
-    components::boot::with_fingerprint(&script(node, at_boot))
+fn boot_script_of(node: &NodePlan, at_boot: &[&Step]) -> String {
+    components::boot::with_fingerprint(script_of(node, at_boot))
 }
 
 /// A POSIX shell script that applies `steps` to `node`; runnable by hand, and what `up` sends. Before each step
 /// it prints `### vxmesh-step N description` on stderr, so a failure names its step.
 pub fn script(node: &NodePlan, steps: &[Step]) -> String {
+    script_of(node, &steps.iter().collect::<Vec<&Step>>())
+}
+
+/// [`script`] of borrowed steps: the boot script is a subset of a diff's steps, not a copy of them.
+fn script_of(node: &NodePlan, steps: &[&Step]) -> String {
     let mut out = String::new();
     out.push_str("#!/bin/sh\n");
     let header = format!(
@@ -220,12 +228,12 @@ pub fn script(node: &NodePlan, steps: &[Step]) -> String {
 }
 
 /// Steps split so that neighbouring steps made only of batched commands (OVS) share one transaction.
-fn groups(steps: &[Step]) -> Vec<&[Step]> {
+fn groups<'a, 's>(steps: &'a [&'s Step]) -> Vec<&'a [&'s Step]> {
     let batch_only = |s: &Step| !s.commands.is_empty() && s.commands.iter().all(|c| matches!(c, Stmt::Batch { .. }));
-    let mut out: Vec<&[Step]> = vec![];
+    let mut out: Vec<&[&Step]> = vec![];
     let mut start = 0;
     for i in 1..=steps.len() {
-        let split = i == steps.len() || !(batch_only(&steps[i - 1]) && batch_only(&steps[i]));
+        let split = i == steps.len() || !(batch_only(steps[i - 1]) && batch_only(steps[i]));
         if split {
             out.push(&steps[start..i]);
             start = i;
