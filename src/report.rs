@@ -1,6 +1,6 @@
 //! Everything the commands print: tables, the verification matrix, the offline plan, and JSON.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
@@ -17,7 +17,9 @@ fn grid(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING).set_header(header.to_vec());
     // A terminal that reports no usable width (a pseudo-terminal of size 0) gets no wrapping at all.
-    match t.width().filter(|w| *w >= 40) {
+    // Only the columns count: a pseudo-terminal may report 0 rows and still a width.
+    let width = std::io::stdout().is_terminal().then(|| rustix::termios::tcgetwinsize(std::io::stdout()).ok());
+    match width.flatten().map(|w| w.ws_col).filter(|w| *w >= 40) {
         Some(w) => t.set_width(w).set_content_arrangement(comfy_table::ContentArrangement::Dynamic),
         None => t.set_content_arrangement(comfy_table::ContentArrangement::Disabled),
     };
