@@ -57,18 +57,25 @@ impl std::io::Write for Fnv {
     }
 }
 
-/// The boot script with its fingerprint as the second line (after the shebang); in place, as a 1,000-peer script
-/// is half a megabyte.
-pub fn with_fingerprint(mut body: String) -> String {
-    let line = format!("{SCRIPT_HASH}{}\n", fingerprint(&body));
-    match body.find('\n') {
-        Some(i) => body.insert_str(i + 1, &line),
-        None => {
+/// `body` with its fingerprint on a line of its own, after `tag`: second after a shebang, else first. In place, as
+/// a 1,000-peer boot script is half a megabyte. Every file vxmesh writes for the facts to check is stamped so.
+pub fn stamped(mut body: String, tag: &str) -> String {
+    let line = format!("{tag}{}\n", fingerprint(&body));
+    let at = match body.find('\n') {
+        Some(i) if body.starts_with("#!") => i + 1,
+        None if body.starts_with("#!") => {
             body.push('\n');
-            body.push_str(&line);
+            body.len()
         }
-    }
+        _ => 0,
+    };
+    body.insert_str(at, &line);
     body
+}
+
+/// The boot script with its fingerprint as the second line (after the shebang).
+pub fn with_fingerprint(body: String) -> String {
+    stamped(body, SCRIPT_HASH)
 }
 
 pub fn unit() -> String {
@@ -78,7 +85,7 @@ pub fn unit() -> String {
          Wants=network-online.target\n\n[Service]\nType=oneshot\nExecStart=/bin/sh {SCRIPT_PATH}\nRemainAfterExit=yes\n\n\
          [Install]\nWantedBy=multi-user.target\n"
     );
-    format!("{UNIT_HASH}{}\n{body}", fingerprint(&body))
+    stamped(body, UNIT_HASH)
 }
 
 /// The fingerprints written into the files, as the facts script reports them.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::Spec;
-use crate::components::boot::fingerprint;
+use crate::components::boot::stamped;
 use crate::model::names;
 use crate::shell::{self, Stmt, Word};
 
@@ -12,14 +12,8 @@ use crate::shell::{self, Stmt, Word};
 pub const HASH: &str = "# vxmesh-dns-hash: ";
 
 /// `body` with its fingerprint line first (second, after a shebang).
-fn with_hash(body: &str) -> String {
-    match body.strip_prefix("#!") {
-        Some(_) => {
-            let (shebang, rest) = body.split_once('\n').unwrap_or((body, ""));
-            format!("{shebang}\n{HASH}{}\n{rest}", fingerprint(body))
-        }
-        None => format!("{HASH}{}\n{body}", fingerprint(body)),
-    }
+fn with_hash(body: String) -> String {
+    stamped(body, HASH)
 }
 
 /// The fingerprint written into a rendered file.
@@ -67,7 +61,7 @@ pub fn dnsmasq_conf(spec: &Spec) -> String {
         domain = spec.domain,
         reverse = spec.reverse.iter().map(|z| format!("local=/{z}/\n")).collect::<String>(),
     );
-    with_hash(&body)
+    with_hash(body)
 }
 
 pub fn server_unit() -> String {
@@ -80,7 +74,7 @@ pub fn server_unit() -> String {
         run = names::DNS_RUN_DIR,
         conf = names::DNS_CONFIG,
     );
-    with_hash(&body)
+    with_hash(body)
 }
 
 pub fn watch_unit() -> String {
@@ -92,7 +86,7 @@ pub fn watch_unit() -> String {
         server = names::DNS_UNIT,
         script = names::DNS_WATCHER,
     );
-    with_hash(&body)
+    with_hash(body)
 }
 
 /// The Go template `docker inspect` prints each container with: its short id and address on the mesh's network
@@ -119,7 +113,7 @@ pub fn watcher(spec: &Spec) -> String {
         set("format", inspect_format(&spec.network)),
     ];
     let body = format!("#!/bin/sh\n{}{WATCHER_BODY}", shell::render(&head, 0));
-    with_hash(&body)
+    with_hash(body)
 }
 
 /// Fixed text: everything from outside reaches it through the variables set above it, always double-quoted.
@@ -288,9 +282,9 @@ mod tests {
 
     #[test]
     fn fingerprints_follow_the_content() {
-        let a = with_hash("#!/bin/sh\necho a\n");
+        let a = with_hash("#!/bin/sh\necho a\n".into());
         assert!(a.starts_with("#!/bin/sh\n# vxmesh-dns-hash: "), "{a}");
-        assert_ne!(hash_of(&a), hash_of(&with_hash("#!/bin/sh\necho b\n")));
-        assert_eq!(hash_of(&with_hash("x\n")).map(str::len), Some(16));
+        assert_ne!(hash_of(&a), hash_of(&with_hash("#!/bin/sh\necho b\n".into())));
+        assert_eq!(hash_of(&with_hash("x\n".into())).map(str::len), Some(16));
     }
 }
