@@ -66,6 +66,11 @@ fn set(key: &'static str, value: impl std::fmt::Display) -> Word {
     join([Word::Lit(key), data(value)])
 }
 
+/// [`set`] of an address, written without `core::fmt` (one per tunnel: see [`crate::model::addr_text`]).
+fn set_addr(key: &'static str, value: impl crate::model::addr_text::AddrText) -> Word {
+    join([Word::Lit(key), addr(value)])
+}
+
 impl Ovs<'_> {
     /// Peers BFD cannot watch (kernel-backend hosts): `status` pings their switch addresses instead.
     fn no_bfd_peers(&self) -> Vec<std::net::Ipv4Addr> {
@@ -155,10 +160,10 @@ impl Ovs<'_> {
             "interface".into(),
             (&t.port).into(),
             "type=vxlan".into(),
-            join([Word::Lit("options:remote_ip="), addr(t.remote_ip)]),
+            set_addr("options:remote_ip=", t.remote_ip),
         ]
         .into_iter()
-        .chain(local_ip(n, t).map(|ip| join([Word::Lit("options:local_ip="), addr(ip)])))
+        .chain(local_ip(n, t).map(|ip| set_addr("options:local_ip=", ip)))
         .chain([
             set("options:key=", n.vxlan.vni),
             set("options:dst_port=", n.vxlan.port),
